@@ -1,0 +1,92 @@
+"""Facts: the live state of every resource of one host, gathered by one script in one round trip.
+
+The script is generated from the resources (every value quoted), runs `stat` once and
+`sha256sum` once over all paths (fed NUL-separated through xargs, so no argument limit
+and no per-file process), and evaluates command guards. Output is NUL-separated records:
+
+    S <path> <type> <mode> <owner> <group> <size>     from stat
+    H <hash>  <path>                                  from sha256sum -z
+    C <index> creates|unless <value>                  from command guards
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from providers.hosts.model import Desired, host_path, q
+from providers.hosts.resources.command import env_prefix
+from specs.hoststate import CommandResource, FileResource
+
+_SECTION = "@@recon-facts@@"
+_TYPES = {"regular file": "file", "regular empty file": "file", "directory": "directory",
+          "symbolic link": "symlink"}
+
+
+def script(items: Sequence[Desired]) -> str:
+    paths = [d.path for d in items if not isinstance(d.res, CommandResource)]
+    files = [d.path for d in items if isinstance(d.res, FileResource)]
+    lines = ["LC_ALL=C; export LC_ALL", f"printf '%s\\0' {_SECTION}stat"]
+    if paths:
+        lines.append(_feed(paths) + " | xargs -0r stat --printf '%n\\0%F\\0%a\\0%U\\0%G\\0%s\\0' -- 2>/dev/null")
+    lines.append(f"printf '%s\\0' {_SECTION}hash")
+    if files:
+        lines.append(_feed(files) + " | xargs -0r sha256sum -z -- 2>/dev/null")
+    lines.append(f"printf '%s\\0' {_SECTION}cmd")
+    for i, d in enumerate(items):
+        res = d.res
+        if not isinstance(res, CommandResource):
+            continue
+        if res.creates is not None:
+            created = q(host_path(d.host, res.creates))
+            lines.append(f"if [ -e {created} ]; then printf '%s\\0' {i} creates 1; fi")
+        if res.unless is not None:
+            lines.append(f"({env_prefix(d)}sh -c {q(res.unless)}) </dev/null >/dev/null 2>&1; "
+                         f"printf '%s\\0' {i} unless $?")
+    lines.append("exit 0")
+    return "\n".join(lines) + "\n"
+
+
+def _feed(paths: Sequence[str]) -> str:
+    return "printf '%s\\0' " + " ".join(q(p) for p in paths)
+
+
+def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
+    """The live state of each item, in order: None when a path does not exist."""
+    fields = out.decode("utf-8", "surrogateescape").split("\0")
+    sections: dict[str, list[str]] = {}
+    current = None
+    for f in fields:
+        if f.startswith(_SECTION):
+            current = f[len(_SECTION):]
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(f)
+    if set(sections) != {"stat", "hash", "cmd"}:
+        raise ValueError("the fact script's output is incomplete")
+    stats: dict[str, dict[str, Any]] = {}
+    s = sections["stat"]
+    for i in range(0, len(s) - 5, 6):
+        path, ftype, mode, owner, group, size = s[i:i + 6]
+        stats[path] = {"type": _TYPES.get(ftype, ftype), "mode": mode.rjust(4, "0"), "owner": owner,
+                       "group": group, "size": int(size)}
+    for rec in sections["hash"]:
+        if rec:
+            digest, _, path = rec.partition("  ")
+            if path in stats:
+                stats[path]["sha256"] = digest
+    guards: dict[int, dict[str, Any]] = {}
+    c = sections["cmd"]
+    for i in range(0, len(c) - 2, 3):
+        guards.setdefault(int(c[i]), {})[c[i + 1]] = int(c[i + 2])
+    live: list[dict[str, Any] | None] = []
+    for i, d in enumerate(items):
+        if isinstance(d.res, CommandResource):
+            g = guards.get(i, {})
+            live.append({"creates": bool(g.get("creates"))} | ({"unless": g["unless"]} if "unless" in g else {}))
+        else:
+            st = stats.get(d.path)
+            if st is not None and st["type"] != "file":
+                st = {k: v for k, v in st.items() if k != "size"}
+            live.append(st)
+    return live

@@ -1,0 +1,53 @@
+"""The desired state of one host resource, as the host provider plans and applies it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from specs.hoststate import CommandResource, DirectoryResource, FileResource
+
+AnyResource = FileResource | DirectoryResource | CommandResource
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    name: str
+    connection: str
+    root: str | None  # local only: a directory standing for '/'
+
+
+@dataclass(frozen=True)
+class Desired:
+    res: AnyResource
+    host: HostInfo
+    key: str  # 'type:key' inside the HostState, as notify refers to it
+    content: bytes | None = None  # files: the bytes they must hold
+    notified_by: tuple[str, ...] = ()  # commands: keys of the resources that notify it
+
+    @property
+    def path(self) -> str:
+        """Where the resource lives on the host (below the host's root, if it has one)."""
+        path = getattr(self.res, "path", None) or getattr(self.res, "creates", None) or ""
+        return host_path(self.host, path)
+
+    def digest(self) -> str:
+        data: dict[str, Any] = self.res.model_dump(exclude={"content"})
+        data["root"] = self.host.root
+        if self.content is not None:
+            data["sha256"] = hashlib.sha256(self.content).hexdigest()
+        data["notified_by"] = list(self.notified_by)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def host_path(host: HostInfo, path: str) -> str:
+    if not path or host.root is None:
+        return path
+    return host.root.rstrip("/") + path
+
+
+def q(text: str) -> str:
+    """Quote one word for sh."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"

@@ -1,0 +1,170 @@
+"""The host provider: HostState resources on the hosts of a HostGroup.
+
+Per host: one fact script for all its resources (one round trip), one change script for
+all its changes (one round trip, steps reported as they finish); hosts run in parallel.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from providers.hosts import facts
+from providers.hosts.model import Desired, HostInfo
+from providers.hosts.resources import MODULES, command
+from providers.hosts.transport import LocalTransport, Transport
+from reconciler.context import Context
+from reconciler.errors import TransportError
+from reconciler.plan import Change, fingerprint
+from reconciler.project import Project, Spec
+from reconciler.provider import Instance, Live, Result
+from specs.hostgroup import HostGroupSpec, expand_vars
+from specs.hoststate import CommandResource, FileResource, HostStateSpec, source_path
+
+
+class HostProvider:
+    kinds = ("HostState",)
+
+    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+        body = spec.body
+        assert isinstance(body, HostStateSpec)
+        group = project.specs[f"HostGroup/{body.group}"]
+        assert isinstance(group.body, HostGroupSpec)
+        base = Path(group.doc.file).parent
+        notifiers: dict[str, list[str]] = {}
+        for res in body.resources:
+            for target in res.notify:
+                notifiers.setdefault(target, []).append(f"{res.type}:{res.key()}")
+        out = []
+        for host in group.body.hosts:
+            root = None
+            if host.root is not None:
+                root = str((base / expand_vars(host.root)).resolve())
+            info = HostInfo(host.name, host.connection or group.body.connection, root)
+            for res in body.resources:
+                key = f"{res.type}:{res.key()}"
+                content = None
+                if isinstance(res, FileResource) and res.state == "present":
+                    content = (res.content.encode() if res.content is not None
+                               else source_path(spec.doc, res.source or "").read_bytes())
+                by = tuple(notifiers.get(res.key(), ())) if isinstance(res, CommandResource) else ()
+                desired = Desired(res, info, key, content, by)
+                out.append(Instance(f"{spec.address}/{key}", host.name, spec.address, res.type, desired,
+                                    desired.digest()))
+        return out
+
+    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
+        by_host = _by_target(instances)
+
+        def one(target: str) -> dict[str, Live]:
+            items = by_host[target]
+            ctx.reporter.event("read", target, f"{len(items)} resources")
+            transport = _transport(items[0].desired.host)
+            try:
+                done = transport.run(facts.script([i.desired for i in items]))
+            finally:
+                transport.close()
+            if done.rc != 0:
+                raise TransportError(f"{target}: reading facts failed: {_tail(done.stderr)}")
+            try:
+                live = facts.parse([i.desired for i in items], done.stdout)
+            except ValueError as exc:
+                raise TransportError(f"{target}: {exc}: {_tail(done.stderr)}") from None
+            return {i.id: state for i, state in zip(items, live, strict=True)}
+
+        out: dict[str, Live] = {}
+        with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(by_host)))) as pool:
+            for got in pool.map(one, list(by_host)):
+                out.update(got)
+        return out
+
+    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]:
+        changed: dict[str, bool] = {}
+        out = []
+        for inst in instances:
+            desired: Desired = inst.desired
+            state = live.get(inst.id)
+            module = MODULES[inst.resource]
+            if isinstance(desired.res, CommandResource):
+                action, reason, fields = command.diff(desired, state, changed)
+            else:
+                action, reason, fields = module.diff(desired, state)
+            changed[desired.key] = action != "noop"
+            out.append(Change(inst.address, inst.target, inst.spec, inst.resource, action, reason,
+                              tuple(fields), fingerprint(state), inst.desired_digest))
+        return out
+
+    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+        mark = "@@recon-" + secrets.token_hex(8)
+        script = _change_script(steps, mark)
+        started = time.monotonic()
+        reported: dict[int, Result] = {}
+        last = [started]
+
+        def on_line(line: bytes) -> None:
+            parts = line.decode("utf-8", "replace").split()
+            if len(parts) >= 3 and parts[0] == mark:
+                i, rc = int(parts[1]), int(parts[2])
+                detail = base64.b64decode(parts[3]).decode("utf-8", "replace") if len(parts) > 3 else ""
+                now = time.monotonic()
+                change = steps[i][1]
+                ok = rc == 0
+                msg = "" if ok else f"exit {rc}: {_tail(detail.encode())}"
+                reported[i] = Result(change.id, ok, msg, now - last[0])
+                last[0] = now
+                ctx.reporter.event("done" if ok else "failed", target, change.id)
+
+        transport = _transport(steps[0][0].desired.host)
+        try:
+            done = transport.run(script, on_line)
+        finally:
+            transport.close()
+        for i, (_, change) in enumerate(steps):
+            if i in reported:
+                yield reported[i]
+            elif any(not r.ok for r in reported.values()):
+                yield Result(change.id, False, "skipped: an earlier step on this host failed")
+            else:
+                yield Result(change.id, False, f"not run: the change script ended early: {_tail(done.stderr)}")
+
+
+def _change_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
+    """One script for all changes of a host: each step a function, reported as `MARK i rc base64(output)`.
+
+    The first failing step stops the script, so later steps never act on a half-changed host.
+    """
+    lines = ["LC_ALL=C; export LC_ALL", "umask 022"]
+    for i, (inst, change) in enumerate(steps):
+        module = MODULES[inst.resource]
+        body = module.script(inst.desired, change.action, list(change.fields))
+        lines += [f"step_{i}() {{", "set -e", body, "}"]
+    for i in range(len(steps)):
+        lines += [
+            f"out=$(step_{i} 2>&1); rc=$?",
+            f"printf '%s %s %s ' {mark} {i} \"$rc\"; printf '%s' \"$out\" | tail -c 2000 | base64 -w0; echo",
+            '[ "$rc" -eq 0 ] || exit 0',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _by_target(instances: Sequence[Instance]) -> dict[str, list[Instance]]:
+    out: dict[str, list[Instance]] = {}
+    for inst in instances:
+        out.setdefault(inst.target, []).append(inst)
+    return out
+
+
+def _transport(host: HostInfo) -> Transport:
+    if host.connection == "local":
+        return LocalTransport()
+    raise TransportError(f"{host.name}: connection {host.connection!r} is not supported")
+
+
+def _tail(data: bytes, limit: int = 400) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    text = " | ".join(line for line in text.splitlines() if line.strip())
+    return text if len(text) <= limit else "…" + text[-limit:]

@@ -1,0 +1,5 @@
+"""One module per host resource type: a pure `diff` and the shell `script` that applies a change."""
+
+from providers.hosts.resources import command, directory, file
+
+MODULES = {"file": file, "directory": directory, "command": command}

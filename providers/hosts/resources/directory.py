@@ -1,0 +1,48 @@
+"""directory: a directory with given mode and ownership (parents are created as needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from providers.hosts.model import Desired, q
+from providers.hosts.resources.common import attr_changes, attr_script, type_name
+from reconciler.plan import Action, FieldChange
+from specs.hoststate import DirectoryResource
+
+
+def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+    res = desired.res
+    assert isinstance(res, DirectoryResource)
+    path = res.path
+    kind = type_name(live)
+    if res.state == "absent":
+        if kind == "missing":
+            return "noop", f"directory {path} is absent", []
+        return "delete", f"{path} exists and must be absent (removed with all it holds)", [
+            FieldChange("state", "present", "absent")
+        ]
+    if kind == "missing":
+        return "create", f"directory {path} does not exist", [
+            FieldChange("state", "absent", "present"), *attr_changes(desired, None)
+        ]
+    if kind != "directory":
+        return "replace", f"{path} is a {kind}, not a directory", [
+            FieldChange("type", kind, "directory"), *attr_changes(desired, None)
+        ]
+    fields = attr_changes(desired, live)
+    if not fields:
+        return "noop", f"directory {path} is up to date", []
+    return "update", f"directory {path} differs in {', '.join(f.path for f in fields)}", fields
+
+
+def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+    path = q(desired.path)
+    if action == "delete":
+        return f"rm -rf -- {path}"
+    lines = []
+    if action == "replace":
+        lines.append(f"rm -f -- {path}")
+    if action in ("create", "replace"):
+        lines.append(f"mkdir -p -- {path}")
+    lines += attr_script(desired, path, [f for f in fields if f.path in ("mode", "owner", "group")])
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""file: a regular file with given content, mode and ownership."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from providers.hosts.model import Desired, q
+from providers.hosts.resources.common import attr_changes, attr_script, type_name
+from reconciler.plan import Action, FieldChange
+from specs.hoststate import FileResource
+
+SENSITIVE = "(sensitive)"
+
+
+def describe(sha256: str | None, size: int | None, sensitive: bool) -> str | None:
+    if sha256 is None:
+        return None
+    if sensitive:
+        return SENSITIVE
+    return f"sha256:{sha256[:12]} ({size} bytes)"
+
+
+def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+    res = desired.res
+    assert isinstance(res, FileResource)
+    path = res.path
+    kind = type_name(live)
+    if res.state == "absent":
+        if kind == "missing":
+            return "noop", f"file {path} is absent", []
+        return "delete", f"file {path} exists and must be absent", [FieldChange("state", "present", "absent")]
+    assert desired.content is not None
+    sensitive = res.sensitive
+    want_sha = hashlib.sha256(desired.content).hexdigest()
+    after = describe(want_sha, len(desired.content), sensitive)
+    if kind == "missing":
+        return "create", f"file {path} does not exist", [
+            FieldChange("content", None, after), *attr_changes(desired, None)
+        ]
+    assert live is not None
+    if kind != "file":
+        return "replace", f"{path} is a {kind}, not a file", [
+            FieldChange("type", kind, "file"), FieldChange("content", None, after), *attr_changes(desired, None)
+        ]
+    fields = []
+    if live.get("sha256") != want_sha:
+        fields.append(FieldChange("content", describe(live.get("sha256"), live.get("size"), sensitive), after))
+    fields += attr_changes(desired, live)
+    if not fields:
+        return "noop", f"file {path} is up to date", []
+    return "update", f"file {path} differs in {', '.join(f.path for f in fields)}", fields
+
+
+def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+    path = q(desired.path)
+    if action == "delete":
+        return f"rm -f -- {path}"
+    names = {f.path for f in fields}
+    lines = []
+    if action == "replace":
+        lines.append(f"rm -rf -- {path}")
+    if action in ("create", "replace") or "content" in names:
+        assert desired.content is not None
+        tmp = q(desired.path + ".recon-tmp")
+        payload = base64.encodebytes(desired.content).decode()
+        lines += [
+            f'mkdir -p -- "$(dirname -- {path})"',
+            f"base64 -d > {tmp} <<'RECON_EOF'\n{payload}RECON_EOF",
+            f"if [ -e {path} ]; then chmod --reference={path} -- {tmp}; "
+            f"chown --reference={path} -- {tmp} 2>/dev/null || true; fi",
+        ]
+        attrs = attr_changes(desired, None)
+        lines += attr_script(desired, tmp, attrs)
+        lines.append(f"mv -f -- {tmp} {path}")
+    else:
+        lines += attr_script(desired, path, fields)
+    return "\n".join(lines)

@@ -1,0 +1,3 @@
+"""recon: a declarative GitOps reconciler."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,287 @@
+"""The command line. `program` does the work; `main` maps every known failure to one sentence
+and an exit code (0 clean, 1 error, 2 changes pending, 3 refused). Library code never prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from reconciler import __version__
+from reconciler.errors import ExitCode, ReconError, RefusedError, SpecError, StalePlanError, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from reconciler.plan import Plan
+    from reconciler.project import Project
+
+app = typer.Typer(
+    name="recon",
+    help="recon: plan and apply the state your YAML specs describe.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+Paths = Annotated[list[str] | None, typer.Argument(help="Spec files or directories (default: specs/).")]
+Target = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only resources matching ADDR (repeatable).")]
+Exclude = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out resources matching ADDR.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")]
+StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal.")]
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _paths(paths: list[str] | None) -> list[str]:
+    return list(paths) if paths else ["specs"]
+
+
+def _load(paths: list[str]) -> Project:
+    from reconciler.project import load_project
+
+    return load_project(paths)
+
+
+def _context(console: Console | None = None) -> Any:
+    from reconciler.context import Context
+    from reconciler.render.progress import make_reporter
+
+    return Context(reporter=make_reporter(console or _console(stderr=True)))
+
+
+@app.command()
+def validate(paths: Paths = None) -> int:
+    """Check the specs without reading any live state."""
+    project = _load(_paths(paths))
+    kinds: dict[str, int] = {}
+    for spec in project.specs.values():
+        kinds[spec.kind] = kinds.get(spec.kind, 0) + 1
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    _console().print(f"[green]Valid:[/green] {len(project.specs)} specs in {len(project.files)} files ({detail}).")
+    return ExitCode.OK
+
+
+@app.command()
+def plan(
+    paths: Paths = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Save the plan to this JSON file.")] = None,
+    as_json: JsonOut = False,
+    target: Target = None,
+    exclude: Exclude = None,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes (0 when none).")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list unchanged resources.")] = False,
+) -> int:
+    """Read the live state, diff it against the specs, and show what apply would do."""
+    from reconciler.planner import make_plan
+    from reconciler.render.text import plan_lines
+
+    spec_paths = _paths(paths)
+    project = _load(spec_paths)
+    the_plan = make_plan(project, _context(), spec_paths, target or [], exclude or [])
+    if out is not None:
+        _write_plan(the_plan, out)
+    if as_json:
+        sys.stdout.write(json.dumps(the_plan.to_json(), indent=2) + "\n")
+    else:
+        console = _console()
+        for line in plan_lines(the_plan, verbose):
+            console.print(line)
+        if out is not None:
+            console.print(f"Saved to {out}. Apply exactly this plan with: recon apply {out}")
+    if detailed_exitcode and the_plan.pending:
+        return ExitCode.CHANGES
+    return ExitCode.OK
+
+
+@app.command()
+def apply(
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="A saved plan (plan.json), or spec files or directories.")
+    ] = None,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
+    target: Target = None,
+    exclude: Exclude = None,
+    state_dir: StateDir = Path(".recon"),
+) -> int:
+    """Carry out a saved plan, or plan and apply after confirmation."""
+    from reconciler import executor
+    from reconciler.journal import Journal
+    from reconciler.planner import make_plan
+    from reconciler.render.text import plan_lines, report_lines
+
+    console = _console()
+    saved = _saved_plan(paths or [])
+    if saved is not None:
+        if target or exclude:
+            raise UsageError("--target and --exclude go with `recon plan`; a saved plan already holds its selection")
+        the_plan = _read_plan(saved)
+        project = _load(list(the_plan.paths))
+    else:
+        spec_paths = _paths(paths)
+        project = _load(spec_paths)
+        the_plan = make_plan(project, _context(), spec_paths, target or [], exclude or [])
+        for line in plan_lines(the_plan):
+            console.print(line)
+    if not the_plan.pending:
+        if saved is not None:
+            console.print(f"Plan {the_plan.plan_id} has no changes. Nothing to do.")
+        return ExitCode.OK
+    if saved is None and not auto_approve:
+        _confirm(console, the_plan.plan_id)
+    journal = Journal(state_dir, the_plan.plan_id)
+    try:
+        report = executor.apply(the_plan, project, _context(console), journal)
+        journal.write("end", ok=len(report.succeeded), failed=len(report.failed))
+    finally:
+        journal.close()
+    for line in report_lines(report):
+        console.print(line)
+    return ExitCode.ERROR if report.failed else ExitCode.OK
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(help="A plan saved with `recon plan --out`.")],
+    as_json: JsonOut = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list unchanged resources.")] = False,
+) -> int:
+    """Show a saved plan."""
+    from reconciler.render.text import plan_lines
+
+    the_plan = _read_plan(plan_file)
+    if as_json:
+        sys.stdout.write(json.dumps(the_plan.to_json(), indent=2) + "\n")
+    else:
+        console = _console()
+        for line in plan_lines(the_plan, verbose):
+            console.print(line)
+    return ExitCode.OK
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> int:
+    """Print the JSON Schema of every spec kind (for editors: yaml-language-server)."""
+    from reconciler.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+    return ExitCode.OK
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        print(f"recon {__version__}")
+        raise typer.Exit(0)
+
+
+def _saved_plan(args: list[str]) -> Path | None:
+    if len(args) == 1 and args[0].endswith(".json"):
+        return Path(args[0])
+    return None
+
+
+def _read_plan(path: Path) -> Plan:
+    from reconciler.plan import Plan
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such plan file; make one with `recon plan --out {path}`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the plan: {exc}") from None
+    return Plan.from_json(data, str(path))
+
+
+def _write_plan(the_plan: Plan, out: Path) -> None:
+    try:
+        out.write_text(json.dumps(the_plan.to_json(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write the plan: {exc.strerror}") from None
+
+
+def _confirm(console: Console, plan_id: str) -> None:
+    if not sys.stdin.isatty():
+        raise RefusedError(
+            "apply needs a confirmation and there is no terminal to ask on; "
+            "re-run with --auto-approve, or save a plan with `recon plan --out plan.json` and apply that"
+        )
+    console.print(f"\nApply plan {plan_id}? Only 'yes' will be accepted.")
+    answer = console.input("  Enter a value: ")
+    if answer.strip() != "yes":
+        raise RefusedError("apply cancelled: the answer was not 'yes'")
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code; every known failure is one message on stderr."""
+    # the argument parser's own errors, found through typer's public names (typer vendors click)
+    usage_error: type[Exception] = next(
+        c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+    )
+    err = _console(stderr=True)
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="recon", standalone_mode=False)
+        return int(result or 0)
+    except SpecError as exc:
+        for d in exc.diagnostics:
+            err.print(_diag(d.render()))
+        err.print(f"[red]error:[/red] {exc}")
+        return ExitCode.ERROR
+    except StalePlanError as exc:
+        err.print("[red]error:[/red] the saved plan is stale; nothing was applied:")
+        for p in exc.problems:
+            err.print(f"  - {_esc(p)}")
+        err.print(f"Make a new plan: {_esc(exc.replan)}")
+        return ExitCode.ERROR
+    except ReconError as exc:
+        err.print(f"[red]error:[/red] {_esc(str(exc))}")
+        return int(exc.exit_code)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except usage_error as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return ExitCode.ERROR
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("[red]interrupted[/red]")
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug in recon: one sentence, the traceback only on request
+        if os.environ.get("RECON_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {_esc(str(exc))}")
+        err.print("This is a bug in recon; run again with RECON_DEBUG=1 for the traceback and report it.")
+        return ExitCode.ERROR
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _diag(text: str) -> str:
+    head, _, rest = text.partition("\n")
+    return f"[red]{_esc(head)}[/red]" + (f"\n[dim]{_esc(rest)}[/dim]" if rest else "")

@@ -1,0 +1,171 @@
+"""Apply a plan: check it is still true, then carry it out wave by wave, targets in parallel.
+
+- Before anything changes, every resource to change is re-read; a moved fingerprint or a
+  changed spec refuses the whole plan (StalePlanError), naming each stale resource.
+- Waves follow `dependsOn`; within a wave each target (host) gets its changes in order, in
+  one provider call; targets run in parallel. A failure stops that target's later steps and
+  skips every spec that depends on the failed one.
+- Each wave re-reads its targets just before applying (an earlier wave may have moved them).
+- After applying, the changed resources are read once more and diffed: a change that did
+  not converge is reported as failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from reconciler import planner
+from reconciler.context import Context
+from reconciler.errors import ReconError, StalePlanError
+from reconciler.journal import Journal
+from reconciler.plan import Change, Plan
+from reconciler.project import Project
+from reconciler.provider import Instance, Provider, Result
+
+
+@dataclass
+class ApplyReport:
+    results: list[Result] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[Result]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def succeeded(self) -> list[Result]:
+        return [r for r in self.results if r.ok]
+
+
+Step = tuple[Provider, Instance, Change]
+
+
+def replan_command(plan: Plan) -> str:
+    paths = " ".join(plan.paths)
+    return f"recon plan {paths} --out plan.json"
+
+
+def resolve(plan: Plan, project: Project) -> list[Step]:
+    """The steps of the plan's changes, or StalePlanError if the specs moved since the plan."""
+    problems = []
+    for addr, digest in plan.specs.items():
+        spec = project.specs.get(addr)
+        if spec is None:
+            problems.append(f"{addr}: the spec is gone")
+        elif spec.doc.digest != digest:
+            problems.append(f"{addr}: the spec changed ({spec.doc.file})")
+    for addr in project.specs:
+        if addr not in plan.specs:
+            problems.append(f"{addr}: a new spec since the plan")
+    by_id = {inst.id: (prov, inst) for prov, inst in planner.expand(project)}
+    steps: list[Step] = []
+    for change in plan.pending:
+        found = by_id.get(change.id)
+        if found is None:
+            problems.append(f"{change.id}: no longer in the specs")
+        elif found[1].desired_digest != change.desired:
+            problems.append(f"{change.id}: its desired state changed (e.g. a source file)")
+        else:
+            steps.append((found[0], found[1], change))
+    if problems:
+        raise StalePlanError(problems, replan_command(plan))
+    return steps
+
+
+def stale(steps: Sequence[Step], ctx: Context) -> dict[str, str]:
+    """Change id -> what moved, for every step whose live state is no longer what was planned against."""
+    live = planner.read_live([(p, i) for p, i, _ in steps], ctx)
+    fresh = {c.id: c for c in planner.diff_all([(p, i) for p, i, _ in steps], live)}
+    out = {}
+    for _, inst, change in steps:
+        now = fresh[inst.id]
+        if now.fingerprint != change.fingerprint:
+            out[change.id] = f"live state moved since the plan (now: {now.action}, {now.reason})"
+    return out
+
+
+def apply(plan: Plan, project: Project, ctx: Context, journal: Journal) -> ApplyReport:
+    started = time.monotonic()
+    steps = resolve(plan, project)
+    report = ApplyReport()
+    if not steps:
+        return report
+    moved = stale(steps, ctx)
+    if moved:
+        problems = [f"{cid}: {why}" for cid, why in moved.items()]
+        journal.write("refused", reason="stale plan", problems=problems)
+        raise StalePlanError(problems, replan_command(plan))
+    failed_specs: set[str] = set()
+    first = True
+    for wave in plan.order:
+        in_wave = [s for s in steps if s[2].spec in wave]
+        if not in_wave:
+            continue
+        blocked = planner.downstream(project, failed_specs)
+        runnable = []
+        for step in in_wave:
+            if step[2].spec in blocked:
+                _record(report, journal, ctx, Result(step[2].id, False, "skipped: a spec it depends on failed"))
+            else:
+                runnable.append(step)
+        results = _run_wave(runnable, ctx, journal, report, check=not first)
+        first = False
+        failed_ids = {r.change_id for r in results if not r.ok}
+        failed_specs |= {c.spec for _, _, c in runnable if c.id in failed_ids}
+    _verify(steps, report, ctx, journal)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _run_wave(steps: list[Step], ctx: Context, journal: Journal, report: ApplyReport, check: bool) -> list[Result]:
+    by_target: dict[tuple[int, str], list[Step]] = {}
+    for step in steps:
+        by_target.setdefault((id(step[0]), step[1].target), []).append(step)
+
+    def one(group: list[Step]) -> list[Result]:
+        provider, target = group[0][0], group[0][1].target
+        if check:
+            moved = stale(group, ctx)
+            if moved:
+                return [Result(c.id, False, "refused: live state moved since the plan") if c.id in moved
+                        else Result(c.id, False, "skipped: another change on this target is stale")
+                        for _, _, c in group]
+        for _, _, c in group:
+            journal.write("begin", change=c.id, action=c.action)
+        try:
+            return list(provider.apply(target, [(i, c) for _, i, c in group], ctx))
+        except ReconError as exc:
+            return [Result(c.id, False, str(exc)) for _, _, c in group]
+
+    out: list[Result] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(by_target)))) as pool:
+        for results in pool.map(one, list(by_target.values())):
+            for r in results:
+                _record(report, journal, ctx, r)
+            out.extend(results)
+    return out
+
+
+def _record(report: ApplyReport, journal: Journal, ctx: Context, result: Result) -> None:
+    report.results.append(result)
+    journal.write("result", change=result.change_id, ok=result.ok, message=result.message,
+                  seconds=round(result.seconds, 3))
+
+
+def _verify(steps: Sequence[Step], report: ApplyReport, ctx: Context, journal: Journal) -> None:
+    """Re-read what was applied; a successful change must now plan as no-op."""
+    ok_ids = {r.change_id for r in report.results if r.ok}
+    done = [(p, i) for p, i, c in steps if c.id in ok_ids]
+    if not done:
+        return
+    live = planner.read_live(done, ctx)
+    for change in planner.diff_all(done, live):
+        if change.is_change:
+            msg = f"applied, but a re-read still differs: {change.reason}"
+            for k, r in enumerate(report.results):
+                if r.change_id == change.id:
+                    report.results[k] = Result(r.change_id, False, msg, r.seconds)
+            journal.write("unconverged", change=change.id, reason=change.reason)

@@ -1,0 +1,187 @@
+"""Find spec files and load their YAML documents, keeping file:line:column of every node.
+
+ruamel.yaml's round-trip loader gives each mapping and sequence its position; the documents
+are turned into plain Python data (so pydantic's strict mode sees dicts, lists and str) with
+a side table from field path to position, used to point diagnostics at the right line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import Diagnostic
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class Document:
+    """One YAML document of a spec file, as plain data with positions."""
+
+    file: str
+    index: int  # 0-based position of the document in its file
+    line: int  # 1-based line where the document starts
+    data: Any
+    positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    digest: str = ""
+
+    def position(self, loc: Sequence[str | int]) -> tuple[int, int]:
+        """The (line, column) of the deepest node of `loc` that has a known position."""
+        loc = tuple(loc)
+        while loc:
+            if loc in self.positions:
+                return self.positions[loc]
+            loc = loc[:-1]
+        return self.positions.get((), (self.line, 1))
+
+    def diagnostic(self, loc: Sequence[str | int], summary: str, hint: str | None = None) -> Diagnostic:
+        line, col = self.position(loc)
+        return Diagnostic(summary, self.file, line, col, format_loc(loc) or None, hint)
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def find_spec_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Diagnostic]]:
+    """Spec files under the given files and directories, sorted, recursively."""
+    files: list[Path] = []
+    problems: list[Diagnostic] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.suffix in SPEC_SUFFIXES and p.is_file() and not _hidden(p.relative_to(path))
+            )
+            if not found:
+                problems.append(Diagnostic(
+                    "no spec files (*.yaml, *.yml) in this directory", str(path),
+                    hint="point recon at the directory that holds your specs, e.g. `recon plan specs/`",
+                ))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Diagnostic(
+                "no such file or directory", str(path),
+                hint="check the path; recon looks in specs/ when none is given",
+            ))
+    unique = list(dict.fromkeys(files))
+    return unique, problems
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def load_files(files: Sequence[Path]) -> tuple[list[Document], list[Diagnostic]]:
+    docs: list[Document] = []
+    problems: list[Diagnostic] = []
+    for path in files:
+        got, bad = load_file(path)
+        docs.extend(got)
+        problems.extend(bad)
+    return docs, problems
+
+
+def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [Diagnostic(f"not UTF-8 text (byte {exc.start})", name, hint="save the file as UTF-8")]
+    except OSError as exc:
+        return [], [Diagnostic(f"cannot read: {exc.strerror}", name)]
+
+    yaml = YAML(typ="rt")
+    docs: list[Document] = []
+    try:
+        for index, node in enumerate(yaml.load_all(text)):
+            if node is None:
+                continue
+            positions: dict[Loc, tuple[int, int]] = {}
+            line = getattr(getattr(node, "lc", None), "line", 0) + 1
+            positions[()] = (line, 1)
+            data = _plain(node, (), positions)
+            digest = hashlib.sha256(_canonical(data).encode()).hexdigest()
+            docs.append(Document(name, index, line, data, positions, digest))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        if "duplicate key" in problem:
+            problem = problem.split(" with value")[0]
+            hint = "each key may appear once in a mapping; remove or rename one of them"
+        else:
+            hint = "fix the YAML syntax at this place (indentation, a missing ':' or a closing bracket)"
+        line = mark.line + 1 if mark is not None else None
+        col = mark.column + 1 if mark is not None else None
+        return [], [Diagnostic(f"invalid YAML: {problem}", name, line, col, None, hint)]
+    except YAMLError as exc:
+        return [], [Diagnostic(f"invalid YAML: {exc}", name)]
+    if not docs:
+        return [], [Diagnostic(
+            "the file holds no spec", name, 1, 1,
+            hint="add a document with apiVersion, kind, metadata and spec, or delete the file",
+        )]
+    return docs, []
+
+
+def _plain(node: Any, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> Any:
+    """ruamel nodes to plain dict/list/str/int/float/bool/None, recording positions."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(node, CommentedMap):
+        out: dict[Any, Any] = {}
+        for key, value in node.items():
+            sub = (*loc, str(key))
+            try:
+                kline, kcol = node.lc.key(key)
+                positions[sub] = (kline + 1, kcol + 1)
+            except (KeyError, TypeError):
+                pass
+            out[_scalar(key)] = _plain(value, sub, positions)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for i, value in enumerate(node):
+            sub = (*loc, i)
+            try:
+                line, col = node.lc.item(i)
+                positions[sub] = (line + 1, col + 1)
+            except (KeyError, TypeError, IndexError):
+                pass
+            items.append(_plain(value, sub, positions))
+        return items
+    return _scalar(node)
+
+
+def _scalar(value: Any) -> Any:
+    """ruamel's scalar subclasses (ScalarInt, ScalarFloat, …) to their plain base types."""
+    if isinstance(value, bool) or value is None:
+        return value
+    for base in (str, int, float):
+        if isinstance(value, base):
+            return base(value)
+    return value
+
+
+def _canonical(data: Any) -> str:
+    import json
+
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)

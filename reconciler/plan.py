@@ -1,0 +1,125 @@
+"""Plans: frozen plain data, serialisable to and from JSON, versioned.
+
+A plan holds no clients or closures: what apply needs besides it is re-read from the specs,
+whose digests the plan records, and from the live state, whose fingerprints it records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from reconciler.errors import UsageError
+
+FORMAT_VERSION = 1
+Action = Literal["create", "update", "replace", "delete", "run", "noop"]
+ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "run", "noop")
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    """What apply will do to one resource on one target, and why."""
+
+    address: str  # Kind/name/resource, e.g. HostState/web/file:/etc/app.conf
+    target: str  # where it lives, e.g. a host name; "" when the resource has none
+    spec: str  # Kind/name of the spec it comes from
+    resource: str  # resource type, e.g. file
+    action: Action
+    reason: str
+    fields: tuple[FieldChange, ...] = ()
+    fingerprint: str = ""  # of the live state the change was planned against
+    desired: str = ""  # digest of the desired state the change was planned towards
+
+    @property
+    def id(self) -> str:
+        return f"{self.address}@{self.target}" if self.target else self.address
+
+    @property
+    def is_change(self) -> bool:
+        return self.action != "noop"
+
+
+@dataclass(frozen=True)
+class Plan:
+    format_version: int
+    plan_id: str
+    recon_version: str
+    created_at: str
+    paths: tuple[str, ...]
+    specs: dict[str, str]  # spec address -> digest of its document
+    order: tuple[tuple[str, ...], ...]  # spec addresses in waves
+    changes: tuple[Change, ...]
+    selection: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --target / --exclude
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.is_change]
+
+    def counts(self) -> Counter[str]:
+        return Counter(c.action for c in self.changes)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["order"] = [list(w) for w in self.order]
+        data["paths"] = list(self.paths)
+        data["selection"] = {k: list(v) for k, v in self.selection.items()}
+        data["summary"] = {a: self.counts().get(a, 0) for a in ACTIONS}
+        for change, raw in zip(self.changes, data["changes"], strict=True):
+            raw["id"] = change.id
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "plan") -> Plan:
+        if not isinstance(data, dict) or "format_version" not in data:
+            raise UsageError(f"{source} is not a recon plan (no format_version); make one with `recon plan --out`")
+        if data["format_version"] != FORMAT_VERSION:
+            raise UsageError(
+                f"{source} has plan format {data['format_version']}, this recon reads {FORMAT_VERSION}; re-plan"
+            )
+        try:
+            changes = tuple(
+                Change(
+                    address=c["address"], target=c["target"], spec=c["spec"], resource=c["resource"],
+                    action=c["action"], reason=c["reason"],
+                    fields=tuple(FieldChange(**f) for f in c["fields"]),
+                    fingerprint=c["fingerprint"], desired=c["desired"],
+                )
+                for c in data["changes"]
+            )
+            return cls(
+                format_version=data["format_version"], plan_id=data["plan_id"],
+                recon_version=data["recon_version"], created_at=data["created_at"],
+                paths=tuple(data["paths"]), specs=dict(data["specs"]),
+                order=tuple(tuple(w) for w in data["order"]), changes=changes,
+                selection={k: tuple(v) for k, v in data.get("selection", {}).items()},
+            )
+        except (KeyError, TypeError) as exc:
+            raise UsageError(f"{source} is not a valid recon plan (bad or missing {exc}); re-plan") from None
+
+
+def plan_id(recon_version: str, specs: dict[str, str], changes: Iterable[Change]) -> str:
+    """Hash of the spec digests, the live fingerprints, the desired states and the recon version."""
+    h = hashlib.sha256()
+    h.update(f"recon {recon_version} format {FORMAT_VERSION}\n".encode())
+    for addr in sorted(specs):
+        h.update(f"spec {addr} {specs[addr]}\n".encode())
+    for c in sorted(changes, key=lambda c: c.id):
+        h.update(f"change {c.id} {c.action} {c.fingerprint} {c.desired}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def fingerprint(live: Any) -> str:
+    """A short stable digest of a live state (plain JSON data)."""
+    text = json.dumps(live, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

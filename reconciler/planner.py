@@ -1,0 +1,112 @@
+"""Planning: expand specs into instances, read live state in batches, diff, build the Plan."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from providers import provider_for
+from reconciler import __version__, graph
+from reconciler.context import Context
+from reconciler.plan import FORMAT_VERSION, Change, Plan, plan_id
+from reconciler.project import Project
+from reconciler.provider import Instance, Live, Provider
+
+
+def expand(project: Project) -> list[tuple[Provider, Instance]]:
+    """Every instance of every spec with a provider, in dependency order."""
+    out: list[tuple[Provider, Instance]] = []
+    for wave in project.order():
+        for addr in wave:
+            spec = project.specs[addr]
+            provider = provider_for(spec.kind)
+            if provider is not None:
+                out.extend((provider, inst) for inst in provider.expand(spec, project))
+    return out
+
+
+def matches(patterns: Sequence[str], inst: Instance) -> bool:
+    """An address pattern selects an instance when it equals, prefixes at a '/' or '@', or globs its id."""
+    for pat in patterns:
+        for name in (inst.id, inst.address):
+            if name == pat or name.startswith(pat.rstrip("/") + "/") or name.startswith(pat + "@"):
+                return True
+            if any(ch in pat for ch in "*?[") and fnmatch.fnmatchcase(name, pat):
+                return True
+    return False
+
+
+def select(
+    project: Project, items: list[tuple[Provider, Instance]], targets: Sequence[str], excludes: Sequence[str]
+) -> list[tuple[Provider, Instance]]:
+    """--target keeps what matches plus the specs those depend on; --exclude then drops what matches."""
+    if targets:
+        chosen = {i.id for _, i in items if matches(targets, i)}
+        needed = _dependencies(project, {i.spec for _, i in items if i.id in chosen})
+        items = [(p, i) for p, i in items if i.id in chosen or i.spec in needed]
+    if excludes:
+        items = [(p, i) for p, i in items if not matches(excludes, i)]
+    return items
+
+
+def _dependencies(project: Project, specs: set[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(specs)
+    while todo:
+        for dep in project.edges.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def read_live(items: Sequence[tuple[Provider, Instance]], ctx: Context) -> dict[str, Live]:
+    """Live state of all instances: one batched read per provider."""
+    by_provider: dict[int, tuple[Provider, list[Instance]]] = {}
+    for provider, inst in items:
+        by_provider.setdefault(id(provider), (provider, []))[1].append(inst)
+    live: dict[str, Live] = {}
+    for provider, insts in by_provider.values():
+        live.update(provider.read(insts, ctx))
+    return live
+
+
+def diff_all(items: Sequence[tuple[Provider, Instance]], live: dict[str, Live]) -> list[Change]:
+    """Pure: the changes of every instance, diffed per spec and target in declaration order."""
+    groups: dict[tuple[str, str], tuple[Provider, list[Instance]]] = {}
+    for provider, inst in items:
+        groups.setdefault((inst.spec, inst.target), (provider, []))[1].append(inst)
+    changes: list[Change] = []
+    for provider, insts in groups.values():
+        changes.extend(provider.diff(insts, live))
+    return changes
+
+
+def make_plan(
+    project: Project,
+    ctx: Context,
+    paths: Sequence[str],
+    targets: Sequence[str] = (),
+    excludes: Sequence[str] = (),
+) -> Plan:
+    items = select(project, expand(project), targets, excludes)
+    live = read_live(items, ctx)
+    changes = diff_all(items, live)
+    specs = {addr: s.doc.digest for addr, s in sorted(project.specs.items())}
+    return Plan(
+        format_version=FORMAT_VERSION,
+        plan_id=plan_id(__version__, specs, changes),
+        recon_version=__version__,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        paths=tuple(paths),
+        specs=specs,
+        order=tuple(tuple(w) for w in project.order()),
+        changes=tuple(changes),
+        selection={"target": tuple(targets), "exclude": tuple(excludes)},
+    )
+
+
+def downstream(project: Project, failed_specs: set[str]) -> set[str]:
+    """Specs that depend, directly or not, on any of the given specs (the specs themselves excluded)."""
+    return graph.dependents(project.edges, failed_specs) - failed_specs

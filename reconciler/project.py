@@ -1,0 +1,141 @@
+"""Load a set of specs into a validated Project: every problem is reported at once, before any live read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from reconciler import graph
+from reconciler.errors import Diagnostic, SpecError
+from reconciler.loader import Document, Loc, find_spec_files, load_files
+from specs import API_VERSION, KINDS, Envelope, KindSpec
+from specs.base import ADDRESS_RE, diagnostics_from
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One validated spec document."""
+
+    kind: str
+    name: str
+    labels: dict[str, str]
+    depends_on: tuple[str, ...]
+    body: KindSpec
+    doc: Document
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass
+class Project:
+    specs: dict[str, Spec]  # by address
+    edges: dict[str, list[str]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[Spec]:
+        return [s for s in self.specs.values() if s.kind == kind]
+
+    def order(self) -> list[list[str]]:
+        return graph.levels(self.edges)
+
+
+def load_project(paths: Sequence[str | Path]) -> Project:
+    files, problems = find_spec_files(paths)
+    docs, bad = load_files(files)
+    problems.extend(bad)
+    specs: dict[str, Spec] = {}
+    for doc in docs:
+        spec = _validate(doc, problems)
+        if spec is None:
+            continue
+        if spec.address in specs:
+            first = specs[spec.address].doc
+            problems.append(doc.diagnostic(
+                ("metadata", "name"), f"{spec.address} is declared twice (first at {first.file}:{first.line})",
+                "give each spec of a kind its own metadata.name",
+            ))
+            continue
+        specs[spec.address] = spec
+    edges = _edges(specs, problems)
+    if not problems:
+        cycle = graph.find_cycle(edges)
+        if cycle:
+            problems.append(specs[cycle[0]].doc.diagnostic(
+                ("metadata", "dependsOn"), "dependency cycle: " + " -> ".join(cycle),
+                "remove one of these dependsOn entries so the specs can be ordered",
+            ))
+    if problems:
+        raise SpecError(problems)
+    return Project(specs, edges, [str(f) for f in files])
+
+
+def _validate(doc: Document, problems: list[Diagnostic]) -> Spec | None:
+    if not isinstance(doc.data, dict):
+        problems.append(doc.diagnostic((), f"a spec must be a mapping, got {type(doc.data).__name__}",
+                                       "start the document with 'apiVersion: recon/v1' and 'kind:'"))
+        return None
+    try:
+        env = Envelope.model_validate(doc.data)
+    except ValidationError as exc:
+        problems.extend(diagnostics_from(exc, doc, (), Envelope, doc.data))
+        return None
+    ok = True
+    if env.apiVersion != API_VERSION:
+        problems.append(doc.diagnostic(("apiVersion",), f"unknown apiVersion {env.apiVersion!r}",
+                                       f"use 'apiVersion: {API_VERSION}'"))
+        ok = False
+    model = KINDS.get(env.kind)
+    if model is None:
+        problems.append(doc.diagnostic(("kind",), f"unknown kind {env.kind!r}",
+                                       "use one of: " + ", ".join(sorted(KINDS))))
+        return None
+    try:
+        body = model.model_validate(env.spec)
+    except ValidationError as exc:
+        problems.extend(diagnostics_from(exc, doc, ("spec",), model, env.spec))
+        return None
+    for p in body.problems(doc):
+        problems.append(doc.diagnostic(("spec", *p.loc), p.summary, p.hint))
+        ok = False
+    for i, dep in enumerate(env.metadata.dependsOn):
+        if not ADDRESS_RE.match(dep):
+            problems.append(doc.diagnostic(("metadata", "dependsOn", i), f"{dep!r} is not a spec address",
+                                           "write it as Kind/name, e.g. HostState/base"))
+            ok = False
+    if not ok:
+        return None
+    return Spec(env.kind, env.metadata.name, dict(env.metadata.labels), tuple(env.metadata.dependsOn), body, doc)
+
+
+def _edges(specs: dict[str, Spec], problems: list[Diagnostic]) -> dict[str, list[str]]:
+    edges: dict[str, list[str]] = {}
+    for addr, spec in specs.items():
+        deps: list[str] = []
+        refs: list[tuple[Loc, str]] = [(("metadata", "dependsOn", i), d) for i, d in enumerate(spec.depends_on)]
+        refs += [(("spec", *loc), target) for loc, target in spec.body.references()]
+        for loc, target in refs:
+            if target == addr:
+                problems.append(spec.doc.diagnostic(loc, f"{addr} depends on itself", "remove this entry"))
+            elif target not in specs:
+                problems.append(spec.doc.diagnostic(loc, f"refers to {target}, which no spec declares",
+                                                    _suggest(target, specs)))
+            elif target not in deps:
+                deps.append(target)
+        edges[addr] = deps
+    return edges
+
+
+def _suggest(target: str, specs: dict[str, Spec]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(target, list(specs), n=1)
+    if close:
+        return f"did you mean {close[0]}?"
+    kind = target.split("/")[0]
+    have = sorted(a for a in specs if a.startswith(kind + "/"))
+    return ("declared: " + ", ".join(have[:8])) if have else f"add a {kind} spec with that name"

@@ -1,0 +1,1 @@
+"""Renderers: plans and apply reports as text (terminal or plain) and JSON."""

@@ -1,0 +1,72 @@
+"""A plan and an apply report as readable text, with rich markup (colour only on a terminal)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from rich.markup import escape
+
+from reconciler.executor import ApplyReport
+from reconciler.plan import Change, Plan
+
+SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("-/+", "magenta"),
+          "delete": ("-", "red"), "run": ("!", "cyan"), "noop": ("=", "dim")}
+
+
+def summary_line(plan: Plan) -> str:
+    c = plan.counts()
+    text = (f"{c['create']} to create, {c['update']} to update, {c['delete']} to delete, "
+            f"{c['noop']} unchanged")
+    extra = [f"{c[a]} to {a}" for a in ("replace", "run") if c[a]]
+    return text + "".join(f", {e}" for e in extra) + "."
+
+
+def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
+    targets = {c.target for c in plan.changes if c.target}
+    yield (f"[bold]Plan {plan.plan_id}[/bold] · {len(plan.specs)} specs · {len(plan.changes)} resources"
+           f" on {len(targets)} target{'s' if len(targets) != 1 else ''}")
+    selection = [f"--{k} {' '.join(v)}" for k, v in plan.selection.items() if v]
+    if selection:
+        yield f"[yellow]Selected with {escape(' '.join(selection))}: other resources are not in this plan.[/]"
+    yield ""
+    shown = plan.changes if verbose else tuple(plan.pending)
+    for change in shown:
+        yield from change_lines(change)
+    if not plan.pending:
+        yield "[green]No changes.[/green] Live state matches the specs."
+    else:
+        yield ""
+    yield f"[bold]Plan:[/bold] {summary_line(plan)}"
+
+
+def change_lines(change: Change) -> Iterator[str]:
+    sym, colour = SYMBOL[change.action]
+    target = f" [dim]@ {escape(change.target)}[/dim]" if change.target else ""
+    yield f"[{colour}]{escape(sym):>3} {change.action:<7}[/{colour}] [bold]{escape(change.address)}[/bold]{target}"
+    yield f"              [dim]{escape(change.reason)}[/dim]"
+    for f in change.fields:
+        before, after = _value(f.before), _value(f.after)
+        if f.path == "run":
+            yield f"              {escape(f.path)}: {escape(after)}"
+        else:
+            yield f"              {escape(f.path)}: {escape(before)} [dim]→[/dim] {escape(after)}"
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, str):
+        return value if value and value == value.strip() and "\n" not in value else json.dumps(value)
+    return json.dumps(value)
+
+
+def report_lines(report: ApplyReport) -> Iterator[str]:
+    for r in report.failed:
+        yield f"[red]  ✗ {escape(r.change_id)}[/red]\n      {escape(r.message)}"
+    ok, bad = len(report.succeeded), len(report.failed)
+    colour = "green" if not bad else "red"
+    word = "complete" if not bad else "incomplete"
+    yield (f"[bold {colour}]Apply {word}:[/] {ok} succeeded, {bad} failed "
+           f"in {report.seconds:.1f}s.")

@@ -1,0 +1,147 @@
+"""HostState: files, directories and commands that must hold on every host of a group."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from reconciler.loader import Document, Loc
+from specs.base import NAME_RE, KindSpec, Problem, StrictModel
+
+_MODE = re.compile(r"^[0-7]?[0-7]{3}$")
+_ID = re.compile(NAME_RE)
+
+
+class _Resource(StrictModel):
+    id: str | None = Field(
+        default=None, description="Name of the resource inside the HostState; defaults to its path."
+    )
+    notify: list[str] = Field(
+        default_factory=list,
+        description="Ids of commands (with `onlyWhenNotified: true`) to run when this resource changes.",
+    )
+
+    def key(self) -> str:
+        raise NotImplementedError
+
+
+class _PathResource(_Resource):
+    path: str = Field(description="Absolute path on the host.")
+    state: Literal["present", "absent"] = Field(default="present", description="Whether it must exist.")
+    mode: str | None = Field(default=None, description='Permission bits as a quoted octal string, e.g. "0644".')
+    owner: str | None = Field(default=None, description="Owning user name.")
+    group: str | None = Field(default=None, description="Owning group name.")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"path {value!r} is not absolute; start it with '/'")
+        if "\0" in value or "\n" in value:
+            raise ValueError("path must not contain a NUL or a newline")
+        parts = value.split("/")
+        if ".." in parts:
+            raise ValueError(f"path {value!r} contains '..'; write the path it means")
+        return "/" + "/".join(p for p in parts if p not in ("", "."))
+
+    @field_validator("mode")
+    @classmethod
+    def _octal(cls, value: str | None) -> str | None:
+        if value is not None and not _MODE.match(value):
+            raise ValueError(f'mode {value!r} is not an octal permission such as "0644"')
+        return None if value is None else value.rjust(4, "0")
+
+    def key(self) -> str:
+        return self.id or self.path
+
+
+class FileResource(_PathResource):
+    type: Literal["file"] = Field(description="A regular file.")
+    content: str | None = Field(default=None, description="The text the file must hold.")
+    source: str | None = Field(
+        default=None, description="A file, relative to the spec file, whose bytes the file must hold."
+    )
+    sensitive: bool = Field(
+        default=False, description="Never show the content, its digest or its size in plans and logs."
+    )
+
+
+class DirectoryResource(_PathResource):
+    type: Literal["directory"] = Field(description="A directory (parents are created as needed).")
+
+
+class CommandResource(_Resource):
+    type: Literal["command"] = Field(description="A shell command, run by `sh` on the host.")
+    id: str = Field(pattern=NAME_RE, description="Name of the command (required).")
+    run: str = Field(min_length=1, description="The shell command.")
+    creates: str | None = Field(default=None, description="Skip the command when this path exists.")
+    unless: str | None = Field(default=None, description="Skip the command when this shell command succeeds.")
+    onlyWhenNotified: bool = Field(
+        default=False, description="Run only when a resource that notifies this command changed."
+    )
+
+    def key(self) -> str:
+        return self.id
+
+
+Resource = Annotated[FileResource | DirectoryResource | CommandResource, Field(discriminator="type")]
+
+
+class HostStateSpec(KindSpec):
+    kind_name: ClassVar[str] = "HostState"
+
+    group: str = Field(pattern=NAME_RE, description="Name of the HostGroup whose hosts this state is for.")
+    resources: list[Resource] = Field(
+        min_length=1, description="What must hold on each host, applied in this order."
+    )
+
+    def references(self) -> list[tuple[Loc, str]]:
+        return [(("group",), f"HostGroup/{self.group}")]
+
+    def problems(self, doc: Document) -> list[Problem]:
+        out: list[Problem] = []
+        by_key: dict[str, int] = {}
+        for i, res in enumerate(self.resources):
+            key = f"{res.type}:{res.key()}"
+            if key in by_key:
+                out.append(Problem(("resources", i), f"{key} is already declared at resources[{by_key[key]}]",
+                                   "declare each resource once, or give them different ids"))
+            by_key.setdefault(key, i)
+            out.extend(_check(res, i, doc))
+        commands = {r.id: i for i, r in enumerate(self.resources) if isinstance(r, CommandResource)}
+        for i, res in enumerate(self.resources):
+            for j, target in enumerate(res.notify):
+                loc: Loc = ("resources", i, "notify", j)
+                if target not in commands:
+                    out.append(Problem(loc, f"notifies '{target}', which is no command of this HostState",
+                                       "name the id of a command declared in this HostState's resources"))
+                elif commands[target] < i:
+                    out.append(Problem(loc, f"notifies '{target}', which comes before it",
+                                       f"move command '{target}' below the resources that notify it"))
+        return out
+
+
+def _check(res: FileResource | DirectoryResource | CommandResource, i: int, doc: Document) -> list[Problem]:
+    out: list[Problem] = []
+    if isinstance(res, FileResource):
+        if res.state == "present" and (res.content is None) == (res.source is None):
+            out.append(Problem(("resources", i), "a file needs exactly one of 'content' or 'source'",
+                               "give the text in 'content:', or a local file in 'source:'"))
+        if res.source is not None and not source_path(doc, res.source).is_file():
+            out.append(Problem(("resources", i, "source"), f"source file {res.source!r} does not exist",
+                               f"paths are relative to {Path(doc.file).parent or '.'}/"))
+    elif isinstance(res, CommandResource):
+        guarded = res.creates is not None or res.unless is not None or res.onlyWhenNotified
+        if not guarded:
+            out.append(Problem(
+                ("resources", i), f"command '{res.id}' would run on every apply, so a plan would never be empty",
+                "add 'creates: PATH', 'unless: CHECK' or 'onlyWhenNotified: true'",
+            ))
+    return out
+
+
+def source_path(doc: Document, source: str) -> Path:
+    return Path(doc.file).parent / source

@@ -1,0 +1,298 @@
+"""End to end: the real `recon` CLI in child processes against the real local filesystem.
+
+Every scenario applies, then re-plans and expects an empty plan (exit 0 with --detailed-exitcode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Outcome, recon
+
+QUICKSTART = ROOT / "examples" / "quickstart"
+
+
+def group(*hosts: str) -> str:
+    items = "\n".join(f"    - {{name: {h}, root: ../{h}-root}}" for h in hosts)
+    return f"apiVersion: recon/v1\nkind: HostGroup\nmetadata: {{name: hosts}}\nspec:\n  hosts:\n{items}\n"
+
+
+def hoststate(name: str, resources: str, meta: str = "") -> str:
+    head = f"apiVersion: recon/v1\nkind: HostState\nmetadata:\n  name: {name}\n{meta}spec:\n  group: hosts\n"
+    return head + "  resources:\n" + textwrap.indent(textwrap.dedent(resources), "    ")
+
+
+def write(specs: Path, files: dict[str, str]) -> None:
+    specs.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (specs / name).write_text(text)
+
+
+def assert_converged(cwd: Path, *args: str) -> Outcome:
+    got = recon("plan", *args, "--detailed-exitcode", cwd=cwd)
+    assert got.rc == 0, got.text
+    assert "No changes." in got.out
+    return got
+
+
+@pytest.fixture
+def quickstart(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    shutil.copytree(QUICKSTART, tmp_path / "specs")
+    env = {"RECON_QUICKSTART_ROOT": str(tmp_path / "root")}
+    return tmp_path, env
+
+
+def test_quickstart_plan_apply_replan(quickstart: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = quickstart
+    got = recon("plan", "--detailed-exitcode", cwd=cwd, env=env)
+    assert got.rc == 2, got.text
+    assert "+ create  HostState/app/file:/srv/app/config.ini @ localhost" in got.out
+    assert "Plan: 5 to create, 0 to update, 0 to delete, 0 unchanged, 2 to run." in got.out
+    assert not (cwd / "root").exists(), "plan must not change anything"
+
+    got = recon("apply", "--auto-approve", cwd=cwd, env=env)
+    assert got.rc == 0, got.text
+    assert "Apply complete: 7 succeeded, 0 failed" in got.out
+    app = cwd / "root" / "srv" / "app"
+    assert (app / "config.ini").read_text() == "[service]\nport = 8080\nworkers = 2\n"
+    assert stat.S_IMODE((app / "models").stat().st_mode) == 0o750
+    assert stat.S_IMODE((app / "logs").stat().st_mode) == 0o700
+    assert (app / "last-reload").exists()
+    assert (app / "logs" / "app.log").read_text() == "recon quickstart\n"
+    assert (app / "README.txt").read_bytes() == (QUICKSTART / "files" / "README.txt").read_bytes()
+
+    got = recon("plan", "--detailed-exitcode", cwd=cwd, env=env)
+    assert got.rc == 0, got.text
+    assert "Plan: 0 to create, 0 to update, 0 to delete, 7 unchanged." in got.out
+
+
+def test_change_outside_recon_shows_in_next_plan(quickstart: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = quickstart
+    assert recon("apply", "--auto-approve", cwd=cwd, env=env).rc == 0
+    config = cwd / "root" / "srv" / "app" / "config.ini"
+    config.write_text("[service]\nport = 9999\n")
+    (cwd / "root" / "srv" / "app" / "models").chmod(0o777)
+    got = recon("plan", "--json", "--detailed-exitcode", cwd=cwd, env=env)
+    assert got.rc == 2
+    plan = json.loads(got.out)
+    pending = {c["id"]: c for c in plan["changes"] if c["action"] != "noop"}
+    assert set(pending) == {
+        "HostState/app/file:/srv/app/config.ini@localhost",
+        "HostState/app/directory:/srv/app/models@localhost",
+        "HostState/app/command:reload@localhost",
+    }
+    assert [f["path"] for f in pending["HostState/app/file:/srv/app/config.ini@localhost"]["fields"]] == ["content"]
+    assert pending["HostState/app/directory:/srv/app/models@localhost"]["fields"] == [
+        {"path": "mode", "before": "0777", "after": "0750"}
+    ]
+    assert pending["HostState/app/command:reload@localhost"]["reason"] == "notified by file:/srv/app/config.ini"
+    assert plan["summary"] == {"create": 0, "update": 2, "replace": 0, "delete": 0, "run": 1, "noop": 4}
+    assert recon("apply", "--auto-approve", cwd=cwd, env=env).rc == 0
+    assert config.read_text().startswith("[service]\nport = 8080")
+    assert_converged(cwd)
+
+
+def test_saved_plan_is_applied_exactly_and_stale_plan_refused(quickstart: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = quickstart
+    got = recon("plan", "--out", "plan.json", cwd=cwd, env=env)
+    assert got.rc == 0 and "recon apply plan.json" in got.out
+    shown = recon("show", "plan.json", cwd=cwd)
+    assert shown.rc == 0 and "Plan: 5 to create" in shown.out
+    assert json.loads(recon("show", "plan.json", "--json", cwd=cwd).out) == json.loads((cwd / "plan.json").read_text())
+    got = recon("apply", "plan.json", cwd=cwd, env=env)  # a saved plan needs no prompt
+    assert got.rc == 0, got.text
+    assert_converged(cwd)
+
+    # the live state moves after the plan: the saved plan is refused, naming the resource
+    config = cwd / "root" / "srv" / "app" / "config.ini"
+    config.write_text("drift\n")
+    assert recon("plan", "--out", "plan.json", cwd=cwd, env=env).rc == 0
+    config.write_text("drift again\n")
+    got = recon("apply", "plan.json", cwd=cwd, env=env)
+    assert got.rc == 1
+    assert "the saved plan is stale; nothing was applied" in got.err
+    assert "HostState/app/file:/srv/app/config.ini@localhost: live state moved since the plan" in got.err
+    assert "recon plan specs --out plan.json" in got.err
+    assert config.read_text() == "drift again\n"
+    assert (cwd / "root" / "srv" / "app" / "last-reload").read_text() != ""
+
+    # the specs move after the plan: refused too
+    assert recon("plan", "--out", "plan.json", cwd=cwd, env=env).rc == 0
+    spec = cwd / "specs" / "app.yaml"
+    spec.write_text(spec.read_text().replace("workers = 2", "workers = 4"))
+    got = recon("apply", "plan.json", cwd=cwd, env=env)
+    assert got.rc == 1
+    assert "HostState/app: the spec changed" in got.err
+    assert config.read_text() == "drift again\n"
+
+
+def test_apply_without_terminal_needs_auto_approve(quickstart: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = quickstart
+    got = recon("apply", cwd=cwd, env=env)
+    assert got.rc == 3
+    assert "--auto-approve" in got.err
+    assert not (cwd / "root").exists()
+
+
+def test_target_and_exclude(tmp_path: Path) -> None:
+    write(tmp_path / "specs", {
+        "g.yaml": group("a"),
+        "base.yaml": hoststate("base", "- type: directory\n  path: /base\n"),
+        "web.yaml": hoststate("web", """\
+            - type: file
+              path: /web/index.html
+              content: hi
+            - type: file
+              path: /web/other.html
+              content: there
+            """, meta="  dependsOn: [HostState/base]\n"),
+    })
+    got = recon("plan", "--json", "--target", "HostState/web/file:/web/index.html", cwd=tmp_path)
+    ids = {c["id"] for c in json.loads(got.out)["changes"]}
+    # the target, plus what its spec depends on
+    assert ids == {"HostState/web/file:/web/index.html@a", "HostState/base/directory:/base@a"}
+    got = recon("plan", "--json", "--exclude", "HostState/web/file:/web/other*", cwd=tmp_path)
+    ids = {c["id"] for c in json.loads(got.out)["changes"]}
+    assert "HostState/web/file:/web/other.html@a" not in ids and len(ids) == 2
+    got = recon("apply", "--auto-approve", "--target", "HostState/base", cwd=tmp_path)
+    assert got.rc == 0 and "1 succeeded" in got.out
+    assert (tmp_path / "a-root" / "base").is_dir() and not (tmp_path / "a-root" / "web").exists()
+    got = recon("plan", "--out", "p.json", "--target", "HostState/base", cwd=tmp_path)
+    assert "Selected with --target HostState/base" in got.out and "No changes." in got.out
+    assert recon("apply", "--auto-approve", cwd=tmp_path).rc == 0
+    assert_converged(tmp_path)
+
+
+def test_hosts_in_parallel_failure_isolated_and_dependents_skipped(tmp_path: Path) -> None:
+    write(tmp_path / "specs", {
+        "g.yaml": group("a", "b", "c"),
+        "first.yaml": hoststate("first", """\
+            - type: directory
+              path: /data
+            - type: command
+              id: check
+              run: 'case "$RECON_ROOT" in */b-root) echo "disk full on b" >&2; exit 7;; esac; touch data/ok'
+              creates: /data/ok
+            - type: file
+              path: /data/after
+              content: x
+            """),
+        "second.yaml": hoststate("second", "- type: file\n  path: /second\n  content: y\n",
+                                 meta="  dependsOn: [HostState/first]\n"),
+    })
+    got = recon("apply", "--auto-approve", cwd=tmp_path)
+    assert got.rc == 1
+    assert "HostState/first/command:check@b" in got.out and "exit 7: disk full on b" in got.out
+    assert "HostState/first/file:/data/after@b\n      skipped: an earlier step on this host failed" in got.out
+    assert "skipped: a spec it depends on failed" in got.out
+    assert "Apply incomplete: 7 succeeded, 5 failed" in got.out
+    for host in ("a", "c"):
+        assert (tmp_path / f"{host}-root" / "data" / "after").read_text() == "x"
+    assert (tmp_path / "b-root" / "data").is_dir()
+    assert not (tmp_path / "b-root" / "data" / "after").exists()
+    journal = next((tmp_path / ".recon" / "journal").glob("*.jsonl")).read_text().splitlines()
+    events = [json.loads(line) for line in journal]
+    assert events[0]["event"] == "start" and events[-1] == {**events[-1], "event": "end", "ok": 7, "failed": 5}
+    failed = {e["change"] for e in events if e["event"] == "result" and not e["ok"]}
+    assert "HostState/first/command:check@b" in failed
+    got = recon("plan", "--json", "--detailed-exitcode", cwd=tmp_path)
+    pending = {c["id"] for c in json.loads(got.out)["changes"] if c["action"] != "noop"}
+    assert got.rc == 2
+    assert pending == {"HostState/first/command:check@b", "HostState/first/file:/data/after@b",
+                       "HostState/second/file:/second@a", "HostState/second/file:/second@b",
+                       "HostState/second/file:/second@c"}
+
+
+def test_replace_delete_and_awkward_names(tmp_path: Path) -> None:
+    odd = "/it's a $HOME \"file\" `x`.txt"
+    write(tmp_path / "specs", {
+        "g.yaml": group("a"),
+        "s.yaml": hoststate("s", f"""\
+            - type: file
+              path: /was-a-dir
+              content: now a file
+              mode: "0600"
+            - type: directory
+              path: /was-a-file
+            - type: file
+              path: /old
+              state: absent
+            - type: directory
+              path: /old-dir
+              state: absent
+            - type: file
+              path: {json.dumps(odd)}
+              content: "$(touch /tmp/recon-never-run) '\\"\\n"
+            - type: command
+              id: unless-check
+              run: touch marker
+              unless: test -e marker
+            """),
+    })
+    root = tmp_path / "a-root"
+    (root / "was-a-dir" / "sub").mkdir(parents=True)
+    root.joinpath("was-a-file").write_text("file")
+    root.joinpath("old").write_text("old")
+    (root / "old-dir" / "deep").mkdir(parents=True)
+    got = recon("plan", cwd=tmp_path)
+    assert "-/+ replace HostState/s/file:/was-a-dir @ a" in got.out
+    assert "-/+ replace HostState/s/directory:/was-a-file @ a" in got.out
+    assert "- delete  HostState/s/file:/old @ a" in got.out
+    assert "(removed with all it holds)" in got.out
+    got = recon("apply", "--auto-approve", cwd=tmp_path)
+    assert got.rc == 0, got.text
+    assert root.joinpath("was-a-dir").read_text() == "now a file"
+    assert stat.S_IMODE(root.joinpath("was-a-dir").stat().st_mode) == 0o600
+    assert root.joinpath("was-a-file").is_dir()
+    assert not root.joinpath("old").exists() and not root.joinpath("old-dir").exists()
+    assert root.joinpath(odd.lstrip("/")).read_text() == "$(touch /tmp/recon-never-run) '\"\n"
+    assert not Path("/tmp/recon-never-run").exists()
+    assert root.joinpath("marker").exists()
+    assert_converged(tmp_path)
+
+
+def test_content_never_printed_and_sensitive_masked(tmp_path: Path) -> None:
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    write(tmp_path / "specs", {
+        "g.yaml": group("a"),
+        "s.yaml": hoststate("s", f"""\
+            - type: file
+              path: /etc/token
+              content: {secret}
+              sensitive: true
+              mode: "0600"
+            """),
+    })
+    outputs = [recon("plan", "--out", "plan.json", cwd=tmp_path), recon("plan", "--json", cwd=tmp_path),
+               recon("apply", "plan.json", cwd=tmp_path)]
+    (tmp_path / "a-root" / "etc" / "token").write_text("changed")
+    outputs.append(recon("plan", cwd=tmp_path))
+    texts = [o.text for o in outputs] + [(tmp_path / "plan.json").read_text()]
+    texts += [p.read_text() for p in (tmp_path / ".recon").rglob("*") if p.is_file()]
+    assert "content: (sensitive) → (sensitive)" in outputs[-1].out
+    for text in texts:
+        assert secret not in text
+        assert str(len(secret)) + " bytes" not in text
+
+
+def test_quickstart_as_in_readme(tmp_path: Path) -> None:
+    """The README's quickstart plans the example in place, with the root taken from the environment."""
+    got = recon("plan", str(QUICKSTART), cwd=tmp_path, env={"RECON_QUICKSTART_ROOT": str(tmp_path / "demo")})
+    assert got.rc == 0, got.text
+    assert "Plan: 5 to create" in got.out
+
+
+def test_schema_lists_every_kind(tmp_path: Path) -> None:
+    got = recon("schema", cwd=tmp_path)
+    assert got.rc == 0
+    schema = json.loads(got.out)
+    assert schema["properties"]["kind"]["enum"] == ["HostGroup", "HostState"]
+    assert "HostStateSpec" in schema["$defs"] and "FileResource" in schema["$defs"]
+    assert schema["$defs"]["FileResource"]["properties"]["content"]["description"]

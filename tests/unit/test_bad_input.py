@@ -1,0 +1,153 @@
+"""Bad specs: one clear message naming file, line and field, a fix, exit 1, never a traceback."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+GROUP = """\
+apiVersion: recon/v1
+kind: HostGroup
+metadata: {name: local}
+spec:
+  hosts: [{name: me}]
+"""
+
+
+def state(resources: str, name: str = "app", extra_meta: str = "") -> str:
+    return textwrap.dedent("""\
+        apiVersion: recon/v1
+        kind: HostState
+        metadata:
+          name: {name}{extra_meta}
+        spec:
+          group: local
+          resources:
+        """).format(name=name, extra_meta=extra_meta) + textwrap.indent(textwrap.dedent(resources), "    ")
+
+
+CASES = {
+    "bad-yaml": (
+        {"a.yaml": "apiVersion: recon/v1\nkind: [HostState\nmetadata: {}\n"},
+        "a.yaml:3:9: invalid YAML", "fix the YAML syntax",
+    ),
+    "empty-file": ({"a.yaml": "# nothing here\n"}, "a.yaml:1:1: the file holds no spec", "add a document"),
+    "unknown-kind": (
+        {"a.yaml": "apiVersion: recon/v1\nkind: Hostgroup\nmetadata: {name: x}\nspec: {}\n"},
+        "a.yaml:2:1: kind: unknown kind 'Hostgroup'", "use one of: HostGroup, HostState",
+    ),
+    "bad-api-version": (
+        {"g.yaml": GROUP.replace("recon/v1", "recon/v2")},
+        "g.yaml:1:1: apiVersion: unknown apiVersion 'recon/v2'", "use 'apiVersion: recon/v1'",
+    ),
+    "unknown-field": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: file\n  path: /x\n  contnet: hi\n")},
+        "s.yaml:10:7: spec.resources[0].contnet: unknown field 'contnet'", "did you mean 'content'?",
+    ),
+    "wrong-type-mode": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: file\n  path: /x\n  content: hi\n  mode: 0644\n")},
+        "s.yaml:11:7: spec.resources[0].mode: expected a string, got int 644", 'mode: "0644"',
+    ),
+    "missing-field": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: file\n  content: hi\n")},
+        "s.yaml:8:7: spec.resources[0].path: required field 'path' is missing", "add 'path:' here",
+    ),
+    "unknown-resource-type": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: fil\n  path: /x\n")},
+        "s.yaml:8:7: spec.resources[0]: unknown type 'fil'", "'file', 'directory', 'command'",
+    ),
+    "relative-path": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: directory\n  path: srv/app\n")},
+        "s.yaml:9:7: spec.resources[0].path: path 'srv/app' is not absolute", "start it with '/'",
+    ),
+    "duplicate-name": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: directory\n  path: /a\n"),
+         "t.yaml": state("- type: directory\n  path: /b\n")},
+        "t.yaml:4:3: metadata.name: HostState/app is declared twice (first at ", "its own metadata.name",
+    ),
+    "duplicate-yaml-key": (
+        {"g.yaml": GROUP + "  hosts: []\n"},
+        "g.yaml:6:3: invalid YAML: found duplicate key \"hosts\"", "each key may appear once",
+    ),
+    "missing-group": (
+        {"s.yaml": state("- type: directory\n  path: /a\n")},
+        "s.yaml:6:3: spec.group: refers to HostGroup/local, which no spec declares", "add a HostGroup spec",
+    ),
+    "cycle": (
+        {"g.yaml": GROUP,
+         "a.yaml": state("- type: directory\n  path: /a\n", "a", "\n  dependsOn: [HostState/b]"),
+         "b.yaml": state("- type: directory\n  path: /b\n", "b", "\n  dependsOn: [HostState/a]")},
+        "a.yaml:5:3: metadata.dependsOn: dependency cycle: HostState/a -> HostState/b -> HostState/a",
+        "remove one of these dependsOn",
+    ),
+    "bad-depends-on": (
+        {"g.yaml": GROUP, "a.yaml": state("- type: directory\n  path: /a\n", "a", "\n  dependsOn: [b]")},
+        "a.yaml:5:15: metadata.dependsOn[0]: 'b' is not a spec address", "write it as Kind/name",
+    ),
+    "unguarded-command": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: command\n  id: hi\n  run: echo hi\n")},
+        "s.yaml:8:7: spec.resources[0]: command 'hi' would run on every apply", "add 'creates: PATH'",
+    ),
+    "notify-unknown": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: file\n  path: /x\n  content: hi\n  notify: [relod]\n")},
+        "s.yaml:11:16: spec.resources[0].notify[0]: notifies 'relod', which is no command", "name the id",
+    ),
+    "not-a-mapping": ({"a.yaml": "- just\n- a list\n"}, "a.yaml:1:1: a spec must be a mapping, got list",
+                      "start the document with"),
+    "source-missing": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: file\n  path: /x\n  source: nope.txt\n")},
+        "s.yaml:10:7: spec.resources[0].source: source file 'nope.txt' does not exist", "relative to",
+    ),
+    "content-and-source": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: file\n  path: /x\n")},
+        "s.yaml:8:7: spec.resources[0]: a file needs exactly one of 'content' or 'source'", "give the text",
+    ),
+    "wrong-type-labels": (
+        {"g.yaml": GROUP.replace("metadata: {name: local}", "metadata: {name: local, labels: [a]}")},
+        "g.yaml:3:25: metadata.labels: expected a mapping, got list", None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(name: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    files, message, hint = CASES[name]
+    for fname, text in files.items():
+        (tmp_path / "specs" / fname).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "specs" / fname).write_text(text)
+    for command in (["validate"], ["plan"]):
+        got = cli(*command, "specs")
+        assert got.rc == 1, got.text
+        assert "Traceback" not in got.text
+        assert "specs/" + message in got.err, got.err
+        if hint:
+            assert hint in got.err
+        assert "in the specs" in got.err
+
+
+def test_all_problems_reported_together(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "g.yaml").write_text(GROUP)
+    (specs / "a.yaml").write_text(state("- type: file\n  path: /x\n  content: hi\n  mode: 644\n"))
+    (specs / "b.yaml").write_text("kind: Nope\n")
+    got = cli("validate", "specs")
+    assert got.rc == 1
+    assert "specs/a.yaml:11:7: spec.resources[0].mode" in got.err
+    assert "specs/b.yaml:1:1: apiVersion: required field 'apiVersion' is missing" in got.err
+    assert "4 problems in the specs" in got.err
+
+
+def test_no_specs_directory(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    got = cli("plan")
+    assert got.rc == 1
+    assert "specs: no such file or directory" in got.err
+    assert "Traceback" not in got.text
+
+
+def test_unknown_option_is_exit_1_not_2(cli) -> None:  # type: ignore[no-untyped-def]
+    got = cli("plan", "--bogus")
+    assert got.rc == 1
+    assert "No such option: --bogus" in got.err
