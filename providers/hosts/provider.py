@@ -133,7 +133,8 @@ class HostProvider:
 
 
 def _change_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
-    """One script for all changes of a host: each step a function, reported as `MARK i rc base64(output)`.
+    """One script for all changes of a host: each step a function, reported as `MARK i 0` when it
+    succeeds, `MARK i rc base64(output tail)` when it fails (only then are processes spent on it).
 
     The first failing step stops the script, so later steps never act on a half-changed host.
     """
@@ -145,8 +146,10 @@ def _change_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
     for i in range(len(steps)):
         lines += [
             f"out=$(step_{i} 2>&1); rc=$?",
-            f"printf '%s %s %s ' {mark} {i} \"$rc\"; printf '%s' \"$out\" | tail -c 2000 | base64 -w0; echo",
-            '[ "$rc" -eq 0 ] || exit 0',
+            f'if [ "$rc" -eq 0 ]; then printf \'%s %s 0\\n\' {mark} {i}; else',
+            f"  printf '%s %s %s ' {mark} {i} \"$rc\"; printf '%s' \"$out\" | tail -c 2000 | base64 -w0; echo",
+            "  exit 0",
+            "fi",
         ]
     return "\n".join(lines) + "\n"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import posixpath
 from typing import Any
 
 from providers.hosts.model import Desired, q
@@ -53,6 +54,18 @@ def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, li
     return "update", f"file {path} differs in {', '.join(f.path for f in fields)}", fields
 
 
+def write_bytes(data: bytes, target: str) -> str:
+    """Shell that writes `data` to `target` (quoted): text by the printf builtin (no process), else base64."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\0" not in text:
+        return f"printf '%s' {q(text)} > {target}"
+    payload = base64.encodebytes(data).decode()
+    return f"base64 -d > {target} <<'RECON_EOF'\n{payload}RECON_EOF"
+
+
 def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
     path = q(desired.path)
     if action == "delete":
@@ -64,14 +77,16 @@ def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
     if action in ("create", "replace") or "content" in names:
         assert desired.content is not None
         tmp = q(desired.path + ".recon-tmp")
-        payload = base64.encodebytes(desired.content).decode()
+        parent = q(posixpath.dirname(desired.path) or "/")
         lines += [
-            f'mkdir -p -- "$(dirname -- {path})"',
-            f"base64 -d > {tmp} <<'RECON_EOF'\n{payload}RECON_EOF",
+            f"[ -d {parent} ] || mkdir -p -- {parent}",
+            write_bytes(desired.content, tmp),
             f"if [ -e {path} ]; then chmod --reference={path} -- {tmp}; "
             f"chown --reference={path} -- {tmp} 2>/dev/null || true; fi",
         ]
         attrs = attr_changes(desired, None)
+        if action in ("create", "replace"):  # a new file is 0644 under umask 022: no chmod needed for that
+            attrs = [f for f in attrs if not (f.path == "mode" and f.after == "0644")]
         lines += attr_script(desired, tmp, attrs)
         lines.append(f"mv -f -- {tmp} {path}")
     else:
