@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RECON, measure  # noqa: E402
+from common import RECON, measure
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RECON, Sample, measure, median  # noqa: E402
+from common import RECON, Sample, measure, median
 
 PER_STATE = 100
 

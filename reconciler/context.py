@@ -8,7 +8,7 @@ from typing import Protocol
 
 class Reporter(Protocol):
     def event(self, kind: str, target: str, message: str) -> None:
-        """kind: read | step | done | failed | skipped | info."""
+        """kind: total (message: number of steps) | read | done | failed (message: change id)."""
 
 
 class SilentReporter:

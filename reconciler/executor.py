@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler import planner
-from reconciler.context import Context
+from reconciler.context import Context, Reporter
 from reconciler.errors import ReconError, StalePlanError
 from reconciler.journal import Journal
 from reconciler.plan import Change, Plan
@@ -98,6 +98,8 @@ def apply(plan: Plan, project: Project, ctx: Context, journal: Journal) -> Apply
         problems = [f"{cid}: {why}" for cid, why in moved.items()]
         journal.write("refused", reason="stale plan", problems=problems)
         raise StalePlanError(problems, replan_command(plan))
+    ctx = replace(ctx, reporter=_JournalingReporter(ctx.reporter, journal))
+    ctx.reporter.event("total", "", str(len(steps)))
     failed_specs: set[str] = set()
     first = True
     for wave in plan.order:
@@ -147,6 +149,20 @@ def _run_wave(steps: list[Step], ctx: Context, journal: Journal, report: ApplyRe
                 _record(report, journal, ctx, r)
             out.extend(results)
     return out
+
+
+class _JournalingReporter:
+    """Writes each step's outcome to the journal the moment the provider reports it, so an apply
+    killed mid-way leaves a record of every step that finished."""
+
+    def __init__(self, inner: Reporter, journal: Journal) -> None:
+        self.inner = inner
+        self.journal = journal
+
+    def event(self, kind: str, target: str, message: str) -> None:
+        if kind in ("done", "failed"):
+            self.journal.write("step", change=message, ok=kind == "done")
+        self.inner.event(kind, target, message)
 
 
 def _record(report: ApplyReport, journal: Journal, ctx: Context, result: Result) -> None:
