@@ -69,4 +69,4 @@ def report_lines(report: ApplyReport) -> Iterator[str]:
     colour = "green" if not bad else "red"
     word = "complete" if not bad else "incomplete"
     yield (f"[bold {colour}]Apply {word}:[/] {ok} succeeded, {bad} failed "
-           f"in {report.seconds:.1f}s.")
+           f"in {report.seconds:.2f}s.")
