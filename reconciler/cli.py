@@ -85,21 +85,15 @@ def plan(
 ) -> int:
     """Read the live state, diff it against the specs, and show what apply would do."""
     from reconciler.planner import make_plan
-    from reconciler.render.text import plan_lines
 
     spec_paths = _paths(paths)
     project = _load(spec_paths)
     the_plan = make_plan(project, _context(), spec_paths, target or [], exclude or [])
     if out is not None:
         _write_plan(the_plan, out)
-    if as_json:
-        sys.stdout.write(json.dumps(the_plan.to_json(), indent=2) + "\n")
-    else:
-        console = _console()
-        for line in plan_lines(the_plan, verbose):
-            console.print(line)
-        if out is not None:
-            console.print(f"Saved to {out}. Apply exactly this plan with: recon apply {out}")
+    _print_plan(the_plan, as_json, verbose)
+    if out is not None and not as_json:
+        _console().print(f"Saved to {out}. Apply exactly this plan with: recon apply {out}")
     if detailed_exitcode and the_plan.pending:
         return ExitCode.CHANGES
     return ExitCode.OK
@@ -158,15 +152,7 @@ def show(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list unchanged resources.")] = False,
 ) -> int:
     """Show a saved plan."""
-    from reconciler.render.text import plan_lines
-
-    the_plan = _read_plan(plan_file)
-    if as_json:
-        sys.stdout.write(json.dumps(the_plan.to_json(), indent=2) + "\n")
-    else:
-        console = _console()
-        for line in plan_lines(the_plan, verbose):
-            console.print(line)
+    _print_plan(_read_plan(plan_file), as_json, verbose)
     return ExitCode.OK
 
 
@@ -192,6 +178,17 @@ def _root(
     if version:
         print(f"recon {__version__}")
         raise typer.Exit(0)
+
+
+def _print_plan(the_plan: Plan, as_json: bool, verbose: bool) -> None:
+    from reconciler.render.text import plan_lines
+
+    if as_json:
+        sys.stdout.write(json.dumps(the_plan.to_json(), indent=2) + "\n")
+        return
+    console = _console()
+    for line in plan_lines(the_plan, verbose):
+        console.print(line)
 
 
 def _saved_plan(args: list[str]) -> Path | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers.hosts.model import Desired, q
-from reconciler.plan import FieldChange
+from reconciler.plan import Action, FieldChange
 from specs.hoststate import DirectoryResource, FileResource
 
 
@@ -34,6 +34,13 @@ def attr_script(desired: Desired, target: str, fields: list[FieldChange]) -> lis
         spec = (owner or "") + (":" + group if group else "")
         lines.append(f"chown {q(spec)} -- {target}")
     return lines
+
+
+def absent(what: str, path: str, live: dict[str, Any] | None, note: str = "") -> tuple[Action, str, list[FieldChange]]:
+    """The diff of a path that must not exist (`state: absent`)."""
+    if type_name(live) == "missing":
+        return "noop", f"{what} {path} is absent", []
+    return "delete", f"{what} {path} exists and must be absent{note}", [FieldChange("state", "present", "absent")]
 
 
 def type_name(live: dict[str, Any] | None) -> str:

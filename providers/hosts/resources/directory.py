@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers.hosts.model import Desired, q
-from providers.hosts.resources.common import attr_changes, attr_script, type_name
+from providers.hosts.resources.common import absent, attr_changes, attr_script, type_name
 from reconciler.plan import Action, FieldChange
 from specs.hoststate import DirectoryResource
 
@@ -16,11 +16,7 @@ def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, li
     path = res.path
     kind = type_name(live)
     if res.state == "absent":
-        if kind == "missing":
-            return "noop", f"directory {path} is absent", []
-        return "delete", f"{path} exists and must be absent (removed with all it holds)", [
-            FieldChange("state", "present", "absent")
-        ]
+        return absent("directory", path, live, " (removed with all it holds)")
     if kind == "missing":
         return "create", f"directory {path} does not exist", [
             FieldChange("state", "absent", "present"), *attr_changes(desired, None)

@@ -8,7 +8,7 @@ import posixpath
 from typing import Any
 
 from providers.hosts.model import Desired, q
-from providers.hosts.resources.common import attr_changes, attr_script, type_name
+from providers.hosts.resources.common import absent, attr_changes, attr_script, type_name
 from reconciler.plan import Action, FieldChange
 from specs.hoststate import FileResource
 
@@ -29,9 +29,7 @@ def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, li
     path = res.path
     kind = type_name(live)
     if res.state == "absent":
-        if kind == "missing":
-            return "noop", f"file {path} is absent", []
-        return "delete", f"file {path} exists and must be absent", [FieldChange("state", "present", "absent")]
+        return absent("file", path, live)
     assert desired.content is not None
     sensitive = res.sensitive
     want_sha = hashlib.sha256(desired.content).hexdigest()
