@@ -110,7 +110,7 @@ def apply(plan: Plan, project: Project, ctx: Context, journal: Journal) -> Apply
         runnable = []
         for step in in_wave:
             if step[2].spec in blocked:
-                _record(report, journal, ctx, Result(step[2].id, False, "skipped: a spec it depends on failed"))
+                _record(report, journal, Result(step[2].id, False, "skipped: a spec it depends on failed"))
             else:
                 runnable.append(step)
         results = _run_wave(runnable, ctx, journal, report, check=not first)
@@ -135,8 +135,7 @@ def _run_wave(steps: list[Step], ctx: Context, journal: Journal, report: ApplyRe
                 return [Result(c.id, False, "refused: live state moved since the plan") if c.id in moved
                         else Result(c.id, False, "skipped: another change on this target is stale")
                         for _, _, c in group]
-        for _, _, c in group:
-            journal.write("begin", change=c.id, action=c.action)
+        journal.write("begin", target=target, changes=[{"change": c.id, "action": c.action} for _, _, c in group])
         try:
             return list(provider.apply(target, [(i, c) for _, i, c in group], ctx))
         except ReconError as exc:
@@ -146,7 +145,7 @@ def _run_wave(steps: list[Step], ctx: Context, journal: Journal, report: ApplyRe
     with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(by_target)))) as pool:
         for results in pool.map(one, list(by_target.values())):
             for r in results:
-                _record(report, journal, ctx, r)
+                _record(report, journal, r)
             out.extend(results)
     return out
 
@@ -165,7 +164,7 @@ class _JournalingReporter:
         self.inner.event(kind, target, message)
 
 
-def _record(report: ApplyReport, journal: Journal, ctx: Context, result: Result) -> None:
+def _record(report: ApplyReport, journal: Journal, result: Result) -> None:
     report.results.append(result)
     journal.write("result", change=result.change_id, ok=result.ok, message=result.message,
                   seconds=round(result.seconds, 3))

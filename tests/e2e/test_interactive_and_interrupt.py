@@ -96,7 +96,7 @@ def test_killed_apply_leaves_a_record_and_a_rerun_converges(tmp_path: Path) -> N
     proc.wait()
     steps = [(e["change"], e["ok"]) for e in events if e["event"] == "step"]
     assert steps == [("HostState/s/file:/first@a", True)]
-    begun = {e["change"] for e in events if e["event"] == "begin"}
+    begun = {c["change"] for e in events if e["event"] == "begin" for c in e["changes"]}  # type: ignore[attr-defined]
     assert "HostState/s/file:/last@a" in begun and "end" not in {e["event"] for e in events}
     assert (tmp_path / "a-root" / "first").read_text() == "one"
     assert not (tmp_path / "a-root" / "last").exists()
