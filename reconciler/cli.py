@@ -88,7 +88,11 @@ def plan(
 
     spec_paths = _paths(paths)
     project = _load(spec_paths)
-    the_plan = make_plan(project, _context(), spec_paths, target or [], exclude or [])
+    ctx = _context()
+    try:
+        the_plan = make_plan(project, ctx, spec_paths, target or [], exclude or [])
+    finally:
+        ctx.close()
     if out is not None:
         _write_plan(the_plan, out)
     _print_plan(the_plan, as_json, verbose)
@@ -116,30 +120,34 @@ def apply(
     from reconciler.render.text import plan_lines, report_lines
 
     console = _console()
-    saved = _saved_plan(paths or [])
-    if saved is not None:
-        if target or exclude:
-            raise UsageError("--target and --exclude go with `recon plan`; a saved plan already holds its selection")
-        the_plan = _read_plan(saved)
-        project = _load(list(the_plan.paths))
-    else:
-        spec_paths = _paths(paths)
-        project = _load(spec_paths)
-        the_plan = make_plan(project, _context(), spec_paths, target or [], exclude or [])
-        for line in plan_lines(the_plan):
-            console.print(line)
-    if not the_plan.pending:
-        if saved is not None:
-            console.print(f"Plan {the_plan.plan_id} has no changes. Nothing to do.")
-        return ExitCode.OK
-    if saved is None and not auto_approve:
-        _confirm(console, the_plan.plan_id)
-    journal = Journal(state_dir, the_plan.plan_id)
+    ctx = _context(console)
     try:
-        report = executor.apply(the_plan, project, _context(console), journal)
-        journal.write("end", ok=len(report.succeeded), failed=len(report.failed))
+        saved = _saved_plan(paths or [])
+        if saved is not None:
+            if target or exclude:
+                raise UsageError("--target and --exclude go with `recon plan`; a saved plan holds its selection")
+            the_plan = _read_plan(saved)
+            project = _load(list(the_plan.paths))
+        else:
+            spec_paths = _paths(paths)
+            project = _load(spec_paths)
+            the_plan = make_plan(project, ctx, spec_paths, target or [], exclude or [])
+            for line in plan_lines(the_plan):
+                console.print(line)
+        if not the_plan.pending:
+            if saved is not None:
+                console.print(f"Plan {the_plan.plan_id} has no changes. Nothing to do.")
+            return ExitCode.OK
+        if saved is None and not auto_approve:
+            _confirm(console, the_plan.plan_id)
+        journal = Journal(state_dir, the_plan.plan_id)
+        try:
+            report = executor.apply(the_plan, project, ctx, journal)
+            journal.write("end", ok=len(report.succeeded), failed=len(report.failed))
+        finally:
+            journal.close()
     finally:
-        journal.close()
+        ctx.close()
     for line in report_lines(report):
         console.print(line)
     return ExitCode.ERROR if report.failed else ExitCode.OK

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Reporter(Protocol):
@@ -20,3 +20,12 @@ class SilentReporter:
 class Context:
     reporter: Reporter = field(default_factory=SilentReporter)
     concurrency: int = 20
+    # open connections, by provider-chosen key, reused for the whole run and closed by close()
+    connections: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for conn in list(self.connections.values()):
+            close = getattr(conn, "close", None)
+            if close is not None:
+                close()
+        self.connections.clear()

@@ -129,14 +129,15 @@ def _run_wave(steps: list[Step], ctx: Context, journal: Journal, report: ApplyRe
 
     def one(group: list[Step]) -> list[Result]:
         provider, target = group[0][0], group[0][1].target
-        if check:
-            moved = stale(group, ctx)
-            if moved:
-                return [Result(c.id, False, "refused: live state moved since the plan") if c.id in moved
-                        else Result(c.id, False, "skipped: another change on this target is stale")
-                        for _, _, c in group]
-        journal.write("begin", target=target, changes=[{"change": c.id, "action": c.action} for _, _, c in group])
         try:
+            if check:
+                moved = stale(group, ctx)
+                if moved:
+                    return [Result(c.id, False, "refused: live state moved since the plan") if c.id in moved
+                            else Result(c.id, False, "skipped: another change on this target is stale")
+                            for _, _, c in group]
+            journal.write("begin", target=target,
+                          changes=[{"change": c.id, "action": c.action} for _, _, c in group])
             return list(provider.apply(target, [(i, c) for _, i, c in group], ctx))
         except ReconError as exc:
             return [Result(c.id, False, str(exc)) for _, _, c in group]
@@ -171,16 +172,31 @@ def _record(report: ApplyReport, journal: Journal, result: Result) -> None:
 
 
 def _verify(steps: Sequence[Step], report: ApplyReport, ctx: Context, journal: Journal) -> None:
-    """Re-read what was applied; a successful change must now plan as no-op."""
+    """Re-read what was applied, target by target; a successful change must now plan as no-op.
+
+    A change that still differs is failed ("did not converge"); one whose target cannot be read
+    again stays successful (the target reported it done) but is marked unverified.
+    """
     ok_ids = {r.change_id for r in report.results if r.ok}
-    done = [(p, i) for p, i, c in steps if c.id in ok_ids]
-    if not done:
-        return
-    live = planner.read_live(done, ctx)
-    for change in planner.diff_all(done, live):
-        if change.is_change:
-            msg = f"applied, but a re-read still differs: {change.reason}"
+    by_target: dict[str, list[tuple[Provider, Instance]]] = {}
+    for p, i, c in steps:
+        if c.id in ok_ids:
+            by_target.setdefault(i.target, []).append((p, i))
+
+    def one(done: list[tuple[Provider, Instance]]) -> dict[str, str]:
+        try:
+            live = planner.read_live(done, ctx)
+        except ReconError as exc:
+            return {i.id: f"applied; not verified, the re-read failed: {exc}" for _, i in done}
+        return {c.id: f"applied, but a re-read still differs: {c.reason}"
+                for c in planner.diff_all(done, live) if c.is_change}
+
+    with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(by_target) or 1))) as pool:
+        for problems in pool.map(one, list(by_target.values())):
             for k, r in enumerate(report.results):
-                if r.change_id == change.id:
-                    report.results[k] = Result(r.change_id, False, msg, r.seconds)
-            journal.write("unconverged", change=change.id, reason=change.reason)
+                msg = problems.get(r.change_id)
+                if msg is None:
+                    continue
+                unverified = msg.startswith("applied; not verified")
+                report.results[k] = Result(r.change_id, unverified, msg, r.seconds)
+                journal.write("unverified" if unverified else "unconverged", change=r.change_id, reason=msg)

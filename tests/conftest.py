@@ -42,12 +42,14 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
     return call
 
 
-def recon(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Outcome:
-    """The real CLI in a child process, as a user runs it."""
+def recon(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120, prefix: list[str] | None = None
+) -> Outcome:
+    """The real CLI in a child process, as a user runs it (inside `prefix`, e.g. a network namespace)."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     full_env.pop("RECON_DEBUG", None)
     done = subprocess.run(
-        [*RECON, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        [*(prefix or []), *RECON, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
         timeout=timeout, check=False,
     )
     return Outcome(done.returncode, done.stdout, done.stderr)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from specs.hostgroup import SshSettings
 from specs.hoststate import CommandResource, DirectoryResource, FileResource
 
 AnyResource = FileResource | DirectoryResource | CommandResource
@@ -15,8 +16,13 @@ AnyResource = FileResource | DirectoryResource | CommandResource
 @dataclass(frozen=True)
 class HostInfo:
     name: str
-    connection: str
+    connection: str  # local | ssh
     root: str | None  # local only: a directory standing for '/'
+    address: str = ""  # ssh: where to connect
+    port: int = 22
+    user: str = "root"
+    ssh: SshSettings | None = None
+    base: str = "."  # directory of the HostGroup spec: references are relative to it
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from reconciler.errors import TransportError
 from reconciler.plan import Change, fingerprint
 from reconciler.project import Project, Spec
 from reconciler.provider import Instance, Live, Result
-from specs.hostgroup import HostGroupSpec, expand_vars
+from specs.hostgroup import Host, HostGroupSpec, expand_vars
 from specs.hoststate import CommandResource, FileResource, HostStateSpec, source_path
 
 
@@ -41,10 +41,7 @@ class HostProvider:
                 notifiers.setdefault(target, []).append(f"{res.type}:{res.key()}")
         out = []
         for host in group.body.hosts:
-            root = None
-            if host.root is not None:
-                root = str((base / expand_vars(host.root)).resolve())
-            info = HostInfo(host.name, host.connection or group.body.connection, root)
+            info = _host_info(host, group.body, base)
             for res in body.resources:
                 key = f"{res.type}:{res.key()}"
                 content = None
@@ -63,11 +60,7 @@ class HostProvider:
         def one(target: str) -> dict[str, Live]:
             items = by_host[target]
             ctx.reporter.event("read", target, f"{len(items)} resources")
-            transport = _transport(items[0].desired.host)
-            try:
-                done = transport.run(facts.script([i.desired for i in items]))
-            finally:
-                transport.close()
+            done = _transport(items[0].desired.host, ctx).run(facts.script([i.desired for i in items]))
             if done.rc != 0:
                 raise TransportError(f"{target}: reading facts failed: {_tail(done.stderr)}")
             try:
@@ -118,18 +111,24 @@ class HostProvider:
                 last[0] = now
                 ctx.reporter.event("done" if ok else "failed", target, change.id)
 
-        transport = _transport(steps[0][0].desired.host)
+        lost = ""
         try:
-            done = transport.run(script, on_line)
-        finally:
-            transport.close()
+            done = _transport(steps[0][0].desired.host, ctx).run(script, on_line)
+            ended = f"not run: the change script ended early: {_tail(done.stderr)}"
+        except TransportError as exc:  # the steps that reported before the host went away did happen
+            lost = str(exc)
         for i, (_, change) in enumerate(steps):
             if i in reported:
                 yield reported[i]
             elif any(not r.ok for r in reported.values()):
                 yield Result(change.id, False, "skipped: an earlier step on this host failed")
+            elif lost:
+                first = i == len(reported)
+                yield Result(change.id, False, lost if first else f"not run: {lost}")
+                if first:
+                    ctx.reporter.event("failed", target, change.id)
             else:
-                yield Result(change.id, False, f"not run: the change script ended early: {_tail(done.stderr)}")
+                yield Result(change.id, False, ended)
 
 
 def _change_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
@@ -161,10 +160,31 @@ def _by_target(instances: Sequence[Instance]) -> dict[str, list[Instance]]:
     return out
 
 
-def _transport(host: HostInfo) -> Transport:
-    if host.connection == "local":
-        return LocalTransport()
-    raise TransportError(f"{host.name}: connection {host.connection!r} is not supported")
+def _host_info(host: Host, group: HostGroupSpec, base: Path) -> HostInfo:
+    connection = host.connection or group.connection
+    if connection == "local":
+        root = None if host.root is None else str((base / expand_vars(host.root)).resolve())
+        return HostInfo(host.name, connection, root, base=str(base))
+    return HostInfo(host.name, connection, None, address=host.address or host.name,
+                    port=host.port or group.ssh.port, user=host.user or group.ssh.user, ssh=group.ssh,
+                    base=str(base))
+
+
+def _transport(host: HostInfo, ctx: Context) -> Transport:
+    """The host's transport, opened once per run and kept in the context until it closes."""
+    key = f"hosts/{host.connection}/{host.name}/{host.address}:{host.port}"
+    transport = ctx.connections.get(key)
+    if transport is None:
+        if host.connection == "local":
+            transport = LocalTransport()
+        elif host.connection == "ssh":
+            from providers.hosts.ssh import SshTransport
+
+            transport = SshTransport(host)
+        else:
+            raise TransportError(f"{host.name}: connection {host.connection!r} is not supported")
+        ctx.connections[key] = transport
+    return transport
 
 
 def _tail(data: bytes, limit: int = 400) -> str:

@@ -63,6 +63,9 @@ def _value(value: Any) -> str:
 
 
 def report_lines(report: ApplyReport) -> Iterator[str]:
+    for r in report.succeeded:
+        if r.message:
+            yield f"[yellow]  ! {escape(r.change_id)}[/yellow]\n      {escape(r.message)}"
     for r in report.failed:
         yield f"[red]  ✗ {escape(r.change_id)}[/red]\n      {escape(r.message)}"
     ok, bad = len(report.succeeded), len(report.failed)

@@ -1,0 +1,148 @@
+"""The SSH transport: one paramiko connection per host, one channel (`sh -s`) per script.
+
+Host keys are always checked against a known_hosts file (RejectPolicy). Only failures to reach
+a host are transient; a refused key, a wrong password or an unknown host key fail at once.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from providers.hosts.model import HostInfo
+from providers.hosts.transport import RunResult
+from reconciler.errors import TransportError
+
+
+class SshTransport:
+    def __init__(self, host: HostInfo) -> None:
+        assert host.ssh is not None
+        self.host = host
+        self.settings = host.ssh
+        self.base = Path(host.base)
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"{self.host.name} ({self.host.user}@{self.host.address}:{self.host.port})"
+
+    def _connect(self) -> Any:
+        import paramiko
+
+        known = self.base / os.path.expanduser(self.settings.knownHosts)
+        client = paramiko.SSHClient()
+        try:
+            client.load_host_keys(str(known))
+        except OSError as exc:
+            raise TransportError(
+                f"{self.host.name}: cannot read known_hosts {known}: {exc.strerror}; "
+                f"create it with the host keys of the group (ssh-keyscan, after checking the fingerprints)"
+            ) from None
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        pkey = self._key(paramiko) if self.settings.identity is not None else None
+        password = None
+        if self.settings.password is not None:
+            password = self.settings.password.resolve(self.base).get_secret_value()
+        try:
+            client.connect(
+                self.host.address, port=self.host.port, username=self.host.user, pkey=pkey, password=password,
+                timeout=self.settings.connectTimeout, banner_timeout=self.settings.connectTimeout,
+                auth_timeout=self.settings.connectTimeout, allow_agent=pkey is None and password is None,
+                look_for_keys=pkey is None and password is None,
+            )
+        except paramiko.BadHostKeyException:
+            raise TransportError(
+                f"{self.where}: the host key changed since it was recorded in {known}. This can be an attack, "
+                f"or the host was re-installed. If you know it was re-installed, remove the old key "
+                f"(ssh-keygen -R {_known_name(self.host)} -f {known}) and add the new one after checking it"
+            ) from None
+        except paramiko.AuthenticationException:
+            raise TransportError(
+                f"{self.where}: authentication failed: the server refused the key or password for "
+                f"user {self.host.user}"
+            ) from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise TransportError(
+                    f"{self.where}: the host key is not in {known}; after checking its fingerprint, add it: "
+                    f"ssh-keyscan -p {self.host.port} {self.host.address} >> {known}"
+                ) from None
+            raise TransportError(f"{self.where}: SSH failed: {exc}", transient=True) from None
+        except (OSError, EOFError) as exc:
+            reason = "timed out" if isinstance(exc, socket.timeout) else (getattr(exc, "strerror", None) or str(exc))
+            raise TransportError(f"{self.where}: cannot connect: {reason}", transient=True) from None
+        return client
+
+    def _key(self, paramiko: Any) -> Any:
+        ref = self.settings.identity
+        assert ref is not None
+        try:
+            text = ref.resolve(self.base).get_secret_value()
+        except (KeyError, OSError) as exc:
+            raise TransportError(f"{self.host.name}: cannot read the identity ({ref.describe()}): {exc}") from None
+        for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+            try:
+                return cls.from_private_key(io.StringIO(text))
+            except (paramiko.SSHException, ValueError):
+                continue
+        raise TransportError(
+            f"{self.host.name}: the identity ({ref.describe()}) is not an unencrypted Ed25519, ECDSA or RSA "
+            "private key in OpenSSH or PEM format"
+        )
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def run(self, script: str, on_line: Callable[[bytes], None] | None = None) -> RunResult:
+        import paramiko
+
+        client = self.client()
+        try:
+            chan = client.get_transport().open_session()
+            chan.exec_command("sh -s")
+            writer = threading.Thread(target=_feed, args=(chan, script.encode()), daemon=True)
+            writer.start()
+            out = bytearray()
+            stdout = chan.makefile("rb")
+            for line in stdout:
+                out += line
+                if on_line is not None:
+                    on_line(line)
+            err = chan.makefile_stderr("rb").read()
+            rc = chan.recv_exit_status()
+            writer.join(timeout=5)
+            chan.close()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(f"{self.where}: connection lost: {exc}", transient=True) from None
+        if rc == -1:
+            raise TransportError(f"{self.where}: connection lost before the script finished", transient=True)
+        return RunResult(rc, bytes(out), err)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+def _feed(chan: Any, data: bytes) -> None:
+    try:
+        chan.sendall(data)
+        chan.shutdown_write()
+    except (OSError, EOFError):
+        pass
+    except Exception:  # paramiko.SSHException when the host went away; the reader reports it
+        pass
+
+
+def _known_name(host: HostInfo) -> str:
+    return host.address if host.port == 22 else f"[{host.address}]:{host.port}"

@@ -1,0 +1,190 @@
+"""End to end over SSH: real OpenSSH hosts in network namespaces (tests/peers/fleet.py), recon run
+from the fleet's control namespace. The fleet must start: a missing sshd fails these tests."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RECON, Outcome, recon
+from tests.peers import fleet as fleetmod
+
+HOSTS = 5
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[fleetmod.Fleet]:
+    f = fleetmod.start(HOSTS)
+    yield f
+    f.stop()
+
+
+def group_yaml(f: fleetmod.Fleet, hosts: list[fleetmod.Host] | None = None, known: Path | None = None,
+               key: Path | None = None, extra: str = "") -> str:
+    items = "\n".join(f"    - {{name: {h.name}, address: {h.address}}}" for h in (hosts or f.hosts))
+    return textwrap.dedent(f"""\
+        apiVersion: recon/v1
+        kind: HostGroup
+        metadata: {{name: web}}
+        spec:
+          connection: ssh
+          ssh:
+            user: root
+            identity: {{file: {key or f.key}}}
+            knownHosts: {known or f.known_hosts}
+            connectTimeout: 3{extra}
+          hosts:
+        """) + items + "\n"
+
+
+STATE = """\
+apiVersion: recon/v1
+kind: HostState
+metadata: {name: site}
+spec:
+  group: web
+  resources:
+    - type: directory
+      path: /srv/www
+      mode: "0755"
+    - type: file
+      path: /srv/www/index.html
+      content: "<h1>hello from recon</h1>\\n"
+      mode: "0644"
+      notify: [reload]
+    - type: file
+      path: /etc/app/app.conf
+      content: "workers = 4\\n"
+      mode: "0600"
+    - type: command
+      id: reload
+      run: date > /srv/www/reloaded
+      onlyWhenNotified: true
+    - type: command
+      id: init
+      run: touch /srv/www/.initialised
+      creates: /srv/www/.initialised
+"""
+
+
+def project(tmp_path: Path, group: str, state: str = STATE) -> Path:
+    specs = tmp_path / "specs"
+    specs.mkdir(exist_ok=True)
+    (specs / "group.yaml").write_text(group)
+    (specs / "site.yaml").write_text(state)
+    return tmp_path
+
+
+def run(f: fleetmod.Fleet, cwd: Path, *args: str) -> Outcome:
+    return recon(*args, cwd=cwd, prefix=f.exec_prefix)
+
+
+def pending(got: Outcome) -> set[str]:
+    return {c["id"] for c in json.loads(got.out)["changes"] if c["action"] != "noop"}
+
+
+def _log_sizes(f: fleetmod.Fleet) -> list[int]:
+    return [(h.dir / "sshd.log").stat().st_size for h in f.hosts]
+
+
+def _log_since(f: fleetmod.Fleet, sizes: list[int]) -> list[str]:
+    return [(h.dir / "sshd.log").read_bytes()[n:].decode(errors="replace") for h, n in zip(f.hosts, sizes, strict=True)]
+
+
+def test_plan_apply_replan_drift_on_one_host(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    cwd = project(tmp_path, group_yaml(fleet))
+    sizes = _log_sizes(fleet)
+    got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode")
+    assert got.rc == 2, got.text
+    assert len(pending(got)) == 5 * HOSTS  # init runs, reload is notified by index.html
+    # one connection and one session channel per host for a whole plan
+    for log in _log_since(fleet, sizes):
+        assert log.count("Accepted publickey for root") == 1, log
+        assert len(re.findall(r"Starting session: command", log)) == 1, log
+
+    got = run(fleet, cwd, "apply", "--auto-approve")
+    assert got.rc == 0, got.text
+    assert f"Apply complete: {5 * HOSTS} succeeded, 0 failed" in got.out
+    for i in range(HOSTS):
+        assert fleet.ssh(i, "cat /srv/www/index.html") == "<h1>hello from recon</h1>\n"
+        assert fleet.ssh(i, "stat -c %a /etc/app/app.conf").strip() == "600"
+        assert fleet.ssh(i, "test -e /srv/www/reloaded && test -e /srv/www/.initialised && echo ok").strip() == "ok"
+    got = run(fleet, cwd, "plan", "--detailed-exitcode")
+    assert got.rc == 0, got.text
+    assert "No changes." in got.out
+
+    fleet.ssh(2, "echo 'workers = 64' > /etc/app/app.conf")
+    got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode")
+    assert got.rc == 2
+    assert pending(got) == {f"HostState/site/file:/etc/app/app.conf@{fleet.hosts[2].name}"}
+    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    assert fleet.ssh(2, "cat /etc/app/app.conf") == "workers = 4\n"
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+
+def test_changed_host_key_is_refused(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    lines = fleet.known_hosts.read_text().splitlines()
+    other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    assert other.returncode == 0
+    fake = (tmp_path / "k.pub").read_text().split()[:2]
+    lines[0] = f"{fleet.hosts[0].address} {fake[0]} {fake[1]}"
+    known = tmp_path / "known_hosts"
+    known.write_text("\n".join(lines) + "\n")
+    cwd = project(tmp_path, group_yaml(fleet, fleet.hosts[:1], known=known))
+    got = run(fleet, cwd, "plan")
+    assert got.rc == 1
+    assert "the host key changed since it was recorded" in got.err
+    assert f"ssh-keygen -R {fleet.hosts[0].address}" in got.err
+    assert "Traceback" not in got.text
+
+
+def test_unknown_host_key_wrong_key_and_unreachable_host(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    cwd = project(tmp_path, group_yaml(fleet, fleet.hosts[:1], known=empty))
+    got = run(fleet, cwd, "plan")
+    assert got.rc == 1 and "the host key is not in" in got.err and "ssh-keyscan" in got.err
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "wrong")], check=True)
+    cwd = project(tmp_path, group_yaml(fleet, fleet.hosts[:1], key=tmp_path / "wrong"))
+    started = time.monotonic()
+    got = run(fleet, cwd, "plan")
+    assert got.rc == 1 and "authentication failed" in got.err, got.text
+    assert time.monotonic() - started < 10, "a refused key must fail at once, not after retries"
+
+    ghost = fleetmod.Host("ghost", f"{fleetmod.SUBNET}.250", "", tmp_path)
+    cwd = project(tmp_path, group_yaml(fleet, [ghost]))
+    got = run(fleet, cwd, "plan")
+    assert got.rc == 1 and "ghost" in got.err and "cannot connect" in got.err, got.text
+    assert "Traceback" not in got.text
+
+
+def test_host_down_mid_apply_others_finish(tmp_path: Path) -> None:
+    small = fleetmod.start(3, prefix="rcdown")
+    try:
+        state = STATE.replace("run: touch /srv/www/.initialised", "run: sleep 3 && touch /srv/www/.initialised")
+        cwd = project(tmp_path, group_yaml(small), state)
+        proc = subprocess.Popen([*small.exec_prefix, *RECON, "apply", "--auto-approve"], cwd=cwd,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        small.kill(1)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out + err
+        down = small.hosts[1].name
+        # what the host reported before it went away is kept; the step it was in and the rest fail
+        assert re.search(rf"✗ HostState/site/command:init@{down}\n\s+{down} .*connection lost", out), out
+        assert re.search(rf"✓ \S+ HostState/site/file:/etc/app/app.conf@{down}", out), out
+        for i in (0, 2):
+            assert small.ssh(i, "test -e /srv/www/.initialised && echo ok").strip() == "ok"
+        for i in (0, 2):
+            assert re.search(rf"✓ \S+ HostState/site/command:init@{small.hosts[i].name}", out), out
+        assert out.strip().splitlines()[-1].startswith("Apply incomplete: 14 succeeded, 1 failed"), out
+    finally:
+        small.stop()
