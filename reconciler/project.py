@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -44,14 +45,17 @@ class Project:
         return graph.levels(self.edges)
 
 
-def load_project(paths: Sequence[str | Path]) -> Project:
+def load_project(paths: Sequence[str | Path], preflight: bool = True) -> Project:
+    """Load and check the specs. `preflight` also checks what a plan needs from the environment."""
     files, problems = find_spec_files(paths)
     docs, bad = load_files(files)
     problems.extend(bad)
     specs: dict[str, Spec] = {}
+    invalid: set[str] = set()  # declared but invalid: references to them are not reported again
     for doc in docs:
-        spec = _validate(doc, problems)
+        spec = _validate(doc, problems, preflight)
         if spec is None:
+            invalid.add(_declared(doc))
             continue
         if spec.address in specs:
             first = specs[spec.address].doc
@@ -61,7 +65,7 @@ def load_project(paths: Sequence[str | Path]) -> Project:
             ))
             continue
         specs[spec.address] = spec
-    edges = _edges(specs, problems)
+    edges = _edges(specs, problems, invalid)
     if not problems:
         cycle = graph.find_cycle(edges)
         if cycle:
@@ -74,7 +78,14 @@ def load_project(paths: Sequence[str | Path]) -> Project:
     return Project(specs, edges, [str(f) for f in files])
 
 
-def _validate(doc: Document, problems: list[Diagnostic]) -> Spec | None:
+def _declared(doc: Document) -> str:
+    data: dict[str, Any] = doc.data if isinstance(doc.data, dict) else {}
+    meta = data.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return f"{data.get('kind')}/{name}"
+
+
+def _validate(doc: Document, problems: list[Diagnostic], preflight: bool) -> Spec | None:
     if not isinstance(doc.data, dict):
         problems.append(doc.diagnostic((), f"a spec must be a mapping, got {type(doc.data).__name__}",
                                        "start the document with 'apiVersion: recon/v1' and 'kind:'"))
@@ -99,7 +110,7 @@ def _validate(doc: Document, problems: list[Diagnostic]) -> Spec | None:
     except ValidationError as exc:
         problems.extend(diagnostics_from(exc, doc, ("spec",), model, env.spec))
         return None
-    for p in body.problems(doc):
+    for p in body.problems(doc) + (body.preflight(doc) if preflight else []):
         problems.append(doc.diagnostic(("spec", *p.loc), p.summary, p.hint))
         ok = False
     for i, dep in enumerate(env.metadata.dependsOn):
@@ -112,7 +123,7 @@ def _validate(doc: Document, problems: list[Diagnostic]) -> Spec | None:
     return Spec(env.kind, env.metadata.name, dict(env.metadata.labels), tuple(env.metadata.dependsOn), body, doc)
 
 
-def _edges(specs: dict[str, Spec], problems: list[Diagnostic]) -> dict[str, list[str]]:
+def _edges(specs: dict[str, Spec], problems: list[Diagnostic], invalid: set[str]) -> dict[str, list[str]]:
     edges: dict[str, list[str]] = {}
     for addr, spec in specs.items():
         deps: list[str] = []
@@ -121,6 +132,8 @@ def _edges(specs: dict[str, Spec], problems: list[Diagnostic]) -> dict[str, list
         for loc, target in refs:
             if target == addr:
                 problems.append(spec.doc.diagnostic(loc, f"{addr} depends on itself", "remove this entry"))
+            elif target in invalid:
+                continue
             elif target not in specs:
                 problems.append(spec.doc.diagnostic(loc, f"refers to {target}, which no spec declares",
                                                     _suggest(target, specs)))

@@ -64,6 +64,11 @@ class KindSpec(StrictModel):
         """Semantic checks beyond the schema; field paths are relative to `spec`."""
         return []
 
+    def preflight(self, doc: Document) -> list[Problem]:
+        """Checks of the environment a plan needs (secrets, variables), run by plan and apply
+        before any live read, but not by `recon validate`, which must pass without secrets."""
+        return []
+
 
 def diagnostics_from(
     exc: ValidationError, doc: Document, prefix: Loc, model: type[BaseModel], data: Any

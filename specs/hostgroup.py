@@ -81,6 +81,11 @@ class HostGroupSpec(KindSpec):
             if connection == "local" and any(v is not None for v in (host.address, host.port, host.user)):
                 out.append(Problem(("hosts", i), "'address', 'port' and 'user' are for ssh hosts",
                                    "remove them, or set 'connection: ssh'"))
+        return out
+
+    def preflight(self, doc: Document) -> list[Problem]:
+        out: list[Problem] = []
+        for i, host in enumerate(self.hosts):
             if host.root is not None:
                 try:
                     expand_vars(host.root)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rich.markup import escape
@@ -32,8 +32,8 @@ def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
         yield f"[yellow]Selected with {escape(' '.join(selection))}: other resources are not in this plan.[/]"
     yield ""
     shown = plan.changes if verbose else tuple(plan.pending)
-    for change in shown:
-        yield from change_lines(change)
+    for change, hosts in grouped(shown):
+        yield from change_lines(change, hosts)
     if not plan.pending:
         yield "[green]No changes.[/green] Live state matches the specs."
     else:
@@ -41,9 +41,30 @@ def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
     yield f"[bold]Plan:[/bold] {summary_line(plan)}"
 
 
-def change_lines(change: Change) -> Iterator[str]:
+def grouped(changes: Iterable[Change]) -> list[tuple[Change, list[str]]]:
+    """Identical changes on several targets, once each with the list of targets, in first-seen order."""
+    groups: dict[tuple[object, ...], tuple[Change, list[str]]] = {}
+    for c in changes:
+        key = (c.address, c.action, c.reason, c.fields)
+        if key in groups:
+            groups[key][1].append(c.target)
+        else:
+            groups[key] = (c, [c.target])
+    return list(groups.values())
+
+
+def _targets(targets: list[str], limit: int = 6) -> str:
+    names = [t for t in targets if t]
+    if not names:
+        return ""
+    shown = ", ".join(names[:limit]) + (f", … +{len(names) - limit} more" if len(names) > limit else "")
+    count = f" ({len(names)} targets)" if len(names) > 1 else ""
+    return f" [dim]@ {escape(shown)}{count}[/dim]"
+
+
+def change_lines(change: Change, targets: list[str] | None = None) -> Iterator[str]:
     sym, colour = SYMBOL[change.action]
-    target = f" [dim]@ {escape(change.target)}[/dim]" if change.target else ""
+    target = _targets(targets if targets is not None else [change.target])
     yield f"[{colour}]{escape(sym):>3} {change.action:<7}[/{colour}] [bold]{escape(change.address)}[/bold]{target}"
     yield f"              [dim]{escape(change.reason)}[/dim]"
     for f in change.fields:

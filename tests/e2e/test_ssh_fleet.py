@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import textwrap
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RECON, Outcome, recon
+from tests.conftest import RECON, ROOT, Outcome, recon
 from tests.peers import fleet as fleetmod
 
 HOSTS = 5
@@ -127,6 +128,22 @@ def test_plan_apply_replan_drift_on_one_host(fleet: fleetmod.Fleet, tmp_path: Pa
     assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
     assert fleet.ssh(2, "cat /etc/app/app.conf") == "workers = 4\n"
     assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+
+def test_fleet_example_on_the_test_fleet(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    """examples/fleet as shipped, with only its HostGroup pointed at three hosts of the test fleet."""
+    shutil.copytree(ROOT / "examples" / "fleet", tmp_path / "specs")
+    hosts = "\n".join(f"    - {{name: web{i + 1}, address: {h.address}}}" for i, h in enumerate(fleet.hosts[:3]))
+    group = group_yaml(fleet, fleet.hosts[:3]).replace("name: web}", "name: web}")
+    group = group.split("  hosts:\n")[0] + "  hosts:\n" + hosts + "\n"
+    (tmp_path / "specs" / "hosts.yaml").write_text(group)
+    got = run(fleet, tmp_path, "plan", "--detailed-exitcode")
+    assert got.rc == 2, got.text
+    assert "@ web1, web2, web3 (3 targets)" in got.out  # identical changes are shown once
+    assert run(fleet, tmp_path, "apply", "--auto-approve").rc == 0
+    assert fleet.ssh(1, "cat /srv/www/index.html") == (ROOT / "examples/fleet/files/index.html").read_text()
+    assert fleet.ssh(2, "stat -c %a /etc/web/site.conf").strip() == "640"
+    assert run(fleet, tmp_path, "plan", "--detailed-exitcode").rc == 0
 
 
 def test_changed_host_key_is_refused(fleet: fleetmod.Fleet, tmp_path: Path) -> None:

@@ -151,3 +151,26 @@ def test_unknown_option_is_exit_1_not_2(cli) -> None:  # type: ignore[no-untyped
     got = cli("plan", "--bogus")
     assert got.rc == 1
     assert "No such option: --bogus" in got.err
+
+
+def test_environment_is_checked_by_plan_not_validate(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("RECON_TEST_UNSET_ROOT", raising=False)
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "g.yaml").write_text(GROUP.replace("[{name: me}]", "[{name: me, root: \"${RECON_TEST_UNSET_ROOT}\"}]"))
+    assert cli("validate", "specs").rc == 0
+    got = cli("plan", "specs")
+    assert got.rc == 1
+    assert "specs/g.yaml:5:22: spec.hosts[0].root: environment variable RECON_TEST_UNSET_ROOT is not set" in got.err
+
+
+def test_an_invalid_spec_is_not_reported_again_by_its_references(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "g.yaml").write_text(GROUP.replace("hosts: [{name: me}]", "hosts: [{name: me}]\n  colour: red"))
+    (specs / "s.yaml").write_text(state("- type: directory\n  path: /a\n"))
+    got = cli("validate", "specs")
+    assert got.rc == 1
+    assert "unknown field 'colour'" in got.err
+    assert "which no spec declares" not in got.err
+    assert "1 problem in the specs" in got.err
