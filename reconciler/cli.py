@@ -33,6 +33,10 @@ Paths = Annotated[list[str] | None, typer.Argument(help="Spec files or directori
 Target = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only resources matching ADDR (repeatable).")]
 Exclude = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out resources matching ADDR.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")]
+Parallelism = Annotated[
+    int,
+    typer.Option("--parallelism", min=1, max=1000, help="At most this many targets at once (groups have limits too)."),
+]
 StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal.")]
 
 
@@ -52,11 +56,11 @@ def _load(paths: list[str], preflight: bool = True) -> Project:
     return load_project(paths, preflight)
 
 
-def _context(console: Console | None = None) -> Any:
+def _context(parallelism: int, console: Console | None = None) -> Any:
     from reconciler.context import Context
     from reconciler.render.progress import make_reporter
 
-    return Context(reporter=make_reporter(console or _console(stderr=True)))
+    return Context(reporter=make_reporter(console or _console(stderr=True)), concurrency=parallelism)
 
 
 @app.command()
@@ -82,13 +86,14 @@ def plan(
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes (0 when none).")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list unchanged resources.")] = False,
+    parallelism: Parallelism = 100,
 ) -> int:
     """Read the live state, diff it against the specs, and show what apply would do."""
     from reconciler.planner import make_plan
 
     spec_paths = _paths(paths)
     project = _load(spec_paths)
-    ctx = _context()
+    ctx = _context(parallelism)
     try:
         the_plan = make_plan(project, ctx, spec_paths, target or [], exclude or [])
     finally:
@@ -112,6 +117,7 @@ def apply(
     target: Target = None,
     exclude: Exclude = None,
     state_dir: StateDir = Path(".recon"),
+    parallelism: Parallelism = 100,
 ) -> int:
     """Carry out a saved plan, or plan and apply after confirmation."""
     from reconciler import executor
@@ -120,7 +126,7 @@ def apply(
     from reconciler.render.text import plan_lines, report_lines
 
     console = _console()
-    ctx = _context(console)
+    ctx = _context(parallelism, console)
     try:
         saved = _saved_plan(paths or [])
         if saved is not None:

@@ -19,7 +19,7 @@ class SilentReporter:
 @dataclass
 class Context:
     reporter: Reporter = field(default_factory=SilentReporter)
-    concurrency: int = 20
+    concurrency: int = 100  # targets read or changed at once, across providers (--parallelism)
     # open connections, by provider-chosen key, reused for the whole run and closed by close()
     connections: dict[str, Any] = field(default_factory=dict)
 

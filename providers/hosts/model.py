@@ -23,6 +23,8 @@ class HostInfo:
     user: str = "root"
     ssh: SshSettings | None = None
     base: str = "."  # directory of the HostGroup spec: references are relative to it
+    group: str = ""  # the HostGroup's name
+    concurrency: int = 20  # the HostGroup's limit of hosts read or changed at once
 
 
 @dataclass(frozen=True)

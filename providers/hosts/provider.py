@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,17 @@ from specs.hoststate import CommandResource, FileResource, HostStateSpec, source
 class HostProvider:
     kinds = ("HostState",)
 
+    def __init__(self) -> None:
+        self._limits: dict[str, threading.Semaphore] = {}
+        self._lock = threading.Lock()
+
+    def _limit(self, host: HostInfo) -> threading.Semaphore:
+        """At most `concurrency` hosts of a group are read or changed at once."""
+        with self._lock:
+            if host.group not in self._limits:
+                self._limits[host.group] = threading.Semaphore(host.concurrency)
+            return self._limits[host.group]
+
     def expand(self, spec: Spec, project: Project) -> list[Instance]:
         body = spec.body
         assert isinstance(body, HostStateSpec)
@@ -41,7 +53,7 @@ class HostProvider:
                 notifiers.setdefault(target, []).append(f"{res.type}:{res.key()}")
         out = []
         for host in group.body.hosts:
-            info = _host_info(host, group.body, base)
+            info = _host_info(host, group.body, group.name, base)
             for res in body.resources:
                 key = f"{res.type}:{res.key()}"
                 content = None
@@ -60,7 +72,9 @@ class HostProvider:
         def one(target: str) -> dict[str, Live]:
             items = by_host[target]
             ctx.reporter.event("read", target, f"{len(items)} resources")
-            done = _transport(items[0].desired.host, ctx).run(facts.script([i.desired for i in items]))
+            host = items[0].desired.host
+            with self._limit(host):
+                done = _transport(host, ctx).run(facts.script([i.desired for i in items]))
             if done.rc != 0:
                 raise TransportError(f"{target}: reading facts failed: {_tail(done.stderr)}")
             try:
@@ -113,7 +127,9 @@ class HostProvider:
 
         lost = ""
         try:
-            done = _transport(steps[0][0].desired.host, ctx).run(script, on_line)
+            host = steps[0][0].desired.host
+            with self._limit(host):
+                done = _transport(host, ctx).run(script, on_line)
             ended = f"not run: the change script ended early: {_tail(done.stderr)}"
         except TransportError as exc:  # the steps that reported before the host went away did happen
             lost = str(exc)
@@ -160,14 +176,14 @@ def _by_target(instances: Sequence[Instance]) -> dict[str, list[Instance]]:
     return out
 
 
-def _host_info(host: Host, group: HostGroupSpec, base: Path) -> HostInfo:
+def _host_info(host: Host, group: HostGroupSpec, name: str, base: Path) -> HostInfo:
     connection = host.connection or group.connection
     if connection == "local":
         root = None if host.root is None else str((base / expand_vars(host.root)).resolve())
-        return HostInfo(host.name, connection, root, base=str(base))
+        return HostInfo(host.name, connection, root, base=str(base), group=name, concurrency=group.concurrency)
     return HostInfo(host.name, connection, None, address=host.address or host.name,
                     port=host.port or group.ssh.port, user=host.user or group.ssh.user, ssh=group.ssh,
-                    base=str(base))
+                    base=str(base), group=name, concurrency=group.concurrency)
 
 
 def _transport(host: HostInfo, ctx: Context) -> Transport:

@@ -1,0 +1,107 @@
+"""recon against pyinfra and Ansible on the same SSH fleet and the same desired state
+(each host: a directory and 10 files with given content), as issue 3 asks.
+
+Setup (benchmark environment only, never a dependency of recon):
+    python3 -m venv bench/.venv-peers && bench/.venv-peers/bin/pip install 'pyinfra>=3,<4' ansible-core
+Usage: python bench/peers.py HOSTS [RUNS]   (default 20 hosts; 3 runs, 1 for Ansible; median wall seconds)
+Columns: check/plan with changes pending, apply, no-op check/plan, no-op apply.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from common import RECON, measure  # noqa: E402
+from ssh_fleet import specs  # noqa: E402
+
+from tests.peers import fleet as fleetmod  # noqa: E402
+
+PEERS = Path(os.environ.get("RECON_BENCH_PEERS", HERE / ".venv-peers")) / "bin"
+
+
+def pyinfra_files(f: fleetmod.Fleet, root: Path) -> None:
+    hosts = ", ".join(
+        f'("{h.address}", {{"ssh_user": "root", "ssh_key": "{f.key}", "ssh_known_hosts_file": "{f.known_hosts}", '
+        f'"ssh_strict_host_key_checking": "yes"}})'
+        for h in f.hosts
+    )
+    (root / "inventory.py").write_text(f"hosts = [{hosts}]\n")
+    (root / "deploy.py").write_text(textwrap.dedent("""\
+        from io import StringIO
+        from pyinfra.operations import files
+        files.directory(name="dir", path="/srv/bench")
+        for i in range(10):
+            files.put(name=f"f{i}", src=StringIO(f"value {i}\\n"), dest=f"/srv/bench/f{i}.conf")
+        """))
+
+
+def ansible_files(f: fleetmod.Fleet, root: Path) -> None:
+    lines = ["[bench]"] + [f"{h.name} ansible_host={h.address}" for h in f.hosts]
+    lines += ["[bench:vars]", "ansible_user=root", f"ansible_ssh_private_key_file={f.key}",
+              f"ansible_ssh_common_args='-o UserKnownHostsFile={f.known_hosts} -o StrictHostKeyChecking=yes'",
+              "ansible_python_interpreter=/usr/bin/python3"]
+    (root / "inventory.ini").write_text("\n".join(lines) + "\n")
+    (root / "ansible.cfg").write_text("[defaults]\nforks = 20\nhost_key_checking = True\ngathering = explicit\n"
+                                      "[ssh_connection]\npipelining = True\n")
+    (root / "play.yml").write_text(textwrap.dedent("""\
+        - hosts: bench
+          gather_facts: false
+          tasks:
+            - file: {path: /srv/bench, state: directory}
+            - copy: {dest: "/srv/bench/f{{ item }}.conf", content: "value {{ item }}\\n"}
+              loop: "{{ range(10) | list }}"
+        """))
+
+
+def tool_commands(f: fleetmod.Fleet) -> dict[str, tuple[list[str], list[str]]]:
+    ns = f.exec_prefix
+    return {
+        "recon": ([*ns, RECON, "plan", "specs"], [*ns, RECON, "apply", "--auto-approve", "specs"]),
+        "pyinfra": ([*ns, str(PEERS / "pyinfra"), "inventory.py", "deploy.py", "--dry", "-y"],
+                    [*ns, str(PEERS / "pyinfra"), "inventory.py", "deploy.py", "-y"]),
+        "ansible": ([*ns, str(PEERS / "ansible-playbook"), "-i", "inventory.ini", "play.yml", "--check"],
+                    [*ns, str(PEERS / "ansible-playbook"), "-i", "inventory.ini", "play.yml"]),
+    }
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    f = fleetmod.start(n, prefix=f"rcp{n}")
+    env = {"ANSIBLE_CONFIG": "ansible.cfg", "PATH": f"{PEERS}:{os.environ['PATH']}"}
+    print(f"{n} hosts, median wall seconds")
+    print("| tool | check/plan | apply | no-op check/plan | no-op apply |")
+    print("|---|---|---|---|---|")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            specs(f, root)
+            pyinfra_files(f, root)
+            ansible_files(f, root)
+            for tool, (check, apply) in tool_commands(f).items():
+                k = 1 if tool == "ansible" else runs
+                reset = "rm -rf /srv/bench"
+                cols = []
+                for cmd, wipe in ((check, True), (apply, True), (check, False), (apply, False)):
+                    secs = []
+                    for _ in range(k):
+                        if wipe:
+                            for i in range(n):
+                                f.ssh(i, reset)
+                        secs.append(measure(cmd, cwd=root, env=env).seconds)
+                    cols.append(statistics.median(secs))
+                print(f"| {tool} | " + " | ".join(f"{c:.2f}" for c in cols) + " |", flush=True)
+    finally:
+        f.stop()
+
+
+if __name__ == "__main__":
+    main()
