@@ -24,6 +24,7 @@ from reconciler.journal import Journal
 from reconciler.plan import Change, Plan
 from reconciler.project import Project
 from reconciler.provider import Instance, Provider, Result
+from specs.base import Strategy
 
 
 @dataclass
@@ -113,13 +114,58 @@ def apply(plan: Plan, project: Project, ctx: Context, journal: Journal) -> Apply
                 _record(report, journal, Result(step[2].id, False, "skipped: a spec it depends on failed"))
             else:
                 runnable.append(step)
-        results = _run_wave(runnable, ctx, journal, report, check=not first)
+        results = _run_rolled(runnable, project, ctx, journal, report, check=not first)
         first = False
         failed_ids = {r.change_id for r in results if not r.ok}
         failed_specs |= {c.spec for _, _, c in runnable if c.id in failed_ids}
     _verify(steps, report, ctx, journal)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _run_rolled(
+    steps: list[Step], project: Project, ctx: Context, journal: Journal, report: ApplyReport, check: bool
+) -> list[Result]:
+    """A wave: specs without a strategy all at once; then each spec with one, batch by batch.
+
+    Batches follow the order of the targets in the plan (the order of the group's hosts). A
+    target fails when any of its changes fails; when more than `maxFailures` targets failed, no
+    further batch of that spec starts and its remaining changes are skipped.
+    """
+    plain = [s for s in steps if _strategy(project, s[2].spec) is None]
+    results = _run_wave(plain, ctx, journal, report, check) if plain else []
+    rolled = sorted({s[2].spec for s in steps} - {s[2].spec for s in plain})
+    for spec in rolled:
+        strategy = _strategy(project, spec)
+        assert strategy is not None
+        mine = [s for s in steps if s[2].spec == spec]
+        targets = list(dict.fromkeys(s[1].target for s in mine))
+        size = strategy.size(len(targets))
+        batches = [targets[i:i + size] for i in range(0, len(targets), size)]
+        failed: set[str] = set()
+        for n, batch in enumerate(batches, 1):
+            if len(failed) > strategy.maxFailures:
+                why = (f"skipped: the rollout of {spec} stopped after {len(failed)} failed targets "
+                       f"(maxFailures {strategy.maxFailures})")
+                for s in mine:
+                    if s[1].target in batch:
+                        skipped = Result(s[2].id, False, why)
+                        _record(report, journal, skipped)
+                        results.append(skipped)
+                continue
+            ctx.reporter.event("info", "", f"{spec}: batch {n}/{len(batches)}: {', '.join(batch)}")
+            journal.write("batch", spec=spec, number=n, of=len(batches), targets=batch)
+            got = _run_wave([s for s in mine if s[1].target in batch], ctx, journal, report, check or n > 1)
+            bad = {r.change_id for r in got if not r.ok}
+            failed |= {s[1].target for s in mine if s[2].id in bad}
+            results.extend(got)
+    return results
+
+
+def _strategy(project: Project, spec: str) -> Strategy | None:
+    found = project.specs.get(spec)
+    value = getattr(found.body, "strategy", None) if found is not None else None
+    return value if isinstance(value, Strategy) else None
 
 
 def _run_wave(steps: list[Step], ctx: Context, journal: Journal, report: ApplyReport, check: bool) -> list[Result]:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reconciler.errors import Diagnostic
 from reconciler.loader import Document, Loc
@@ -49,6 +49,38 @@ class Problem:
     loc: Loc
     summary: str
     hint: str | None = None
+
+
+class Strategy(StrictModel):
+    """How changes roll across the targets of a spec."""
+
+    batch: int | str = Field(
+        default="100%",
+        description="Targets changed at once: a number, or a percentage of the targets such as \"25%\". "
+        "The next batch starts when the whole batch is done.",
+    )
+    maxFailures: int = Field(
+        default=0, ge=0,
+        description="Failed targets tolerated; when more fail, no further batch starts (the batch under way "
+        "finishes).",
+    )
+
+    @field_validator("batch")
+    @classmethod
+    def _batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError("batch must be at least 1")
+            return value
+        text = value.strip()
+        if not (text.endswith("%") and text[:-1].isdigit() and 0 < int(text[:-1]) <= 100):
+            raise ValueError(f'batch {value!r} is neither a number nor a percentage such as "25%"')
+        return text
+
+    def size(self, targets: int) -> int:
+        if isinstance(self.batch, int):
+            return self.batch
+        return max(1, -(-targets * int(self.batch[:-1]) // 100))
 
 
 class KindSpec(StrictModel):

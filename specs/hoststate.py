@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from reconciler.loader import Document, Loc
-from specs.base import NAME_RE, KindSpec, Problem, StrictModel
+from specs.base import NAME_RE, KindSpec, Problem, Strategy, StrictModel
 
 _MODE = re.compile(r"^[0-7]?[0-7]{3}$")
 _ID = re.compile(NAME_RE)
@@ -96,6 +96,11 @@ class HostStateSpec(KindSpec):
     group: str = Field(pattern=NAME_RE, description="Name of the HostGroup whose hosts this state is for.")
     resources: list[Resource] = Field(
         min_length=1, description="What must hold on each host, applied in this order."
+    )
+    strategy: Strategy | None = Field(
+        default=None,
+        description="Roll the changes over the hosts in batches; without it, all hosts change at once "
+        "(bounded by the group's concurrency).",
     )
 
     def references(self) -> list[tuple[Loc, str]]:

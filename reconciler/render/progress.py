@@ -19,6 +19,8 @@ class ConsoleReporter:
         with self._lock:
             if kind == "total":
                 self.total, self.finished = int(message), 0
+            elif kind == "info":
+                self.console.print(f"[bold]{escape(message)}[/bold]")
             elif kind in ("done", "failed"):
                 self.finished += 1
                 mark = "[green]  ✓[/green]" if kind == "done" else "[red]  ✗[/red]"

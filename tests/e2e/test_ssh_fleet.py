@@ -146,6 +146,56 @@ def test_fleet_example_on_the_test_fleet(fleet: fleetmod.Fleet, tmp_path: Path) 
     assert run(fleet, tmp_path, "plan", "--detailed-exitcode").rc == 0
 
 
+ROLL = """\
+apiVersion: recon/v1
+kind: HostState
+metadata: {name: roll}
+spec:
+  group: web
+  strategy: {batch: 2, maxFailures: MAXF}
+  resources:
+    - type: file
+      path: /srv/roll/version
+      content: "v2\\n"
+    - type: command
+      id: check
+      run: 'case "$(hostname)" in FAILING) echo "health check failed on $(hostname)" >&2; exit 1;; esac; touch /srv/roll/ok'
+      creates: /srv/roll/ok
+"""
+
+
+@pytest.mark.parametrize(("max_failures", "failing", "done", "failed", "skipped"), [
+    (0, "host2", {"host1"}, {"host2"}, {"host3", "host4", "host5"}),
+    (1, "host1|host3", {"host2", "host4"}, {"host1", "host3"}, {"host5"}),
+])
+def test_rolling_batches_stop_after_max_failures(
+    fleet: fleetmod.Fleet, tmp_path: Path, max_failures: int, failing: str, done: set[str], failed: set[str],
+    skipped: set[str],
+) -> None:
+    for i in range(HOSTS):
+        fleet.ssh(i, "rm -rf /srv/roll")
+    state = ROLL.replace("MAXF", str(max_failures)).replace("FAILING", failing)
+    cwd = project(tmp_path, group_yaml(fleet), state)
+    got = run(fleet, cwd, "apply", "--auto-approve")
+    assert got.rc == 1, got.text
+    assert "HostState/roll: batch 1/3: host1, host2" in got.out
+    for name in done:
+        assert f"HostState/roll/command:check@{name}" in got.out
+        assert fleet.ssh(int(name[-1]) - 1, "cat /srv/roll/ok && echo ok").strip() == "ok"
+    for name in failed:
+        assert re.search(rf"✗ HostState/roll/command:check@{name}\n\s+exit 1: health check failed on {name}", got.out)
+    for name in skipped:
+        assert re.search(rf"✗ HostState/roll/file:/srv/roll/version@{name}\n\s+skipped: the rollout of HostState/roll "
+                         rf"stopped after \d failed targets \(maxFailures {max_failures}\)", got.out), got.out
+        assert fleet.ssh(int(name[-1]) - 1, "test -e /srv/roll/version || echo untouched").strip() == "untouched"
+    journal = next((cwd / ".recon" / "journal").glob("*.jsonl")).read_text()
+    assert '"event": "batch"' in journal
+    # fixed: a re-run finishes the rollout and converges
+    (cwd / "specs" / "site.yaml").write_text(ROLL.replace("MAXF", "0").replace("FAILING", "nohost"))
+    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+
 def test_changed_host_key_is_refused(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
     lines = fleet.known_hosts.read_text().splitlines()
     other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)

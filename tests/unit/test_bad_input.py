@@ -104,6 +104,11 @@ CASES = {
         {"g.yaml": GROUP, "s.yaml": state("- type: file\n  path: /x\n")},
         "s.yaml:8:7: spec.resources[0]: a file needs exactly one of 'content' or 'source'", "give the text",
     ),
+    "bad-batch": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: directory\n  path: /a\n").replace(
+            "  group: local\n", "  group: local\n  strategy: {batch: ten%}\n")},
+        "s.yaml:7:14: spec.strategy.batch: batch 'ten%' is neither a number nor a percentage", '"25%"',
+    ),
     "wrong-type-labels": (
         {"g.yaml": GROUP.replace("metadata: {name: local}", "metadata: {name: local, labels: [a]}")},
         "g.yaml:3:25: metadata.labels: expected a mapping, got list", None,
@@ -174,3 +179,10 @@ def test_an_invalid_spec_is_not_reported_again_by_its_references(tmp_path: Path,
     assert "unknown field 'colour'" in got.err
     assert "which no spec declares" not in got.err
     assert "1 problem in the specs" in got.err
+
+
+@pytest.mark.parametrize(("batch", "targets", "size"), [(2, 5, 2), ("25%", 5, 2), ("100%", 5, 5), ("1%", 5, 1)])
+def test_strategy_batch_size(batch: int | str, targets: int, size: int) -> None:
+    from specs.base import Strategy
+
+    assert Strategy(batch=batch).size(targets) == size
