@@ -16,8 +16,8 @@ from typing import Any, Literal
 from reconciler.errors import UsageError
 
 FORMAT_VERSION = 1
-Action = Literal["create", "update", "replace", "delete", "run", "noop"]
-ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "run", "noop")
+Action = Literal["create", "update", "replace", "delete", "restart", "run", "noop"]
+ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "restart", "run", "noop")
 
 
 @dataclass(frozen=True)

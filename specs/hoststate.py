@@ -87,7 +87,22 @@ class CommandResource(_Resource):
         return self.id
 
 
-Resource = Annotated[FileResource | DirectoryResource | CommandResource, Field(discriminator="type")]
+class ServiceResource(_Resource):
+    type: Literal["service"] = Field(description="A system service (systemd where it runs, init scripts otherwise).")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9@._-]*$", description="The service's name, e.g. nginx.")
+    state: Literal["running", "stopped"] | None = Field(
+        default=None, description="Whether it must run; unset leaves it as it is."
+    )
+    enabled: bool | None = Field(default=None, description="Whether it starts at boot; unset leaves it as it is.")
+
+    def key(self) -> str:
+        return self.id or self.name
+
+
+Resource = Annotated[
+    FileResource | DirectoryResource | CommandResource | ServiceResource, Field(discriminator="type")
+]
+AnyResource = FileResource | DirectoryResource | CommandResource | ServiceResource
 
 
 class HostStateSpec(KindSpec):
@@ -116,20 +131,21 @@ class HostStateSpec(KindSpec):
                                    "declare each resource once, or give them different ids"))
             by_key.setdefault(key, i)
             out.extend(_check(res, i, doc))
-        commands = {r.id: i for i, r in enumerate(self.resources) if isinstance(r, CommandResource)}
+        handlers = {r.key(): i for i, r in enumerate(self.resources)
+                    if isinstance(r, CommandResource | ServiceResource)}
         for i, res in enumerate(self.resources):
             for j, target in enumerate(res.notify):
                 loc: Loc = ("resources", i, "notify", j)
-                if target not in commands:
-                    out.append(Problem(loc, f"notifies '{target}', which is no command of this HostState",
-                                       "name the id of a command declared in this HostState's resources"))
-                elif commands[target] < i:
+                if target not in handlers:
+                    out.append(Problem(loc, f"notifies '{target}', which is no command or service of this HostState",
+                                       "name the id of a command, or the name of a service, declared here"))
+                elif handlers[target] < i:
                     out.append(Problem(loc, f"notifies '{target}', which comes before it",
-                                       f"move command '{target}' below the resources that notify it"))
+                                       f"move '{target}' below the resources that notify it"))
         return out
 
 
-def _check(res: FileResource | DirectoryResource | CommandResource, i: int, doc: Document) -> list[Problem]:
+def _check(res: AnyResource, i: int, doc: Document) -> list[Problem]:
     out: list[Problem] = []
     if isinstance(res, FileResource):
         if res.state == "present" and (res.content is None) == (res.source is None):
@@ -138,6 +154,10 @@ def _check(res: FileResource | DirectoryResource | CommandResource, i: int, doc:
         if res.source is not None and not source_path(doc, res.source).is_file():
             out.append(Problem(("resources", i, "source"), f"source file {res.source!r} does not exist",
                                f"paths are relative to {Path(doc.file).parent or '.'}/"))
+    elif isinstance(res, ServiceResource):
+        if res.state is None and res.enabled is None and not res.notify:
+            out.append(Problem(("resources", i), f"service '{res.name}' says nothing to hold",
+                               "set 'state: running|stopped' and/or 'enabled: true|false'"))
     elif isinstance(res, CommandResource):
         guarded = res.creates is not None or res.unless is not None or res.onlyWhenNotified
         if not guarded:

@@ -7,6 +7,7 @@ and no per-file process), and evaluates command guards. Output is NUL-separated 
     S <path> <type> <mode> <owner> <group> <size>     from stat
     H <hash>  <path>                                  from sha256sum -z
     C <index> creates|unless <value>                  from command guards
+    C <index> service <manager> <running> <enabled>   from services
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from providers.hosts.model import Desired, host_path, q
+from providers.hosts.resources import service
 from providers.hosts.resources.command import env_prefix
-from specs.hoststate import CommandResource, FileResource
+from specs.hoststate import CommandResource, DirectoryResource, FileResource, ServiceResource
 
 _SECTION = "@@recon-facts@@"
 _TYPES = {"regular file": "file", "regular empty file": "file", "directory": "directory",
@@ -24,7 +26,7 @@ _TYPES = {"regular file": "file", "regular empty file": "file", "directory": "di
 
 
 def script(items: Sequence[Desired]) -> str:
-    paths = [d.path for d in items if not isinstance(d.res, CommandResource)]
+    paths = [d.path for d in items if isinstance(d.res, FileResource | DirectoryResource)]
     files = [d.path for d in items if isinstance(d.res, FileResource)]
     lines = ["LC_ALL=C; export LC_ALL", f"printf '%s\\0' {_SECTION}stat"]
     if paths:
@@ -35,6 +37,9 @@ def script(items: Sequence[Desired]) -> str:
     lines.append(f"printf '%s\\0' {_SECTION}cmd")
     for i, d in enumerate(items):
         res = d.res
+        if isinstance(res, ServiceResource):
+            lines.append(service.facts(res.name, i))
+            continue
         if not isinstance(res, CommandResource):
             continue
         if res.creates is not None:
@@ -77,11 +82,21 @@ def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
                 stats[path]["sha256"] = digest
     guards: dict[int, dict[str, Any]] = {}
     c = sections["cmd"]
-    for i in range(0, len(c) - 2, 3):
-        guards.setdefault(int(c[i]), {})[c[i + 1]] = int(c[i + 2])
+    k = 0
+    while k + 2 < len(c):
+        index, kind = int(c[k]), c[k + 1]
+        if kind == "service":
+            manager, running, enabled = c[k + 2:k + 5]
+            guards[index] = {"manager": manager, "running": running == "1", "enabled": enabled == "1"}
+            k += 5
+        else:
+            guards.setdefault(index, {})[kind] = int(c[k + 2])
+            k += 3
     live: list[dict[str, Any] | None] = []
     for i, d in enumerate(items):
-        if isinstance(d.res, CommandResource):
+        if isinstance(d.res, ServiceResource):
+            live.append(guards.get(i))
+        elif isinstance(d.res, CommandResource):
             g = guards.get(i, {})
             live.append({"creates": bool(g.get("creates"))} | ({"unless": g["unless"]} if "unless" in g else {}))
         else:

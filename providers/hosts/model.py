@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from specs.hostgroup import SshSettings
-from specs.hoststate import CommandResource, DirectoryResource, FileResource
-
-AnyResource = FileResource | DirectoryResource | CommandResource
+from specs.hoststate import AnyResource
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class Desired:
     host: HostInfo
     key: str  # 'type:key' inside the HostState, as notify refers to it
     content: bytes | None = None  # files: the bytes they must hold
-    notified_by: tuple[str, ...] = ()  # commands: keys of the resources that notify it
+    notified_by: tuple[str, ...] = ()  # commands and services: keys of the resources that notify it
 
     @property
     def path(self) -> str:

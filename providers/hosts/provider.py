@@ -16,7 +16,7 @@ from pathlib import Path
 
 from providers.hosts import facts
 from providers.hosts.model import Desired, HostInfo
-from providers.hosts.resources import MODULES, command
+from providers.hosts.resources import MODULES, command, service
 from providers.hosts.transport import LocalTransport, Transport
 from reconciler.context import Context
 from reconciler.errors import TransportError
@@ -24,7 +24,7 @@ from reconciler.plan import Change, fingerprint
 from reconciler.project import Project, Spec
 from reconciler.provider import Instance, Live, Result
 from specs.hostgroup import Host, HostGroupSpec, expand_vars
-from specs.hoststate import CommandResource, FileResource, HostStateSpec, source_path
+from specs.hoststate import CommandResource, FileResource, HostStateSpec, ServiceResource, source_path
 
 
 class HostProvider:
@@ -60,7 +60,8 @@ class HostProvider:
                 if isinstance(res, FileResource) and res.state == "present":
                     content = (res.content.encode() if res.content is not None
                                else source_path(spec.doc, res.source or "").read_bytes())
-                by = tuple(notifiers.get(res.key(), ())) if isinstance(res, CommandResource) else ()
+                handler = isinstance(res, CommandResource | ServiceResource)
+                by = tuple(notifiers.get(res.key(), ())) if handler else ()
                 desired = Desired(res, info, key, content, by)
                 out.append(Instance(f"{spec.address}/{key}", host.name, spec.address, res.type, desired,
                                     desired.digest()))
@@ -98,6 +99,8 @@ class HostProvider:
             module = MODULES[inst.resource]
             if isinstance(desired.res, CommandResource):
                 action, reason, fields = command.diff(desired, state, changed)
+            elif isinstance(desired.res, ServiceResource):
+                action, reason, fields = service.diff(desired, state, changed)
             else:
                 action, reason, fields = module.diff(desired, state)
             changed[desired.key] = action != "noop"

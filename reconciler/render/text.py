@@ -12,14 +12,14 @@ from reconciler.executor import ApplyReport
 from reconciler.plan import Change, Plan
 
 SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("-/+", "magenta"),
-          "delete": ("-", "red"), "run": ("!", "cyan"), "noop": ("=", "dim")}
+          "delete": ("-", "red"), "restart": ("↻", "cyan"), "run": ("!", "cyan"), "noop": ("=", "dim")}
 
 
 def summary_line(plan: Plan) -> str:
     c = plan.counts()
     text = (f"{c['create']} to create, {c['update']} to update, {c['delete']} to delete, "
             f"{c['noop']} unchanged")
-    extra = [f"{c[a]} to {a}" for a in ("replace", "run") if c[a]]
+    extra = [f"{c[a]} to {a}" for a in ("replace", "restart", "run") if c[a]]
     return text + "".join(f", {e}" for e in extra) + "."
 
 

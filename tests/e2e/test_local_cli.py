@@ -93,7 +93,7 @@ def test_change_outside_recon_shows_in_next_plan(quickstart: tuple[Path, dict[st
         {"path": "mode", "before": "0777", "after": "0750"}
     ]
     assert pending["HostState/app/command:reload@localhost"]["reason"] == "notified by file:/srv/app/config.ini"
-    assert plan["summary"] == {"create": 0, "update": 2, "replace": 0, "delete": 0, "run": 1, "noop": 4}
+    assert plan["summary"] == {"create": 0, "update": 2, "replace": 0, "delete": 0, "restart": 0, "run": 1, "noop": 4}
     assert recon("apply", "--auto-approve", cwd=cwd, env=env).rc == 0
     assert config.read_text().startswith("[service]\nport = 8080")
     assert_converged(cwd)

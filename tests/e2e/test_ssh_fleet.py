@@ -159,7 +159,7 @@ spec:
       content: "v2\\n"
     - type: command
       id: check
-      run: 'case "$(hostname)" in FAILING) echo "health check failed on $(hostname)" >&2; exit 1;; esac; touch /srv/roll/ok'
+      run: 'case "$(hostname)" in FAILING) echo "check failed on $(hostname)" >&2; exit 1;; esac; touch /srv/roll/ok'
       creates: /srv/roll/ok
 """
 
@@ -183,7 +183,7 @@ def test_rolling_batches_stop_after_max_failures(
         assert f"HostState/roll/command:check@{name}" in got.out
         assert fleet.ssh(int(name[-1]) - 1, "cat /srv/roll/ok && echo ok").strip() == "ok"
     for name in failed:
-        assert re.search(rf"✗ HostState/roll/command:check@{name}\n\s+exit 1: health check failed on {name}", got.out)
+        assert re.search(rf"✗ HostState/roll/command:check@{name}\n\s+exit 1: check failed on {name}", got.out)
     for name in skipped:
         assert re.search(rf"✗ HostState/roll/file:/srv/roll/version@{name}\n\s+skipped: the rollout of HostState/roll "
                          rf"stopped after \d failed targets \(maxFailures {max_failures}\)", got.out), got.out
@@ -192,6 +192,77 @@ def test_rolling_batches_stop_after_max_failures(
     assert '"event": "batch"' in journal
     # fixed: a re-run finishes the rollout and converges
     (cwd / "specs" / "site.yaml").write_text(ROLL.replace("MAXF", "0").replace("FAILING", "nohost"))
+    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+
+INIT_SCRIPT = r"""#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          demo
+# Required-Start:    $remote_fs
+# Required-Stop:     $remote_fs
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: a System V init script, as a package would install it
+### END INIT INFO
+P=/run/demo.pid
+case "$1" in
+  start) start-stop-daemon --start --quiet --background --make-pidfile --pidfile $P --exec /bin/sleep -- 100000 ;;
+  stop) start-stop-daemon --stop --quiet --pidfile $P --remove-pidfile --retry 5 || true ;;
+  restart) "$0" stop; "$0" start; echo restarted >> /run/demo.restarts ;;
+  status) start-stop-daemon --status --pidfile $P ;;
+  *) echo "usage: $0 start|stop|restart|status" >&2; exit 2 ;;
+esac
+"""
+
+SERVICE = """\
+apiVersion: recon/v1
+kind: HostState
+metadata: {name: demo}
+spec:
+  group: web
+  resources:
+    - type: file
+      path: /etc/demo.conf
+      content: "level = LEVEL\\n"
+      notify: [demo]
+    - type: service
+      name: demo
+      state: running
+      enabled: true
+"""
+
+
+def test_service_running_enabled_restarted_when_notified(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    for i in range(HOSTS):
+        fleet.ssh(i, f"cat > /etc/init.d/demo <<'EOF'\n{INIT_SCRIPT}EOF\nchmod +x /etc/init.d/demo; "
+                     "rm -f /etc/demo.conf /run/demo.restarts /etc/rc?.d/[SK]??demo")
+    cwd = project(tmp_path, group_yaml(fleet), SERVICE.replace("LEVEL", "1"))
+    got = run(fleet, cwd, "plan")
+    assert "~ update  HostState/site/service:demo" not in got.out  # the spec is named demo
+    assert "~ update  HostState/demo/service:demo @ host1, host2, host3, host4, host5 (5 targets)" in got.out
+    assert "state: stopped → running" in got.out and "enabled: false → true" in got.out
+    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    for i in range(HOSTS):
+        assert fleet.ssh(i, "/etc/init.d/demo status && ls /etc/rc2.d/S??demo && echo up").strip().endswith("up")
+        assert fleet.ssh(i, "cat /run/demo.restarts 2>/dev/null || echo none").strip() == "none"
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+    # a config change restarts the service, once, on every host
+    (cwd / "specs" / "site.yaml").write_text(SERVICE.replace("LEVEL", "2"))
+    got = run(fleet, cwd, "plan", "--detailed-exitcode")
+    assert got.rc == 2
+    assert "↻ restart HostState/demo/service:demo @ host1, host2, host3, host4, host5 (5 targets)" in got.out
+    assert "notified by file:/etc/demo.conf" in got.out
+    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    for i in range(HOSTS):
+        assert fleet.ssh(i, "cat /run/demo.restarts").strip() == "restarted"
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+    # stopped by hand on one host: drift there only, and started again
+    fleet.ssh(3, "/etc/init.d/demo stop")
+    got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode")
+    assert got.rc == 2 and pending(got) == {"HostState/demo/service:demo@host4"}
     assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
     assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
 

@@ -14,8 +14,8 @@ from pydantic import TypeAdapter
 from ruamel.yaml import YAML
 
 from providers.hosts.model import Desired, HostInfo
-from providers.hosts.resources import MODULES, command
-from specs.hoststate import CommandResource, FileResource, Resource
+from providers.hosts.resources import MODULES, command, service
+from specs.hoststate import CommandResource, FileResource, Resource, ServiceResource
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "diff"
 CASES = sorted(FIXTURES.glob("*/*.yaml"))
@@ -34,6 +34,8 @@ def test_diff_fixture(path: Path) -> None:
                       tuple(case.get("notified_by", ())))
     if isinstance(res, CommandResource):
         action, reason, fields = command.diff(desired, case["live"], case.get("changed", {}))
+    elif isinstance(res, ServiceResource):
+        action, reason, fields = service.diff(desired, case["live"], case.get("changed", {}))
     else:
         action, reason, fields = MODULES[res.type].diff(desired, case["live"])  # type: ignore[attr-defined]
     expect = case["expect"]
