@@ -112,6 +112,12 @@ class HostStateSpec(KindSpec):
     resources: list[Resource] = Field(
         min_length=1, description="What must hold on each host, applied in this order."
     )
+    rollback: bool = Field(
+        default=True,
+        description="When a change on a host fails, undo the changes this apply made on that host before it, "
+        "newest first: files and directories from backups kept beside them, services back to their state "
+        "(restarted again if they were restarted). Commands cannot be undone.",
+    )
     strategy: Strategy | None = Field(
         default=None,
         description="Roll the changes over the hosts in batches; without it, all hosts change at once "

@@ -32,6 +32,7 @@ class Desired:
     key: str  # 'type:key' inside the HostState, as notify refers to it
     content: bytes | None = None  # files: the bytes they must hold
     notified_by: tuple[str, ...] = ()  # commands and services: keys of the resources that notify it
+    rollback: bool = True  # undo this step when a later step on the host fails
 
     @property
     def path(self) -> str:

@@ -62,7 +62,7 @@ class HostProvider:
                                else source_path(spec.doc, res.source or "").read_bytes())
                 handler = isinstance(res, CommandResource | ServiceResource)
                 by = tuple(notifiers.get(res.key(), ())) if handler else ()
-                desired = Desired(res, info, key, content, by)
+                desired = Desired(res, info, key, content, by, body.rollback)
                 out.append(Instance(f"{spec.address}/{key}", host.name, spec.address, res.type, desired,
                                     desired.digest()))
         return out
@@ -113,22 +113,29 @@ class HostProvider:
         script = _change_script(steps, mark)
         started = time.monotonic()
         reported: dict[int, Result] = {}
+        undone: dict[int, str] = {}  # step -> "" when undone, else why not
         last = [started]
 
         def on_line(line: bytes) -> None:
             parts = line.decode("utf-8", "replace").split()
-            if len(parts) >= 3 and parts[0] == mark:
-                i, rc = int(parts[1]), int(parts[2])
-                detail = base64.b64decode(parts[3]).decode("utf-8", "replace") if len(parts) > 3 else ""
-                now = time.monotonic()
-                change = steps[i][1]
-                ok = rc == 0
-                msg = "" if ok else f"exit {rc}: {_tail(detail.encode())}"
-                reported[i] = Result(change.id, ok, msg, now - last[0])
-                last[0] = now
-                ctx.reporter.event("done" if ok else "failed", target, change.id)
+            if len(parts) < 3 or parts[0] != mark:
+                return
+            if parts[1] == "undo":
+                j, urc = int(parts[2]), int(parts[3])
+                undone[j] = "" if urc == 0 else _tail(base64.b64decode(parts[4]) if len(parts) > 4 else b"")
+                return
+            i, rc = int(parts[1]), int(parts[2])
+            detail = base64.b64decode(parts[3]).decode("utf-8", "replace") if len(parts) > 3 else ""
+            now = time.monotonic()
+            change = steps[i][1]
+            ok = rc == 0
+            msg = "" if ok else f"exit {rc}: {_tail(detail.encode())}"
+            reported[i] = Result(change.id, ok, msg, now - last[0])
+            last[0] = now
+            ctx.reporter.event("done" if ok else "failed", target, change.id)
 
         lost = ""
+        ended = ""
         try:
             host = steps[0][0].desired.host
             with self._limit(host):
@@ -136,10 +143,11 @@ class HostProvider:
             ended = f"not run: the change script ended early: {_tail(done.stderr)}"
         except TransportError as exc:  # the steps that reported before the host went away did happen
             lost = str(exc)
+        failed = next((i for i, r in reported.items() if not r.ok), None)
         for i, (_, change) in enumerate(steps):
             if i in reported:
-                yield reported[i]
-            elif any(not r.ok for r in reported.values()):
+                yield _rolled(reported[i], i, failed, undone, steps)
+            elif failed is not None:
                 yield Result(change.id, False, "skipped: an earlier step on this host failed")
             elif lost:
                 first = i == len(reported)
@@ -150,26 +158,70 @@ class HostProvider:
                 yield Result(change.id, False, ended)
 
 
+def _rolled(
+    result: Result, i: int, failed: int | None, undone: dict[int, str], steps: Sequence[tuple[Instance, Change]]
+) -> Result:
+    """A step's result once its host was rolled back after step `failed` failed."""
+    if failed is None or not undone:
+        return result
+    if i == failed:
+        problems = [why for why in undone.values() if why]
+        tail = "; the host was rolled back" if not problems else f"; rolling back failed: {problems[0]}"
+        return Result(result.change_id, False, result.message + tail, result.seconds)
+    if i not in undone:
+        return Result(result.change_id, True, "kept: not undone (rollback is off, or it is a command)",
+                      result.seconds)
+    cause = steps[failed][1].id
+    why = undone[i]
+    msg = f"rolled back: {cause} failed" if not why else f"rolling back after {cause} failed did not work: {why}"
+    return Result(result.change_id, False, msg, result.seconds)
+
+
 def _change_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
     """One script for all changes of a host: each step a function, reported as `MARK i 0` when it
     succeeds, `MARK i rc base64(output tail)` when it fails (only then are processes spent on it).
 
     The first failing step stops the script, so later steps never act on a half-changed host.
+    Then the failed step and those before it are undone, newest first (`MARK undo i rc`); after
+    a success, the backups the steps kept are removed.
     """
-    lines = ["LC_ALL=C; export LC_ALL", "umask 022"]
+    lines = ["LC_ALL=C; export LC_ALL", "umask 022", "done_steps=''"]
     for i, (inst, change) in enumerate(steps):
         module = MODULES[inst.resource]
-        body = module.script(inst.desired, change.action, list(change.fields))
-        lines += [f"step_{i}() {{", "set -e", body, "}"]
-    for i in range(len(steps)):
+        fields = list(change.fields)
+        body = module.script(inst.desired, change.action, fields)
+        undo = module.undo(inst.desired, change.action, fields) if _undoable(inst) else ":"
+        lines += [f"step_{i}() {{", "set -e", body, "}", f"undo_{i}() {{", undo, "}",
+                  f"clean_{i}() {{", module.clean(inst.desired, change.action), "}"]
+    lines += [
+        "rollback() {",
+        '  for j in "$@"; do',
+        '    out=$("undo_$j" 2>&1); rc=$?',
+        f"    if [ \"$rc\" -eq 0 ]; then printf '%s undo %s 0\\n' {mark} \"$j\"; else",
+        f"      printf '%s undo %s %s ' {mark} \"$j\" \"$rc\"; printf '%s' \"$out\" | tail -c 500 | base64 -w0; echo",
+        "    fi",
+        "  done",
+        "}",
+    ]
+    for i, (inst, _) in enumerate(steps):
+        undoable = _undoable(inst)
+        undo = f"  rollback {i} $done_steps" if undoable else "  rollback $done_steps"
+        remember = f'; done_steps="{i} $done_steps"' if undoable else ""
         lines += [
             f"out=$(step_{i} 2>&1); rc=$?",
-            f'if [ "$rc" -eq 0 ]; then printf \'%s %s 0\\n\' {mark} {i}; else',
+            f"if [ \"$rc\" -eq 0 ]; then printf '%s %s 0\\n' {mark} {i}{remember}; else",
             f"  printf '%s %s %s ' {mark} {i} \"$rc\"; printf '%s' \"$out\" | tail -c 2000 | base64 -w0; echo",
+            undo,
             "  exit 0",
             "fi",
         ]
+    lines += [f"clean_{i} >/dev/null 2>&1" for i in range(len(steps))]
     return "\n".join(lines) + "\n"
+
+
+def _undoable(inst: Instance) -> bool:
+    """Commands cannot be undone; other steps can unless their HostState turned rollback off."""
+    return bool(inst.desired.rollback) and inst.resource != "command"
 
 
 def _by_target(instances: Sequence[Instance]) -> dict[str, list[Instance]]:

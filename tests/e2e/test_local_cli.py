@@ -192,20 +192,22 @@ def test_hosts_in_parallel_failure_isolated_and_dependents_skipped(tmp_path: Pat
     assert "HostState/first/command:check@b" in got.out and "exit 7: disk full on b" in got.out
     assert "HostState/first/file:/data/after@b\n      skipped: an earlier step on this host failed" in got.out
     assert "skipped: a spec it depends on failed" in got.out
-    assert "Apply incomplete: 7 succeeded, 5 failed" in got.out
+    assert "HostState/first/directory:/data@b\n      rolled back: HostState/first/command:check@b failed" in got.out
+    assert "Apply incomplete: 6 succeeded, 6 failed" in got.out
     for host in ("a", "c"):
         assert (tmp_path / f"{host}-root" / "data" / "after").read_text() == "x"
-    assert (tmp_path / "b-root" / "data").is_dir()
+    assert not (tmp_path / "b-root" / "data").exists()  # the host was rolled back
     assert not (tmp_path / "b-root" / "data" / "after").exists()
     journal = next((tmp_path / ".recon" / "journal").glob("*.jsonl")).read_text().splitlines()
     events = [json.loads(line) for line in journal]
-    assert events[0]["event"] == "start" and events[-1] == {**events[-1], "event": "end", "ok": 7, "failed": 5}
+    assert events[0]["event"] == "start" and events[-1] == {**events[-1], "event": "end", "ok": 6, "failed": 6}
     failed = {e["change"] for e in events if e["event"] == "result" and not e["ok"]}
     assert "HostState/first/command:check@b" in failed
     got = recon("plan", "--json", "--detailed-exitcode", cwd=tmp_path)
     pending = {c["id"] for c in json.loads(got.out)["changes"] if c["action"] != "noop"}
     assert got.rc == 2
-    assert pending == {"HostState/first/command:check@b", "HostState/first/file:/data/after@b",
+    assert pending == {"HostState/first/directory:/data@b", "HostState/first/command:check@b",
+                       "HostState/first/file:/data/after@b",
                        "HostState/second/file:/second@a", "HostState/second/file:/second@b",
                        "HostState/second/file:/second@c"}
 

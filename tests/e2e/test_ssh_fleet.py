@@ -207,8 +207,8 @@ INIT_SCRIPT = r"""#!/bin/sh
 ### END INIT INFO
 P=/run/demo.pid
 case "$1" in
-  start) start-stop-daemon --start --quiet --background --make-pidfile --pidfile $P --exec /bin/sleep -- 100000 ;;
-  stop) start-stop-daemon --stop --quiet --pidfile $P --remove-pidfile --retry 5 || true ;;
+  start) start-stop-daemon --start --oknodo --quiet --background --make-pidfile --pidfile $P --exec /bin/sleep -- 100000 ;;
+  stop) start-stop-daemon --stop --oknodo --quiet --pidfile $P --remove-pidfile --retry 5 ;;
   restart) "$0" stop; "$0" start; echo restarted >> /run/demo.restarts ;;
   status) start-stop-daemon --status --pidfile $P ;;
   *) echo "usage: $0 start|stop|restart|status" >&2; exit 2 ;;
@@ -265,6 +265,59 @@ def test_service_running_enabled_restarted_when_notified(fleet: fleetmod.Fleet, 
     assert got.rc == 2 and pending(got) == {"HostState/demo/service:demo@host4"}
     assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
     assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+
+UPDATE = """\
+apiVersion: recon/v1
+kind: HostState
+metadata: {name: update}
+spec:
+  group: web
+  resources:
+    - type: file
+      path: /opt/app/app.bin
+      content: "v2\\n"
+      mode: "0755"
+      notify: [demo, verify]
+    - type: file
+      path: /opt/app/old.txt
+      state: absent
+    - type: file
+      path: /opt/app/new.txt
+      content: "new\\n"
+    - type: service
+      name: demo
+      state: running
+    - type: command
+      id: verify
+      run: 'grep -q v2 /opt/app/app.bin && [ "$(hostname)" != host2 ] || { echo "v2 does not answer" >&2; exit 3; }'
+      onlyWhenNotified: true
+"""
+
+
+def test_failed_verification_rolls_that_host_back(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    for i in range(HOSTS):
+        fleet.ssh(i, f"cat > /etc/init.d/demo <<'EOF'\n{INIT_SCRIPT}EOF\nchmod +x /etc/init.d/demo; "
+                     "mkdir -p /opt/app && printf 'v1\\n' > /opt/app/app.bin && chmod 0750 /opt/app/app.bin && "
+                     "echo old > /opt/app/old.txt && rm -f /opt/app/new.txt /run/demo.restarts && "
+                     "/etc/init.d/demo start")
+    cwd = project(tmp_path, group_yaml(fleet), UPDATE)
+    got = run(fleet, cwd, "apply", "--auto-approve")
+    assert got.rc == 1, got.text
+    failed = r"✗ HostState/update/command:verify@host2\n\s+exit 3: v2 does not answer; the host was rolled back"
+    assert re.search(failed, got.out), got.out
+    assert "HostState/update/file:/opt/app/app.bin@host2\n      rolled back: HostState/update/command:verify@host2" \
+        in got.out
+    # host2 is as it was: old binary and mode, old.txt back, new.txt gone, service running, restarted twice
+    # (once for v2, once more to load v1 again)
+    assert fleet.ssh(1, "cat /opt/app/app.bin; stat -c %a /opt/app/app.bin; cat /opt/app/old.txt") == "v1\n750\nold\n"
+    assert fleet.ssh(1, "test -e /opt/app/new.txt || echo gone").strip() == "gone"
+    assert fleet.ssh(1, "/etc/init.d/demo status && cat /run/demo.restarts") == "restarted\nrestarted\n"
+    assert fleet.ssh(1, "ls /opt/app") == "app.bin\nold.txt\n"  # no backups left behind
+    for i in (0, 2, 3, 4):
+        assert fleet.ssh(i, "cat /opt/app/app.bin; ls /opt/app") == "v2\napp.bin\nnew.txt\n"
+    got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode")
+    assert {c.rsplit("@", 1)[1] for c in pending(got)} == {"host2"}
 
 
 def test_changed_host_key_is_refused(fleet: fleetmod.Fleet, tmp_path: Path) -> None:

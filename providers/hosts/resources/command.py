@@ -48,3 +48,11 @@ def env_prefix(desired: Desired) -> str:
     """Commands see the host's root as $RECON_ROOT ('' when none) and start in it."""
     root = desired.host.root or ""
     return f"cd {q(root or '/')} && RECON_ROOT={q(root)} "
+
+
+def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+    return ":"  # what a command did cannot be known, so it cannot be undone
+
+
+def clean(desired: Desired, action: Action) -> str:
+    return ":"

@@ -47,3 +47,36 @@ def type_name(live: dict[str, Any] | None) -> str:
     if live is None:
         return "missing"
     return str(live.get("type", "missing"))
+
+
+def backup_path(desired: Desired) -> str:
+    """Where a step keeps what it replaced or removed, beside it (same filesystem: restoring is a rename)."""
+    return q(desired.path + ".recon-bak")
+
+
+def move_aside(desired: Desired) -> str:
+    """Instead of removing the path: keep it as the backup."""
+    path, bak = q(desired.path), backup_path(desired)
+    return f"rm -rf -- {bak}; mv -- {path} {bak}"
+
+
+def undo_path(desired: Desired, action: Action, fields: list[FieldChange], created: str) -> str:
+    """Shell that puts a path back as it was before the step: from the backup where there is one,
+    by removing what `create` made (`created`), or by resetting mode and ownership."""
+    path, bak = q(desired.path), backup_path(desired)
+    if action == "create":
+        return created
+    if action in ("delete", "replace") or (action == "update" and any(f.path == "content" for f in fields)):
+        return f"if [ -e {bak} ] || [ -L {bak} ]; then rm -rf -- {path}; mv -- {bak} {path}; fi"
+    lines = []
+    for f in fields:
+        if f.path == "mode" and f.before:
+            lines.append(f"chmod {f.before} -- {path}")
+        elif f.path in ("owner", "group") and f.before:
+            spec = f.before if f.path == "owner" else ":" + str(f.before)
+            lines.append(f"chown {q(str(spec))} -- {path}")
+    return "\n".join(lines) or ":"
+
+
+def clean_path(desired: Desired) -> str:
+    return f"rm -rf -- {backup_path(desired)}"

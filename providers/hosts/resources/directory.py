@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from providers.hosts.model import Desired, q
-from providers.hosts.resources.common import absent, attr_changes, attr_script, type_name
+from providers.hosts.resources.common import (
+    absent,
+    attr_changes,
+    attr_script,
+    clean_path,
+    move_aside,
+    type_name,
+    undo_path,
+)
 from reconciler.plan import Action, FieldChange
 from specs.hoststate import DirectoryResource
 
@@ -34,11 +42,19 @@ def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, li
 def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
     path = q(desired.path)
     if action == "delete":
-        return f"rm -rf -- {path}"
+        return move_aside(desired)
     lines = []
     if action == "replace":
-        lines.append(f"rm -f -- {path}")
+        lines.append(move_aside(desired))
     if action in ("create", "replace"):
         lines.append(f"mkdir -p -- {path}")
     lines += attr_script(desired, path, [f for f in fields if f.path in ("mode", "owner", "group")])
     return "\n".join(lines)
+
+
+def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+    return undo_path(desired, action, fields, f"rmdir -- {q(desired.path)} 2>/dev/null || true")
+
+
+def clean(desired: Desired, action: Action) -> str:
+    return clean_path(desired)

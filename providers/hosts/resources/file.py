@@ -8,7 +8,16 @@ import posixpath
 from typing import Any
 
 from providers.hosts.model import Desired, q
-from providers.hosts.resources.common import absent, attr_changes, attr_script, type_name
+from providers.hosts.resources.common import (
+    absent,
+    attr_changes,
+    attr_script,
+    backup_path,
+    clean_path,
+    move_aside,
+    type_name,
+    undo_path,
+)
 from reconciler.plan import Action, FieldChange
 from specs.hoststate import FileResource
 
@@ -67,11 +76,13 @@ def write_bytes(data: bytes, target: str) -> str:
 def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
     path = q(desired.path)
     if action == "delete":
-        return f"rm -f -- {path}"
+        return move_aside(desired)
     names = {f.path for f in fields}
     lines = []
     if action == "replace":
-        lines.append(f"rm -rf -- {path}")
+        lines.append(move_aside(desired))
+    elif action == "update" and "content" in names:
+        lines.append(f"rm -rf -- {backup_path(desired)}; cp -a -- {path} {backup_path(desired)}")
     if action in ("create", "replace") or "content" in names:
         assert desired.content is not None
         tmp = q(desired.path + ".recon-tmp")
@@ -90,3 +101,12 @@ def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
     else:
         lines += attr_script(desired, path, fields)
     return "\n".join(lines)
+
+
+def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+    tmp = q(desired.path + ".recon-tmp")
+    return f"rm -f -- {tmp}\n" + undo_path(desired, action, fields, f"rm -f -- {q(desired.path)}")
+
+
+def clean(desired: Desired, action: Action) -> str:
+    return clean_path(desired)

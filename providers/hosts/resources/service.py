@@ -77,3 +77,20 @@ def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
         f"elif [ -x /etc/init.d/{res.name} ]; then\n" + ("\n".join(sysv) or ":") + "\n"
         f"else echo 'service {res.name} is not installed (no systemd unit, no /etc/init.d script)' >&2; exit 1\nfi"
     )
+
+
+def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+    """Back to the state before the step; a restart is repeated, so the restored files are loaded."""
+    res = desired.res
+    assert isinstance(res, ServiceResource)
+    before = {f.path: f.before for f in fields}
+    back = res.model_copy(update={
+        "state": ("running" if before["state"] == "running" else "stopped") if "state" in before else res.state,
+        "enabled": bool(before["enabled"]) if "enabled" in before else res.enabled,
+    })
+    reverse = [FieldChange(f.path, f.after, f.before) for f in fields if f.path in ("state", "enabled")]
+    return script(Desired(back, desired.host, desired.key), "restart" if action == "restart" else "update", reverse)
+
+
+def clean(desired: Desired, action: Action) -> str:
+    return ":"
