@@ -207,7 +207,8 @@ INIT_SCRIPT = r"""#!/bin/sh
 ### END INIT INFO
 P=/run/demo.pid
 case "$1" in
-  start) start-stop-daemon --start --oknodo --quiet --background --make-pidfile --pidfile $P --exec /bin/sleep -- 100000 ;;
+  start) start-stop-daemon --start --oknodo --quiet --background --make-pidfile --pidfile $P \
+           --exec /bin/sleep -- 100000 ;;
   stop) start-stop-daemon --stop --oknodo --quiet --pidfile $P --remove-pidfile --retry 5 ;;
   restart) "$0" stop; "$0" start; echo restarted >> /run/demo.restarts ;;
   status) start-stop-daemon --status --pidfile $P ;;
