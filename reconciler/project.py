@@ -50,6 +50,7 @@ def load_project(paths: Sequence[str | Path], preflight: bool = True) -> Project
     files, problems = find_spec_files(paths)
     docs, bad = load_files(files)
     problems.extend(bad)
+    unreadable = bool(bad)  # a file that did not load may declare what others refer to
     specs: dict[str, Spec] = {}
     invalid: set[str] = set()  # declared but invalid: references to them are not reported again
     for doc in docs:
@@ -65,7 +66,7 @@ def load_project(paths: Sequence[str | Path], preflight: bool = True) -> Project
             ))
             continue
         specs[spec.address] = spec
-    edges = _edges(specs, problems, invalid)
+    edges = _edges(specs, problems, invalid, unreadable)
     if not problems:
         cycle = graph.find_cycle(edges)
         if cycle:
@@ -123,7 +124,9 @@ def _validate(doc: Document, problems: list[Diagnostic], preflight: bool) -> Spe
     return Spec(env.kind, env.metadata.name, dict(env.metadata.labels), tuple(env.metadata.dependsOn), body, doc)
 
 
-def _edges(specs: dict[str, Spec], problems: list[Diagnostic], invalid: set[str]) -> dict[str, list[str]]:
+def _edges(
+    specs: dict[str, Spec], problems: list[Diagnostic], invalid: set[str], unreadable: bool
+) -> dict[str, list[str]]:
     edges: dict[str, list[str]] = {}
     for addr, spec in specs.items():
         deps: list[str] = []
@@ -132,7 +135,7 @@ def _edges(specs: dict[str, Spec], problems: list[Diagnostic], invalid: set[str]
         for loc, target in refs:
             if target == addr:
                 problems.append(spec.doc.diagnostic(loc, f"{addr} depends on itself", "remove this entry"))
-            elif target in invalid:
+            elif target in invalid or (unreadable and target not in specs):
                 continue
             elif target not in specs:
                 problems.append(spec.doc.diagnostic(loc, f"refers to {target}, which no spec declares",

@@ -31,6 +31,10 @@ class SshSettings(StrictModel):
         "Host keys are always checked: an unknown or changed key is refused.",
     )
     connectTimeout: float = Field(default=10.0, gt=0, le=300, description="Seconds to wait for a connection.")
+    become: bool = Field(default=False, description="Run everything as root through sudo.")
+    becomePassword: SecretRef | None = Field(
+        default=None, description="sudo password, as a reference; without it sudo must not ask (NOPASSWD)."
+    )
 
 
 class Host(StrictModel):
@@ -94,7 +98,7 @@ class HostGroupSpec(KindSpec):
                                        f"set {exc.args[0]}, or give a default: ${{{exc.args[0]}:-/some/dir}}"))
         if any((h.connection or self.connection) == "ssh" for h in self.hosts):
             base = Path(doc.file).parent
-            for name in ("identity", "password"):
+            for name in ("identity", "password", "becomePassword"):
                 ref = getattr(self.ssh, name)
                 why = ref.problem(base) if ref is not None else None
                 if why:

@@ -106,10 +106,17 @@ class SshTransport:
         import paramiko
 
         client = self.client()
+        command, stdin = "sh -s", script.encode()
+        if self.settings.become:
+            if self.settings.becomePassword is None:
+                command = "sudo -n -- sh -s"
+            else:
+                secret = self.settings.becomePassword.resolve(self.base).get_secret_value()
+                command, stdin = "sudo -S -p '' -- sh -s", secret.strip().encode() + b"\n" + stdin
         try:
             chan = client.get_transport().open_session()
-            chan.exec_command("sh -s")
-            writer = threading.Thread(target=_feed, args=(chan, script.encode()), daemon=True)
+            chan.exec_command(command)
+            writer = threading.Thread(target=_feed, args=(chan, stdin), daemon=True)
             writer.start()
             out = bytearray()
             stdout = chan.makefile("rb")
@@ -125,6 +132,12 @@ class SshTransport:
             raise TransportError(f"{self.where}: connection lost: {exc}", transient=True) from None
         if rc == -1:
             raise TransportError(f"{self.where}: connection lost before the script finished", transient=True)
+        if self.settings.become and rc != 0 and not out and err.lstrip().startswith(b"sudo:"):
+            reason = err.decode("utf-8", "replace").strip().splitlines()[0]
+            raise TransportError(
+                f"{self.where}: sudo refused ({reason}); give {self.host.user} passwordless sudo, or set "
+                "ssh.becomePassword"
+            )
         return RunResult(rc, bytes(out), err)
 
     def close(self) -> None:

@@ -40,9 +40,9 @@ def group_yaml(f: fleetmod.Fleet, hosts: list[fleetmod.Host] | None = None, know
             user: root
             identity: {{file: {key or f.key}}}
             knownHosts: {known or f.known_hosts}
-            connectTimeout: 3{extra}
+            connectTimeout: 3
           hosts:
-        """) + items + "\n"
+        """).replace("connectTimeout: 3\n", f"connectTimeout: 3{extra}\n") + items + "\n"
 
 
 STATE = """\
@@ -77,7 +77,7 @@ spec:
 
 def project(tmp_path: Path, group: str, state: str = STATE) -> Path:
     specs = tmp_path / "specs"
-    specs.mkdir(exist_ok=True)
+    specs.mkdir(parents=True, exist_ok=True)
     (specs / "group.yaml").write_text(group)
     (specs / "site.yaml").write_text(state)
     return tmp_path
@@ -319,6 +319,50 @@ def test_failed_verification_rolls_that_host_back(fleet: fleetmod.Fleet, tmp_pat
         assert fleet.ssh(i, "cat /opt/app/app.bin; ls /opt/app") == "v2\napp.bin\nnew.txt\n"
     got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode")
     assert {c.rsplit("@", 1)[1] for c in pending(got)} == {"host2"}
+
+
+BECOME = """\
+apiVersion: recon/v1
+kind: HostState
+metadata: {name: root-owned}
+spec:
+  group: web
+  resources:
+    - type: file
+      path: /etc/recon-become.conf
+      content: "as root\\n"
+      owner: root
+      mode: "0600"
+"""
+
+
+def test_become_with_sudo(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    hosts = fleet.hosts[:2]
+    for i in range(2):
+        fleet.ssh(i, "for u in deploy plain; do id $u >/dev/null 2>&1 || useradd -m -s /bin/sh -p '*' $u; done; "
+                     "echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy; chmod 440 /etc/sudoers.d/deploy; "
+                     "rm -f /etc/recon-become.conf")
+
+    def with_user(user: str, become: bool) -> Path:
+        extra = f"\n    become: {str(become).lower()}"
+        group = group_yaml(fleet, hosts, extra=extra).replace("user: root", f"user: {user}")
+        return project(tmp_path / f"{user}-{become}", group, BECOME)
+
+    cwd = with_user("deploy", False)
+    got = run(fleet, cwd, "apply", "--auto-approve")
+    assert got.rc == 1 and "Permission denied" in got.out, got.text
+
+    cwd = with_user("plain", True)
+    got = run(fleet, cwd, "plan")
+    assert got.rc == 1, got.text
+    assert "sudo refused" in got.err and "give plain passwordless sudo, or set ssh.becomePassword" in got.err
+
+    cwd = with_user("deploy", True)
+    got = run(fleet, cwd, "apply", "--auto-approve")
+    assert got.rc == 0, got.text
+    for i in range(2):
+        assert fleet.ssh(i, "stat -c '%U %a' /etc/recon-become.conf").strip() == "root 600"
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
 
 
 def test_changed_host_key_is_refused(fleet: fleetmod.Fleet, tmp_path: Path) -> None:

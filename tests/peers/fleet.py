@@ -114,6 +114,7 @@ def start(count: int, prefix: str | None = None) -> Fleet:
         raise RuntimeError("the SSH test fleet needs root (network namespaces, mounts)")
     prefix = prefix or f"rc{os.getpid() % 100000}"
     base = Path(tempfile.mkdtemp(prefix="recon-fleet-"))
+    base.chmod(0o755)  # sshd reads authorized_keys as the logging-in user, who may not be root
     fleet = Fleet(prefix, base)
     try:
         _setup(fleet, count)

@@ -169,6 +169,16 @@ def test_environment_is_checked_by_plan_not_validate(tmp_path: Path, cli, monkey
     assert "specs/g.yaml:5:22: spec.hosts[0].root: environment variable RECON_TEST_UNSET_ROOT is not set" in got.err
 
 
+def test_a_file_that_does_not_load_hides_no_reference_errors_of_its_own(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "g.yaml").write_text(GROUP + "  bad: [\n")
+    (specs / "s.yaml").write_text(state("- type: directory\n  path: /a\n"))
+    got = cli("validate", "specs")
+    assert got.rc == 1 and "invalid YAML" in got.err
+    assert "which no spec declares" not in got.err
+
+
 def test_an_invalid_spec_is_not_reported_again_by_its_references(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     specs = tmp_path / "specs"
     specs.mkdir()
