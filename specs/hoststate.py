@@ -99,10 +99,24 @@ class ServiceResource(_Resource):
         return self.id or self.name
 
 
+class PackageResource(_Resource):
+    type: Literal["package"] = Field(description="A system package (apt where dpkg is, else dnf or yum).")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9+._-]*$", description="The package's name.")
+    state: Literal["present", "absent"] = Field(default="present", description="Whether it must be installed.")
+    version: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9.+~:_-]+$",
+        description="The exact version it must have (as the package manager writes it); unset: any.",
+    )
+
+    def key(self) -> str:
+        return self.id or self.name
+
+
 Resource = Annotated[
-    FileResource | DirectoryResource | CommandResource | ServiceResource, Field(discriminator="type")
+    FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource,
+    Field(discriminator="type"),
 ]
-AnyResource = FileResource | DirectoryResource | CommandResource | ServiceResource
+AnyResource = FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource
 
 
 class HostStateSpec(KindSpec):

@@ -8,6 +8,7 @@ and no per-file process), and evaluates command guards. Output is NUL-separated 
     H <hash>  <path>                                  from sha256sum -z
     C <index> creates|unless <value>                  from command guards
     C <index> service <manager> <running> <enabled>   from services
+    C <index> package <manager> <version or ->        from packages
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from providers.hosts.model import Desired, host_path, q
-from providers.hosts.resources import service
+from providers.hosts.resources import package, service
 from providers.hosts.resources.command import env_prefix
-from specs.hoststate import CommandResource, DirectoryResource, FileResource, ServiceResource
+from specs.hoststate import CommandResource, DirectoryResource, FileResource, PackageResource, ServiceResource
 
 _SECTION = "@@recon-facts@@"
 _TYPES = {"regular file": "file", "regular empty file": "file", "directory": "directory",
@@ -39,6 +40,9 @@ def script(items: Sequence[Desired]) -> str:
         res = d.res
         if isinstance(res, ServiceResource):
             lines.append(service.facts(res.name, i))
+            continue
+        if isinstance(res, PackageResource):
+            lines.append(package.facts(res.name, i))
             continue
         if not isinstance(res, CommandResource):
             continue
@@ -89,12 +93,16 @@ def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
             manager, running, enabled = c[k + 2:k + 5]
             guards[index] = {"manager": manager, "running": running == "1", "enabled": enabled == "1"}
             k += 5
+        elif kind == "package":
+            manager, version = c[k + 2:k + 4]
+            guards[index] = {"manager": manager, "version": None if version == "-" else version}
+            k += 4
         else:
             guards.setdefault(index, {})[kind] = int(c[k + 2])
             k += 3
     live: list[dict[str, Any] | None] = []
     for i, d in enumerate(items):
-        if isinstance(d.res, ServiceResource):
+        if isinstance(d.res, ServiceResource | PackageResource):
             live.append(guards.get(i))
         elif isinstance(d.res, CommandResource):
             g = guards.get(i, {})

@@ -3,6 +3,7 @@ from the fleet's control namespace. The fleet must start: a missing sshd fails t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -363,6 +364,68 @@ def test_become_with_sudo(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
     for i in range(2):
         assert fleet.ssh(i, "stat -c '%U %a' /etc/recon-become.conf").strip() == "root 600"
     assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+
+def _deb_repo(base: Path) -> Path:
+    """A flat apt repository with recon-demo 1.0 and 2.0, built with dpkg-deb (no network)."""
+    repo = base / "repo"
+    repo.mkdir(exist_ok=True)
+    entries = []
+    for version in ("1.0", "2.0"):
+        root = base / f"pkg-{version}"
+        (root / "DEBIAN").mkdir(parents=True, exist_ok=True)
+        (root / "usr/share/recon-demo").mkdir(parents=True, exist_ok=True)
+        (root / "usr/share/recon-demo/VERSION").write_text(version + "\n")
+        control = (f"Package: recon-demo\nVersion: {version}\nArchitecture: all\n"
+                   "Maintainer: recon tests <t@localhost>\nDescription: a package for recon's tests\n")
+        (root / "DEBIAN/control").write_text(control)
+        deb = repo / f"recon-demo_{version}_all.deb"
+        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True,
+                       capture_output=True)
+        data = deb.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        entries.append(control + f"Filename: ./{deb.name}\nSize: {len(data)}\nSHA256: {digest}\n")
+    (repo / "Packages").write_text("\n".join(entries))
+    return repo
+
+
+PACKAGE = """\
+apiVersion: recon/v1
+kind: HostState
+metadata: {name: pkg}
+spec:
+  group: web
+  resources:
+    - type: package
+      name: recon-demo
+      STATE
+"""
+
+
+def test_package_install_upgrade_remove(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    repo = _deb_repo(fleet.base)
+    hosts = fleet.hosts[:2]
+    for i in range(2):  # only the local repository: nothing may reach outside the test network
+        fleet.ssh(i, "rm -f /etc/apt/sources.list.d/*; "
+                     f"echo 'deb [trusted=yes] file:{repo} ./' > /etc/apt/sources.list; "
+                     "apt-get -q update >/dev/null 2>&1; dpkg -r recon-demo >/dev/null 2>&1; true", timeout=120)
+
+    def apply_state(state: str) -> None:
+        cwd = project(tmp_path, group_yaml(fleet, hosts), PACKAGE.replace("STATE", state))
+        got = run(fleet, cwd, "apply", "--auto-approve")
+        assert got.rc == 0, got.text
+        assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+    apply_state('version: "1.0"')
+    assert fleet.ssh(0, "cat /usr/share/recon-demo/VERSION") == "1.0\n"
+    apply_state('version: "2.0"')
+    assert fleet.ssh(1, "dpkg-query -W -f='${Version}' recon-demo") == "2.0"
+    fleet.ssh(1, "dpkg -r recon-demo >/dev/null")
+    cwd = project(tmp_path, group_yaml(fleet, hosts), PACKAGE.replace("STATE", 'version: "2.0"'))
+    got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode")
+    assert got.rc == 2 and pending(got) == {"HostState/pkg/package:recon-demo@host2"}
+    apply_state("state: absent")
+    assert fleet.ssh(0, "dpkg-query -W recon-demo >/dev/null 2>&1 || echo gone").strip() == "gone"
 
 
 def test_changed_host_key_is_refused(fleet: fleetmod.Fleet, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """One module per host resource type: a pure `diff` and the shell `script` that applies a change."""
 
-from providers.hosts.resources import command, directory, file, service
+from providers.hosts.resources import command, directory, file, package, service
 
-MODULES = {"file": file, "directory": directory, "command": command, "service": service}
+MODULES = {"file": file, "directory": directory, "command": command, "service": service, "package": package}
