@@ -83,12 +83,34 @@ def _value(value: Any) -> str:
     return json.dumps(value)
 
 
+def target_summary(report: ApplyReport) -> list[str]:
+    """One line per target that had a failure: what succeeded, failed, was rolled back or skipped."""
+    per: dict[str, dict[str, int]] = {}
+    for r in report.results:
+        target = r.change_id.rsplit("@", 1)[1] if "@" in r.change_id else ""
+        kind = ("ok" if r.ok else "rolled back" if r.message.startswith("rolled back")
+                else "skipped" if r.message.startswith(("skipped", "not run")) else "failed")
+        counts = per.setdefault(target, {})
+        counts[kind] = counts.get(kind, 0) + 1
+    if len(per) < 2:
+        return []
+    clean = sorted(t for t, c in per.items() if set(c) == {"ok"})
+    lines = [f"  {escape(t)}: " + ", ".join(f"{n} {k}" for k, n in sorted(c.items()))
+             for t, c in sorted(per.items()) if set(c) != {"ok"}]
+    if clean:
+        shown = ", ".join(clean[:8]) + (f", … +{len(clean) - 8} more" if len(clean) > 8 else "")
+        lines.insert(0, f"  [green]{len(clean)} targets fully applied[/green]: {escape(shown)}")
+    return lines
+
+
 def report_lines(report: ApplyReport) -> Iterator[str]:
     for r in report.succeeded:
         if r.message:
             yield f"[yellow]  ! {escape(r.change_id)}[/yellow]\n      {escape(r.message)}"
     for r in report.failed:
         yield f"[red]  ✗ {escape(r.change_id)}[/red]\n      {escape(r.message)}"
+    if report.failed:
+        yield from target_summary(report)
     ok, bad = len(report.succeeded), len(report.failed)
     colour = "green" if not bad else "red"
     word = "complete" if not bad else "incomplete"
