@@ -3,7 +3,8 @@
 
 Setup (benchmark environment only, never a dependency of recon):
     python3 -m venv bench/.venv-peers && bench/.venv-peers/bin/pip install 'pyinfra>=3,<4' ansible-core
-Usage: python bench/peers.py HOSTS [RUNS]   (default 20 hosts; 3 runs, 1 for Ansible; median wall seconds)
+Usage: python bench/peers.py HOSTS [RUNS] [RTT_MS]   (default 20 hosts, 3 runs (1 for Ansible), 0 ms added
+round-trip time through tests/peers/delay_proxy.py; median wall seconds)
 Columns: check/plan with changes pending, apply, no-op check/plan, no-op apply.
 """
 
@@ -27,10 +28,10 @@ from tests.peers import fleet as fleetmod  # noqa: E402
 PEERS = Path(os.environ.get("RECON_BENCH_PEERS", HERE / ".venv-peers")) / "bin"
 
 
-def pyinfra_files(f: fleetmod.Fleet, root: Path) -> None:
+def pyinfra_files(f: fleetmod.Fleet, root: Path, port: int) -> None:
     hosts = ", ".join(
-        f'("{h.address}", {{"ssh_user": "root", "ssh_key": "{f.key}", "ssh_known_hosts_file": "{f.known_hosts}", '
-        f'"ssh_strict_host_key_checking": "yes"}})'
+        f'("{h.address}", {{"ssh_user": "root", "ssh_port": {port}, "ssh_key": "{f.key}", '
+        f'"ssh_known_hosts_file": "{f.known_hosts}", "ssh_strict_host_key_checking": "yes"}})'
         for h in f.hosts
     )
     (root / "inventory.py").write_text(f"hosts = [{hosts}]\n")
@@ -43,8 +44,8 @@ def pyinfra_files(f: fleetmod.Fleet, root: Path) -> None:
         """))
 
 
-def ansible_files(f: fleetmod.Fleet, root: Path) -> None:
-    lines = ["[bench]"] + [f"{h.name} ansible_host={h.address}" for h in f.hosts]
+def ansible_files(f: fleetmod.Fleet, root: Path, port: int) -> None:
+    lines = ["[bench]"] + [f"{h.name} ansible_host={h.address} ansible_port={port}" for h in f.hosts]
     lines += ["[bench:vars]", "ansible_user=root", f"ansible_ssh_private_key_file={f.key}",
               f"ansible_ssh_common_args='-o UserKnownHostsFile={f.known_hosts} -o StrictHostKeyChecking=yes'",
               "ansible_python_interpreter=/usr/bin/python3"]
@@ -75,17 +76,19 @@ def tool_commands(f: fleetmod.Fleet) -> dict[str, tuple[list[str], list[str]]]:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    rtt = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
     f = fleetmod.start(n, prefix=f"rcp{n}")
+    port = f.add_delay(rtt) if rtt else 22
     env = {"ANSIBLE_CONFIG": "ansible.cfg", "PATH": f"{PEERS}:{os.environ['PATH']}"}
-    print(f"{n} hosts, median wall seconds")
+    print(f"{n} hosts, {rtt:g} ms added round-trip time, median wall seconds")
     print("| tool | check/plan | apply | no-op check/plan | no-op apply |")
     print("|---|---|---|---|---|")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            specs(f, root)
-            pyinfra_files(f, root)
-            ansible_files(f, root)
+            specs(f, root, port)
+            pyinfra_files(f, root, port)
+            ansible_files(f, root, port)
             for tool, (check, apply) in tool_commands(f).items():
                 k = 1 if tool == "ansible" else runs
                 reset = "rm -rf /srv/bench"

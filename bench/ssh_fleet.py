@@ -20,13 +20,14 @@ from common import RECON, measure
 from tests.peers import fleet as fleetmod
 
 
-def specs(f: fleetmod.Fleet, root: Path) -> None:
+def specs(f: fleetmod.Fleet, root: Path, port: int = 22) -> None:
     d = root / "specs"
     d.mkdir()
     hosts = "\n".join(f"    - {{name: {h.name}, address: {h.address}}}" for h in f.hosts)
     (d / "group.yaml").write_text(
         "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: bench}\nspec:\n  connection: ssh\n"
-        f"  concurrency: 100\n  ssh:\n    identity: {{file: {f.key}}}\n    knownHosts: {f.known_hosts}\n"
+        f"  concurrency: 100\n  ssh:\n    port: {port}\n    identity: {{file: {f.key}}}\n"
+        f"    knownHosts: {f.known_hosts}\n"
         f"  hosts:\n{hosts}\n"
     )
     res = ["    - {type: directory, path: /srv/bench}"]

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class Fleet:
     hosts: list[Host] = field(default_factory=list)
     key: Path = Path()
     known_hosts: Path = Path()
+    _proxies: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def ctl(self) -> str:
@@ -84,6 +86,30 @@ class Fleet:
             raise RuntimeError(f"ssh {h.name} {command!r}: {done.returncode} {done.stderr}")
         return done.stdout
 
+    def add_delay(self, rtt_ms: float, port: int = 2222) -> int:
+        """Put a proxy in front of every host's sshd that adds `rtt_ms` of round-trip time; returns its
+        port. known_hosts gains the `[address]:port` names, so host keys are still checked."""
+        script = Path(__file__).with_name("delay_proxy.py")
+        lines = []
+        for h in self.hosts:
+            self._proxies.append(subprocess.Popen(
+                ["ip", "netns", "exec", h.netns, sys.executable, str(script), f"{h.address}:{port}",
+                 f"{h.address}:22", str(rtt_ms / 2)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            ))
+        for line in self.known_hosts.read_text().splitlines():
+            address, rest = line.split(" ", 1)
+            lines += [line, f"[{address}]:{port} {rest}"]
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+        deadline = time.monotonic() + 20
+        for h in self.hosts:
+            while subprocess.run([*self.exec_prefix, "ssh-keyscan", "-T", "2", "-p", str(port), h.address],
+                                 capture_output=True, check=False).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the delaying proxy of {h.name} did not come up")
+                time.sleep(0.1)
+        return port
+
     def kill(self, host: Host | int) -> None:
         """Take a host down hard: SIGKILL its unshare process; --kill-child ends all in it."""
         h = self.hosts[host] if isinstance(host, int) else host
@@ -92,6 +118,9 @@ class Fleet:
             h.proc.wait(timeout=10)
 
     def stop(self) -> None:
+        for p in self._proxies:
+            p.kill()
+            p.wait(timeout=10)
         for h in self.hosts:
             self.kill(h)
             _run(["ip", "netns", "del", h.netns], check=False)
