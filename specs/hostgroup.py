@@ -16,6 +16,12 @@ from specs.secrets import SecretRef
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+class JumpHost(StrictModel):
+    address: str = Field(description="Address or DNS name of the jump (bastion) host.")
+    port: int = Field(default=22, ge=1, le=65535, description="Its SSH port.")
+    user: str | None = Field(default=None, description="User on the jump host; defaults to the group's user.")
+
+
 class SshSettings(StrictModel):
     user: str = Field(default="root", description="User to log in as.")
     port: int = Field(default=22, ge=1, le=65535, description="SSH port.")
@@ -31,6 +37,10 @@ class SshSettings(StrictModel):
         "Host keys are always checked: an unknown or changed key is refused.",
     )
     connectTimeout: float = Field(default=10.0, gt=0, le=300, description="Seconds to wait for a connection.")
+    jump: JumpHost | None = Field(
+        default=None,
+        description="Reach the hosts through this jump host (like ssh -J), with the same identity and known_hosts.",
+    )
     become: bool = Field(default=False, description="Run everything as root through sudo.")
     becomePassword: SecretRef | None = Field(
         default=None, description="sudo password, as a reference; without it sudo must not ask (NOPASSWD)."

@@ -26,6 +26,7 @@ class SshTransport:
         self.settings = host.ssh
         self.base = Path(host.base)
         self._client: Any = None
+        self._jump: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -36,6 +37,30 @@ class SshTransport:
         import paramiko
 
         known = self.base / os.path.expanduser(self.settings.knownHosts)
+        pkey = self._key(paramiko) if self.settings.identity is not None else None
+        password = None
+        if self.settings.password is not None:
+            password = self.settings.password.resolve(self.base).get_secret_value()
+        sock = None
+        jump = self.settings.jump
+        if jump is not None:
+            self._jump = self._open(paramiko, known, jump.address, jump.port, jump.user or self.host.user, pkey,
+                                    password, None, f"jump host {jump.address}:{jump.port}")
+            try:
+                sock = self._jump.get_transport().open_channel(
+                    "direct-tcpip", (self.host.address, self.host.port), ("127.0.0.1", 0),
+                    timeout=self.settings.connectTimeout,
+                )
+            except (paramiko.SSHException, OSError) as exc:
+                raise TransportError(
+                    f"{self.where}: the jump host {jump.address} could not reach it: {exc}", transient=True
+                ) from None
+        return self._open(paramiko, known, self.host.address, self.host.port, self.host.user, pkey, password, sock,
+                          self.where)
+
+    def _open(self, paramiko: Any, known: Path, address: str, port: int, user: str, pkey: Any,
+              password: str | None, sock: Any, where: str) -> Any:
+        """One authenticated connection, host key checked; every failure one sentence with its fix."""
         client = paramiko.SSHClient()
         try:
             client.load_host_keys(str(known))
@@ -45,38 +70,34 @@ class SshTransport:
                 f"create it with the host keys of the group (ssh-keyscan, after checking the fingerprints)"
             ) from None
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        pkey = self._key(paramiko) if self.settings.identity is not None else None
-        password = None
-        if self.settings.password is not None:
-            password = self.settings.password.resolve(self.base).get_secret_value()
+        name = address if port == 22 else f"[{address}]:{port}"
         try:
             client.connect(
-                self.host.address, port=self.host.port, username=self.host.user, pkey=pkey, password=password,
+                address, port=port, username=user, pkey=pkey, password=password, sock=sock,
                 timeout=self.settings.connectTimeout, banner_timeout=self.settings.connectTimeout,
                 auth_timeout=self.settings.connectTimeout, allow_agent=pkey is None and password is None,
                 look_for_keys=pkey is None and password is None,
             )
         except paramiko.BadHostKeyException:
             raise TransportError(
-                f"{self.where}: the host key changed since it was recorded in {known}. This can be an attack, "
+                f"{where}: the host key changed since it was recorded in {known}. This can be an attack, "
                 f"or the host was re-installed. If you know it was re-installed, remove the old key "
-                f"(ssh-keygen -R {_known_name(self.host)} -f {known}) and add the new one after checking it"
+                f"(ssh-keygen -R {name} -f {known}) and add the new one after checking it"
             ) from None
         except paramiko.AuthenticationException:
             raise TransportError(
-                f"{self.where}: authentication failed: the server refused the key or password for "
-                f"user {self.host.user}"
+                f"{where}: authentication failed: the server refused the key or password for user {user}"
             ) from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
                 raise TransportError(
-                    f"{self.where}: the host key is not in {known}; after checking its fingerprint, add it: "
-                    f"ssh-keyscan -p {self.host.port} {self.host.address} >> {known}"
+                    f"{where}: the host key is not in {known}; after checking its fingerprint, add it: "
+                    f"ssh-keyscan -p {port} {address} >> {known}"
                 ) from None
-            raise TransportError(f"{self.where}: SSH failed: {exc}", transient=True) from None
+            raise TransportError(f"{where}: SSH failed: {exc}", transient=True) from None
         except (OSError, EOFError) as exc:
             reason = "timed out" if isinstance(exc, socket.timeout) else (getattr(exc, "strerror", None) or str(exc))
-            raise TransportError(f"{self.where}: cannot connect: {reason}", transient=True) from None
+            raise TransportError(f"{where}: cannot connect: {reason}", transient=True) from None
         return client
 
     def _key(self, paramiko: Any) -> Any:
@@ -142,9 +163,10 @@ class SshTransport:
 
     def close(self) -> None:
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            for client in (self._client, self._jump):
+                if client is not None:
+                    client.close()
+            self._client = self._jump = None
 
 
 def _feed(chan: Any, data: bytes) -> None:
@@ -156,6 +178,3 @@ def _feed(chan: Any, data: bytes) -> None:
     except Exception:  # paramiko.SSHException when the host went away; the reader reports it
         pass
 
-
-def _known_name(host: HostInfo) -> str:
-    return host.address if host.port == 22 else f"[{host.address}]:{host.port}"

@@ -430,6 +430,26 @@ def test_package_install_upgrade_remove(fleet: fleetmod.Fleet, tmp_path: Path) -
     assert fleet.ssh(0, "dpkg-query -W recon-demo >/dev/null 2>&1 || echo gone").strip() == "gone"
 
 
+def test_through_a_jump_host(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    jump, targets = fleet.hosts[0], fleet.hosts[1:3]
+    extra = f"\n    jump: {{address: {jump.address}}}"
+    cwd = project(tmp_path, group_yaml(fleet, targets, extra=extra), STATE)
+    sizes = _log_sizes(fleet)
+    got = run(fleet, cwd, "apply", "--auto-approve")
+    assert got.rc == 0, got.text
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+    logs = _log_since(fleet, sizes)
+    for i in (1, 2):  # the targets saw connections from the jump host, not from the control namespace
+        assert f"Accepted publickey for root from {jump.address}" in logs[i]
+        assert f"from {fleetmod.SUBNET}.1 " not in logs[i]
+    assert "direct-tcpip" in logs[0] or "Accepted publickey for root from" in logs[0]
+
+    ghost = f"{fleetmod.SUBNET}.250"
+    cwd = project(tmp_path / "ghost", group_yaml(fleet, targets, extra=f"\n    jump: {{address: {ghost}}}"), STATE)
+    got = run(fleet, cwd, "plan")
+    assert got.rc == 1 and f"jump host {ghost}:22: cannot connect" in got.err, got.text
+
+
 def test_changed_host_key_is_refused(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
     lines = fleet.known_hosts.read_text().splitlines()
     other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
