@@ -101,6 +101,11 @@ def apply(plan: Plan, project: Project, ctx: Context, journal: Journal) -> Apply
         raise StalePlanError(problems, replan_command(plan))
     ctx = replace(ctx, reporter=_JournalingReporter(ctx.reporter, journal))
     ctx.reporter.event("total", "", str(len(steps)))
+    per_target: dict[str, int] = {}
+    for _, inst, _ in steps:
+        per_target[inst.target] = per_target.get(inst.target, 0) + 1
+    for target, count in per_target.items():
+        ctx.reporter.event("total", target, str(count))
     failed_specs: set[str] = set()
     first = True
     for wave in plan.order:

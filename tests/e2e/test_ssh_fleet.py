@@ -318,6 +318,8 @@ def test_failed_verification_rolls_that_host_back(fleet: fleetmod.Fleet, tmp_pat
     assert fleet.ssh(1, "ls /opt/app") == "app.bin\nold.txt\n"  # no backups left behind
     for i in (0, 2, 3, 4):
         assert fleet.ssh(i, "cat /opt/app/app.bin; ls /opt/app") == "v2\napp.bin\nnew.txt\n"
+    # progress lines count targets; the last one has them all settled
+    assert "· targets: 4 done, 1 failed, 0 pending" in got.out
     # the per-host summary
     assert "  4 targets fully applied: host1, host3, host4, host5\n  host2: 1 failed, 4 rolled back\n" in got.out
     got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode")
