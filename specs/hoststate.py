@@ -112,11 +112,26 @@ class PackageResource(_Resource):
         return self.id or self.name
 
 
+class UserResource(_Resource):
+    type: Literal["user"] = Field(description="A local user account (useradd, usermod, userdel).")
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$", description="The login name.")
+    state: Literal["present", "absent"] = Field(default="present", description="Whether it must exist.")
+    uid: int | None = Field(default=None, ge=0, description="Its numeric id; unset: any.")
+    shell: str | None = Field(default=None, pattern=r"^/[^\s:]*$", description="Its login shell; unset: any.")
+    home: str | None = Field(default=None, pattern=r"^/[^\s:]*$", description="Its home directory; unset: any.")
+    groups: list[str] | None = Field(
+        default=None, description="Its supplementary groups, exactly (they must exist); unset: any."
+    )
+
+    def key(self) -> str:
+        return self.id or self.name
+
+
 Resource = Annotated[
-    FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource,
+    FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource | UserResource,
     Field(discriminator="type"),
 ]
-AnyResource = FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource
+AnyResource = FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource | UserResource
 
 
 class HostStateSpec(KindSpec):

@@ -9,6 +9,7 @@ and no per-file process), and evaluates command guards. Output is NUL-separated 
     C <index> creates|unless <value>                  from command guards
     C <index> service <manager> <running> <enabled>   from services
     C <index> package <manager> <version or ->        from packages
+    C <index> user <passwd line or -> <groups or ->   from users
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from providers.hosts.model import Desired, host_path, q
-from providers.hosts.resources import package, service
+from providers.hosts.resources import package, service, user
 from providers.hosts.resources.command import env_prefix
-from specs.hoststate import CommandResource, DirectoryResource, FileResource, PackageResource, ServiceResource
+from specs.hoststate import (
+    CommandResource,
+    DirectoryResource,
+    FileResource,
+    PackageResource,
+    ServiceResource,
+    UserResource,
+)
 
 _SECTION = "@@recon-facts@@"
 _TYPES = {"regular file": "file", "regular empty file": "file", "directory": "directory",
@@ -43,6 +51,9 @@ def script(items: Sequence[Desired]) -> str:
             continue
         if isinstance(res, PackageResource):
             lines.append(package.facts(res.name, i))
+            continue
+        if isinstance(res, UserResource):
+            lines.append(user.facts(res.name, i))
             continue
         if not isinstance(res, CommandResource):
             continue
@@ -93,6 +104,9 @@ def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
             manager, running, enabled = c[k + 2:k + 5]
             guards[index] = {"manager": manager, "running": running == "1", "enabled": enabled == "1"}
             k += 5
+        elif kind == "user":
+            guards[index] = {"user": user.parse(c[k + 2], c[k + 3])}
+            k += 4
         elif kind == "package":
             manager, version = c[k + 2:k + 4]
             guards[index] = {"manager": manager, "version": None if version == "-" else version}
@@ -104,6 +118,8 @@ def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
     for i, d in enumerate(items):
         if isinstance(d.res, ServiceResource | PackageResource):
             live.append(guards.get(i))
+        elif isinstance(d.res, UserResource):
+            live.append(guards.get(i, {}).get("user"))
         elif isinstance(d.res, CommandResource):
             g = guards.get(i, {})
             live.append({"creates": bool(g.get("creates"))} | ({"unless": g["unless"]} if "unless" in g else {}))

@@ -43,9 +43,10 @@ def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
 
 def grouped(changes: Iterable[Change]) -> list[tuple[Change, list[str]]]:
     """Identical changes on several targets, once each with the list of targets, in first-seen order."""
-    groups: dict[tuple[object, ...], tuple[Change, list[str]]] = {}
+    groups: dict[tuple[str, ...], tuple[Change, list[str]]] = {}
     for c in changes:
-        key = (c.address, c.action, c.reason, c.fields)
+        fields = json.dumps([[f.path, f.before, f.after] for f in c.fields], sort_keys=True, default=str)
+        key = (c.address, c.action, c.reason, fields)  # field values may be lists: compare them as JSON
         if key in groups:
             groups[key][1].append(c.target)
         else:

@@ -452,6 +452,49 @@ def test_through_a_jump_host(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
     assert got.rc == 1 and f"jump host {ghost}:22: cannot connect" in got.err, got.text
 
 
+USER = """\
+apiVersion: recon/v1
+kind: HostState
+metadata: {name: accounts}
+spec:
+  group: web
+  resources:
+    - type: user
+      name: appuser
+      BODY
+"""
+
+
+def test_user_create_update_drift_remove(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    hosts = fleet.hosts[:2]
+    for i in range(2):
+        fleet.ssh(i, "userdel -r appuser >/dev/null 2>&1; true")
+
+    def state(body: str) -> Path:
+        return project(tmp_path, group_yaml(fleet, hosts), USER.replace("BODY", body))
+
+    cwd = state("uid: 2101\n      shell: /bin/sh\n      groups: [adm]")
+    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    assert fleet.ssh(0, "getent passwd appuser | cut -d: -f3,7; id -nG appuser") == "2101:/bin/sh\nappuser adm\n"
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+    cwd = state("uid: 2101\n      shell: /bin/bash\n      groups: [adm, users]")
+    got = run(fleet, cwd, "plan", "--detailed-exitcode")
+    assert got.rc == 2 and "shell: /bin/sh → /bin/bash" in got.out
+    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    assert fleet.ssh(1, "id -nG appuser") == "appuser adm users\n"
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+    fleet.ssh(1, "usermod -s /bin/sh appuser")
+    got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode")
+    assert got.rc == 2 and pending(got) == {"HostState/accounts/user:appuser@host2"}
+
+    cwd = state("state: absent")
+    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    assert fleet.ssh(0, "getent passwd appuser || echo gone").strip() == "gone"
+    assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+
 def test_changed_host_key_is_refused(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
     lines = fleet.known_hosts.read_text().splitlines()
     other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)

@@ -1,5 +1,7 @@
 """One module per host resource type: a pure `diff` and the shell `script` that applies a change."""
 
-from providers.hosts.resources import command, directory, file, package, service
+from providers.hosts.resources import command, directory, file, package, service, user
 
-MODULES = {"file": file, "directory": directory, "command": command, "service": service, "package": package}
+MODULES = {
+    "file": file, "directory": directory, "command": command, "service": service, "package": package, "user": user,
+}
