@@ -170,7 +170,10 @@ def _explain(err: Any, model: type[BaseModel], loc: Loc) -> tuple[str, str | Non
         expected = {"dict": "mapping", "dictionary": "mapping"}.get(expected, expected)
         return f"expected a {expected}, got {got} {_short(inp)}".rstrip(), hint
     if kind == "string_pattern_mismatch":
-        return f"{_short(inp)} is not a valid value", "use lower-case letters, digits, '.', '_' or '-'"
+        pattern = err.get("ctx", {}).get("pattern", "")
+        if pattern == NAME_RE:
+            return f"{_short(inp)} is not a valid name", "use lower-case letters, digits, '.', '_' or '-'"
+        return f"{_short(inp)} is not a valid value", f"it must match the pattern {pattern}"
     msg = err["msg"].removeprefix("Value error, ")
     return msg, None
 

@@ -87,7 +87,16 @@ class CommandResource(_Resource):
         return self.id
 
 
-class ServiceResource(_Resource):
+class _NamedResource(_Resource):
+    """A resource known by a name (service, package, user): its id defaults to the name."""
+
+    name: str = Field(description="Its name.")
+
+    def key(self) -> str:
+        return self.id or self.name
+
+
+class ServiceResource(_NamedResource):
     type: Literal["service"] = Field(description="A system service (systemd where it runs, init scripts otherwise).")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9@._-]*$", description="The service's name, e.g. nginx.")
     state: Literal["running", "stopped"] | None = Field(
@@ -95,11 +104,8 @@ class ServiceResource(_Resource):
     )
     enabled: bool | None = Field(default=None, description="Whether it starts at boot; unset leaves it as it is.")
 
-    def key(self) -> str:
-        return self.id or self.name
 
-
-class PackageResource(_Resource):
+class PackageResource(_NamedResource):
     type: Literal["package"] = Field(description="A system package (apt where dpkg is, else dnf or yum).")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9+._-]*$", description="The package's name.")
     state: Literal["present", "absent"] = Field(default="present", description="Whether it must be installed.")
@@ -108,11 +114,8 @@ class PackageResource(_Resource):
         description="The exact version it must have (as the package manager writes it); unset: any.",
     )
 
-    def key(self) -> str:
-        return self.id or self.name
 
-
-class UserResource(_Resource):
+class UserResource(_NamedResource):
     type: Literal["user"] = Field(description="A local user account (useradd, usermod, userdel).")
     name: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$", description="The login name.")
     state: Literal["present", "absent"] = Field(default="present", description="Whether it must exist.")
@@ -122,9 +125,6 @@ class UserResource(_Resource):
     groups: list[str] | None = Field(
         default=None, description="Its supplementary groups, exactly (they must exist); unset: any."
     )
-
-    def key(self) -> str:
-        return self.id or self.name
 
 
 Resource = Annotated[

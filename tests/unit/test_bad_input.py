@@ -109,6 +109,14 @@ CASES = {
             "  group: local\n", "  group: local\n  strategy: {batch: ten%}\n")},
         "s.yaml:7:14: spec.strategy.batch: batch 'ten%' is neither a number nor a percentage", '"25%"',
     ),
+    "bad-package-name": (
+        {"g.yaml": GROUP, "s.yaml": state("- type: package\n  name: 'bad name'\n")},
+        "s.yaml:9:7: spec.resources[0].name: 'bad name' is not a valid value", "it must match the pattern",
+    ),
+    "bad-spec-name": (
+        {"g.yaml": GROUP.replace("name: local}", "name: Local_Group!}")},
+        "g.yaml:3:12: metadata.name: 'Local_Group!' is not a valid name", "use lower-case letters",
+    ),
     "wrong-type-labels": (
         {"g.yaml": GROUP.replace("metadata: {name: local}", "metadata: {name: local, labels: [a]}")},
         "g.yaml:3:25: metadata.labels: expected a mapping, got list", None,
