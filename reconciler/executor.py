@@ -234,20 +234,20 @@ def _verify(steps: Sequence[Step], report: ApplyReport, ctx: Context, journal: J
         if c.id in ok_ids:
             by_target.setdefault(i.target, []).append((p, i))
 
-    def one(done: list[tuple[Provider, Instance]]) -> dict[str, str]:
+    def one(done: list[tuple[Provider, Instance]]) -> dict[str, tuple[bool, str]]:
+        """Change id -> (still counted a success, why) for each change the re-read does not confirm."""
         try:
             live = planner.read_live(done, ctx)
         except ReconError as exc:
-            return {i.id: f"applied; not verified, the re-read failed: {exc}" for _, i in done}
-        return {c.id: f"applied, but a re-read still differs: {c.reason}"
+            return {i.id: (True, f"applied; not verified, the re-read failed: {exc}") for _, i in done}
+        return {c.id: (False, f"applied, but a re-read still differs: {c.reason}")
                 for c in planner.diff_all(done, live) if c.is_change}
 
     with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(by_target) or 1))) as pool:
         for problems in pool.map(one, list(by_target.values())):
             for k, r in enumerate(report.results):
-                msg = problems.get(r.change_id)
-                if msg is None:
+                if r.change_id not in problems:
                     continue
-                unverified = msg.startswith("applied; not verified")
-                report.results[k] = Result(r.change_id, unverified, msg, r.seconds)
-                journal.write("unverified" if unverified else "unconverged", change=r.change_id, reason=msg)
+                ok, msg = problems[r.change_id]
+                report.results[k] = Result(r.change_id, ok, msg, r.seconds)
+                journal.write("unverified" if ok else "unconverged", change=r.change_id, reason=msg)

@@ -95,7 +95,7 @@ def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
             digest, _, path = rec.partition("  ")
             if path in stats:
                 stats[path]["sha256"] = digest
-    guards: dict[int, dict[str, Any]] = {}
+    guards: dict[int, Any] = {}  # index -> command guards, or the live state of a service, package or user
     c = sections["cmd"]
     k = 0
     while k + 2 < len(c):
@@ -105,7 +105,7 @@ def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
             guards[index] = {"manager": manager, "running": running == "1", "enabled": enabled == "1"}
             k += 5
         elif kind == "user":
-            guards[index] = {"user": user.parse(c[k + 2], c[k + 3])}
+            guards[index] = user.parse(c[k + 2], c[k + 3])
             k += 4
         elif kind == "package":
             manager, version = c[k + 2:k + 4]
@@ -116,10 +116,8 @@ def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
             k += 3
     live: list[dict[str, Any] | None] = []
     for i, d in enumerate(items):
-        if isinstance(d.res, ServiceResource | PackageResource):
+        if isinstance(d.res, ServiceResource | PackageResource | UserResource):
             live.append(guards.get(i))
-        elif isinstance(d.res, UserResource):
-            live.append(guards.get(i, {}).get("user"))
         elif isinstance(d.res, CommandResource):
             g = guards.get(i, {})
             live.append({"creates": bool(g.get("creates"))} | ({"unless": g["unless"]} if "unless" in g else {}))
