@@ -170,11 +170,12 @@ class SshTransport:
 
 
 def _feed(chan: Any, data: bytes) -> None:
+    """Send the script; if the host goes away meanwhile, the reader reports it."""
+    import paramiko
+
     try:
         chan.sendall(data)
         chan.shutdown_write()
-    except (OSError, EOFError):
-        pass
-    except Exception:  # paramiko.SSHException when the host went away; the reader reports it
+    except (paramiko.SSHException, OSError, EOFError):
         pass
 
