@@ -1,0 +1,176 @@
+"""The bundle provider: a Bundle spec is one resource, its target the OCI reference it is published at.
+
+- read: per bundle one HEAD of the tag, and a GET of the manifest only when this machine has not
+  seen that manifest before (manifests are cached by digest); never a blob.
+- diff: local files (sha256 through the digest index) against the manifest's layers, file by file.
+- apply: upload the blobs the store lacks, the manifest by digest, then move the tag.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from providers.oras import bundle, ops, scan
+from providers.oras.bundle import Artifact, Entry
+from providers.oras.cache import BlobCache
+from providers.oras.ref import Reference, parse
+from providers.oras.registry import Credentials
+from reconciler.context import Context
+from reconciler.gitinfo import describe
+from reconciler.plan import Change, FieldChange, fingerprint
+from reconciler.project import Project, Spec
+from reconciler.provider import Instance, Live, Result
+from reconciler.render.progress import transfer_bar
+from specs.bundle import BundleSpec
+from specs.hostgroup import expand_vars
+
+
+@dataclass(frozen=True)
+class Desired:
+    ref: Reference
+    source: Path
+    entries: tuple[Entry, ...]
+    artifact: Artifact
+    spec: BundleSpec
+    base: Path  # the spec file's directory, for secret references
+    annotations: dict[str, str]
+
+    def credentials(self) -> Credentials | None:
+        creds = self.spec.credentials
+        if creds is None:
+            return None
+        return Credentials(creds.username, creds.password.resolve(self.base).get_secret_value().strip(),
+                           creds.password.describe())
+
+
+class BundleProvider:
+    kinds = ("Bundle",)
+
+    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+        body = spec.body
+        assert isinstance(body, BundleSpec)
+        base = Path(spec.doc.file).parent
+        ref = parse(expand_vars(body.ref)).with_base(base)
+        source = body.source_dir(spec.doc)
+        entries = tuple(scan.entries(source, body.include, body.exclude))
+        annotations = {"org.opencontainers.image.title": spec.name, **body.annotations}
+        artifact = bundle.build(entries, annotations, body.artifactType or bundle.ARTIFACT_TYPE)
+        desired = Desired(ref, source, entries, artifact, body, base, annotations)
+        return [Instance(spec.address, str(ref), spec.address, "bundle", desired, artifact.digest)]
+
+    def lock_key(self, inst: Instance) -> str:
+        """Pushes to one repository take turns."""
+        ref: Reference = inst.desired.ref
+        return f"oci/{ref.registry}/{ref.repository}" if ref.registry else f"oci-layout/{ref.repository}"
+
+    def _store(self, desired: Desired, ctx: Context) -> ops.Store:
+        key = f"oras/{desired.ref}"
+        store = ctx.connections.get(key)
+        if store is None:
+            store = ops.store_for(desired.ref, desired.credentials(), desired.spec.plainHttp)
+            ctx.connections[key] = store
+        return store
+
+    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
+        cache = BlobCache()
+        stores = [self._store(inst.desired, ctx) for inst in instances]  # made here: ctx is not thread-safe
+
+        def one(item: tuple[Instance, ops.Store]) -> Live:
+            inst, store = item
+            ctx.reporter.event("read", inst.target, "manifest")
+            remote = ops.read(store, cache)
+            return None if remote is None else {
+                "digest": remote.digest,
+                "files": {e.path: [e.digest, e.size, e.mode] for e in remote.parsed.entries},
+                "annotations": remote.parsed.annotations,
+                "artifactType": remote.parsed.artifact_type,
+            }
+
+        with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(instances), 16))) as pool:
+            states = list(pool.map(one, zip(instances, stores, strict=True)))
+        return {inst.id: state for inst, state in zip(instances, states, strict=True)}
+
+    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]:
+        return [_diff(inst, live.get(inst.id)) for inst in instances]
+
+    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+        for inst, change in steps:
+            started = time.monotonic()
+            d: Desired = inst.desired
+            store = self._store(d, ctx)
+            known = set() if change.action == "create" else _live_digests(store)
+            total = _upload_bytes(d.entries, known)
+            artifact = _with_revision(d)
+            with transfer_bar(f"push {d.ref}", total, ctx.bars) as tick:
+                stats = ops.push(store, d.source, d.entries, artifact, known, tick)
+            message = (f"pushed {artifact.digest[:19]}: uploaded {len(stats.uploaded)} blobs "
+                       f"({bundle.human(stats.bytes)}), {stats.present} already there")
+            ctx.reporter.event("done", target, change.id)
+            yield Result(change.id, True, seconds=time.monotonic() - started, note=message)
+
+
+def _with_revision(d: Desired) -> Artifact:
+    """The artifact as pushed: with the git commit it came from, unless the spec names a revision itself."""
+    sha = describe().get("sha", "")
+    if not sha or bundle.REVISION in d.annotations:
+        return d.artifact
+    return bundle.build(d.entries, {**d.annotations, bundle.REVISION: sha}, d.spec.artifactType or bundle.ARTIFACT_TYPE)
+
+
+def _live_digests(store: ops.Store) -> set[str]:
+    """Blob digests of the manifest the tag points to now (they are in the store; no HEAD needed)."""
+    remote = ops.read(store, BlobCache())
+    return {e.digest for e in remote.parsed.entries} if remote else set()
+
+
+def _upload_bytes(entries: Sequence[Entry], known: set[str]) -> int:
+    unique = {e.digest: e.size for e in entries if e.digest not in known}
+    return sum(unique.values())
+
+
+def _diff(inst: Instance, state: Live) -> Change:
+    d: Desired = inst.desired
+    fp = fingerprint(state)
+
+    def change(action: str, reason: str, fields: list[FieldChange]) -> Change:
+        return Change(inst.address, inst.target, inst.spec, inst.resource, action, reason,  # type: ignore[arg-type]
+                      tuple(fields), fp, inst.desired_digest)
+
+    if state is None:
+        total = _upload_bytes(d.entries, set())
+        fields = [FieldChange(f"file {e.path}", None, e.describe()) for e in d.entries]
+        return change("create", f"no tag {d.ref.tag} yet: {len(d.entries)} files, {bundle.human(total)} to upload",
+                      fields)
+    if state["digest"] == d.artifact.digest:
+        return change("noop", f"the tag points to this bundle ({len(d.entries)} files, {state['digest'][:19]})", [])
+    live_entries = [Entry(p, v[0], v[1], v[2]) for p, v in state["files"].items()]
+    cmp = bundle.compare(live_entries, d.entries)
+    fields = []
+    for key in ("changed", "added", "removed"):
+        for a, b in cmp[key]:
+            path = (a or b).path  # type: ignore[union-attr]
+            fields.append(FieldChange(f"file {path}", a.describe() if a else None, b.describe() if b else None))
+    wanted = dict(d.spec.annotations)
+    ours = ("org.opencontainers.image.title", *(() if bundle.REVISION in wanted else (bundle.REVISION,)))
+    have = {k: v for k, v in state["annotations"].items() if not k.startswith("dev.recon.") and k not in ours}
+    for key in sorted(wanted.keys() | have.keys()):
+        if wanted.get(key) != have.get(key):
+            fields.append(FieldChange(f"annotation {key}", have.get(key), wanted.get(key)))
+    want_type = d.spec.artifactType or bundle.ARTIFACT_TYPE
+    if state["artifactType"] != want_type:
+        fields.append(FieldChange("artifactType", state["artifactType"] or None, want_type))
+    known = {v[0] for v in state["files"].values()}
+    total = _upload_bytes(d.entries, known)
+    counts = ", ".join(f"{len(cmp[k])} {k}" for k in ("changed", "added", "removed", "unchanged") if cmp[k])
+    reason = f"{counts}; {bundle.human(total)} to upload"
+    if not fields and state["annotations"].get(bundle.TREE) == bundle.tree_digest(d.entries):
+        revision = state["annotations"].get(bundle.REVISION, "")
+        return change("noop", f"the tag points to these files ({len(d.entries)} files"
+                      + (f", pushed from commit {revision[:10]})" if revision else ")"), [])
+    if not fields:
+        reason = "the manifest differs in form only (written by another tool?); re-pushed as recon writes it"
+    return change("update", reason, fields)
