@@ -1,0 +1,106 @@
+"""Models on a real Docker engine, as issue 5 asks.
+
+Usage: python bench/models_docker.py [MODELS]   (default 200)
+
+- Plan over MODELS Model specs against a live engine where nothing changed: Docker API calls the
+  engine logged (target: one list call plus nothing per unchanged model) and wall time (median of 3).
+  Each Model has 1 replica (MODELS containers in all).
+- A rolling update of 3 replicas (env change): time from apply to all healthy, and the requests
+  that failed for a prober that finds replicas by label, sends to every healthy one, and retries a
+  refused connection once on another replica, as a label-discovering proxy does (target 0).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from common import RECON, measure  # noqa: E402
+
+from tests.peers import docker_engine  # noqa: E402
+
+
+def spec(name: str, port: int, replicas: int, version: str) -> str:
+    return (f"---\napiVersion: recon/v1\nkind: Model\nmetadata: {{name: {name}}}\nspec:\n  runtime: docker\n"
+            f"  image: recon-bench/model:1\n  replicas: {replicas}\n  port: {port}\n"
+            f"  env: {{MODEL_VERSION: {version}}}\n  health: {{path: /cgi-bin/health, interval: 0.05}}\n")
+
+
+def ok(port: int, path: str = "/cgi-bin/health") -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    with tempfile.TemporaryDirectory(prefix="recon-bench-docker-") as tmp:
+        root = Path(tmp)
+        engine = docker_engine.start(Path("/tmp") / f"recon-bench-dockerd-{root.name}", debug=True)
+        try:
+            docker_engine.build(engine, "recon-bench/model:1", root / "ctx")
+            env = {"DOCKER_HOST": engine.host}
+            (root / "specs").mkdir()
+            (root / "specs" / "models.yaml").write_text("".join(spec(f"m{i:03}", 20000 + i, 1, "v1")
+                                                                for i in range(n)))
+            started = time.perf_counter()
+            first = measure([RECON, "apply", "--auto-approve", "--parallelism", "20"], cwd=root, env=env)
+            print(f"# {n} Models, 1 replica each: first apply {time.perf_counter() - started:.1f} s (rc {first.rc})")
+            samples, calls = [], []
+            for _ in range(3):
+                mark = engine.mark()
+                samples.append(measure([RECON, "plan", "--detailed-exitcode"], cwd=root, env=env))
+                calls.append(engine.calls(mark))
+            print(f"no-op plan over {n} Models: median {statistics.median(s.seconds for s in samples):.2f} s, "
+                  f"rc {samples[-1].rc}, peak RSS {max(s.peak_mb for s in samples):.0f} MB; "
+                  f"{len(calls[-1])} Docker API calls: {sorted(set(c.split('?')[0] for c in calls[-1]))}")
+            rolling(root, engine)
+        finally:
+            engine.stop()
+
+
+def rolling(root: Path, engine: docker_engine.Engine) -> None:
+    env = {"DOCKER_HOST": engine.host}
+    work = root / "rolling"
+    (work / "specs").mkdir(parents=True)
+    (work / "specs" / "m.yaml").write_text(spec("rolling", 21000, 3, "v1"))
+    measure([RECON, "apply", "--auto-approve"], cwd=work, env=env)
+    (work / "specs" / "m.yaml").write_text(spec("rolling", 21000, 3, "v2"))
+    failed, sent = [], [0]
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            labels = engine.docker("ps", "--filter", "label=recon.dev/spec=Model/rolling", "--format",
+                                   '{{.Label "recon.dev/port"}}').split()
+            healthy = [int(p) for p in labels if ok(int(p))]
+            for p in healthy:
+                sent[0] += 1
+                others = [q for q in healthy if q != p][:1]
+                if not ok(p, "/cgi-bin/predict") and not any(ok(q, "/cgi-bin/predict") for q in others):
+                    failed.append(p)  # failed, and failed again on another replica
+            if not healthy:
+                failed.append(0)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    run = measure([RECON, "apply", "--auto-approve"], cwd=work, env=env)
+    stop.set()
+    t.join()
+    print(f"rolling update of 3 replicas: {run.seconds:.2f} s from apply to all healthy (rc {run.rc}); "
+          f"{sent[0]} requests, {len(failed)} failed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The Docker provider: a Model is one resource, run as labelled containers (replicas) on one engine.
+
+- read: one list of recon's containers (by label) and one list of images, for all Models at once;
+  nothing is inspected. Each container's labels say which Model and replica it is, its port, and
+  the digest and the (secret-free) text of the settings it was started with.
+- diff: replicas running with the wanted settings and image, against the spec; field by field.
+- apply: replica by replica; a replica to change is replaced by a new one that must pass its
+  health check before the old one is removed; a new replica that fails is removed and the old one
+  keeps serving (rolled back), and the rollout stops there.
+
+Networking: replica i is reached on 127.0.0.1 at port+i; while it is being replaced, its successor
+uses port+replicas+i. With host networking (engines without a bridge) the replica listens there
+itself, told by the PORT variable; with a bridge network it listens on containerPort, published
+on 127.0.0.1 at that port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from providers.docker.files import bundle_source, bundle_tree
+from providers.docker.model import Desired, Failed, L, Orphan, context_hash
+from providers.docker.replicas import converge, mine, remove
+from reconciler.context import Context
+from reconciler.errors import TransportError
+from reconciler.plan import Action, Change, FieldChange, fingerprint
+from reconciler.project import Project, Spec
+from reconciler.provider import Instance, Live, Result
+from reconciler.secrets import keyed
+from specs.model import EnvFrom, ModelSpec
+
+LISTED = "docker/listed"  # in ctx.connections: the container list orphans() made, for read() to reuse
+
+
+class DockerProvider:
+    kinds = ("Model",)
+
+    def orphans(self, known: set[str], ctx: Context, prune: bool) -> list[Instance]:
+        containers = _list(_client(ctx))
+        ctx.connections[LISTED] = containers  # the read that follows in this run uses this list
+        found = {c["Labels"].get(f"{L}spec", "") for c in containers}
+        return [_orphan(name, prune) for name in sorted(found - known - {""})]
+
+    def orphan(self, change: Change) -> Instance:
+        return _orphan(change.spec, prune=True)
+
+    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+        body = spec.body
+        assert isinstance(body, ModelSpec)
+        base = Path(spec.doc.file).parent
+        env: dict[str, str] = {}
+        shown: dict[str, str] = {}
+        for key, value in body.env.items():
+            if isinstance(value, EnvFrom):
+                env[key] = value.valueFrom.resolve(base).get_secret_value()
+                shown[key] = f"(secret) {keyed(env[key])}"
+            else:
+                env[key] = shown[key] = value
+        context = body.context_dir(spec.doc).resolve() if body.build is not None else None
+        image = body.image or f"recon/{spec.name}:{context_hash(context)}"  # type: ignore[arg-type]
+        settings = {
+            "image": image, "port": body.port, "env": shown, "command": body.command, "restart": body.restart,
+            "network": body.network, **({"containerPort": body.containerPort} if body.network == "bridge" else {}),
+            "labels": dict(sorted(spec.labels.items())),
+            "cpus": body.resources.cpus, "memory": body.resources.memory,
+            "volumes": [f"{(base / v.source).resolve()}:{v.target}:{'ro' if v.readOnly else 'rw'}"
+                        for v in body.volumes],
+        }
+        source = bundle_source(body, project) if body.bundle is not None else None
+        if source is not None:
+            settings["bundle"] = {"ref": str(source.ref), "tree": source.tree, "mount": source.mount}
+        desired = Desired(spec.address, body, image, context, settings, env, source)
+        digest = hashlib.sha256(json.dumps([settings, body.replicas, body.health.model_dump()],
+                                           sort_keys=True).encode()).hexdigest()[:16]
+        return [Instance(spec.address, "docker", spec.address, "model", desired, digest)]
+
+    def lock_key(self, inst: Instance) -> str:
+        return f"docker/{inst.spec}"
+
+    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
+        api = _client(ctx)
+        listed = ctx.connections.pop(LISTED, None)
+        containers = _list(api) if listed is None else listed
+        images = _engine(api.images)
+        ids = {tag: img["Id"] for img in images for tag in (img.get("RepoTags") or [])}
+        out: dict[str, Live] = {}
+        for inst in instances:
+            d = inst.desired
+            ctx.reporter.event("read", inst.target, d.name)
+            mine = [c for c in containers if c["Labels"].get(f"{L}spec") == d.name]
+            image = getattr(d, "image", "")
+            source = getattr(d, "bundle", None)
+            out[inst.id] = {
+                "bundle_tree": bundle_tree(source, ctx) if source is not None and not source.tree else None,
+                "image_id": ids.get(image if ":" in image.rsplit("/", 1)[-1] else image + ":latest"),
+                "replicas": sorted(({
+                    "name": c["Names"][0].lstrip("/"), "index": int(c["Labels"].get(f"{L}replica", "-1")),
+                    "port": int(c["Labels"].get(f"{L}port", "0")), "config": c["Labels"].get(f"{L}config", ""),
+                    "settings": c["Labels"].get(f"{L}settings", "{}"), "running": c["State"] == "running",
+                } for c in mine), key=lambda r: (r["index"], r["name"])),
+            }
+        return out
+
+    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]:
+        return [_orphan_diff(inst, live.get(inst.id)) if inst.resource == "orphan" else _diff(inst, live.get(inst.id))
+                for inst in instances]
+
+    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+        api = _client(ctx)
+        for inst, change in steps:
+            started = time.monotonic()
+            try:
+                if isinstance(inst.desired, Orphan):
+                    gone = mine(api, inst.desired)
+                    for c in gone:
+                        remove(api, c)
+                    note = f"{len(gone)} containers of {inst.desired.name} removed (no spec declares it)"
+                else:
+                    note = converge(api, inst.desired, ctx)
+            except Failed as exc:
+                ctx.reporter.event("failed", target, change.id)
+                yield Result(change.id, False, str(exc), time.monotonic() - started)
+                continue
+            ctx.reporter.event("done", target, change.id)
+            yield Result(change.id, True, seconds=time.monotonic() - started, note=note)
+
+
+def _orphan(name: str, prune: bool) -> Instance:
+    return Instance(name, "docker", name, "orphan", Orphan(name, prune), "prune" if prune else "keep")
+
+
+def _orphan_diff(inst: Instance, state: Live) -> Change:
+    o: Orphan = inst.desired
+    n = len((state or {}).get("replicas", []))
+    action: Action = "delete" if n and o.prune else "noop"
+    reason = (f"no spec declares {o.name}: its {n} containers are removed" if action == "delete"
+              else f"no spec declares {o.name} ({n} containers): kept; plan and apply with --prune remove them"
+              if n else f"{o.name} is gone")
+    fields = (FieldChange("replicas", n, 0),) if n else ()
+    return Change(inst.address, inst.target, inst.spec, inst.resource, action, reason, fields,
+                  fingerprint(state), inst.desired_digest)
+
+
+def _list(api: Any) -> list[dict[str, Any]]:
+    """Every container recon made on the engine: one call."""
+    return list(_engine(lambda: api.containers(all=True, filters={"label": "recon.dev/managed-by=recon"})))
+
+
+def _engine(call: Callable[[], Any]) -> Any:
+    """One call to the engine; its failure as a TransportError (the SDK raises requests' and its own errors)."""
+    try:
+        return call()
+    except Exception as exc:
+        raise TransportError(f"the Docker engine cannot be read: {exc}", transient=True) from None
+
+
+def _client(ctx: Context) -> Any:
+    api = ctx.connections.get("docker")
+    if api is None:
+        import docker
+
+        try:
+            # a fixed API version (Docker 20.10 and later speak it) saves a round trip to negotiate one
+            api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+                                   version="1.41", timeout=60)
+        except docker.errors.DockerException as exc:
+            raise TransportError(f"no Docker engine at {os.environ.get('DOCKER_HOST', 'the default socket')}: "
+                                 f"{exc}; start dockerd or set DOCKER_HOST", transient=True) from None
+        ctx.connections["docker"] = api
+    return api
+
+
+def _diff(inst: Instance, state: Live) -> Change:
+    d: Desired = inst.desired
+    state = state or {"image_id": None, "replicas": [], "bundle_tree": None}
+    want = d.config(state["image_id"], state.get("bundle_tree"))
+    settings = d.effective(state.get("bundle_tree"))
+    reps = state["replicas"]
+    good = [r for r in reps if r["running"] and r["config"] == want and 0 <= r["index"] < d.spec.replicas]
+    good_idx = {r["index"] for r in good}
+    fields: list[FieldChange] = []
+    running = sum(1 for r in reps if r["running"])
+    if running != d.spec.replicas:
+        fields.append(FieldChange("replicas", running, d.spec.replicas))
+    old = next((r for r in reps if r["config"] != want), None)
+    if state["image_id"] is None:
+        was = json.loads(old["settings"]).get("image") if old is not None else None
+        fields.append(FieldChange("image", was, d.image + (" (to build)" if d.context else " (missing)")))
+    if not reps and d.spec.replicas:
+        old = {"settings": "{}"}  # a new Model: every setting shows, from nothing
+    if old is not None:
+        before = json.loads(old["settings"])
+        for key in sorted(set(before) - {"image_id"} | set(settings)):
+            if key == "env":
+                envs = before.get("env", {})
+                for k in sorted(set(envs) | set(settings["env"])):
+                    if envs.get(k) != settings["env"].get(k):
+                        fields.append(FieldChange(f"env.{k}", envs.get(k), settings["env"].get(k)))
+            elif before.get(key) != settings.get(key):
+                if key == "image" and state["image_id"] is None:
+                    continue  # said above, with "(to build)" or "(missing)"
+                if key not in before and settings.get(key) in (None, [], {}):
+                    continue  # a new Model: unset settings are not news
+                fields.append(FieldChange(key, before.get(key), settings.get(key)))
+        if before.get("image_id") != state["image_id"] and before.get("image") == d.image:
+            fields.append(FieldChange("image_id", str(before.get("image_id", ""))[:19],
+                                      str(state["image_id"] or "")[:19]))
+    stale = [r for r in reps if r not in good]
+    action: Action = "noop"
+    if fields or stale:
+        action = "create" if not reps else "update"
+    if action == "noop":
+        reason = f"{d.spec.replicas} replicas running with these settings"
+    elif not reps:
+        reason = f"no replicas yet: {d.spec.replicas} to start"
+    else:
+        parts = []
+        replace_n = sum(1 for r in reps if r["config"] != want and r["index"] < d.spec.replicas)
+        if replace_n:
+            parts.append(f"{replace_n} to replace one at a time")
+        if d.spec.replicas > len(good_idx) + replace_n:
+            parts.append(f"{d.spec.replicas - len(good_idx) - replace_n} to start")
+        extra = [r for r in reps if r["index"] >= d.spec.replicas or r["index"] < 0]
+        if extra:
+            parts.append(f"{len(extra)} to remove")
+        down = [r for r in reps if not r["running"] and r["index"] < d.spec.replicas]
+        if down:
+            parts.append(f"{len(down)} not running")
+        reason = ", ".join(parts) or "replicas differ"
+    return Change(inst.address, inst.target, inst.spec, inst.resource, action, reason, tuple(fields),
+                  fingerprint({**state, "want": want}), inst.desired_digest)

@@ -1,0 +1,139 @@
+"""Replicas on the engine: converge a Model replica by replica, start one, check its health, remove one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from providers.docker.files import materialize
+from providers.docker.model import MANAGED, Desired, Failed, L, Orphan
+from reconciler.context import Context
+from reconciler.gitinfo import describe
+
+
+def converge(api: Any, d: Desired, ctx: Context) -> str:
+    image_id = _image(api, d)
+    tree, mount = materialize(d.bundle, ctx) if d.bundle is not None else ("", "")
+    want = d.config(image_id, tree or None)
+    n = d.spec.replicas
+    started = replaced = removed = 0
+    for i in range(n):
+        current = [c for c in mine(api, d) if int(c["Labels"].get(f"{L}replica", "-1")) == i]
+        healthy = [c for c in current if c["State"] == "running" and c["Labels"].get(f"{L}config") == want]
+        if healthy:
+            for c in current:
+                if c is not healthy[0]:
+                    remove(api, c)
+            continue
+        serving = [c for c in current if c["State"] == "running"]
+        for c in current:
+            if c not in serving:
+                remove(api, c)
+        taken = {int(c["Labels"].get(f"{L}port", "0")) for c in serving}
+        port = d.spec.port + i if d.spec.port + i not in taken else d.spec.port + n + i
+        new = _start(api, d, i, port, want, image_id, mount, tree)
+        ok, why = _healthy(api, new, port, d)
+        if not ok:
+            remove(api, {"Id": new})
+            if serving:
+                raise Failed(f"rolled back: the new replica {i} failed its health check ({why}); the old one keeps "
+                              f"serving on port {taken.pop()}; later replicas were not changed")
+            raise Failed(f"replica {i} did not become healthy ({why}); it was removed")
+        if serving and d.spec.drainSeconds:
+            time.sleep(d.spec.drainSeconds)  # the new one serves; let those who look replicas up move over
+        for c in serving:
+            remove(api, c)
+        replaced += bool(serving)
+        started += not serving
+    for c in mine(api, d):
+        if int(c["Labels"].get(f"{L}replica", "-1")) >= n:
+            remove(api, c)
+            removed += 1
+    return f"{started} started, {replaced} replaced, {removed} removed; {n} healthy replicas"
+
+
+def mine(api: Any, d: Desired | Orphan) -> list[dict[str, Any]]:
+    return list(api.containers(all=True, filters={"label": [f"{L}managed-by=recon", f"{L}spec={d.name}"]}))
+
+
+def _image(api: Any, d: Desired) -> str:
+    import docker
+
+    try:
+        return str(api.inspect_image(d.image)["Id"])
+    except docker.errors.ImageNotFound:
+        pass
+    if d.context is None:
+        raise Failed(f"image {d.image} is not on the engine; build or load it there (recon pulls nothing)")
+    assert d.spec.build is not None
+    try:
+        for _ in api.build(path=str(d.context), dockerfile=d.spec.build.dockerfile, tag=d.image, rm=True,
+                           labels={**MANAGED, f"{L}context": d.image.rsplit(":", 1)[1]}, decode=True):
+            pass
+        return str(api.inspect_image(d.image)["Id"])
+    except docker.errors.DockerException as exc:
+        raise Failed(f"building {d.image} from {d.context} failed: {exc}") from None
+
+
+def _start(api: Any, d: Desired, index: int, port: int, config: str, image_id: str, mount: str, tree: str) -> str:
+    """One replica; `mount` is the materialized bundle's bind (host:container:ro) and `tree` its files' digest."""
+    s = d.spec
+    settings = d.effective(tree or None)
+    labels = {**d.settings["labels"], **MANAGED, f"{L}spec": d.name, f"{L}replica": str(index), f"{L}port": str(port),
+              f"{L}config": config, f"{L}settings": json.dumps({**settings, "image_id": image_id}, sort_keys=True),
+              f"{L}commit": describe().get("sha", "")}
+    bridge = s.network == "bridge"
+    host_config = api.create_host_config(
+        network_mode="bridge" if bridge else "host",
+        port_bindings={s.containerPort: ("127.0.0.1", port)} if bridge else None,
+        restart_policy={"Name": s.restart} if s.restart != "no" else None, init=True,
+        nano_cpus=int(s.resources.cpus * 1e9) if s.resources.cpus else None, mem_limit=s.resources.memory,
+        binds=[*d.settings["volumes"], *([mount] if mount else [])] or None)
+    name = f"recon-{d.name.split('/', 1)[1]}-{index}-{config[:8]}-{port}"
+    created = api.create_container(image_id, name=name, command=s.command, labels=labels, host_config=host_config,
+                                   ports=[s.containerPort] if bridge else None,
+                                   environment={**d.env, "PORT": str(s.containerPort if bridge else port),
+                                                **({"MODEL_DIR": d.bundle.mount} if d.bundle else {})})
+    api.start(created["Id"])
+    return str(created["Id"])
+
+
+def _healthy(api: Any, cid: str, port: int, d: Desired) -> tuple[bool, str]:
+    h = d.spec.health
+    deadline = time.monotonic() + h.startTimeout
+    why = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            if h.protocol == "tcp":
+                with socket.create_connection(("127.0.0.1", port), timeout=h.timeout):
+                    status = h.status
+            else:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{h.path}", timeout=h.timeout) as resp:
+                    status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except OSError as exc:
+            status, why = 0, f"no answer: {exc}"
+        if status == h.status:
+            return True, ""
+        if status:
+            why = f"answered {status}, not {h.status}"
+        state = api.inspect_container(cid)["State"]
+        if not state["Running"] and not state.get("Restarting"):
+            logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
+            return False, f"it exited with {state['ExitCode']}: {logs[-300:]}"
+        time.sleep(h.interval)
+    logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
+    return False, f"{why} within {h.startTimeout:g}s" + (f"; its last output: {logs[-400:]}" if logs else "")
+
+
+def remove(api: Any, c: dict[str, Any]) -> None:
+    import docker
+
+    with contextlib.suppress(docker.errors.NotFound):
+        api.remove_container(c["Id"], force=True)

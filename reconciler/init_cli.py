@@ -1,0 +1,123 @@
+"""`recon init model NAME`: a ready model project; `recon check`: what is missing or wrong in one."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reconciler.errors import ExitCode, UsageError
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+init_app = typer.Typer(help="Start a project from a template.", no_args_is_help=True, rich_markup_mode=None)
+
+
+@init_app.command("model")
+def init_model(
+    name: Annotated[str, typer.Argument(help="The model's name: lower-case letters, digits and '-'.")],
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to create it (default: ./NAME).")] = None,
+    model_port: Annotated[int, typer.Option("--model-port", help="Port of the model-service (gRPC).")] = 19000,
+    api_port: Annotated[int, typer.Option("--api-port", help="Port of the api-service (REST).")] = 19100,
+) -> int:
+    """A model project: a gRPC model-service with a sample model, a REST api-service in front of it, the
+    .proto contract between them, Dockerfiles, tests, and recon specs (two Models and a Bundle)."""
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,40}[a-z0-9]", name):
+        raise UsageError(f"{name!r} is not a usable model name: use lower-case letters, digits and '-' "
+                         "(it names images, containers and specs), e.g. churn-model")
+    target = directory or Path(name)
+    if target.exists() and any(target.iterdir()):
+        raise UsageError(f"{target} exists and is not empty; choose another --dir")
+    values = {"name": name, "model_port": str(model_port), "api_port": str(api_port)}
+    source = TEMPLATES / "model"
+    written = 0
+    for path in sorted(source.rglob("*")):
+        if "__pycache__" in path.parts or "_generated" in path.parts:
+            continue
+        dest = target / path.relative_to(source)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        text = path.read_text()
+        for key, value in values.items():
+            text = text.replace("{{" + key + "}}", value)
+        dest.write_text(text)
+        shutil.copymode(path, dest)
+        written += 1
+    print(f"Created {target}/ ({written} files): model-interface/, model-service/, api-service/, specs/.")
+    print(f"Next: cd {target}; recon check; python -m pytest model-service api-service; recon plan specs")
+    return ExitCode.OK
+
+
+REQUIRED = (
+    ("model-interface", "the contract folder: a .proto with `rpc Predict`", "recon init model NAME makes one"),
+    ("model-service/server.py", "the gRPC server of the model", "add a server that serves Predict on $PORT"),
+    ("model-service/Dockerfile", "the model-service image", "add a Dockerfile (recon builds it)"),
+    ("model-service/requirements.txt", "the model-service's Python packages", "list grpcio, protobuf, …"),
+    ("api-service/app.py", "the REST API", "add the FastAPI app that calls Predict"),
+    ("api-service/Dockerfile", "the api-service image", "add a Dockerfile (recon builds it)"),
+    ("api-service/requirements.txt", "the api-service's Python packages", "list fastapi, uvicorn, grpcio, …"),
+    ("specs", "the recon specs", "add specs/ with the Models (and the Bundle of the model files)"),
+)
+
+
+def check(
+    directory: Annotated[Path, typer.Argument(help="The model project (default: here).")] = Path("."),
+) -> int:
+    """Tell what is missing or wrong in a model project made by `recon init model`."""
+    problems: list[str] = []
+    for rel, what, fix in REQUIRED:
+        if not (directory / rel).exists():
+            problems.append(f"{directory / rel}: missing ({what})\n    fix: {fix}")
+    protos = sorted((directory / "model-interface").glob("*.proto"))
+    if (directory / "model-interface").is_dir() and not protos:
+        problems.append(f"{directory / 'model-interface'}: no .proto file\n    fix: put the service contract there")
+    for proto in protos:
+        text = proto.read_text()
+        if not re.search(r"\brpc\s+Predict\s*\(", text):
+            problems.append(f"{proto}: no `rpc Predict(...)`\n    fix: the api-service calls Predict; declare it")
+        problems += _compile(proto)
+    if (directory / "specs").is_dir():
+        problems += _specs(directory / "specs")
+    if problems:
+        for p in problems:
+            print(p)
+        print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {directory}.")
+        return ExitCode.ERROR
+    print(f"OK: {directory} has its contract, both services, their images and valid specs.")
+    return ExitCode.OK
+
+
+def _compile(proto: Path) -> list[str]:
+    try:
+        from grpc_tools import protoc
+    except ImportError:
+        return [f"{proto}: not compiled: grpcio-tools is not installed\n    fix: pip install -r "
+                "model-service/requirements.txt"]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        code = protoc.main(["protoc", f"-I{proto.parent}", f"--python_out={out}", str(proto)])
+    if code == 0:
+        return []
+    return [f"{proto}: protoc cannot compile it (see the lines above)\n    fix: correct the .proto"]
+
+
+def _specs(specs: Path) -> list[str]:
+    from reconciler.errors import SpecError
+    from reconciler.project import load_project
+
+    try:
+        project = load_project([specs], preflight=False)
+    except SpecError as exc:
+        return [d.render() for d in exc.diagnostics]
+    kinds = {s.kind for s in project.specs.values()}
+    out = []
+    if "Model" not in kinds:
+        out.append(f"{specs}: no Model spec\n    fix: declare the model-service and api-service as Models")
+    if "Bundle" not in kinds:
+        out.append(f"{specs}: no Bundle of the model files\n    fix: publish model-service/model as a Bundle")
+    return out

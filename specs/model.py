@@ -1,0 +1,156 @@
+"""Model: an ML model service run as replicas, on Docker (Kubernetes to come), gated by health checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from reconciler.loader import Document, Loc
+from specs.base import KindSpec, Problem, StrictModel
+from specs.secrets import SecretRef
+
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MEMORY = re.compile(r"^[0-9]+[kmg]?$")
+
+
+class Build(StrictModel):
+    context: str = Field(description="Directory to build the image from, relative to this spec file.")
+    dockerfile: str = Field(default="Dockerfile", description="Dockerfile inside the context.")
+
+
+class EnvFrom(StrictModel):
+    valueFrom: SecretRef = Field(description="A secret: `{env: NAME}` or `{file: path}`; plans show a keyed hash.")
+
+
+class Health(StrictModel):
+    protocol: Literal["http", "tcp"] = Field(
+        default="http", description="http: GET `path` must answer `status`; tcp: the port must accept a connection "
+        "(for gRPC services)."
+    )
+    path: str = Field(default="/", description="HTTP path checked on each replica, e.g. /health.")
+    status: int = Field(default=200, ge=100, le=599, description="The status a healthy replica answers.")
+    timeout: float = Field(default=2.0, gt=0, description="Seconds one check may take.")
+    interval: float = Field(default=0.25, gt=0, description="Seconds between checks while waiting.")
+    startTimeout: float = Field(default=30.0, gt=0, description="Seconds a new replica has to become healthy.")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"health path {value!r} must start with '/'")
+        return value
+
+
+class Resources(StrictModel):
+    cpus: float | None = Field(default=None, gt=0, description="CPUs a replica may use, e.g. 0.5.")
+    memory: str | None = Field(default=None, description="Memory limit, e.g. 256m or 1g.")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.match(value):
+            raise ValueError(f"memory {value!r} is not like 256m or 1g")
+        return value
+
+
+class Volume(StrictModel):
+    source: str = Field(description="A host path (absolute, or relative to this spec file).")
+    target: str = Field(description="Where it appears in the container.")
+    readOnly: bool = Field(default=True, description="Mounted read-only (the default).")
+
+
+class BundleMount(StrictModel):
+    """Model files from a Bundle, materialized on the engine's machine and mounted read-only."""
+
+    spec: str | None = Field(default=None, description="A Bundle spec of this project, by name (pushed first).")
+    ref: str | None = Field(default=None, description="Or a bundle's OCI reference, host:port/repository:tag.")
+    mountPath: str = Field(default="/model", description="Where the files appear in each replica (MODEL_DIR).")
+
+    @model_validator(mode="after")
+    def _one(self) -> BundleMount:
+        if (self.spec is None) == (self.ref is None):
+            raise ValueError("a bundle needs exactly one of 'spec' (a Bundle of this project) or 'ref'")
+        if not self.mountPath.startswith("/"):
+            raise ValueError(f"mountPath {self.mountPath!r} must be absolute")
+        return self
+
+
+class ModelSpec(KindSpec):
+    kind_name: ClassVar[str] = "Model"
+
+    runtime: Literal["docker"] = Field(description="Where replicas run: docker (kubernetes to come).")
+    image: str | None = Field(default=None, description="An image reference present on the engine.")
+    build: Build | None = Field(default=None, description="Build the image from a context; rebuilt when the "
+                                "content of the context changes (the image is labelled with its hash).")
+    replicas: int = Field(default=1, ge=0, le=100, description="How many replicas run.")
+    port: int = Field(ge=1024, le=65000, description="Replica i is reached on 127.0.0.1 at port+i (during a rolling "
+                      "update a new replica takes port+replicas+i).")
+    network: Literal["host", "bridge"] = Field(
+        default="host", description="host: the replica listens on its port itself (the PORT variable says which); "
+        "bridge: it listens on containerPort inside the container, published on 127.0.0.1 at its port."
+    )
+    containerPort: int = Field(default=8080, ge=1, le=65535, description="With network: bridge, the port the "
+                               "service listens on inside the container (the PORT variable says it too).")
+    env: dict[str, str | EnvFrom] = Field(default_factory=dict, description="Environment; secrets as valueFrom.")
+    command: list[str] | None = Field(default=None, description="Command instead of the image's.")
+    volumes: list[Volume] = Field(default_factory=list, description="Host paths mounted into each replica.")
+    bundle: BundleMount | None = Field(
+        default=None,
+        description="Model files from a Bundle, mounted read-only; a new bundle version rolls the replicas.",
+    )
+    resources: Resources = Field(default_factory=Resources, description="Limits per replica.")
+    health: Health = Field(default_factory=Health, description="The check a replica must pass to serve.")
+    drainSeconds: float = Field(
+        default=0.5, ge=0, le=300,
+        description="During a rolling update, how long the old replica keeps serving after its replacement is "
+        "healthy, so that clients and proxies that find replicas by label move over before it goes.",
+    )
+    restart: Literal["no", "always", "unless-stopped", "on-failure"] = Field(
+        default="unless-stopped", description="Docker's restart policy for replicas."
+    )
+
+    @model_validator(mode="after")
+    def _image_or_build(self) -> ModelSpec:
+        if (self.image is None) == (self.build is None):
+            raise ValueError("a Model needs exactly one of 'image' or 'build'")
+        return self
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str | EnvFrom]) -> dict[str, str | EnvFrom]:
+        for key in value:
+            if not _ENV.match(key) or key == "PORT":
+                raise ValueError(f"environment variable name {key!r} is not allowed (PORT is recon's own)")
+        return value
+
+    def references(self) -> list[tuple[Loc, str]]:
+        if self.bundle is not None and self.bundle.spec is not None:
+            return [(("bundle", "spec"), f"Bundle/{self.bundle.spec}")]
+        return []
+
+    def problems(self, doc: Document) -> list[Problem]:
+        out = []
+        if self.build is not None and not (self.context_dir(doc) / self.build.dockerfile).is_file():
+            out.append(Problem(("build", "context"), f"no {self.build.dockerfile} in {self.context_dir(doc)}",
+                               "point 'context' at the directory with the Dockerfile, relative to this spec file"))
+        return out
+
+    def preflight(self, doc: Document) -> list[Problem]:
+        out = []
+        for key, value in self.env.items():
+            if isinstance(value, EnvFrom):
+                why = value.valueFrom.problem(Path(doc.file).parent)
+                if why:
+                    out.append(Problem(("env", key), f"the secret cannot be read: {why}",
+                                       "set it, or point valueFrom at where the secret is"))
+        return out
+
+    def inputs(self, doc: Document) -> list[Path]:
+        return [self.context_dir(doc)] if self.build is not None else []
+
+    def context_dir(self, doc: Document) -> Path:
+        assert self.build is not None
+        return Path(doc.file).parent / self.build.context

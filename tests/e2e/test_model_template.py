@@ -1,0 +1,136 @@
+"""`recon init model`: the generated project checks, tests, and serves a REST prediction through gRPC."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import recon
+from tests.peers.registry import free_block
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the service exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_generate_check_test_and_serve_a_prediction(tmp_path: Path) -> None:
+    made = recon("init", "model", "churn-model", cwd=tmp_path)
+    assert made.rc == 0, made.text
+    project = tmp_path / "churn-model"
+    assert recon("check", cwd=project).rc == 0
+    assert recon("validate", "specs", cwd=project).rc == 0
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "model-service",
+                            "api-service"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+
+    model_port = free_block(2)
+    api_port = model_port + 1
+    env = {**os.environ, "MODEL_VERSION": "0.1.0"}
+    model = subprocess.Popen([sys.executable, "model-service/server.py"], cwd=project,
+                             env={**env, "PORT": str(model_port)}, stderr=subprocess.PIPE)
+    api = subprocess.Popen([sys.executable, "api-service/app.py"], cwd=project,
+                           env={**env, "PORT": str(api_port), "MODEL_SERVICE_ADDR": f"127.0.0.1:{model_port}"},
+                           stderr=subprocess.PIPE)
+    try:
+        _wait_port(model_port, model)
+        _wait_port(api_port, api)
+        req = urllib.request.Request(f"http://127.0.0.1:{api_port}/predict", method="POST",
+                                     data=json.dumps({"features": {"tenure_months": 3, "support_calls": 4}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            got = json.loads(resp.read())
+        assert got["model_version"] == "0.1.0" and 0 < got["prediction"] < 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/health", timeout=10) as resp:
+            assert json.loads(resp.read()) == {"status": "ok"}
+    finally:
+        for proc in (api, model):
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_check_says_what_is_missing_or_wrong(tmp_path: Path) -> None:
+    assert recon("init", "model", "churn-model", cwd=tmp_path).rc == 0
+    project = tmp_path / "churn-model"
+    (project / "api-service" / "Dockerfile").unlink()
+    proto = project / "model-interface" / "predict.proto"
+    proto.write_text(proto.read_text().replace("rpc Predict", "rpc Score"))
+    got = recon("check", cwd=project)
+    assert got.rc == 1, got.text
+    assert "api-service/Dockerfile: missing (the api-service image)" in got.out
+    assert "predict.proto: no `rpc Predict(...)`" in got.out
+    assert "spec.build.context: no api-service/Dockerfile in" in got.out  # the Model spec says so too
+    assert "3 problems" in got.out
+    (project / "api-service" / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    proto.write_text(proto.read_text().replace("rpc Score", "rpc Predict"))
+    (project / "specs" / "bundle.yaml").unlink()
+    got = recon("check", cwd=project)
+    assert got.rc == 1 and "no Bundle of the model files" in got.out and "1 problem in" in got.out, got.text
+
+
+def test_init_refuses_a_bad_name_and_a_full_directory(tmp_path: Path) -> None:
+    bad = recon("init", "model", "Churn_Model", cwd=tmp_path)
+    assert bad.rc == 1 and "is not a usable model name" in bad.err
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    full = recon("init", "model", "churn", "--dir", "taken", cwd=tmp_path)
+    assert full.rc == 1 and "exists and is not empty" in full.err
+
+
+def test_the_template_example_is_what_init_makes_now(tmp_path: Path) -> None:
+    """examples/model-template is `recon init model churn-model` as committed: it must not drift from the template."""
+    from tests.conftest import ROOT
+
+    assert recon("init", "model", "churn-model", "--dir", "fresh", cwd=tmp_path).rc == 0
+    example = ROOT / "examples" / "model-template"
+    made = {p.relative_to(tmp_path / "fresh"): p.read_bytes() for p in (tmp_path / "fresh").rglob("*") if p.is_file()}
+    have = {p.relative_to(example): p.read_bytes() for p in example.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and "_generated" not in p.parts}
+    assert made == have, "regenerate it: rm -rf examples/model-template && recon init model churn-model --dir " \
+                         "examples/model-template"
+    assert recon("check", str(example), cwd=tmp_path).rc == 0
+
+
+def test_the_generated_project_runs_as_containers_on_the_engine(tmp_path: Path) -> None:
+    """recon apply of the generated specs: both images built (on a Python base image made from this
+    machine's interpreter, since python:3.11-slim cannot be pulled here) and their replicas answer."""
+    from tests.peers import docker_engine, python_image
+
+    engine = docker_engine.start(Path("/tmp") / f"recon-dockerd-template-{os.getpid()}")
+    try:
+        python_image.build(engine, tmp_path / "python-image")
+        model_port = free_block(2)
+    api_port = model_port + 1
+        assert recon("init", "model", "churn-model", "--model-port", str(model_port), "--api-port", str(api_port),
+                     cwd=tmp_path).rc == 0
+        project = tmp_path / "churn-model"
+        for service in ("model-service", "api-service"):
+            dockerfile = project / service / "Dockerfile"
+            text = dockerfile.read_text().replace("FROM python:3.11-slim", "FROM recon-test/python:3.11")
+            dockerfile.write_text("\n".join(line for line in text.splitlines() if "pip install" not in line) + "\n")
+        env = {"DOCKER_HOST": engine.host, "RECON_CACHE_DIR": str(tmp_path / "cache")}
+        applied = recon("apply", "specs", "--auto-approve", cwd=project, env=env, timeout=600)
+        assert applied.rc == 0, applied.text
+        req = urllib.request.Request(f"http://127.0.0.1:{api_port}/predict", method="POST",
+                                     data=json.dumps({"features": {"tenure_months": 3, "support_calls": 4}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            got = json.loads(resp.read())
+        assert got["model_version"] == "0.1.0" and 0 < got["prediction"] < 1
+        assert recon("plan", "specs", "--detailed-exitcode", cwd=project, env=env).rc == 0
+    finally:
+        engine.stop()

@@ -1,0 +1,298 @@
+"""Models on a real Docker engine (Debian's dockerd, started by the tests), images built here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import recon
+from tests.peers import docker_engine
+from tests.peers.registry import free_block
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker_engine.Engine]:
+    eng = docker_engine.start(Path("/tmp") / f"recon-dockerd-{tmp_path_factory.getbasetemp().name}")
+    yield eng
+    eng.stop()
+
+
+def _spec(tmp: Path, name: str, port: int, replicas: int, version: str, extra: str = "",
+          image: str = "", context: str = "model") -> None:
+    source = f"image: {image}" if image else f"build: {{context: {context}}}"
+    (tmp / "specs").mkdir(exist_ok=True)
+    (tmp / "specs" / f"{name}.yaml").write_text(
+        f"apiVersion: recon/v1\nkind: Model\nmetadata: {{name: {name}}}\nspec:\n  runtime: docker\n  {source}\n"
+        f"  replicas: {replicas}\n  port: {port}\n  env: {{MODEL_VERSION: {version}}}\n"
+        "  health: {path: /cgi-bin/health, startTimeout: 10, interval: 0.1}\n" + extra)
+
+
+def _get(port: int, path: str = "/cgi-bin/health") -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def _replicas(engine: docker_engine.Engine, name: str) -> list[dict[str, str]]:
+    out = engine.docker("ps", "--filter", f"label=recon.dev/spec=Model/{name}", "--format", "{{json .Labels}}")
+    rows = []
+    for line in out.splitlines():
+        labels = dict(kv.split("=", 1) for kv in json.loads(line).split(",") if "=" in kv)
+        rows.append(labels)
+    return sorted(rows, key=lambda r: int(r["recon.dev/replica"]))
+
+
+def test_create_replan_roll_rollback_scale_and_drift(tmp_path: Path, engine: docker_engine.Engine) -> None:
+    env = {"DOCKER_HOST": engine.host}
+    port = free_block(30)
+    docker_engine.model_context(tmp_path / "specs" / "model")
+    _spec(tmp_path, "churn", port, 3, "v1")
+
+    planned = recon("plan", cwd=tmp_path, env=env)
+    assert planned.rc == 0 and "+ create  Model/churn" in planned.out, planned.text
+    assert "replicas: 0 → 3" in planned.out and "(to build)" in planned.out
+    applied = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    assert applied.rc == 0, applied.text
+    for i in range(3):
+        assert _get(port + i) == (200, "ok v1\n")
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+    # change env: the plan names it; the rollout replaces one replica at a time under a prober
+    _spec(tmp_path, "churn", port, 3, "v2")
+    changed = recon("plan", cwd=tmp_path, env=env)
+    assert "env.MODEL_VERSION: v1 → v2" in changed.out and "3 to replace one at a time" in changed.out
+    failures: list[str] = []
+    served: list[str] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        """A client that finds the replicas by recon's labels (as a proxy such as Traefik does), sends a
+        request to every one that passes its health check, and retries a refused connection once on
+        another replica (as such proxies do: the request never reached a server)."""
+        while not stop.is_set():
+            ports = [int(r["recon.dev/port"]) for r in _replicas(engine, "churn")]
+            healthy = [p for p in ports if _get_ok(p)]
+            if not healthy:
+                failures.append("no healthy replica")
+            for p in healthy:
+                for attempt in [p, *[q for q in healthy if q != p]][:2]:  # a refused connection is retried once
+                    try:
+                        code, body = _get(attempt, "/cgi-bin/predict")
+                        break
+                    except OSError:
+                        code, body = 0, "connection refused twice"
+                (served if code == 200 else failures).append(body or str(code))
+            time.sleep(0.01)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    rolled = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    stop.set()
+    prober.join()
+    assert rolled.rc == 0, rolled.text
+    assert failures == [], failures[:5]
+    assert len(served) > 20 and any('"v1"' in b for b in served) and any('"v2"' in b for b in served), served[-3:]
+    assert {r["recon.dev/replica"] for r in _replicas(engine, "churn")} == {"0", "1", "2"}
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+    # a broken new image: the first replaced replica fails its health check, the old ones keep serving
+    docker_engine.model_context(tmp_path / "specs" / "broken", status=500)
+    _spec(tmp_path, "churn", port, 3, "v3", context="broken")
+    both = recon("plan", cwd=tmp_path, env=env)  # env and image change at once: the plan shows both
+    assert "env.MODEL_VERSION: v2 → v3" in both.out and "image: recon/churn:" in both.out, both.text
+    broken = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    assert broken.rc == 1 and "rolled back: the new replica 0 failed its health check (answered 500" in broken.out
+    assert len(_replicas(engine, "churn")) == 3
+    assert all(_get(int(r["recon.dev/port"])) == (200, "ok v2\n") for r in _replicas(engine, "churn"))
+
+    # metadata labels go onto the containers; changing one is a change like any other
+    labelled = (tmp_path / "specs" / "churn.yaml").read_text().replace("metadata: {name: churn}",
+                                                                       "metadata: {name: churn, labels: {team: risk}}")
+    (tmp_path / "specs" / "churn.yaml").write_text(labelled)
+    assert 'labels: {} → {"team": "risk"}' in recon("plan", cwd=tmp_path, env=env).out
+
+    # scale down, then a replica removed by hand is drift
+    _spec(tmp_path, "churn", port, 2, "v2")
+    (tmp_path / "specs" / "churn.yaml").write_text((tmp_path / "specs" / "churn.yaml").read_text().replace(
+        "metadata: {name: churn}", "metadata: {name: churn, labels: {team: risk}}"))
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    assert len(_replicas(engine, "churn")) == 2
+    assert all(r["team"] == "risk" for r in _replicas(engine, "churn"))
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+    victim = engine.docker("ps", "-q", "--filter", "label=recon.dev/spec=Model/churn",
+                           "--filter", "label=recon.dev/replica=1")
+    engine.docker("rm", "-f", victim)
+    drift = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env)
+    assert drift.rc == 2 and "replicas: 1 → 2" in drift.out, drift.text
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+    # a Model removed from the specs: shown and kept, removed only with --prune
+    _spec(tmp_path, "old", port + 20, 1, "v1")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    (tmp_path / "specs" / "old.yaml").unlink()
+    kept = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env)
+    assert kept.rc == 0 and "no spec declares Model/old (1 containers): kept" in kept.out, kept.text
+    assert len(_replicas(engine, "old")) == 1
+    pruned = recon("plan", "--prune", cwd=tmp_path, env=env)
+    assert "- delete  Model/old" in pruned.out and "its 1 containers are removed" in pruned.out, pruned.text
+    done = recon("apply", "--prune", "--auto-approve", cwd=tmp_path, env=env)
+    assert done.rc == 0 and "1 containers of Model/old removed" in done.out, done.text
+    assert _replicas(engine, "old") == []
+    assert "Model/old" not in recon("plan", cwd=tmp_path, env=env).out
+
+
+def _get_ok(port: int) -> bool:
+    try:
+        return _get(port)[0] == 200
+    except OSError:
+        return False
+
+
+def test_a_missing_image_and_no_engine_are_clear_errors(tmp_path: Path, engine: docker_engine.Engine) -> None:
+    _spec(tmp_path, "ghost", 19990, 1, "v1", image="recon-test/not-here:1")
+    got = recon("apply", "--auto-approve", cwd=tmp_path, env={"DOCKER_HOST": engine.host})
+    assert got.rc == 1 and "image recon-test/not-here:1 is not on the engine" in got.out, got.text
+    nothing = recon("plan", cwd=tmp_path, env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
+    assert nothing.rc == 1 and "Traceback" not in nothing.err and "Docker engine" in nothing.err, nothing.text
+
+
+def test_a_secret_env_value_never_shows(tmp_path: Path, engine: docker_engine.Engine) -> None:
+    secret = "model-api-key-" + str(time.time_ns())
+    docker_engine.model_context(tmp_path / "specs" / "model")
+    _spec(tmp_path, "vault", 19980, 1, "v1", extra="  command: null\n")
+    text = (tmp_path / "specs" / "vault.yaml").read_text().replace(
+        "env: {MODEL_VERSION: v1}", "env: {MODEL_VERSION: v1, API_KEY: {valueFrom: {env: API_KEY}}}")
+    (tmp_path / "specs" / "vault.yaml").write_text(text)
+    env = {"DOCKER_HOST": engine.host, "API_KEY": secret}
+    outs = [recon("plan", "--json", cwd=tmp_path, env=env), recon("apply", "--auto-approve", cwd=tmp_path, env=env)]
+    assert outs[1].rc == 0, outs[1].text
+    labels = engine.docker("ps", "--filter", "label=recon.dev/spec=Model/vault", "--format", "{{json .Labels}}")
+    for text in [o.text for o in outs] + [labels]:
+        assert secret not in text
+    assert "(secret) hmac:" in outs[0].out
+
+
+def test_the_example_on_the_test_engine(tmp_path: Path, engine: docker_engine.Engine) -> None:
+    """examples/model-docker, its Dockerfile's base swapped for a local one (nothing can be pulled here)."""
+    import shutil
+
+    from tests.conftest import ROOT
+
+    shutil.copytree(ROOT / "examples" / "model-docker", tmp_path / "ex")
+    context = tmp_path / "ex" / "model-service"
+    shutil.copy(docker_engine.BUSYBOX, context / "busybox")
+    dockerfile = (context / "Dockerfile").read_text()
+    assert dockerfile.startswith("# A stand-in") and "FROM busybox:1.36" in dockerfile
+    local_base = "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nCOPY busybox /bin/httpd"
+    (context / "Dockerfile").write_text(dockerfile.replace("FROM busybox:1.36", local_base)
+                                        .replace('CMD ["sh"', 'CMD ["/bin/sh"'))
+    env = {"DOCKER_HOST": engine.host}
+    applied = recon("apply", "ex", "--auto-approve", cwd=tmp_path, env=env)
+    assert applied.rc == 0, applied.text
+    for port in (18080, 18081):
+        assert _get(port) == (200, "ok 1.3.0\n")
+        code, body = _get(port, "/cgi-bin/predict")
+        assert code == 200 and json.loads(body)["model"] == "1.3.0"
+    assert recon("plan", "ex", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+    (tmp_path / "ex" / "model.yaml").write_text((tmp_path / "ex" / "model.yaml").read_text().replace(
+        "replicas: 2", "replicas: 0"))
+    assert recon("apply", "ex", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    assert _replicas(engine, "churn-model") == []
+
+
+def test_model_files_from_a_bundle_roll_the_replicas_when_they_change(tmp_path: Path,
+                                                                       engine: docker_engine.Engine) -> None:
+    from tests.peers import registry as registries
+
+    reg = registries.start(tmp_path / "registry")
+    try:
+        env = {"DOCKER_HOST": engine.host, "RECON_CACHE_DIR": str(tmp_path / "cache")}
+        (tmp_path / "weights").mkdir()
+        (tmp_path / "weights" / "version.txt").write_text("w1")
+        docker_engine.model_context(tmp_path / "specs" / "model")
+        (tmp_path / "specs" / "bundle.yaml").write_text(
+            "apiVersion: recon/v1\nkind: Bundle\nmetadata: {name: weights}\nspec:\n  source: ../weights\n"
+            f"  ref: {reg.host}/models/weights:v1\n")
+        port = free_block(4)
+        _spec(tmp_path, "scorer", port, 2, "v1", extra="  bundle: {spec: weights, mountPath: /model}\n")
+        applied = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+        assert applied.rc == 0, applied.text
+        assert applied.out.index("Bundle/weights") < applied.out.index("Model/scorer")  # the bundle goes first
+        for i in range(2):
+            assert json.loads(_get(port + i, "/cgi-bin/predict")[1])["files"] == "w1"
+        assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+        (tmp_path / "weights" / "version.txt").write_text("w2")
+        plan = recon("plan", cwd=tmp_path, env=env)
+        assert "~ update  Bundle/weights" in plan.out and "~ update  Model/scorer" in plan.out, plan.text
+        assert "bundle:" in plan.out
+        assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+        ports = [int(r["recon.dev/port"]) for r in _replicas(engine, "scorer")]
+        assert [json.loads(_get(p, "/cgi-bin/predict")[1])["files"] for p in ports] == ["w2", "w2"]
+        assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+    finally:
+        reg.stop()
+
+
+def test_prune_clears_up_after_the_last_model(tmp_path: Path, engine: docker_engine.Engine) -> None:
+    env = {"DOCKER_HOST": engine.host}
+    docker_engine.model_context(tmp_path / "specs" / "model")
+    _spec(tmp_path, "last", 19600, 1, "v1")
+    (tmp_path / "specs" / "hosts.yaml").write_text(
+        "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: here}\nspec:\n  hosts: [{name: me, root: ../me}]\n")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    (tmp_path / "specs" / "last.yaml").unlink()
+    quiet = recon("plan", cwd=tmp_path, env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert quiet.rc == 0, quiet.text  # no Model in the project: Docker is not asked
+    assert recon("apply", "--prune", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    assert _replicas(engine, "last") == []
+
+
+@pytest.fixture(scope="module")
+def bridged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker_engine.Engine]:
+    """An engine with a bridge network, in a network namespace of its own."""
+    name = f"recon-dkb-{os.getpid()}"
+    eng = docker_engine.start(Path("/tmp") / f"recon-dockerd-bridge-{tmp_path_factory.getbasetemp().name}",
+                              bridge=name)
+    yield eng
+    eng.stop()
+
+
+def _curl(prefix: list[str], port: int, path: str = "/cgi-bin/health") -> str:
+    done = subprocess.run([*prefix, "curl", "-s", "-m", "3", f"http://127.0.0.1:{port}{path}"], capture_output=True,
+                          text=True, check=False)
+    return done.stdout
+
+
+def test_bridge_networks_publish_each_replica_on_its_port(tmp_path: Path, bridged: docker_engine.Engine) -> None:
+    env = {"DOCKER_HOST": bridged.host}
+    docker_engine.model_context(tmp_path / "specs" / "model")
+    port = 18500
+    extra = "  network: bridge\n  containerPort: 8080\n"
+    _spec(tmp_path, "bridged", port, 2, "v1", extra=extra)
+    spec = tmp_path / "specs" / "bridged.yaml"
+    spec.write_text(spec.read_text().replace("env: {MODEL_VERSION: v1}", "env: {MODEL_VERSION: v1, LISTEN: 0.0.0.0}"))
+    applied = recon("apply", "--auto-approve", cwd=tmp_path, env=env, prefix=bridged.prefix)
+    assert applied.rc == 0, applied.text
+    for i in range(2):
+        assert _curl(bridged.prefix, port + i) == "ok v1\n"
+    assert _curl([], port) == ""  # published inside the engine's namespace only, not on this machine
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env, prefix=bridged.prefix).rc == 0
+    spec.write_text(spec.read_text().replace("MODEL_VERSION: v1", "MODEL_VERSION: v2"))
+    rolled = recon("apply", "--auto-approve", cwd=tmp_path, env=env, prefix=bridged.prefix)
+    assert rolled.rc == 0, rolled.text
+    ports = [int(r["recon.dev/port"]) for r in _replicas(bridged, "bridged")]
+    assert sorted(ports) == [port + 2, port + 3]  # the successors' ports
+    assert [_curl(bridged.prefix, p) for p in ports] == ["ok v2\n", "ok v2\n"]
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env, prefix=bridged.prefix).rc == 0
