@@ -1,0 +1,92 @@
+"""`recon audit` (list the audit log) and `recon lock list|break`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reconciler.errors import ExitCode
+
+StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal, audit log and locks.")]
+lock_app = typer.Typer(help="See and break apply locks.", no_args_is_help=True, rich_markup_mode=None)
+
+
+def audit(
+    since: Annotated[str | None, typer.Option("--since", help="Only runs since: 30m, 2h, 7d or a date.")] = None,
+    resource: Annotated[str | None, typer.Option("--resource", help="Only runs (and events) touching this "
+                                                 "resource: an id, a prefix of one, or a glob.")] = None,
+    plan_id: Annotated[str | None, typer.Option("--plan", help="Only runs of this plan id.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs and their events as JSON.")] = False,
+    state_dir: StateDir = Path(".recon"),
+) -> int:
+    """List the audit log: every plan and apply, who ran it where, from which commit, and what happened."""
+    from reconciler.audit import Audit, default_path, parse_since
+
+    path = default_path(state_dir)
+    if not path.exists():
+        runs: list[dict[str, Any]] = []
+    else:
+        log = Audit(path)
+        try:
+            runs = log.runs(parse_since(since) if since else None, resource or "", plan_id or "", limit)
+        finally:
+            log.close()
+    if as_json:
+        sys.stdout.write(json.dumps(runs, indent=2) + "\n")
+        return ExitCode.OK
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    if not runs:
+        console.print(f"No audited runs{' matching' if since or resource or plan_id else ''} in {path}.")
+    colours = {"ok": "green", "failed": "red", "refused": "yellow", "interrupted": "magenta"}
+    for run in runs:
+        git = run.get("git") or {}
+        commit = f" {git.get('sha', '')[:10]}{'+dirty' if git.get('dirty') else ''}" if git else ""
+        colour = colours.get(run["outcome"], "white")
+        ci_run = (run.get("ci") or {}).get("GITHUB_RUN_ID")
+        console.print(f"{run['at'][:19]}  {run['command']:<5} [{colour}]{run['outcome']:<11}[/] plan {run['plan_id']}  "
+                      f"{escape(str(run.get('user')))}@{escape(str(run.get('host')))}{commit}"
+                      + (f"  request {escape(run['request_id'])}" if run["request_id"] else "")
+                      + (f"  ci run {ci_run}" if ci_run else ""))
+        for e in run["events"]:
+            if e["event"] in ("result", "refused", "unconverged", "unverified") or (resource and e["change"]):
+                mark = "✓" if e["ok"] else "✗"
+                detail = f"  [dim]{escape(e['message'])}[/dim]" if e["message"] else ""
+                console.print(f"    {mark} {e['event']:<8} {escape(e['change'])}{detail}")
+    return ExitCode.OK
+
+
+@lock_app.command("list")
+def lock_list(state_dir: StateDir = Path(".recon"),
+              as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> int:
+    """Every lock: held now or left by a holder that is gone."""
+    from reconciler.locks import holder_text, status
+
+    found = status(state_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return ExitCode.OK
+    if not found:
+        print("No locks.")
+    for lock in found:
+        state = "held by" if lock["held"] else "free; last held by"
+        print(f"{lock['key']}: {state} {holder_text(lock['holder'])}")
+    return ExitCode.OK
+
+
+@lock_app.command("break")
+def lock_break(key: Annotated[str, typer.Argument(help="The lock, as `recon lock list` names it.")],
+               state_dir: StateDir = Path(".recon")) -> int:
+    """Remove a lock left by a holder that is gone; refused while a live process holds it."""
+    from reconciler.locks import break_lock, holder_text
+
+    info = break_lock(state_dir, key)
+    print(f"Removed the lock {key}, left by {holder_text(info)}; nobody held it.")
+    return ExitCode.OK

@@ -1,0 +1,115 @@
+"""Policy on a plan: which environment each change belongs to, which rule allows or denies it, and
+its risk flags. Pure: it reads the Policy specs and the changes, and returns annotated changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from reconciler.errors import Diagnostic, SpecError
+from reconciler.globs import glob_match
+from reconciler.plan import Change
+from reconciler.project import Project, Spec
+from specs.policy import Environment, FieldCondition, PolicySpec, When
+
+RISKY_ACTIONS = ("delete", "replace", "restart")
+
+
+def _policies(project: Project) -> list[tuple[str, PolicySpec]]:
+    out = []
+    for spec in sorted(project.of_kind("Policy"), key=lambda s: s.name):
+        assert isinstance(spec.body, PolicySpec)
+        out.append((spec.address, spec.body))
+    return out
+
+
+def check(project: Project) -> None:
+    """Rules may only name environments some Policy declares."""
+    known = {e.name for _, p in _policies(project) for e in p.environments}
+    problems: list[Diagnostic] = []
+    for spec in project.of_kind("Policy"):
+        assert isinstance(spec.body, PolicySpec)
+        for i, rule in enumerate(spec.body.rules):
+            for j, env in enumerate(rule.when.environments):
+                if env not in known:
+                    problems.append(spec.doc.diagnostic(
+                        ("spec", "rules", i, "when", "environments", j), f"no Policy declares environment '{env}'",
+                        f"declare it under environments, or use one of: {', '.join(sorted(known)) or '(none)'}"))
+    if problems:
+        raise SpecError(problems)
+
+
+def environment_of(spec: Spec, environments: Sequence[Environment]) -> Environment | None:
+    """The first environment whose match selects the spec."""
+    for env in environments:
+        m = env.match
+        if m.labels and all(spec.labels.get(k) == v for k, v in m.labels.items()):
+            return env
+        if any(glob_match(g, spec.doc.file) for g in m.paths):
+            return env
+        if any(glob_match(g, spec.address) for g in m.specs):
+            return env
+    return None
+
+
+def annotate(project: Project, changes: Sequence[Change]) -> list[Change]:
+    """Each change with its environment, risk flags, and the rule that denied it (if any)."""
+    policies = _policies(project)
+    environments = [e for _, p in policies for e in p.environments]
+    rules = [(addr, r) for addr, p in policies for r in p.rules]
+    out = []
+    for c in changes:
+        spec = project.specs.get(c.spec)
+        env = environment_of(spec, environments) if spec is not None else None
+        risks: list[str] = [c.action] if c.action in RISKY_ACTIONS else []
+        if c.resource == "bundle" and c.action == "update":
+            risks.append("tag move")
+        if env is not None and env.confirm and c.is_change:
+            risks.append(f"{env.name} needs confirmation")
+        denied = ""
+        if c.is_change:
+            for addr, rule in rules:
+                if _matches(rule.when, c, env.name if env else "", spec):
+                    if rule.effect == "deny":
+                        denied = f"{addr} rule {rule.name}" + (f": {rule.message}" if rule.message else "")
+                    break
+        out.append(replace(c, environment=env.name if env else "", risks=tuple(risks), denied=denied))
+    return out
+
+
+def confirmations(changes: Sequence[Change], project: Project) -> list[str]:
+    """Environments of pending changes that need a confirmation, sorted."""
+    needed = {e.name for _, p in _policies(project) for e in p.environments if e.confirm}
+    return sorted({c.environment for c in changes if c.is_change and c.environment in needed})
+
+
+def _matches(when: When, c: Change, env: str, spec: Spec | None) -> bool:
+    kind = c.spec.split("/", 1)[0]
+    checks = [
+        (when.environments, lambda: env in when.environments),
+        (when.kinds, lambda: kind in when.kinds),
+        (when.specs, lambda: any(glob_match(g, c.spec) for g in when.specs)),
+        (when.resources, lambda: c.resource in when.resources),
+        (when.actions, lambda: c.action in when.actions),
+        (when.targets, lambda: any(glob_match(g, c.target) for g in when.targets)),
+        (when.addresses, lambda: any(glob_match(g, c.address) for g in when.addresses)),
+    ]
+    if not all(test() for given, test in checks if given):
+        return False
+    return when.field is None or _field_matches(when.field, c)
+
+
+def _field_matches(cond: FieldCondition, c: Change) -> bool:
+    values = [f.after for f in c.fields if f.path == cond.path]
+    if not values:
+        return False
+    value = values[0]
+    if cond.matches is not None:
+        return value is not None and any(glob_match(g, str(value)) for g in cond.matches)
+    if cond.notMatches is not None:
+        return value is not None and not any(glob_match(g, str(value)) for g in cond.notMatches)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return (cond.above is not None and number > cond.above) or (cond.below is not None and number < cond.below)

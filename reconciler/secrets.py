@@ -1,0 +1,48 @@
+"""Keyed hashes: what stands in for a secret in plans, the audit log and journals.
+
+A plain SHA-256 of a short secret can be found by trying candidates; an HMAC needs the key too.
+The key is RECON_HASH_KEY when set (give CI the same one, so a plan saved there and applied
+elsewhere compares equal), else a random key made once per user in the config directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=1)
+def hash_key() -> bytes:
+    env = os.environ.get("RECON_HASH_KEY")
+    if env:
+        return env.encode()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")) / "recon"
+    path = base / "hash-key"
+    for _ in range(2):
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            try:
+                base.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue  # another process made it just now: read that one
+            except OSError:
+                break
+            key = secrets.token_hex(32).encode()
+            with os.fdopen(fd, "wb") as out:
+                out.write(key)
+            return key
+        except OSError:
+            break
+    return b"recon-no-key"  # no usable config directory: hashes are keyed, but not by a private key
+
+
+def keyed(value: str | bytes) -> str:
+    """A short keyed hash, e.g. `hmac:3f2a9c01d4e7`."""
+    data = value.encode() if isinstance(value, str) else value
+    return "hmac:" + hmac.new(hash_key(), data, hashlib.sha256).hexdigest()[:12]

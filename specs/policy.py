@@ -1,0 +1,106 @@
+"""Policy: environments (which specs belong to which, and which need a confirmation) and rules that
+allow or deny changes. Rules are read in order, across Policy specs sorted by name; the first rule
+that matches a change decides; a change no rule matches is allowed."""
+
+from __future__ import annotations
+
+import datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from reconciler.loader import Document
+from specs.base import KindSpec, Problem, StrictModel
+
+ACTIONS = ("create", "update", "replace", "delete", "restart", "run")
+
+
+class Match(StrictModel):
+    """Which specs belong to an environment: any of these selects a spec."""
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Specs whose labels include all of these.")
+    paths: list[str] = Field(default_factory=list, description="Globs of spec file paths, e.g. specs/prod/**.")
+    specs: list[str] = Field(default_factory=list, description="Globs of spec addresses, e.g. HostState/web-*.")
+
+
+class Environment(StrictModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="e.g. dev, stage, prod.")
+    match: Match = Field(description="The specs of this environment.")
+    confirm: bool = Field(
+        default=False,
+        description="Apply needs `--confirm PLAN_ID` (or, on a terminal, typing the environment's name).",
+    )
+
+
+class FieldCondition(StrictModel):
+    """A condition on the new value of one field of a change (the `path` of its field change)."""
+
+    path: str = Field(description="The field, as the plan names it: e.g. mode, replicas, image, content.")
+    matches: list[str] | None = Field(default=None, description="Matches when the value matches one of these globs.")
+    notMatches: list[str] | None = Field(
+        default=None, description="Matches when the value matches none of these globs (e.g. allowed registries)."
+    )
+    above: float | None = Field(default=None, description="Matches when the value is a number above this.")
+    below: float | None = Field(default=None, description="Matches when the value is a number below this.")
+
+    @model_validator(mode="after")
+    def _one(self) -> FieldCondition:
+        given = [n for n in ("matches", "notMatches", "above", "below") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("a field condition needs exactly one of matches, notMatches, above, below")
+        return self
+
+
+class When(StrictModel):
+    """All given conditions must hold for a rule to match a change; a list holds when any item does."""
+
+    environments: list[str] = Field(default_factory=list, description="Environments of the change's spec.")
+    kinds: list[str] = Field(default_factory=list, description="Spec kinds, e.g. HostState, Bundle.")
+    specs: list[str] = Field(default_factory=list, description="Globs of spec addresses.")
+    resources: list[str] = Field(default_factory=list, description="Resource types, e.g. file, service, bundle.")
+    actions: list[Literal["create", "update", "replace", "delete", "restart", "run"]] = Field(
+        default_factory=list, description="Actions of the change."
+    )
+    targets: list[str] = Field(default_factory=list, description="Globs of targets (hosts, registries).")
+    addresses: list[str] = Field(default_factory=list, description="Globs of resource addresses.")
+    field: FieldCondition | None = Field(default=None, description="A condition on a field's new value.")
+
+
+class Rule(StrictModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Named in plans and refusals.")
+    effect: Literal["allow", "deny"] = Field(description="What a match decides.")
+    when: When = Field(default_factory=When, description="What the rule matches (everything when empty).")
+    message: str = Field(default="", description="Why, shown with a denied change.")
+
+
+class DriftIgnore(StrictModel):
+    """Drift `recon drift` does not count: known and accepted, with a reason, until it expires."""
+
+    addresses: list[str] = Field(min_length=1, description="Globs of resource ids or addresses, e.g. "
+                                 "'HostState/web/file:/etc/motd@*'.")
+    reason: str = Field(min_length=1, description="Why this drift is accepted (shown in every drift report).")
+    expires: datetime.date | None = Field(
+        default=None, description="After this date (YYYY-MM-DD) the rule no longer applies and is reported expired."
+    )
+
+
+class PolicySpec(KindSpec):
+    kind_name: ClassVar[str] = "Policy"
+
+    environments: list[Environment] = Field(default_factory=list, description="Environments and their specs.")
+    rules: list[Rule] = Field(default_factory=list, description="Allow and deny rules, first match decides.")
+    driftIgnore: list[DriftIgnore] = Field(default_factory=list, description="Drift to leave out of drift reports.")
+
+    def problems(self, doc: Document) -> list[Problem]:
+        out: list[Problem] = []
+        names = [e.name for e in self.environments]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                out.append(Problem(("environments", i, "name"), f"environment '{name}' is declared twice",
+                                   "give each environment its own name"))
+        rules = [r.name for r in self.rules]
+        for i, rule in enumerate(self.rules):
+            if rule.name in rules[:i]:
+                out.append(Problem(("rules", i, "name"), f"rule '{rule.name}' is declared twice",
+                                   "give each rule its own name"))
+        return out
