@@ -1,0 +1,193 @@
+"""The GitHub Action's work (the `recon-action` command), run by action.yml's steps.
+
+It runs recon (plan, apply or drift) on the spec path, then, from what a real run provides
+(GITHUB_EVENT_PATH, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT, GITHUB_API_URL, GITHUB_REPOSITORY,
+GITHUB_SERVER_URL, GITHUB_RUN_ID): writes the job summary, creates or updates one PR comment
+(found by a hidden marker, so each push edits the same comment), or for drift opens, updates or
+closes one issue; and sets the outputs exit-code, plan-id, has-changes and a count per action.
+
+Exit code: recon's own, except 2 (changes pending, or drift): that is an answer, not a failure;
+it is in the `exit-code` output, and fails the step only with `fail-on-changes: true`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from reconciler.plan import Plan
+from reconciler.render.markdown import COMMENT_LIMIT, SUMMARY_LIMIT, render, render_drift
+
+ACTIONS = ("create", "update", "replace", "delete", "restart", "run")
+DRIFT_LABEL = "recon-drift"
+
+
+def _input(name: str, default: str = "") -> str:
+    return os.environ.get(f"INPUT_{name.upper().replace('-', '_')}", default).strip()
+
+
+class GitHub:
+    """The few REST calls the action makes, with the token; errors name the call."""
+
+    def __init__(self, token: str) -> None:
+        self.api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+        self.repo = os.environ["GITHUB_REPOSITORY"]
+        self.token = token
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        req = urllib.request.Request(
+            f"{self.api}{path}", method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Accept": "application/vnd.github+json",
+                     "X-GitHub-Api-Version": "2022-11-28", "Content-Type": "application/json",
+                     "User-Agent": "recon-action"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                data = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise SystemExit(f"recon action: GitHub API {method} {path} answered {exc.code}: "
+                             f"{exc.read(500).decode(errors='replace')}") from None
+        return json.loads(data) if data else None
+
+    def all(self, path: str) -> list[Any]:
+        out: list[Any] = []
+        page = 1
+        while True:
+            sep = "&" if "?" in path else "?"
+            got = self.call("GET", f"{path}{sep}per_page=100&page={page}")
+            out += got
+            if len(got) < 100:
+                return out
+            page += 1
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        """Edit the comment that carries the marker, or create it; 'created' or 'updated'."""
+        for comment in self.all(f"/repos/{self.repo}/issues/{number}/comments"):
+            if marker in (comment.get("body") or ""):
+                self.call("PATCH", f"/repos/{self.repo}/issues/comments/{comment['id']}", {"body": body})
+                return "updated"
+        self.call("POST", f"/repos/{self.repo}/issues/{number}/comments", {"body": body})
+        return "created"
+
+    def drift_issue(self, marker: str, body: str, drifted: bool) -> str:
+        """One open issue while there is drift: opened, updated, or closed when clean."""
+        found = [i for i in self.all(f"/repos/{self.repo}/issues?state=open&labels={DRIFT_LABEL}")
+                 if marker in (i.get("body") or "")]
+        if drifted:
+            if found:
+                self.call("PATCH", f"/repos/{self.repo}/issues/{found[0]['number']}", {"body": body})
+                return "updated"
+            self.call("POST", f"/repos/{self.repo}/issues", {"title": "recon: drift detected", "body": body,
+                                                              "labels": [DRIFT_LABEL]})
+            return "opened"
+        for issue in found:
+            self.call("POST", f"/repos/{self.repo}/issues/{issue['number']}/comments",
+                      {"body": "No drift any more: closing."})
+            self.call("PATCH", f"/repos/{self.repo}/issues/{issue['number']}", {"state": "closed"})
+        return "closed" if found else "none"
+
+
+def _run(args: list[str], cwd: Path) -> tuple[int, str]:
+    recon = Path(sys.executable).parent / "recon"
+    command = [str(recon)] if recon.exists() else [sys.executable, "-m", "reconciler"]
+    done = subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    return done.returncode, done.stdout
+
+
+def _write(path_var: str, text: str) -> None:
+    path = os.environ.get(path_var)
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(text)
+
+
+def _outputs(values: dict[str, Any]) -> None:
+    _write("GITHUB_OUTPUT", "".join(f"{k}={v}\n" for k, v in values.items()))
+
+
+def main() -> int:
+    command = _input("command", "plan")
+    if command not in ("plan", "apply", "drift"):
+        print(f"recon action: command {command!r} is not plan, apply or drift", file=sys.stderr)
+        return 1
+    cwd = Path(_input("working-directory", ".") or ".")
+    spec_path = _input("path", "specs")
+    extra = _input("args").split()
+    plan_file = Path(_input("plan-file", "recon-plan.json"))
+    event: dict[str, Any] = {}
+    if os.environ.get("GITHUB_EVENT_PATH") and Path(os.environ["GITHUB_EVENT_PATH"]).exists():
+        event = json.loads(Path(os.environ["GITHUB_EVENT_PATH"]).read_text())
+    run_url = (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ.get('GITHUB_REPOSITORY', '')}"
+               f"/actions/runs/{os.environ.get('GITHUB_RUN_ID', '')}")
+    where = f"the `recon-plan` artifact of [this run]({run_url})"
+    marker = f"<!-- recon:{command}:{spec_path} -->"
+
+    if command == "drift":
+        rc, out = _run(["drift", spec_path, "--json", *extra], cwd)
+        if rc not in (0, 2):
+            _outputs({"exit-code": rc})
+            return rc
+        rc_plan, _ = _run(["plan", spec_path, "--out", str(plan_file), *extra], cwd)
+        if rc_plan not in (0, 2):
+            _outputs({"exit-code": rc_plan})
+            return rc_plan
+        plan = Plan.from_json(json.loads((cwd / plan_file).read_text()))
+        from reconciler.drift import Report
+
+        data = json.loads(out)
+        by_id = {c.id: c for c in plan.pending}
+        report = Report(drift=[by_id[d["id"]] for d in data["drift"] if d["id"] in by_id],
+                        pending=[by_id[d["id"]] for d in data["pending"] if d["id"] in by_id],
+                        ignored=[(by_id[d["id"]], d["ignore_reason"]) for d in data["ignored"] if d["id"] in by_id],
+                        expired=list(data["expired_rules"]))
+        body = render_drift(plan, report, COMMENT_LIMIT, where, marker)
+        _write("GITHUB_STEP_SUMMARY", render_drift(plan, report, SUMMARY_LIMIT, where))
+        token = _input("token")
+        issue = GitHub(token).drift_issue(marker, body, not data["clean"]) if token else "no token"
+        _outputs({"exit-code": rc, "plan-id": plan.plan_id, "has-changes": str(not data["clean"]).lower(),
+                  "drift": len(data["drift"]), "pending": len(data["pending"]), "issue": issue})
+        return _final(rc)
+
+    if command == "plan":
+        rc, _ = _run(["plan", spec_path, "--out", str(plan_file), "--detailed-exitcode", *extra], cwd)
+    else:
+        saved = _input("plan-file")
+        rc, _ = _run(["apply", saved] if saved else ["apply", spec_path, "--auto-approve", *extra], cwd)
+        if rc == 0 and not saved:
+            _run(["plan", spec_path, "--out", str(plan_file), *extra], cwd)
+    if not (cwd / plan_file).exists():
+        _outputs({"exit-code": rc})
+        return rc
+    plan = Plan.from_json(json.loads((cwd / plan_file).read_text()))
+    title = "recon plan" if command == "plan" else "recon apply: what is left after it"
+    _write("GITHUB_STEP_SUMMARY", render(plan, title, SUMMARY_LIMIT, where))
+    counts = plan.counts()
+    outputs: dict[str, Any] = {"exit-code": rc, "plan-id": plan.plan_id,
+                               "has-changes": str(bool(plan.pending)).lower(),
+                               **{a: counts.get(a, 0) for a in ACTIONS}}
+    number = (event.get("pull_request") or {}).get("number")
+    token = _input("token")
+    if command == "plan" and number and token:
+        outputs["comment"] = GitHub(token).upsert_comment(int(number), marker,
+                                                          render(plan, title, COMMENT_LIMIT, where, marker=marker))
+    _outputs(outputs)
+    return _final(rc)
+
+
+def _final(rc: int) -> int:
+    if rc == 2 and _input("fail-on-changes", "false").lower() != "true":
+        return 0
+    return rc
+
+
+def run() -> None:
+    """The console script `recon-action` (not `python -m`, which would put the working directory, where
+    the user's specs/ lives, before recon's own `specs` package)."""
+    sys.exit(main())

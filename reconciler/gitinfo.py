@@ -1,0 +1,51 @@
+"""The git commit recon runs from: sha, branch, whether the tree was dirty. Read with the git command
+(three small calls, no library import), and empty when not in a repository or git is missing."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+def _git(*args: str, cwd: Path | None = None) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def describe(cwd: Path | None = None) -> dict[str, Any]:
+    """{sha, branch, dirty} of the repository around cwd, or {} outside one."""
+    return dict(_describe(str(cwd or Path.cwd())))
+
+
+@lru_cache(maxsize=8)
+def _describe(where: str) -> tuple[tuple[str, Any], ...]:
+    cwd = Path(where)
+    sha = _git("rev-parse", "HEAD", cwd=cwd)
+    if sha is None:
+        return ()
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd) or ""
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    return (("sha", sha), ("branch", "" if branch == "HEAD" else branch), ("dirty", bool(status)))
+
+
+def changed_files(since: str, cwd: Path | None = None) -> set[Path]:
+    """Files changed since a commit: committed after it, staged, modified or untracked now. Absolute paths.
+    UsageError when the ref is unknown or this is not a git repository."""
+    from reconciler.errors import UsageError
+
+    top = _git("rev-parse", "--show-toplevel", cwd=cwd)
+    if top is None:
+        raise UsageError("--changed-since needs a git repository; this directory is not in one")
+    if _git("rev-parse", "--verify", "--quiet", since + "^{commit}", cwd=cwd) is None:
+        raise UsageError(f"--changed-since {since}: no such commit, branch or tag (fetch it first, e.g. "
+                         f"`git fetch origin {since}`; CI checkouts are often shallow: fetch-depth: 0)")
+    names: set[str] = set()
+    for args in (("diff", "--name-only", "-z", since), ("ls-files", "-z", "--others", "--exclude-standard")):
+        out = _git(*args, cwd=Path(top))
+        names.update(n for n in (out or "").split("\0") if n)
+    return {Path(top) / n for n in names}

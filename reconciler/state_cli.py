@@ -1,0 +1,102 @@
+"""`recon drift` and `recon rollback`: the live state against what was applied, and undoing a killed apply."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reconciler import cli as base
+from reconciler.cli import JsonOut, MarkdownOut, Parallelism, Paths, StateDir
+from reconciler.errors import ExitCode, RefusedError
+
+
+def rollback(
+    paths: Paths = None,
+    journal: Annotated[str | None, typer.Option("--journal", help="Which interrupted apply (its journal file's "
+                                                "name); default: the latest.")] = None,
+    list_only: Annotated[bool, typer.Option("--list", help="Only list the interrupted applies.")] = False,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Roll back without asking.")] = False,
+    lock_timeout: Annotated[str, typer.Option("--lock-timeout", help="Wait this long for locks.")] = "0s",
+    state_dir: StateDir = Path(".recon"),
+) -> int:
+    """Undo what an apply that was killed had finished (re-running apply finishes it instead)."""
+    from reconciler import gate, recovery
+    from reconciler.audit import Audit, default_path
+
+    found = recovery.interrupted(state_dir)
+    console = base._console()
+    if list_only:
+        for item in found:
+            console.print(item.describe())
+        if not found:
+            console.print("No interrupted apply.")
+        return ExitCode.OK
+    chosen = recovery.pick(found, journal)
+    console.print(f"Interrupted apply: {chosen.describe()}")
+    if not auto_approve:
+        if not sys.stdin.isatty():
+            raise RefusedError("rollback needs a confirmation: re-run with --auto-approve")
+        if console.input(f"Undo its {len(chosen.done)} finished changes? Only 'yes' will be accepted: ").strip() \
+                != "yes":
+            raise RefusedError("rollback cancelled: the answer was not 'yes'")
+    project = base._load(list(chosen.plan.paths) or base._paths(paths))
+    ctx = base._context(100, console)
+    audit = Audit(default_path(state_dir))
+    try:
+        run = audit.start("rollback", chosen.plan.plan_id, journal=chosen.journal.name)
+        with gate.locked(project, (), (), state_dir, gate.duration(lock_timeout, "--lock-timeout"), console,
+                         chosen.plan.plan_id):
+            results = recovery.rollback(chosen, project, ctx, state_dir)
+        for r in results:
+            run.write("undone", change=r.change_id, ok=r.ok, message=r.message)
+        run.write("end", ok=all(r.ok for r in results))
+    finally:
+        audit.close()
+        ctx.close()
+    for r in results:
+        mark = "[green]  ↩[/green]" if r.ok else "[red]  ✗[/red]"
+        console.print(f"{mark} {base._esc(r.change_id)}" + (f"\n      {base._esc(r.message)}" if r.message else ""))
+    bad = [r for r in results if not r.ok]
+    console.print(f"[bold]Rollback {'complete' if not bad else 'incomplete'}:[/bold] {len(results) - len(bad)} "
+                  f"undone, {len(bad)} not.")
+    return ExitCode.ERROR if bad else ExitCode.OK
+
+
+def drift(
+    paths: Paths = None,
+    as_json: JsonOut = False,
+    markdown: MarkdownOut = False,
+    parallelism: Parallelism = 100,
+    state_dir: StateDir = Path(".recon"),
+) -> int:
+    """Plan everything and tell drift (live moved away from what was applied) from pending changes (the
+    specs moved away from live). Exit 0 when clean, 2 when there is drift or a pending change."""
+    from reconciler import drift as driftmod
+    from reconciler.audit import Audit, default_path
+    from reconciler.render.text import drift_lines
+
+    project, the_plan = base._planned(paths, parallelism, state_dir, "drift")
+    audit_path = default_path(state_dir)
+    applied: dict[str, str] = {}
+    if audit_path.exists():
+        log = Audit(audit_path)
+        try:
+            applied = log.applied()
+        finally:
+            log.close()
+    report = driftmod.classify(the_plan, project, applied)
+    if as_json:
+        sys.stdout.write(json.dumps(driftmod.to_json(the_plan, report), indent=2) + "\n")
+    elif markdown:
+        from reconciler.render.markdown import SUMMARY_LIMIT, render_drift
+
+        sys.stdout.write(render_drift(the_plan, report, limit=SUMMARY_LIMIT))
+    else:
+        console = base._console()
+        for line in drift_lines(the_plan, report):
+            console.print(line)
+    return ExitCode.OK if report.clean else ExitCode.CHANGES

@@ -1,0 +1,270 @@
+"""GitOps: --changed-since on real git repositories, drift with ignore rules, Markdown within GitHub's
+limits, and the Action's steps run as a real run runs them, against a local stand-in GitHub API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from reconciler.plan import FORMAT_VERSION, Change, FieldChange, Plan
+from reconciler.render.markdown import COMMENT_LIMIT, render
+from tests.conftest import ROOT, recon
+from tests.e2e.test_local_cli import group, hoststate, write
+from tests.peers import github_api
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _repo(tmp_path: Path) -> Path:
+    write(tmp_path / "specs", {
+        "g.yaml": group("a"),
+        "base.yaml": hoststate("base", "- type: directory\n  path: /srv\n"),
+        "app.yaml": hoststate("app", "- type: file\n  path: /srv/app\n  content: v1\n",
+                              meta="  dependsOn: [HostState/base]\n"),
+        "other.yaml": hoststate("other", "- type: file\n  path: /other\n  source: files/other.txt\n"),
+    })
+    (tmp_path / "specs" / "files").mkdir()
+    (tmp_path / "specs" / "files" / "other.txt").write_text("o1\n")
+    (tmp_path / ".gitignore").write_text(".recon/\na-root/\n*.json\n")
+    _git(tmp_path, "init", "-q", "-b", "main")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "specs")
+    return tmp_path
+
+
+def _specs_in(plan: dict) -> set[str]:  # type: ignore[type-arg]
+    return {c["spec"] for c in plan["changes"]}
+
+
+def test_changed_since_plans_changed_specs_and_their_dependents(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    sha = _git(repo, "rev-parse", "HEAD")
+    nothing = json.loads(recon("plan", "--json", "--changed-since", "HEAD", cwd=repo).out)
+    assert nothing["changes"] == [] and nothing["selection"]["changed-since"] == ["HEAD"]
+    assert nothing["git"] == {"sha": sha, "branch": "main", "dirty": False}
+
+    (repo / "specs" / "base.yaml").write_text(hoststate("base", "- type: directory\n  path: /srv\n  mode: '0755'\n"))
+    got = json.loads(recon("plan", "--json", "--changed-since", "HEAD", cwd=repo).out)
+    assert _specs_in(got) == {"HostState/base", "HostState/app"}  # app depends on base
+    assert got["git"]["dirty"] is True
+    _git(repo, "commit", "-qam", "base mode")
+
+    (repo / "specs" / "files" / "other.txt").write_text("o2\n")  # a source file, not a spec file
+    got = json.loads(recon("plan", "--json", "--changed-since", sha, cwd=repo).out)
+    assert _specs_in(got) == {"HostState/base", "HostState/app", "HostState/other"}
+    got = json.loads(recon("plan", "--json", "--changed-since", "HEAD", cwd=repo).out)
+    assert _specs_in(got) == {"HostState/other"}
+
+    bad = recon("plan", "--changed-since", "no-such-branch", cwd=repo)
+    assert bad.rc == 1 and "no such commit, branch or tag" in bad.err and "Traceback" not in bad.err
+
+
+def test_apply_records_the_commit_in_the_audit(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    assert recon("apply", "--auto-approve", cwd=repo).rc == 0
+    runs = json.loads(recon("audit", "--json", cwd=repo).out)
+    assert runs[0]["git"]["sha"] == _git(repo, "rev-parse", "HEAD")
+
+
+DRIFT_POLICY = """\
+apiVersion: recon/v1
+kind: Policy
+metadata: {name: drift}
+spec:
+  driftIgnore:
+    - addresses: ["HostState/other/file:/other@*"]
+      reason: "ops edit /other by hand until TICKET-12 lands"
+      expires: EXPIRES
+"""
+
+
+def test_drift_is_told_from_pending_and_ignore_rules_expire(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    assert recon("apply", "--auto-approve", cwd=repo).rc == 0
+    clean = recon("drift", cwd=repo)
+    assert clean.rc == 0 and "No drift and nothing pending" in clean.out, clean.text
+
+    (repo / "a-root" / "other").write_text("edited by hand\n")  # drift: live moved
+    (repo / "specs" / "app.yaml").write_text(hoststate("app", "- type: file\n  path: /srv/app\n  content: v2\n",
+                                                       meta="  dependsOn: [HostState/base]\n"))  # pending: git moved
+    got = recon("drift", "--json", cwd=repo)
+    assert got.rc == 2, got.text
+    report = json.loads(got.out)
+    assert [c["id"] for c in report["drift"]] == ["HostState/other/file:/other@a"]
+    assert [c["id"] for c in report["pending"]] == ["HostState/app/file:/srv/app@a"]
+    text = recon("drift", cwd=repo).out
+    assert "Drift: the live state moved away from what was applied (1)" in text
+    assert "Pending: the specs moved away from the live state (1)" in text
+
+    (repo / "specs" / "policy.yaml").write_text(DRIFT_POLICY.replace("EXPIRES", "2999-12-31"))
+    assert recon("apply", "--auto-approve", "--target", "HostState/app", cwd=repo).rc == 0
+    ignored = recon("drift", cwd=repo)
+    assert ignored.rc == 0, ignored.text
+    assert "ops edit /other by hand until TICKET-12 lands" in ignored.out
+
+    (repo / "specs" / "policy.yaml").write_text(DRIFT_POLICY.replace("EXPIRES", "2020-01-31"))
+    expired = recon("drift", cwd=repo)
+    assert expired.rc == 2
+    assert "Expired ignore rule, no longer applied" in expired.out and "expired on 2020-01-31" in expired.out
+
+
+def _change(i: int, action: str, env: str = "") -> Change:
+    risks = (action,) if action in ("delete", "replace") else ()
+    return Change(f"HostState/big/file:/srv/data/{'deep/' * 8}file-{i:05}.conf", f"host{i % 40:02}",
+                  "HostState/big", "file", action, f"file {i} differs in content and mode" * 2,  # type: ignore[arg-type]
+                  (FieldChange("content", f"sha256:{i:012x} ({i} bytes)", f"sha256:{i + 1:012x} ({i} bytes)"),
+                   FieldChange("mode", "0644", "0600")), "f" * 16, "d" * 16, env, risks)
+
+
+def test_a_200000_character_plan_fits_a_comment_and_keeps_every_delete() -> None:
+    changes = [_change(i, "delete" if i % 97 == 0 else "update") for i in range(1500)]
+    plan = Plan(FORMAT_VERSION, "abc123def456", "0.1.0", "2026-11-23T00:00:00+00:00", ("specs",),
+                {"HostState/big": "x"}, (("HostState/big",),), tuple(changes))
+    full = render(plan, limit=10**9)
+    assert len(full) > 200_000
+    body = render(plan, full_plan_at="the recon-plan artifact")
+    assert len(body) <= COMMENT_LIMIT
+    for c in changes:
+        if c.action == "delete":
+            assert c.address in body, c.address
+    assert "more change(s) not shown" in body and "the recon-plan artifact" in body
+    assert "| target | create | update | replace | delete | restart | run |" in body
+
+
+@pytest.fixture
+def github() -> Iterator[github_api.FakeGitHub]:
+    gh = github_api.start()
+    yield gh
+    gh.stop()
+
+
+def _action(repo: Path, gh: github_api.FakeGitHub, command: str, **inputs: str) -> tuple[int, dict[str, str], str]:
+    """The action's `Run recon` step, with the environment a real pull_request run gives it."""
+    event = repo.parent / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 7}, "repository": {"full_name": "acme/models"}}))
+    out_file, summary = repo.parent / "output.txt", repo.parent / "summary.md"
+    out_file.write_text("")
+    summary.write_text("")
+    env = {**os.environ, "GITHUB_EVENT_PATH": str(event), "GITHUB_EVENT_NAME": "pull_request",
+           "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(out_file), "GITHUB_API_URL": gh.url,
+           "GITHUB_REPOSITORY": "acme/models", "GITHUB_SERVER_URL": "https://github.example.invalid",
+           "GITHUB_RUN_ID": "4242", "GITHUB_ACTIONS": "true", "INPUT_COMMAND": command, "INPUT_PATH": "specs",
+           "INPUT_TOKEN": gh.token, "INPUT_WORKING_DIRECTORY": str(repo),
+           **{f"INPUT_{k.upper()}": v for k, v in inputs.items()}}
+    done = subprocess.run([str(Path(sys.executable).parent / "recon-action")], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    outputs = dict(line.split("=", 1) for line in out_file.read_text().splitlines() if "=" in line)
+    return done.returncode, outputs, summary.read_text() + done.stderr
+
+
+def test_the_action_comments_once_and_edits_that_comment(tmp_path: Path, github: github_api.FakeGitHub) -> None:
+    (tmp_path / "repo").mkdir()
+    repo = _repo(tmp_path / "repo")
+    rc, outputs, summary = _action(repo, github, "plan")
+    assert rc == 0, summary  # changes pending is an answer, not a failed step
+    assert outputs["exit-code"] == "2" and outputs["has-changes"] == "true" and outputs["create"] == "3"
+    assert outputs["comment"] == "created" and len(outputs["plan-id"]) == 12
+    assert "### recon plan" in summary
+    [comment] = github.comments.values()
+    assert comment["issue"] == 7 and "<!-- recon:plan:specs -->" in comment["body"]
+    assert (repo / "recon-plan.json").exists()
+
+    assert recon("apply", "--auto-approve", cwd=repo).rc == 0
+    rc, outputs, _ = _action(repo, github, "plan")
+    assert rc == 0 and outputs["exit-code"] == "0" and outputs["has-changes"] == "false"
+    assert outputs["comment"] == "updated"
+    [comment] = github.comments.values()  # the same comment, edited
+    assert "No changes." in comment["body"]
+    posts = [r for r in github.requests if r[0] == "POST"]
+    assert len(posts) == 1
+
+    # errors are errors: a broken spec fails the step with recon's exit code
+    (repo / "specs" / "broken.yaml").write_text("kind: [\n")
+    rc, outputs, _ = _action(repo, github, "plan")
+    assert rc == 1 and outputs["exit-code"] == "1"
+    (repo / "specs" / "broken.yaml").unlink()
+    # and with fail-on-changes, pending changes fail the step
+    (repo / "a-root" / "other").write_text("drifted\n")
+    rc, outputs, _ = _action(repo, github, "plan", fail_on_changes="true")
+    assert rc == 2 and outputs["exit-code"] == "2"
+
+
+def test_the_nightly_drift_opens_updates_and_closes_one_issue(tmp_path: Path,
+                                                                github: github_api.FakeGitHub) -> None:
+    repo = _repo(tmp_path)
+    assert recon("apply", "--auto-approve", cwd=repo).rc == 0
+    (repo / "a-root" / "other").write_text("edited by hand\n")
+    rc, outputs, summary = _action(repo, github, "drift")
+    assert rc == 0 and outputs["exit-code"] == "2" and outputs["drift"] == "1" and outputs["issue"] == "opened"
+    assert "recon drift" in summary
+    rc, outputs, _ = _action(repo, github, "drift")
+    assert outputs["issue"] == "updated" and len(github.issues) == 1
+    assert recon("apply", "--auto-approve", cwd=repo).rc == 0
+    rc, outputs, _ = _action(repo, github, "drift")
+    assert rc == 0 and outputs["exit-code"] == "0" and outputs["issue"] == "closed"
+    assert github.issues[1]["state"] == "closed"
+
+
+def test_action_yml_is_a_valid_composite_action() -> None:
+    action = YAML(typ="safe").load((ROOT / "action.yml").read_text())
+    assert {"name", "description", "inputs", "outputs", "runs"} <= set(action)
+    assert action["runs"]["using"] == "composite"
+    for name, spec in action["inputs"].items():
+        assert set(spec) <= {"description", "required", "default", "deprecationMessage"}, name
+        assert spec["description"]
+    for name, spec in action["outputs"].items():
+        assert set(spec) == {"description", "value"} and "steps.recon.outputs." in spec["value"], name
+    scripts = []
+    for step in action["runs"]["steps"]:
+        assert ("run" in step) != ("uses" in step), step
+        if "run" in step:
+            assert step["shell"] == "bash"
+            scripts.append(step["run"])
+    env_inputs = {k.removeprefix("INPUT_").lower().replace("_", "-")
+                  for s in action["runs"]["steps"] for k in s.get("env", {})}
+    assert env_inputs <= set(action["inputs"])
+    if shutil.which("shellcheck"):
+        for script in scripts:
+            done = subprocess.run(["shellcheck", "-s", "bash", "-"], input=script, capture_output=True, text=True)
+            assert done.returncode == 0, done.stdout
+    for workflow in (ROOT / "examples" / "github").glob("*.yml"):
+        data = YAML(typ="safe").load(workflow.read_text())
+        assert data["jobs"] and (True in data or "on" in data), workflow  # YAML 1.1 readers turn `on` into True
+        for job in data["jobs"].values():
+            for step in job["steps"]:
+                if str(step.get("uses", "")).endswith("/recon@v1"):
+                    assert set(step.get("with", {})) <= set(action["inputs"]), (workflow, step)
+
+
+def test_the_action_fits_a_huge_plan_into_one_comment_with_every_delete(tmp_path: Path,
+                                                                          github: github_api.FakeGitHub) -> None:
+    repo = tmp_path / "repo"
+    long = "/srv/" + "a-rather-long-directory-name/" * 4
+    files = "".join(f"- type: file\n  path: {long}file-{i:04}.conf\n  content: value {i}\n  mode: '0640'\n"
+                    for i in range(1200))
+    deletes = "".join(f"- type: file\n  path: /old/obsolete-{i:02}.conf\n  state: absent\n" for i in range(15))
+    write(repo / "specs", {"g.yaml": group("a"), "s.yaml": hoststate("big", deletes + files)})
+    (repo / "a-root" / "old").mkdir(parents=True)
+    for i in range(15):
+        (repo / "a-root" / "old" / f"obsolete-{i:02}.conf").write_text("x")
+    full = recon("plan", "--markdown", cwd=repo)
+    assert len(full.out) > 200_000
+    rc, outputs, _ = _action(repo, github, "plan")
+    assert rc == 0 and outputs["delete"] == "15" and outputs["create"] == "1200"
+    [comment] = github.comments.values()
+    body = comment["body"]
+    assert len(body) <= 65_535
+    for i in range(15):
+        assert f"HostState/big/file:/old/obsolete-{i:02}.conf" in body
+    assert "more change(s) not shown" in body and "recon-plan" in body and "/actions/runs/4242" in body

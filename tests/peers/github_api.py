@@ -1,0 +1,112 @@
+"""A local stand-in for the GitHub REST API, answering as api.github.com does for the calls the action
+makes (issue comments and issues), keeping state in memory and recording every request."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+
+@dataclass
+class FakeGitHub:
+    server: ThreadingHTTPServer
+    requests: list[tuple[str, str, Any]] = field(default_factory=list)  # (method, path, body)
+    comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> comment (with issue number)
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+    token: str = "ghs_test_token"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start(repo: str = "acme/models") -> FakeGitHub:
+    state: FakeGitHub
+
+    class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+        def _body(self) -> Any:
+            n = int(self.headers.get("Content-Length") or 0)
+            return json.loads(self.rfile.read(n)) if n else None
+
+        def _send(self, status: int, data: Any) -> None:
+            raw = json.dumps(data).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _handle(self, method: str) -> None:
+            body = self._body()
+            url = urlparse(self.path)
+            state.requests.append((method, url.path, body))
+            if self.headers.get("Authorization") != f"Bearer {state.token}":
+                self._send(401, {"message": "Bad credentials"})
+                return
+            base = f"/repos/{repo}"
+            query = parse_qs(url.query)
+            page = int(query.get("page", ["1"])[0])
+            per = int(query.get("per_page", ["30"])[0])
+            if m := re.fullmatch(base + r"/issues/(\d+)/comments", url.path):
+                number = int(m[1])
+                if method == "GET":
+                    mine = [c for c in state.comments.values() if c["issue"] == number]
+                    self._send(200, mine[(page - 1) * per: page * per])
+                    return
+                cid = 1000 + len(state.comments) + 1
+                state.comments[cid] = {"id": cid, "issue": number, "body": body["body"]}
+                self._send(201, state.comments[cid])
+                return
+            if (m := re.fullmatch(base + r"/issues/comments/(\d+)", url.path)) and method == "PATCH":
+                comment = state.comments.get(int(m[1]))
+                if comment is None:
+                    self._send(404, {"message": "Not Found"})
+                    return
+                comment["body"] = body["body"]
+                self._send(200, comment)
+                return
+            if url.path == base + "/issues":
+                if method == "GET":
+                    found = [i for i in state.issues.values() if i["state"] == query.get("state", ["open"])[0]
+                             and all(lbl in i["labels"] for lbl in query.get("labels", [""])[0].split(",") if lbl)]
+                    self._send(200, found[(page - 1) * per: page * per])
+                    return
+                number = len(state.issues) + 1
+                state.issues[number] = {"number": number, "state": "open", "title": body["title"],
+                                        "body": body["body"], "labels": body.get("labels", [])}
+                self._send(201, state.issues[number])
+                return
+            if (m := re.fullmatch(base + r"/issues/(\d+)", url.path)) and method == "PATCH":
+                issue = state.issues[int(m[1])]
+                issue.update(body)
+                self._send(200, issue)
+                return
+            self._send(404, {"message": "Not Found"})
+
+        def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def do_PATCH(self) -> None:
+            self._handle("PATCH")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state = FakeGitHub(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return state
