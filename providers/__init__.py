@@ -10,6 +10,8 @@ if TYPE_CHECKING:
 
 PROVIDERS: dict[str, str] = {
     "HostState": "providers.hosts.provider:HostProvider",
+    "Bundle": "providers.oras.provider:BundleProvider",
+    "Model": "providers.docker.provider:DockerProvider",
 }
 
 _loaded: dict[str, Provider] = {}

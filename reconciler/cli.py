@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reconciler import __version__
-from reconciler.errors import ExitCode, ReconError, RefusedError, SpecError, StalePlanError, UsageError
+from reconciler.errors import ExitCode, ReconError, SpecError, StalePlanError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,11 +33,14 @@ Paths = Annotated[list[str] | None, typer.Argument(help="Spec files or directori
 Target = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only resources matching ADDR (repeatable).")]
 Exclude = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out resources matching ADDR.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")]
+MarkdownOut = Annotated[bool, typer.Option("--markdown", help="Print Markdown (PR comments, job summaries).")]
+Prune = Annotated[bool, typer.Option("--prune", help="Also delete what recon made that no spec declares any "
+                                    "more (without it, such things are shown and kept).")]
 Parallelism = Annotated[
     int,
     typer.Option("--parallelism", min=1, max=1000, help="At most this many targets at once (groups have limits too)."),
 ]
-StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal.")]
+StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal, audit log and locks.")]
 
 
 def _console(stderr: bool = False) -> Console:
@@ -56,11 +59,29 @@ def _load(paths: list[str], preflight: bool = True) -> Project:
     return load_project(paths, preflight)
 
 
+def _planned(paths: list[str] | None, parallelism: int, state_dir: Path, command: str,
+             **selection: Any) -> tuple[Project, Plan]:
+    """Load the specs, plan them against the live state, and audit the plan (as `command`)."""
+    from reconciler import gate
+    from reconciler.planner import make_plan
+
+    spec_paths = _paths(paths)
+    project = _load(spec_paths)
+    ctx = _context(parallelism)
+    try:
+        the_plan = make_plan(project, ctx, spec_paths, **selection)
+    finally:
+        ctx.close()
+    gate.record_plan(the_plan, state_dir, command)
+    return project, the_plan
+
+
 def _context(parallelism: int, console: Console | None = None) -> Any:
     from reconciler.context import Context
     from reconciler.render.progress import make_reporter
 
-    return Context(reporter=make_reporter(console or _console(stderr=True)), concurrency=parallelism)
+    return Context(reporter=make_reporter(console or _console(stderr=True)), concurrency=parallelism,
+                   bars=sys.stderr.isatty())
 
 
 @app.command()
@@ -87,21 +108,21 @@ def plan(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list unchanged resources.")] = False,
     parallelism: Parallelism = 100,
+    state_dir: StateDir = Path(".recon"),
+    changed_since: Annotated[
+        str | None, typer.Option("--changed-since", metavar="REF",
+                                 help="Only specs changed since this git commit (and what depends on them).")
+    ] = None,
+    markdown: MarkdownOut = False,
+    prune: Prune = False,
 ) -> int:
     """Read the live state, diff it against the specs, and show what apply would do."""
-    from reconciler.planner import make_plan
-
-    spec_paths = _paths(paths)
-    project = _load(spec_paths)
-    ctx = _context(parallelism)
-    try:
-        the_plan = make_plan(project, ctx, spec_paths, target or [], exclude or [])
-    finally:
-        ctx.close()
+    _, the_plan = _planned(paths, parallelism, state_dir, "plan", targets=target or [], excludes=exclude or [],
+                           changed_since=changed_since or "", prune=prune)
     if out is not None:
         _write_plan(the_plan, out)
-    _print_plan(the_plan, as_json, verbose)
-    if out is not None and not as_json:
+    _print_plan(the_plan, as_json, verbose, markdown)
+    if out is not None and not as_json and not markdown:
         _console().print(f"Saved to {out}. Apply exactly this plan with: recon apply {out}")
     if detailed_exitcode and the_plan.pending:
         return ExitCode.CHANGES
@@ -114,18 +135,29 @@ def apply(
         list[str] | None, typer.Argument(help="A saved plan (plan.json), or spec files or directories.")
     ] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
+    confirm: Annotated[
+        str | None, typer.Option("--confirm", metavar="PLAN_ID",
+                                 help="Confirm this plan id for environments that need a confirmation.")
+    ] = None,
+    request_id: Annotated[
+        str | None, typer.Option("--request-id", help="Do the work once: a second apply with this id does nothing.")
+    ] = None,
+    lock_timeout: Annotated[
+        str, typer.Option("--lock-timeout", help="Wait this long for another apply's locks (e.g. 30s, 5m).")
+    ] = "0s",
     target: Target = None,
     exclude: Exclude = None,
+    prune: Prune = False,
     state_dir: StateDir = Path(".recon"),
     parallelism: Parallelism = 100,
 ) -> int:
     """Carry out a saved plan, or plan and apply after confirmation."""
-    from reconciler import executor
-    from reconciler.journal import Journal
+    from reconciler import gate
     from reconciler.planner import make_plan
-    from reconciler.render.text import plan_lines, report_lines
+    from reconciler.render.text import plan_lines
 
     console = _console()
+    wait = gate.duration(lock_timeout, "--lock-timeout")
     ctx = _context(parallelism, console)
     try:
         saved = _saved_plan(paths or [])
@@ -134,29 +166,21 @@ def apply(
                 raise UsageError("--target and --exclude go with `recon plan`; a saved plan holds its selection")
             the_plan = _read_plan(saved)
             project = _load(list(the_plan.paths))
-        else:
-            spec_paths = _paths(paths)
-            project = _load(spec_paths)
-            the_plan = make_plan(project, ctx, spec_paths, target or [], exclude or [])
+            with gate.locked(project, the_plan.selection.get("target", ()), the_plan.selection.get("exclude", ()),
+                             state_dir, wait, console, the_plan.plan_id):
+                return gate.apply(the_plan, project, ctx, console, state_dir, saved=True, auto_approve=auto_approve,
+                                  confirm=confirm, request_id=request_id)
+        spec_paths = _paths(paths)
+        project = _load(spec_paths)
+        # the locks come first, as in Terraform: the plan then sees what an apply before this one did
+        with gate.locked(project, target or [], exclude or [], state_dir, wait, console):
+            the_plan = make_plan(project, ctx, spec_paths, target or [], exclude or [], prune=prune)
             for line in plan_lines(the_plan):
                 console.print(line)
-        if not the_plan.pending:
-            if saved is not None:
-                console.print(f"Plan {the_plan.plan_id} has no changes. Nothing to do.")
-            return ExitCode.OK
-        if saved is None and not auto_approve:
-            _confirm(console, the_plan.plan_id)
-        journal = Journal(state_dir, the_plan.plan_id)
-        try:
-            report = executor.apply(the_plan, project, ctx, journal)
-            journal.write("end", ok=len(report.succeeded), failed=len(report.failed))
-        finally:
-            journal.close()
+            return gate.apply(the_plan, project, ctx, console, state_dir, saved=False, auto_approve=auto_approve,
+                              confirm=confirm, request_id=request_id)
     finally:
         ctx.close()
-    for line in report_lines(report):
-        console.print(line)
-    return ExitCode.ERROR if report.failed else ExitCode.OK
 
 
 @app.command()
@@ -164,9 +188,10 @@ def show(
     plan_file: Annotated[Path, typer.Argument(help="A plan saved with `recon plan --out`.")],
     as_json: JsonOut = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list unchanged resources.")] = False,
+    markdown: MarkdownOut = False,
 ) -> int:
     """Show a saved plan."""
-    _print_plan(_read_plan(plan_file), as_json, verbose)
+    _print_plan(_read_plan(plan_file), as_json, verbose, markdown)
     return ExitCode.OK
 
 
@@ -185,6 +210,24 @@ def schema(
     return ExitCode.OK
 
 
+def _add_sub_commands() -> None:
+    from reconciler.audit_cli import audit, lock_app
+    from reconciler.bundle_cli import bundle_app
+    from reconciler.init_cli import check, init_app
+    from reconciler.state_cli import drift, rollback
+
+    app.add_typer(bundle_app, name="bundle")
+    app.add_typer(init_app, name="init")
+    app.command()(drift)
+    app.command()(rollback)
+    app.command()(check)
+    app.command()(audit)
+    app.add_typer(lock_app, name="lock")
+
+
+_add_sub_commands()
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
@@ -194,11 +237,16 @@ def _root(
         raise typer.Exit(0)
 
 
-def _print_plan(the_plan: Plan, as_json: bool, verbose: bool) -> None:
+def _print_plan(the_plan: Plan, as_json: bool, verbose: bool, markdown: bool = False) -> None:
     from reconciler.render.text import plan_lines
 
     if as_json:
         sys.stdout.write(json.dumps(the_plan.to_json(), indent=2) + "\n")
+        return
+    if markdown:
+        from reconciler.render.markdown import SUMMARY_LIMIT, render
+
+        sys.stdout.write(render(the_plan, limit=SUMMARY_LIMIT))
         return
     console = _console()
     for line in plan_lines(the_plan, verbose):
@@ -228,18 +276,6 @@ def _write_plan(the_plan: Plan, out: Path) -> None:
         out.write_text(json.dumps(the_plan.to_json(), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{out}: cannot write the plan: {exc.strerror}") from None
-
-
-def _confirm(console: Console, plan_id: str) -> None:
-    if not sys.stdin.isatty():
-        raise RefusedError(
-            "apply needs a confirmation and there is no terminal to ask on; "
-            "re-run with --auto-approve, or save a plan with `recon plan --out plan.json` and apply that"
-        )
-    console.print(f"\nApply plan {plan_id}? Only 'yes' will be accepted.")
-    answer = console.input("  Enter a value: ")
-    if answer.strip() != "yes":
-        raise RefusedError("apply cancelled: the answer was not 'yes'")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 
 class Reporter(Protocol):
     def event(self, kind: str, target: str, message: str) -> None:
-        """kind: total (message: number of steps) | read | done | failed (message: change id)."""
+        """kind: total (message: number of steps) | steps (message: the target's change ids, one a line) |
+        read | done | failed (message: change id) | info (a line to show) | end (the apply is over)."""
 
 
 class SilentReporter:
@@ -19,6 +20,7 @@ class SilentReporter:
 @dataclass
 class Context:
     reporter: Reporter = field(default_factory=SilentReporter)
+    bars: bool = False  # progress bars for long transfers (a terminal is watching)
     concurrency: int = 100  # targets read or changed at once, across providers (--parallelism)
     # open connections, by provider-chosen key, reused for the whole run and closed by close()
     connections: dict[str, Any] = field(default_factory=dict)

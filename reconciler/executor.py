@@ -64,7 +64,7 @@ def resolve(plan: Plan, project: Project) -> list[Step]:
     by_id = {inst.id: (prov, inst) for prov, inst in planner.expand(project)}
     steps: list[Step] = []
     for change in plan.pending:
-        found = by_id.get(change.id)
+        found = by_id.get(change.id) or planner.orphan(change)
         if found is None:
             problems.append(f"{change.id}: no longer in the specs")
         elif found[1].desired_digest != change.desired:
@@ -88,12 +88,27 @@ def stale(steps: Sequence[Step], ctx: Context) -> dict[str, str]:
     return out
 
 
+def lock_keys(steps: Sequence[tuple[Provider, Instance, object]]) -> list[str]:
+    """What an apply of these instances must hold: per target set (a host group, a repository), as
+    the provider names it; the spec address for providers that name none."""
+    keys = set()
+    for provider, inst, _ in steps:
+        key_of = getattr(provider, "lock_key", None)
+        keys.add(key_of(inst) if key_of is not None else inst.spec)
+    return sorted(keys)
+
+
 def apply(plan: Plan, project: Project, ctx: Context, journal: Journal) -> ApplyReport:
-    started = time.monotonic()
+    """Carry out the plan (the caller holds the locks of its targets)."""
     steps = resolve(plan, project)
-    report = ApplyReport()
     if not steps:
-        return report
+        return ApplyReport()
+    return _apply(plan, project, ctx, journal, steps)
+
+
+def _apply(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: list[Step]) -> ApplyReport:
+    started = time.monotonic()
+    report = ApplyReport()
     moved = stale(steps, ctx)
     if moved:
         problems = [f"{cid}: {why}" for cid, why in moved.items()]
@@ -101,14 +116,25 @@ def apply(plan: Plan, project: Project, ctx: Context, journal: Journal) -> Apply
         raise StalePlanError(problems, replan_command(plan))
     ctx = replace(ctx, reporter=_JournalingReporter(ctx.reporter, journal))
     ctx.reporter.event("total", "", str(len(steps)))
-    per_target: dict[str, int] = {}
-    for _, inst, _ in steps:
-        per_target[inst.target] = per_target.get(inst.target, 0) + 1
-    for target, count in per_target.items():
-        ctx.reporter.event("total", target, str(count))
+    per_target: dict[str, list[str]] = {}
+    for _, inst, change in steps:
+        per_target.setdefault(inst.target, []).append(change.id)
+    for target, ids in per_target.items():
+        ctx.reporter.event("total", target, str(len(ids)))
+        ctx.reporter.event("steps", target, "\n".join(ids))
+    try:
+        return _waves(plan, project, ctx, journal, steps, report, started)
+    finally:
+        ctx.reporter.event("end", "", "")
+
+
+def _waves(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: list[Step], report: ApplyReport,
+           started: float) -> ApplyReport:
     failed_specs: set[str] = set()
     first = True
-    for wave in plan.order:
+    in_order = {addr for wave in plan.order for addr in wave}
+    last = tuple(sorted({s[2].spec for s in steps} - in_order))  # what no spec declares (orphans): last
+    for wave in (*plan.order, last):
         in_wave = [s for s in steps if s[2].spec in wave]
         if not in_wave:
             continue
@@ -219,7 +245,7 @@ class _JournalingReporter:
 def _record(report: ApplyReport, journal: Journal, result: Result) -> None:
     report.results.append(result)
     journal.write("result", change=result.change_id, ok=result.ok, message=result.message,
-                  seconds=round(result.seconds, 3))
+                  seconds=round(result.seconds, 3), **({"note": result.note} if result.note else {}))
 
 
 def _verify(steps: Sequence[Step], report: ApplyReport, ctx: Context, journal: Journal) -> None:
@@ -249,5 +275,5 @@ def _verify(steps: Sequence[Step], report: ApplyReport, ctx: Context, journal: J
                 if r.change_id not in problems:
                     continue
                 ok, msg = problems[r.change_id]
-                report.results[k] = Result(r.change_id, ok, msg, r.seconds)
+                report.results[k] = Result(r.change_id, ok, msg, r.seconds, r.note)
                 journal.write("unverified" if ok else "unconverged", change=r.change_id, reason=msg)

@@ -10,18 +10,30 @@ import socket
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.audit import Run
 
 
 class Journal:
-    def __init__(self, state_dir: Path, plan_id: str) -> None:
+    """Also copies every event to the run's audit record, when given one."""
+
+    def __init__(self, state_dir: Path, plan_id: str, audit: Run | None = None, plan: Any = None,
+                 path: Path | None = None) -> None:
+        """A new journal (the plan it carries out is kept beside it, for `recon rollback`), or, with
+        `path`, more events for an existing one."""
+        self.audit = audit
         directory = state_dir / "journal"
         directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.path = directory / f"{stamp}-{plan_id}.jsonl"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")  # two applies in one second stay apart
+        self.path = path or directory / f"{stamp}-{plan_id}.jsonl"
+        if plan is not None:
+            self.path.with_suffix(".plan.json").write_text(json.dumps(plan.to_json()))
         self._lock = threading.Lock()
         self._file = self.path.open("a", encoding="utf-8")
-        self.write("start", plan_id=plan_id, user=_user(), host=socket.gethostname(), pid=os.getpid())
+        if path is None:
+            self.write("start", plan_id=plan_id, **whoami())
 
     def write(self, event: str, **data: Any) -> None:
         record = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event, **data}
@@ -30,10 +42,19 @@ class Journal:
             self._file.write(line + "\n")
             self._file.flush()
             os.fsync(self._file.fileno())
+        if self.audit is not None and event != "start":
+            rest = {k: v for k, v in data.items() if k not in ("change", "ok", "message")}
+            self.audit.write(event, change=str(data.get("change", "")), ok=data.get("ok"),
+                             message=str(data.get("message", "")), **rest)
 
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+def whoami() -> dict[str, Any]:
+    """Who is running recon, and where: in journals, the audit log and lock records alike."""
+    return {"user": _user(), "host": socket.gethostname(), "pid": os.getpid()}
 
 
 def _user() -> str:

@@ -40,6 +40,9 @@ class Change:
     fields: tuple[FieldChange, ...] = ()
     fingerprint: str = ""  # of the live state the change was planned against
     desired: str = ""  # digest of the desired state the change was planned towards
+    environment: str = ""  # the policy environment of its spec, if any
+    risks: tuple[str, ...] = ()  # flags: delete, replace, restart, tag move, "<env> needs confirmation"
+    denied: str = ""  # the policy rule that denies it, with its message; apply refuses the plan
 
     @property
     def id(self) -> str:
@@ -60,11 +63,16 @@ class Plan:
     specs: dict[str, str]  # spec address -> digest of its document
     order: tuple[tuple[str, ...], ...]  # spec addresses in waves
     changes: tuple[Change, ...]
-    selection: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --target / --exclude
+    selection: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --target / --exclude / --changed-since
+    git: dict[str, Any] = field(default_factory=dict)  # commit sha, branch, dirty: where the specs came from
 
     @property
     def pending(self) -> list[Change]:
         return [c for c in self.changes if c.is_change]
+
+    @property
+    def denied(self) -> list[Change]:
+        return [c for c in self.changes if c.denied]
 
     def counts(self) -> Counter[str]:
         return Counter(c.action for c in self.changes)
@@ -93,7 +101,8 @@ class Plan:
                     address=c["address"], target=c["target"], spec=c["spec"], resource=c["resource"],
                     action=c["action"], reason=c["reason"],
                     fields=tuple(FieldChange(**f) for f in c["fields"]),
-                    fingerprint=c["fingerprint"], desired=c["desired"],
+                    fingerprint=c["fingerprint"], desired=c["desired"], environment=c.get("environment", ""),
+                    risks=tuple(c.get("risks", ())), denied=c.get("denied", ""),
                 )
                 for c in data["changes"]
             )
@@ -103,6 +112,7 @@ class Plan:
                 paths=tuple(data["paths"]), specs=dict(data["specs"]),
                 order=tuple(tuple(w) for w in data["order"]), changes=changes,
                 selection={k: tuple(v) for k, v in data.get("selection", {}).items()},
+                git=dict(data.get("git", {})),
             )
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{source} is not a valid recon plan (bad or missing {exc}); re-plan") from None

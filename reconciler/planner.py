@@ -5,10 +5,12 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
-from providers import provider_for
-from reconciler import __version__, graph
+from providers import PROVIDERS, provider_for
+from reconciler import __version__, graph, policy
 from reconciler.context import Context
+from reconciler.gitinfo import describe
 from reconciler.plan import FORMAT_VERSION, Change, Plan, plan_id
 from reconciler.project import Project
 from reconciler.provider import Instance, Live, Provider
@@ -89,10 +91,17 @@ def make_plan(
     paths: Sequence[str],
     targets: Sequence[str] = (),
     excludes: Sequence[str] = (),
+    changed_since: str = "",
+    prune: bool = False,
 ) -> Plan:
     items = select(project, expand(project), targets, excludes)
+    if changed_since:
+        only = set(changed_specs(project, changed_since))
+        items = [(p, i) for p, i in items if i.spec in only]
+    elif not targets and not excludes:
+        items += orphans(project, ctx, prune)
     live = read_live(items, ctx)
-    changes = diff_all(items, live)
+    changes = policy.annotate(project, diff_all(items, live))
     specs = {addr: s.doc.digest for addr, s in sorted(project.specs.items())}
     return Plan(
         format_version=FORMAT_VERSION,
@@ -103,10 +112,49 @@ def make_plan(
         specs=specs,
         order=tuple(tuple(w) for w in project.order()),
         changes=tuple(changes),
-        selection={"target": tuple(targets), "exclude": tuple(excludes)},
+        selection={"target": tuple(targets), "exclude": tuple(excludes),
+                   **({"changed-since": (changed_since,)} if changed_since else {})},
+        git=describe(),
     )
 
 
 def downstream(project: Project, failed_specs: set[str]) -> set[str]:
     """Specs that depend, directly or not, on any of the given specs (the specs themselves excluded)."""
     return graph.dependents(project.edges, failed_specs) - failed_specs
+
+
+def changed_specs(project: Project, since: str) -> list[str]:
+    """Specs whose file or inputs changed since a git commit, and every spec that depends on them."""
+    from reconciler.gitinfo import changed_files
+
+    changed = {p.resolve() for p in changed_files(since)}
+    hit = set()
+    for addr, spec in project.specs.items():
+        own = Path(spec.doc.file).resolve()
+        inputs = [p.resolve() for p in spec.body.inputs(spec.doc)]
+        if own in changed or any(c == i or i in c.parents for c in changed for i in inputs):
+            hit.add(addr)
+    return sorted(hit | graph.dependents(project.edges, hit))
+
+
+def orphans(project: Project, ctx: Context, prune: bool) -> list[tuple[Provider, Instance]]:
+    """What recon made and no spec declares any more (found by its labels), from providers that can tell:
+    to delete with `prune`, else shown and kept. Only for a plan of everything: a selection cannot tell.
+    A provider is asked only when the project has specs of its kind, or `prune` was given (so a project
+    without Models never talks to Docker, and `--prune` still clears up after the last one)."""
+    out: list[tuple[Provider, Instance]] = []
+    for kind in sorted(PROVIDERS):
+        provider = provider_for(kind)
+        find = getattr(provider, "orphans", None)
+        if provider is not None and find is not None and (project.of_kind(kind) or prune):
+            out += [(provider, inst) for inst in find({s.address for s in project.of_kind(kind)}, ctx, prune)]
+    return out
+
+
+def orphan(change: Change) -> tuple[Provider, Instance] | None:
+    """The instance of a planned deletion of an orphan, which no spec expands to."""
+    if change.resource != "orphan":
+        return None
+    provider = provider_for(change.spec.split("/", 1)[0])
+    make = getattr(provider, "orphan", None)
+    return None if provider is None or make is None else (provider, make(change))

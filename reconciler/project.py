@@ -76,7 +76,11 @@ def load_project(paths: Sequence[str | Path], preflight: bool = True) -> Project
             ))
     if problems:
         raise SpecError(problems)
-    return Project(specs, edges, [str(f) for f in files])
+    project = Project(specs, edges, [str(f) for f in files])
+    from reconciler import policy
+
+    policy.check(project)
+    return project
 
 
 def _declared(doc: Document) -> str:

@@ -38,8 +38,9 @@ class Instance:
 class Result:
     change_id: str
     ok: bool
-    message: str = ""
+    message: str = ""  # why it failed, or a warning about a success (e.g. not verified)
     seconds: float = 0.0
+    note: str = ""  # what was done, worth a line in the report (e.g. bytes uploaded)
 
 
 Live = Any  # plain JSON data, or None when the resource does not exist

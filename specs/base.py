@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -14,6 +15,7 @@ from reconciler.loader import Document, Loc
 
 API_VERSION = "recon/v1"
 NAME_RE = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+SECRET_FIELDS = ("password", "identity", "becomePassword", "token")
 ADDRESS_RE = re.compile(r"^([A-Za-z]+)/([a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?)$")
 
 
@@ -96,6 +98,10 @@ class KindSpec(StrictModel):
         """Semantic checks beyond the schema; field paths are relative to `spec`."""
         return []
 
+    def inputs(self, doc: Document) -> list[Path]:
+        """Files and directories besides its own file whose content this spec reads (e.g. sources)."""
+        return []
+
     def preflight(self, doc: Document) -> list[Problem]:
         """Checks of the environment a plan needs (secrets, variables), run by plan and apply
         before any live read, but not by `recon validate`, which must pass without secrets."""
@@ -167,8 +173,12 @@ def _explain(err: Any, model: type[BaseModel], loc: Loc) -> tuple[str, str | Non
             hint = f'quote the value: "{inp}"' if not isinstance(inp, bool) else 'quote the value, e.g. "true"'
         if field == "mode":
             hint = 'write the mode as a quoted octal string, e.g. mode: "0644"'
-        expected = {"dict": "mapping", "dictionary": "mapping"}.get(expected, expected)
+        if field in SECRET_FIELDS and isinstance(inp, str):
+            hint = "a secret is a reference, never the value: {env: NAME} or {file: path}"
+        expected = {"dict": "mapping", "dictionary": "mapping", "model": "mapping"}.get(expected, expected)
         return f"expected a {expected}, got {got} {_short(inp)}".rstrip(), hint
+    if kind == "literal_error":
+        return f"{_short(inp)} is not a choice here", f"use one of: {err.get('ctx', {}).get('expected', '')}"
     if kind == "string_pattern_mismatch":
         pattern = err.get("ctx", {}).get("pattern", "")
         if pattern == NAME_RE:

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from reconciler.loader import Document, Loc
 from specs.base import NAME_RE, KindSpec, Problem, Strategy, StrictModel
+from specs.secrets import SecretRef
 
 _MODE = re.compile(r"^[0-7]?[0-7]{3}$")
 _ID = re.compile(NAME_RE)
@@ -64,9 +65,18 @@ class FileResource(_PathResource):
     source: str | None = Field(
         default=None, description="A file, relative to the spec file, whose bytes the file must hold."
     )
+    contentFrom: SecretRef | None = Field(
+        default=None,
+        description="The content is a secret: taken from `{env: NAME}` or `{file: path}` when planning, never "
+        "shown (plans show a keyed hash, so a changed secret is still seen to change). Implies `sensitive`.",
+    )
     sensitive: bool = Field(
         default=False, description="Never show the content, its digest or its size in plans and logs."
     )
+
+    @property
+    def secret(self) -> bool:
+        return self.sensitive or self.contentFrom is not None
 
 
 class DirectoryResource(_PathResource):
@@ -156,6 +166,12 @@ class HostStateSpec(KindSpec):
     def references(self) -> list[tuple[Loc, str]]:
         return [(("group",), f"HostGroup/{self.group}")]
 
+    def preflight(self, doc: Document) -> list[Problem]:
+        return _secret_problems(list(self.resources), doc)
+
+    def inputs(self, doc: Document) -> list[Path]:
+        return [source_path(doc, r.source) for r in self.resources if isinstance(r, FileResource) and r.source]
+
     def problems(self, doc: Document) -> list[Problem]:
         out: list[Problem] = []
         by_key: dict[str, int] = {}
@@ -180,12 +196,25 @@ class HostStateSpec(KindSpec):
         return out
 
 
+def _secret_problems(resources: list[AnyResource], doc: Document) -> list[Problem]:
+    out = []
+    for i, res in enumerate(resources):
+        if isinstance(res, FileResource) and res.contentFrom is not None and res.state == "present":
+            why = res.contentFrom.problem(Path(doc.file).parent)
+            if why:
+                out.append(Problem(("resources", i, "contentFrom"), f"the secret cannot be read: {why}",
+                                   "set it, or point 'contentFrom' at where the secret is"))
+    return out
+
+
 def _check(res: AnyResource, i: int, doc: Document) -> list[Problem]:
     out: list[Problem] = []
     if isinstance(res, FileResource):
-        if res.state == "present" and (res.content is None) == (res.source is None):
-            out.append(Problem(("resources", i), "a file needs exactly one of 'content' or 'source'",
-                               "give the text in 'content:', or a local file in 'source:'"))
+        given = [res.content, res.source, res.contentFrom]
+        if res.state == "present" and sum(v is not None for v in given) != 1:
+            out.append(Problem(("resources", i), "a file needs exactly one of 'content', 'source' or 'contentFrom'",
+                               "give the text in 'content:', a local file in 'source:', or a secret reference in "
+                               "'contentFrom: {env: NAME}'"))
         if res.source is not None and not source_path(doc, res.source).is_file():
             out.append(Problem(("resources", i, "source"), f"source file {res.source!r} does not exist",
                                f"paths are relative to {Path(doc.file).parent or '.'}/"))

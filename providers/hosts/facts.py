@@ -4,7 +4,7 @@ The script is generated from the resources (every value quoted), runs `stat` onc
 `sha256sum` once over all paths (fed NUL-separated through xargs, so no argument limit
 and no per-file process), and evaluates command guards. Output is NUL-separated records:
 
-    S <path> <type> <mode> <owner> <group> <size>     from stat
+    S <path> <type> <mode> <owner> <group> <size>     from stat (of each path, and of <path>.recon-bak)
     H <hash>  <path>                                  from sha256sum -z
     C <index> creates|unless <value>                  from command guards
     C <index> service <manager> <running> <enabled>   from services
@@ -30,12 +30,14 @@ from specs.hoststate import (
 )
 
 _SECTION = "@@recon-facts@@"
+BAK = ".recon-bak"  # the suffix of backups kept beside a changed path (resources/common.py)
 _TYPES = {"regular file": "file", "regular empty file": "file", "directory": "directory",
           "symbolic link": "symlink"}
 
 
 def script(items: Sequence[Desired]) -> str:
-    paths = [d.path for d in items if isinstance(d.res, FileResource | DirectoryResource)]
+    # each path, and the backup an interrupted apply may have left beside it
+    paths = [p for d in items if isinstance(d.res, FileResource | DirectoryResource) for p in (d.path, d.path + BAK)]
     files = [d.path for d in items if isinstance(d.res, FileResource)]
     lines = ["LC_ALL=C; export LC_ALL", f"printf '%s\\0' {_SECTION}stat"]
     if paths:
@@ -125,5 +127,7 @@ def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
             st = stats.get(d.path)
             if st is not None and st["type"] != "file":
                 st = {k: v for k, v in st.items() if k != "size"}
+            if d.path + BAK in stats:
+                st = {**(st or {"type": "missing"}), "backup": True}
             live.append(st)
     return live

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.secrets import keyed
 from specs.hostgroup import SshSettings
 from specs.hoststate import AnyResource
 
@@ -44,7 +45,8 @@ class Desired:
         data: dict[str, Any] = self.res.model_dump(exclude={"content"})
         data["root"] = self.host.root
         if self.content is not None:
-            data["sha256"] = hashlib.sha256(self.content).hexdigest()
+            digest = hashlib.sha256(self.content).hexdigest()
+            data["sha256"] = keyed(digest) if getattr(self.res, "secret", False) else digest
         data["notified_by"] = list(self.notified_by)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

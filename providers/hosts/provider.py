@@ -17,12 +17,14 @@ from pathlib import Path
 from providers.hosts import facts
 from providers.hosts.model import Desired, HostInfo
 from providers.hosts.resources import MODULES, command, service
+from providers.hosts.resources.common import clean_path
 from providers.hosts.transport import LocalTransport, Transport
 from reconciler.context import Context
 from reconciler.errors import TransportError
-from reconciler.plan import Change, fingerprint
+from reconciler.plan import Change, FieldChange, fingerprint
 from reconciler.project import Project, Spec
 from reconciler.provider import Instance, Live, Result
+from reconciler.secrets import keyed
 from specs.hostgroup import Host, HostGroupSpec, expand_vars
 from specs.hoststate import CommandResource, FileResource, HostStateSpec, ServiceResource, source_path
 
@@ -58,14 +60,21 @@ class HostProvider:
                 key = f"{res.type}:{res.key()}"
                 content = None
                 if isinstance(res, FileResource) and res.state == "present":
-                    content = (res.content.encode() if res.content is not None
-                               else source_path(spec.doc, res.source or "").read_bytes())
+                    content = _content(res, spec)
                 handler = isinstance(res, CommandResource | ServiceResource)
                 by = tuple(notifiers.get(res.key(), ())) if handler else ()
                 desired = Desired(res, info, key, content, by, body.rollback)
                 out.append(Instance(f"{spec.address}/{key}", host.name, spec.address, res.type, desired,
                                     desired.digest()))
         return out
+
+    def undo(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+        """Undo finished changes of an interrupted apply on one target, newest first (`recon rollback`)."""
+        return _undo(self, target, steps, ctx)
+
+    def lock_key(self, inst: Instance) -> str:
+        """Applies to one host group take turns."""
+        return f"hostgroup/{inst.desired.host.group}"
 
     def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
         by_host = _by_target(instances)
@@ -103,7 +112,13 @@ class HostProvider:
                 action, reason, fields = service.diff(desired, state, changed)
             else:
                 action, reason, fields = module.diff(desired, state)
+            if action == "noop" and isinstance(state, dict) and state.get("backup"):
+                bak = getattr(desired.res, "path", "") + ".recon-bak"
+                action, reason = "update", f"{bak}, left by an interrupted apply, is still there"
+                fields = [FieldChange("backup", bak, None)]
             changed[desired.key] = action != "noop"
+            if isinstance(desired.res, FileResource) and desired.res.secret and state and state.get("sha256"):
+                state = {**state, "sha256": keyed(state["sha256"])}  # the fingerprint must not hash a secret plainly
             out.append(Change(inst.address, inst.target, inst.spec, inst.resource, action, reason,
                               tuple(fields), fingerprint(state), inst.desired_digest))
         return out
@@ -158,6 +173,36 @@ class HostProvider:
                 yield Result(change.id, False, ended)
 
 
+def _undo(provider: HostProvider, target: str, steps: Sequence[tuple[Instance, Change]],
+          ctx: Context) -> Iterator[Result]:
+    undoable = [(i, c) for i, c in steps if i.resource != "command"]
+    for inst, change in steps:
+        if inst.resource == "command":
+            yield Result(change.id, False, "not undone: commands cannot be undone")
+    if not undoable:
+        return
+    mark = "@@recon-" + secrets.token_hex(8)
+    got: dict[int, Result] = {}
+
+    def on_line(line: bytes) -> None:
+        parts = line.decode("utf-8", "replace").split()
+        if len(parts) >= 3 and parts[0] == mark:
+            i, rc = int(parts[1]), int(parts[2])
+            why = "" if rc == 0 else f"undo failed, exit {rc}: " + _tail(base64.b64decode(parts[3]) if len(parts) > 3
+                                                                          else b"")
+            got[i] = Result(undoable[i][1].id, rc == 0, why)
+
+    host = undoable[0][0].desired.host
+    try:
+        with provider._limit(host):
+            _transport(host, ctx).run(_undo_script(undoable, mark), on_line)
+    except TransportError as exc:
+        yield from (got.get(i) or Result(c.id, False, f"not undone: {exc}") for i, (_, c) in enumerate(undoable))
+        return
+    yield from (got.get(i) or Result(c.id, False, "not undone: the undo script ended early")
+                for i, (_, c) in enumerate(undoable))
+
+
 def _rolled(
     result: Result, i: int, failed: int | None, undone: dict[int, str], steps: Sequence[tuple[Instance, Change]]
 ) -> Result:
@@ -177,6 +222,20 @@ def _rolled(
     return Result(result.change_id, False, msg, result.seconds)
 
 
+def _undo_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
+    """Undo finished steps newest first, each reported as `MARK i rc [base64 output]`, its backup removed after."""
+    lines = ["LC_ALL=C; export LC_ALL"]
+    for i, (inst, change) in reversed(list(enumerate(steps))):
+        module = MODULES[inst.resource]
+        lines += [f"undo_{i}() {{", module.undo(inst.desired, change.action, list(change.fields)), "}",
+                  f"out=$(undo_{i} 2>&1); rc=$?",
+                  f"if [ \"$rc\" -eq 0 ]; then printf '%s %s 0\\n' {mark} {i}; "
+                  f"{module.clean(inst.desired, change.action)} >/dev/null 2>&1; else",
+                  f"  printf '%s %s %s ' {mark} {i} \"$rc\"; printf '%s' \"$out\" | tail -c 500 | base64 -w0; echo",
+                  "fi"]
+    return "\n".join(lines) + "\n"
+
+
 def _change_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
     """One script for all changes of a host: each step a function, reported as `MARK i 0` when it
     succeeds, `MARK i rc base64(output tail)` when it fails (only then are processes spent on it).
@@ -189,6 +248,10 @@ def _change_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
     for i, (inst, change) in enumerate(steps):
         module = MODULES[inst.resource]
         fields = list(change.fields)
+        if [f.path for f in fields] == ["backup"]:  # only a leftover backup to remove
+            lines += [f"step_{i}() {{", clean_path(inst.desired), "}", f"undo_{i}() {{", ":", "}",
+                      f"clean_{i}() {{", ":", "}"]
+            continue
         body = module.script(inst.desired, change.action, fields)
         undo = module.undo(inst.desired, change.action, fields) if _undoable(inst) else ":"
         lines += [f"step_{i}() {{", "set -e", body, "}", f"undo_{i}() {{", undo, "}",
@@ -222,6 +285,14 @@ def _change_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
 def _undoable(inst: Instance) -> bool:
     """Commands cannot be undone; other steps can unless their HostState turned rollback off."""
     return bool(inst.desired.rollback) and inst.resource != "command"
+
+
+def _content(res: FileResource, spec: Spec) -> bytes:
+    if res.content is not None:
+        return res.content.encode()
+    if res.contentFrom is not None:
+        return res.contentFrom.resolve(Path(spec.doc.file).parent).get_secret_value().encode()
+    return source_path(spec.doc, res.source or "").read_bytes()
 
 
 def _by_target(instances: Sequence[Instance]) -> dict[str, list[Instance]]:

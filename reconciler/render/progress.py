@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -48,5 +51,101 @@ class ConsoleReporter:
                 self.console.print(f"{mark} {count}{escape(message)}{self._tally()}")
 
 
+class LiveReporter(ConsoleReporter):
+    """On a terminal, with several targets: the step lines as ConsoleReporter prints them, and below them
+    a table redrawn as steps report: each target's state, steps done, and the step under way."""
+
+    ROWS = 25
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.steps: dict[str, list[str]] = {}
+        self.reported: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+        self.live: Any = None
+
+    def event(self, kind: str, target: str, message: str) -> None:
+        if kind == "steps":
+            with self._lock:
+                self.steps[target] = message.splitlines()
+                self.reported[target] = 0
+            return
+        if kind == "end":
+            self._stop()
+            return
+        if kind in ("done", "failed"):
+            with self._lock:
+                self.reported[target] = self.reported.get(target, 0) + 1
+        if kind in ("done", "failed") and self.live is not None:
+            self.live.refresh()  # the table under the step line must already count this step
+        super().event(kind, target, message)
+        if kind in ("done", "failed") and len(self.left) >= 2:
+            self._show()
+
+    def _show(self) -> None:
+        with self._lock:
+            if self.live is None:
+                from rich.live import Live
+
+                self.live = Live(self._table(), console=self.console, transient=True, refresh_per_second=8,
+                                 get_renderable=self._table)
+                self.live.start()
+
+    def _stop(self) -> None:
+        with self._lock:
+            live, self.live = self.live, None
+        if live is not None:
+            live.stop()
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+        for name in ("target", "state", "steps", "now"):
+            table.add_column(name)
+        rows = []
+        for target, ids in self.steps.items():
+            done = self.reported.get(target, 0)
+            state = ("[red]failed[/red]" if target in self.failed else "[green]done[/green]" if done >= len(ids)
+                     else "[yellow]running[/yellow]" if done else "pending")
+            now = escape(ids[done]) if done < len(ids) and target not in self.failed else ""
+            rank = 0 if target in self.failed else 1 if 0 < done < len(ids) else 2 if done == 0 else 3
+            rows.append((rank, target, state, f"{done}/{len(ids)}", now))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        for _, target, state, count, now in rows[:self.ROWS]:
+            table.add_row(escape(target), state, count, f"[dim]{now}[/dim]")
+        if len(rows) > self.ROWS:
+            table.add_row(f"… {len(rows) - self.ROWS} more", "", "", "")
+        return table
+
+
 def make_reporter(console: Console) -> ConsoleReporter:
+    """Step lines; on a real terminal also a live table of targets."""
+    import os
+
+    if console.is_terminal and os.environ.get("TERM", "") not in ("", "dumb"):
+        return LiveReporter(console)
     return ConsoleReporter(console)
+
+
+BAR_THRESHOLD = 32 << 20  # transfers smaller than this finish before a bar would help
+
+
+@contextmanager
+def transfer_bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A byte progress bar on stderr for a transfer of `total` bytes; None (no bar) when not wanted."""
+    if not enabled or total < BAR_THRESHOLD:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    lock = threading.Lock()
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(escape(label), total=total)
+
+        def tick(n: int) -> None:
+            with lock:
+                bar.advance(task, n)
+
+        yield tick

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
 from reconciler.executor import ApplyReport
 from reconciler.plan import Change, Plan
+
+if TYPE_CHECKING:
+    from reconciler.drift import Report as DriftReport
 
 SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("-/+", "magenta"),
           "delete": ("-", "red"), "restart": ("↻", "cyan"), "run": ("!", "cyan"), "noop": ("=", "dim")}
@@ -31,22 +34,37 @@ def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
     if selection:
         yield f"[yellow]Selected with {escape(' '.join(selection))}: other resources are not in this plan.[/]"
     yield ""
-    shown = plan.changes if verbose else tuple(plan.pending)
+    # what no spec declares is always shown, kept or not
+    shown = plan.changes if verbose else tuple(c for c in plan.changes if c.is_change or c.resource == "orphan")
     for change, hosts in grouped(shown):
-        yield from change_lines(change, hosts)
+        yield from change_lines(change, hosts, verbose)
     if not plan.pending:
         yield "[green]No changes.[/green] Live state matches the specs."
     else:
         yield ""
     yield f"[bold]Plan:[/bold] {summary_line(plan)}"
+    yield from policy_lines(plan)
+
+
+def policy_lines(plan: Plan) -> Iterator[str]:
+    """What policy says of the plan: denied changes (apply will refuse) and the confirmations it needs."""
+    if plan.denied:
+        yield (f"[bold red]Denied by policy:[/] {len(plan.denied)} change{'s' if len(plan.denied) != 1 else ''}; "
+               "apply will refuse this plan (exit 3) until the specs or the policy change.")
+    envs = sorted({r.removesuffix(" needs confirmation") for c in plan.pending for r in c.risks
+                   if r.endswith(" needs confirmation")})
+    if envs and not plan.denied:
+        yield (f"[bold yellow]Needs confirmation:[/] {', '.join(envs)}: apply with "
+               f"[bold]--confirm {plan.plan_id}[/bold] (or type the environment's name when asked).")
 
 
 def grouped(changes: Iterable[Change]) -> list[tuple[Change, list[str]]]:
     """Identical changes on several targets, once each with the list of targets, in first-seen order."""
     groups: dict[tuple[str, ...], tuple[Change, list[str]]] = {}
     for c in changes:
+        # field values may be lists: compare them as JSON
         fields = json.dumps([[f.path, f.before, f.after] for f in c.fields], sort_keys=True, default=str)
-        key = (c.address, c.action, c.reason, fields)  # field values may be lists: compare them as JSON
+        key = (c.address, c.action, c.reason, fields, c.denied, ",".join(c.risks))
         if key in groups:
             groups[key][1].append(c.target)
         else:
@@ -63,17 +81,30 @@ def _targets(targets: list[str], limit: int = 6) -> str:
     return f" [dim]@ {escape(shown)}{count}[/dim]"
 
 
-def change_lines(change: Change, targets: list[str] | None = None) -> Iterator[str]:
+FIELDS_SHOWN = 20  # a change with many more fields (a bundle's first push) shows this many without --verbose
+
+
+def change_lines(change: Change, targets: list[str] | None = None, verbose: bool = False) -> Iterator[str]:
     sym, colour = SYMBOL[change.action]
     target = _targets(targets if targets is not None else [change.target])
-    yield f"[{colour}]{escape(sym):>3} {change.action:<7}[/{colour}] [bold]{escape(change.address)}[/bold]{target}"
+    flags = f" [bold yellow]⚠ {escape(', '.join(change.risks))}[/]" if change.risks else ""
+    yield (f"[{colour}]{escape(sym):>3} {change.action:<7}[/{colour}] [bold]{escape(change.address)}[/bold]{target}"
+           f"{flags}")
+    if change.denied:
+        yield f"              [bold red]✗ denied by {escape(change.denied)}[/]"
     yield f"              [dim]{escape(change.reason)}[/dim]"
-    for f in change.fields:
+    fields = change.fields
+    if not verbose and len(fields) > FIELDS_SHOWN + 5:
+        fields = fields[:FIELDS_SHOWN]
+    for f in fields:
         before, after = _value(f.before), _value(f.after)
         if f.path == "run":
             yield f"              {escape(f.path)}: {escape(after)}"
         else:
             yield f"              {escape(f.path)}: {escape(before)} [dim]→[/dim] {escape(after)}"
+    if len(fields) < len(change.fields):
+        yield (f"              [dim]… and {len(change.fields) - len(fields)} more "
+               "(recon plan --verbose, or --json, lists every one)[/dim]")
 
 
 def _value(value: Any) -> str:
@@ -106,6 +137,8 @@ def target_summary(report: ApplyReport) -> list[str]:
 
 def report_lines(report: ApplyReport) -> Iterator[str]:
     for r in report.succeeded:
+        if r.note and not r.message:
+            yield f"[green]  ✓ {escape(r.change_id)}[/green]\n      [dim]{escape(r.note)}[/dim]"
         if r.message:
             yield f"[yellow]  ! {escape(r.change_id)}[/yellow]\n      {escape(r.message)}"
     for r in report.failed:
@@ -117,3 +150,27 @@ def report_lines(report: ApplyReport) -> Iterator[str]:
     word = "complete" if not bad else "incomplete"
     yield (f"[bold {colour}]Apply {word}:[/] {ok} succeeded, {bad} failed "
            f"in {report.seconds:.2f}s.")
+
+
+def drift_lines(plan: Plan, report: DriftReport) -> Iterator[str]:
+    yield f"[bold]Drift check[/bold] · plan {plan.plan_id} · {len(plan.changes)} resources"
+    for rule in report.expired:
+        yield f"[yellow]Expired ignore rule, no longer applied:[/] {escape(rule)}"
+    sections = (("Drift: the live state moved away from what was applied", report.drift),
+                ("Pending: the specs moved away from the live state", report.pending))
+    for title, changes in sections:
+        if changes:
+            yield ""
+            yield f"[bold]{title}[/bold] ({len(changes)})"
+            for change, hosts in grouped(changes):
+                yield from change_lines(change, hosts)
+    if report.ignored:
+        yield ""
+        yield f"[dim]Ignored drift ({len(report.ignored)}):[/dim]"
+        for c, why in report.ignored:
+            yield f"[dim]  {escape(c.id)}: {escape(why)}[/dim]"
+    yield ""
+    if report.clean:
+        yield "[green]No drift and nothing pending.[/green]"
+    else:
+        yield f"[bold]{len(report.drift)} drifted, {len(report.pending)} pending.[/bold]"

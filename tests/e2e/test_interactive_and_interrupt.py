@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
+import re
 import signal
 import subprocess
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from tests.conftest import RECON, recon
 from tests.e2e.test_local_cli import assert_converged, group, hoststate, write
+from tests.terminal import on_terminal
 
 
 def _specs(tmp_path: Path) -> None:
@@ -23,32 +23,8 @@ def _specs(tmp_path: Path) -> None:
 
 
 def _on_terminal(tmp_path: Path, answer: str) -> tuple[int, str]:
-    """Run `recon apply` with a pseudo-terminal as stdin/stdout, type `answer` at the prompt."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([*RECON, "apply"], cwd=tmp_path, stdin=follower, stdout=follower, stderr=follower,
-                            env={**os.environ, "COLUMNS": "200", "TERM": "dumb"})
-    os.close(follower)
-    out = b""
-    deadline = time.monotonic() + 60
-    answered = False
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            if not answered and b"Enter a value:" in out:
-                os.write(leader, answer.encode() + b"\n")
-                answered = True
-        elif proc.poll() is not None:
-            break
-    rc = proc.wait(timeout=30)
-    os.close(leader)
-    return rc, out.decode(errors="replace")
+    """`recon apply` on a pseudo-terminal, typing `answer` at the prompt."""
+    return on_terminal(["apply"], tmp_path, b"Enter a value:", answer)
 
 
 def test_apply_asks_on_a_terminal(tmp_path: Path) -> None:
@@ -80,6 +56,8 @@ def test_killed_apply_leaves_a_record_and_a_rerun_converges(tmp_path: Path) -> N
               content: three
             """),
     })
+    (tmp_path / "a-root").mkdir()
+    (tmp_path / "a-root" / "first").write_text("old")  # replaced: its backup is kept until the host's script ends
     proc = subprocess.Popen([*RECON, "apply", "--auto-approve"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     journal_dir = tmp_path / ".recon" / "journal"
@@ -101,10 +79,82 @@ def test_killed_apply_leaves_a_record_and_a_rerun_converges(tmp_path: Path) -> N
     assert (tmp_path / "a-root" / "first").read_text() == "one"
     assert not (tmp_path / "a-root" / "last").exists()
 
+    assert (tmp_path / "a-root" / "first.recon-bak").read_text() == "old"  # left by the killed run
+
     got = recon("plan", "--json", cwd=tmp_path)
-    pending = [c["id"] for c in json.loads(got.out)["changes"] if c["action"] != "noop"]
-    assert pending == ["HostState/s/command:slow@a", "HostState/s/file:/last@a"]
+    pending = {c["id"]: c for c in json.loads(got.out)["changes"] if c["action"] != "noop"}
+    assert list(pending) == ["HostState/s/file:/first@a", "HostState/s/command:slow@a", "HostState/s/file:/last@a"]
+    assert pending["HostState/s/file:/first@a"]["fields"] == [
+        {"path": "backup", "before": "/first.recon-bak", "after": None}]
+    assert "left by an interrupted apply" in pending["HostState/s/file:/first@a"]["reason"]
     spec = tmp_path / "specs" / "s.yaml"
     spec.write_text(spec.read_text().replace("sleep 30 && ", ""))
     assert recon("apply", "--auto-approve", cwd=tmp_path).rc == 0
-    assert_converged(tmp_path)
+    assert_converged(tmp_path)  # the re-run finished the work and cleaned up after the killed one
+    assert "No interrupted apply." in recon("rollback", "--list", cwd=tmp_path).out  # superseded by the re-run
+    assert not (tmp_path / "a-root" / "first.recon-bak").exists()
+    assert (tmp_path / "a-root" / "first").read_text() == "one"
+
+
+def test_a_terminal_shows_a_live_table_of_targets(tmp_path: Path) -> None:
+    write(tmp_path / "specs", {
+        "g.yaml": group("a", "b", "c"),
+        "s.yaml": hoststate("s", """\
+            - type: file
+              path: /one
+              content: "1"
+            - type: command
+              id: slow
+              run: sleep 1; touch two
+              creates: /two
+            """),
+    })
+    rc, raw = on_terminal(["apply", "--auto-approve"], tmp_path, env={"TERM": "xterm"})
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)  # without colours and cursor moves
+    assert rc == 0, out
+    assert "target" in out and "state" in out and "running" in out, out  # the table, redrawn
+    assert "HostState/s/command:slow" in out
+    assert "Apply complete: 6 succeeded" in out
+    plain = recon("apply", "--auto-approve", cwd=tmp_path)  # not a terminal: lines only
+    assert "running" not in plain.text
+
+
+def test_an_interrupted_apply_can_be_rolled_back_from_its_journal(tmp_path: Path) -> None:
+    write(tmp_path / "specs", {
+        "g.yaml": group("a"),
+        "s.yaml": hoststate("s", """\
+            - type: file
+              path: /first
+              content: one
+            - type: directory
+              path: /made
+            - type: command
+              id: slow
+              run: sleep 30 && touch slow-done
+              creates: /slow-done
+            """),
+    })
+    (tmp_path / "a-root").mkdir()
+    (tmp_path / "a-root" / "first").write_text("old")
+    proc = subprocess.Popen([*RECON, "apply", "--auto-approve"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (tmp_path / "a-root" / "made").is_dir():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (tmp_path / "a-root" / "first").read_text() == "one"
+    listed = recon("rollback", "--list", cwd=tmp_path)
+    assert "2 of 3 changes finished" in listed.out, listed.text
+    refused = recon("rollback", cwd=tmp_path)
+    assert refused.rc == 3 and "--auto-approve" in refused.err
+    done = recon("rollback", "--auto-approve", cwd=tmp_path)
+    assert done.rc == 0, done.text
+    assert "Rollback complete: 2 undone, 0 not." in done.out
+    assert (tmp_path / "a-root" / "first").read_text() == "old"  # from the backup the killed run kept
+    assert not (tmp_path / "a-root" / "made").exists() and not (tmp_path / "a-root" / "first.recon-bak").exists()
+    assert "No interrupted apply." in recon("rollback", "--list", cwd=tmp_path).out
+    runs = json.loads(recon("audit", "--json", cwd=tmp_path).out)
+    assert runs[0]["command"] == "rollback" and runs[0]["outcome"] == "ok"
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path).rc == 2  # the work is to do again

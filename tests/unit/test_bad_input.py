@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from specs import KINDS
+
 GROUP = """\
 apiVersion: recon/v1
 kind: HostGroup
@@ -28,7 +30,86 @@ def state(resources: str, name: str = "app", extra_meta: str = "") -> str:
         """).format(name=name, extra_meta=extra_meta) + textwrap.indent(textwrap.dedent(resources), "    ")
 
 
+BUNDLE = """\
+apiVersion: recon/v1
+kind: Bundle
+metadata: {name: model}
+spec:
+  source: .
+  ref: 127.0.0.1:5000/models/churn:v1
+"""
+
+POLICY = """\
+apiVersion: recon/v1
+kind: Policy
+metadata: {name: guard}
+spec:
+  environments: [{name: prod, match: {labels: {env: prod}}}]
+  rules:
+    - {name: r1, effect: deny, when: {environments: [production]}}
+"""
+
+MODEL = """\
+apiVersion: recon/v1
+kind: Model
+metadata: {name: churn}
+spec:
+  runtime: docker
+  image: churn:1
+  port: 18080
+"""
+
 CASES = {
+    "model-image-and-build": (
+        {"m.yaml": MODEL + "  build: {context: .}\n"},
+        "m.yaml:4:1: spec: a Model needs exactly one of 'image' or 'build'", None,
+    ),
+    "model-port-env": (
+        {"m.yaml": MODEL + "  env: {PORT: '1'}\n"},
+        "m.yaml:8:3: spec.env: environment variable name 'PORT' is not allowed (PORT is recon's own)", None,
+    ),
+    "model-memory": (
+        {"m.yaml": MODEL + "  resources: {memory: 2GB}\n"},
+        "m.yaml:8:15: spec.resources.memory: memory '2GB' is not like 256m or 1g", None,
+    ),
+    "model-runtime": (
+        {"m.yaml": MODEL.replace("runtime: docker", "runtime: podman")},
+        "m.yaml:5:3: spec.runtime: 'podman' is not a choice here", "use one of: 'docker'",
+    ),
+    "policy-unknown-environment": (
+        {"p.yaml": POLICY},
+        "p.yaml:7:54: spec.rules[0].when.environments[0]: no Policy declares environment 'production'",
+        "use one of: prod",
+    ),
+    "policy-bad-effect": (
+        {"p.yaml": POLICY.replace("effect: deny", "effect: block")},
+        "p.yaml:7:18: spec.rules[0].effect: 'block' is not a choice here", "use one of: 'allow' or 'deny'",
+    ),
+    "policy-two-conditions": (
+        {"p.yaml": POLICY.replace("environments: [production]", "field: {path: mode, above: 1, below: 2}")},
+        "p.yaml:7:39: spec.rules[0].when.field: a field condition needs exactly one of", None,
+    ),
+    "bundle-ref-without-registry": (
+        {"b.yaml": BUNDLE.replace("127.0.0.1:5000/models/churn:v1", "models/churn:v1")},
+        "b.yaml:6:3: spec.ref: 'models/churn:v1' names no registry host", "e.g. 127.0.0.1:5000/models/churn:v1",
+    ),
+    "bundle-ref-bad-tag": (
+        {"b.yaml": BUNDLE.replace(":v1", ":v1!")},
+        "b.yaml:6:3: spec.ref: '127.0.0.1:5000/models/churn:v1!': tag 'v1!' is not valid", None,
+    ),
+    "bundle-missing-source": (
+        {"b.yaml": BUNDLE.replace("source: .", "source: ../nowhere")},
+        "b.yaml:5:3: spec.source: directory", "point 'source' at a directory",
+    ),
+    "bundle-reserved-annotation": (
+        {"b.yaml": BUNDLE + "  annotations: {dev.recon.bundle.tree: x}\n"},
+        "b.yaml:7:3: spec.annotations: annotation 'dev.recon.bundle.tree' is recon's own", None,
+    ),
+    "bundle-password-inline": (
+        {"b.yaml": BUNDLE + "  credentials: {username: a, password: hunter2}\n"},
+        "b.yaml:7:30: spec.credentials.password: expected a mapping, got str 'hunter2'",
+        "a secret is a reference, never the value: {env: NAME} or {file: path}",
+    ),
     "bad-yaml": (
         {"a.yaml": "apiVersion: recon/v1\nkind: [HostState\nmetadata: {}\n"},
         "a.yaml:3:9: invalid YAML", "fix the YAML syntax",
@@ -36,7 +117,7 @@ CASES = {
     "empty-file": ({"a.yaml": "# nothing here\n"}, "a.yaml:1:1: the file holds no spec", "add a document"),
     "unknown-kind": (
         {"a.yaml": "apiVersion: recon/v1\nkind: Hostgroup\nmetadata: {name: x}\nspec: {}\n"},
-        "a.yaml:2:1: kind: unknown kind 'Hostgroup'", "use one of: HostGroup, HostState",
+        "a.yaml:2:1: kind: unknown kind 'Hostgroup'", "use one of: " + ", ".join(sorted(KINDS)),
     ),
     "bad-api-version": (
         {"g.yaml": GROUP.replace("recon/v1", "recon/v2")},
@@ -102,7 +183,8 @@ CASES = {
     ),
     "content-and-source": (
         {"g.yaml": GROUP, "s.yaml": state("- type: file\n  path: /x\n")},
-        "s.yaml:8:7: spec.resources[0]: a file needs exactly one of 'content' or 'source'", "give the text",
+        "s.yaml:8:7: spec.resources[0]: a file needs exactly one of 'content', 'source' or 'contentFrom'",
+        "give the text",
     ),
     "bad-batch": (
         {"g.yaml": GROUP, "s.yaml": state("- type: directory\n  path: /a\n").replace(

@@ -19,16 +19,18 @@ from providers.hosts.resources.common import (
     undo_path,
 )
 from reconciler.plan import Action, FieldChange
+from reconciler.secrets import keyed
 from specs.hoststate import FileResource
 
 SENSITIVE = "(sensitive)"
 
 
 def describe(sha256: str | None, size: int | None, sensitive: bool) -> str | None:
+    """A content as plans show it; a sensitive one by a keyed hash of its digest, never size or digest."""
     if sha256 is None:
         return None
     if sensitive:
-        return SENSITIVE
+        return f"{SENSITIVE} {keyed(sha256)}"
     return f"sha256:{sha256[:12]} ({size} bytes)"
 
 
@@ -40,7 +42,7 @@ def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, li
     if res.state == "absent":
         return absent("file", path, live)
     assert desired.content is not None
-    sensitive = res.sensitive
+    sensitive = res.secret
     want_sha = hashlib.sha256(desired.content).hexdigest()
     after = describe(want_sha, len(desired.content), sensitive)
     if kind == "missing":
