@@ -113,8 +113,8 @@ def test_the_generated_project_runs_as_containers_on_the_engine(tmp_path: Path) 
     engine = docker_engine.start(Path("/tmp") / f"recon-dockerd-template-{os.getpid()}")
     try:
         python_image.build(engine, tmp_path / "python-image")
-        model_port = free_block(2)
-    api_port = model_port + 1
+        model_port = free_block(20)
+        api_port = model_port + 10
         assert recon("init", "model", "churn-model", "--model-port", str(model_port), "--api-port", str(api_port),
                      cwd=tmp_path).rc == 0
         project = tmp_path / "churn-model"
