@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 PROVIDERS: dict[str, str] = {
     "HostState": "providers.hosts.provider:HostProvider",
     "Bundle": "providers.oras.provider:BundleProvider",
-    "Model": "providers.docker.provider:DockerProvider",
+    "Model": "providers.models:ModelProvider",
 }
 
 _loaded: dict[str, Provider] = {}

@@ -36,6 +36,9 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print the plan as JSON on
 MarkdownOut = Annotated[bool, typer.Option("--markdown", help="Print Markdown (PR comments, job summaries).")]
 Prune = Annotated[bool, typer.Option("--prune", help="Also delete what recon made that no spec declares any "
                                     "more (without it, such things are shown and kept).")]
+ForceConflicts = Annotated[bool, typer.Option(
+    "--force-conflicts", help="Kubernetes: take fields another field manager owns (e.g. replicas after "
+    "kubectl scale); the plan shows each field that changes owner.")]
 Parallelism = Annotated[
     int,
     typer.Option("--parallelism", min=1, max=1000, help="At most this many targets at once (groups have limits too)."),
@@ -60,14 +63,14 @@ def _load(paths: list[str], preflight: bool = True) -> Project:
 
 
 def _planned(paths: list[str] | None, parallelism: int, state_dir: Path, command: str,
-             **selection: Any) -> tuple[Project, Plan]:
+             force_conflicts: bool = False, **selection: Any) -> tuple[Project, Plan]:
     """Load the specs, plan them against the live state, and audit the plan (as `command`)."""
     from reconciler import gate
     from reconciler.planner import make_plan
 
     spec_paths = _paths(paths)
     project = _load(spec_paths)
-    ctx = _context(parallelism)
+    ctx = _context(parallelism, force_conflicts=force_conflicts)
     try:
         the_plan = make_plan(project, ctx, spec_paths, **selection)
     finally:
@@ -76,23 +79,31 @@ def _planned(paths: list[str] | None, parallelism: int, state_dir: Path, command
     return project, the_plan
 
 
-def _context(parallelism: int, console: Console | None = None) -> Any:
+def _context(parallelism: int, console: Console | None = None, force_conflicts: bool = False) -> Any:
     from reconciler.context import Context
     from reconciler.render.progress import make_reporter
 
     return Context(reporter=make_reporter(console or _console(stderr=True)), concurrency=parallelism,
-                   bars=sys.stderr.isatty())
+                   bars=sys.stderr.isatty(), force_conflicts=force_conflicts)
 
 
 @app.command()
 def validate(paths: Paths = None) -> int:
-    """Check the specs without reading any live state (and without needing their secrets)."""
+    """Check the specs without reading any live state (and without needing their secrets); the objects of
+    Models on Kubernetes are checked against the Kubernetes API's schemas, offline."""
+    from providers.kube.schemas import check
+
     project = _load(_paths(paths), preflight=False)
+    checked, version, problems = check(project)
+    if problems:
+        raise SpecError(problems)
     kinds: dict[str, int] = {}
     for spec in project.specs.values():
         kinds[spec.kind] = kinds.get(spec.kind, 0) + 1
     detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     _console().print(f"[green]Valid:[/green] {len(project.specs)} specs in {len(project.files)} files ({detail}).")
+    if checked:
+        _console().print(f"{checked} Kubernetes objects valid against the schemas of Kubernetes {version}.")
     return ExitCode.OK
 
 
@@ -115,10 +126,11 @@ def plan(
     ] = None,
     markdown: MarkdownOut = False,
     prune: Prune = False,
+    force_conflicts: ForceConflicts = False,
 ) -> int:
     """Read the live state, diff it against the specs, and show what apply would do."""
-    _, the_plan = _planned(paths, parallelism, state_dir, "plan", targets=target or [], excludes=exclude or [],
-                           changed_since=changed_since or "", prune=prune)
+    _, the_plan = _planned(paths, parallelism, state_dir, "plan", force_conflicts, targets=target or [],
+                           excludes=exclude or [], changed_since=changed_since or "", prune=prune)
     if out is not None:
         _write_plan(the_plan, out)
     _print_plan(the_plan, as_json, verbose, markdown)
@@ -148,6 +160,7 @@ def apply(
     target: Target = None,
     exclude: Exclude = None,
     prune: Prune = False,
+    force_conflicts: ForceConflicts = False,
     state_dir: StateDir = Path(".recon"),
     parallelism: Parallelism = 100,
 ) -> int:
@@ -158,12 +171,13 @@ def apply(
 
     console = _console()
     wait = gate.duration(lock_timeout, "--lock-timeout")
-    ctx = _context(parallelism, console)
+    ctx = _context(parallelism, console, force_conflicts)
     try:
         saved = _saved_plan(paths or [])
         if saved is not None:
-            if target or exclude:
-                raise UsageError("--target and --exclude go with `recon plan`; a saved plan holds its selection")
+            if target or exclude or force_conflicts:
+                raise UsageError("--target, --exclude and --force-conflicts go with `recon plan`; a saved plan holds "
+                                 "them")
             the_plan = _read_plan(saved)
             project = _load(list(the_plan.paths))
             with gate.locked(project, the_plan.selection.get("target", ()), the_plan.selection.get("exclude", ()),

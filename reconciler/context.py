@@ -22,6 +22,7 @@ class Context:
     reporter: Reporter = field(default_factory=SilentReporter)
     bars: bool = False  # progress bars for long transfers (a terminal is watching)
     concurrency: int = 100  # targets read or changed at once, across providers (--parallelism)
+    force_conflicts: bool = False  # take fields other managers own (Kubernetes server-side apply)
     # open connections, by provider-chosen key, reused for the whole run and closed by close()
     connections: dict[str, Any] = field(default_factory=dict)
 

@@ -147,7 +147,7 @@ def orphans(project: Project, ctx: Context, prune: bool) -> list[tuple[Provider,
         provider = provider_for(kind)
         find = getattr(provider, "orphans", None)
         if provider is not None and find is not None and (project.of_kind(kind) or prune):
-            out += [(provider, inst) for inst in find({s.address for s in project.of_kind(kind)}, ctx, prune)]
+            out += [(provider, inst) for inst in find(project.of_kind(kind), ctx, prune)]
     return out
 
 

@@ -61,7 +61,7 @@ def annotate(project: Project, changes: Sequence[Change]) -> list[Change]:
     for c in changes:
         spec = project.specs.get(c.spec)
         env = environment_of(spec, environments) if spec is not None else None
-        risks: list[str] = [c.action] if c.action in RISKY_ACTIONS else []
+        risks: list[str] = [*c.risks, *([c.action] if c.action in RISKY_ACTIONS else [])]  # the provider's first
         if c.resource == "bundle" and c.action == "update":
             risks.append("tag move")
         if env is not None and env.confirm and c.is_change:

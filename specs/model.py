@@ -1,4 +1,4 @@
-"""Model: an ML model service run as replicas, on Docker (Kubernetes to come), gated by health checks."""
+"""Model: an ML model service run as replicas, on Docker or Kubernetes, gated by health checks."""
 
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ class Health(StrictModel):
 class Resources(StrictModel):
     cpus: float | None = Field(default=None, gt=0, description="CPUs a replica may use, e.g. 0.5.")
     memory: str | None = Field(default=None, description="Memory limit, e.g. 256m or 1g.")
+    gpus: int | None = Field(default=None, ge=1, le=16, description="On kubernetes: GPUs per replica "
+                             "(requested as nvidia.com/gpu, or gpuResource).")
+    gpuResource: str = Field(default="nvidia.com/gpu", description="The extended resource name of the GPUs.")
 
     @field_validator("memory")
     @classmethod
@@ -78,16 +81,43 @@ class BundleMount(StrictModel):
         return self
 
 
+class Kubernetes(StrictModel):
+    """Where and how a Model runs on a Kubernetes cluster (runtime: kubernetes)."""
+
+    namespace: str = Field(default="default", description="The namespace of the Model's objects (it must exist).")
+    context: str | None = Field(default=None, description="A context of the kubeconfig; its current one if unset.")
+    kubeconfig: str | None = Field(default=None, description="A kubeconfig file, relative to this spec file; else "
+                                   "$KUBECONFIG, ~/.kube/config, or the service account inside a cluster.")
+    serviceType: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="The type of the Service in front of the replicas.")
+    manageReplicas: bool = Field(default=True, description="false: recon never sets replicas (an autoscaler or "
+                                 "kubectl scale owns them); a new Deployment starts with 1.")
+    forceConflicts: bool = Field(default=False, description="Take fields another manager owns (as "
+                                 "--force-conflicts does for every Model).")
+    rollback: bool = Field(default=False, description="When a rollout does not finish in time, restore the "
+                           "previous pod template.")
+    rolloutTimeout: float = Field(default=300, gt=0, le=3600, description="Seconds a rollout may take.")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", value):
+            raise ValueError(f"namespace {value!r} is not a DNS label (lowercase letters, digits and '-')")
+        return value
+
+
 class ModelSpec(KindSpec):
     kind_name: ClassVar[str] = "Model"
 
-    runtime: Literal["docker"] = Field(description="Where replicas run: docker (kubernetes to come).")
+    runtime: Literal["docker", "kubernetes"] = Field(description="Where replicas run: docker or kubernetes.")
+    kubernetes: Kubernetes | None = Field(default=None, description="With runtime: kubernetes: namespace, "
+                                          "context, ownership and rollout settings.")
     image: str | None = Field(default=None, description="An image reference present on the engine.")
     build: Build | None = Field(default=None, description="Build the image from a context; rebuilt when the "
                                 "content of the context changes (the image is labelled with its hash).")
     replicas: int = Field(default=1, ge=0, le=100, description="How many replicas run.")
-    port: int = Field(ge=1024, le=65000, description="Replica i is reached on 127.0.0.1 at port+i (during a rolling "
-                      "update a new replica takes port+replicas+i).")
+    port: int = Field(ge=1024, le=65000, description="docker: replica i is reached on 127.0.0.1 at port+i (during "
+                      "a rolling update a new replica takes port+replicas+i); kubernetes: the Service's port.")
     network: Literal["host", "bridge"] = Field(
         default="host", description="host: the replica listens on its port itself (the PORT variable says which); "
         "bridge: it listens on containerPort inside the container, published on 127.0.0.1 at its port."
@@ -116,7 +146,22 @@ class ModelSpec(KindSpec):
     def _image_or_build(self) -> ModelSpec:
         if (self.image is None) == (self.build is None):
             raise ValueError("a Model needs exactly one of 'image' or 'build'")
+        if self.runtime == "kubernetes":
+            docker_only = [name for name, unset in (("build", self.build is None), ("bundle", self.bundle is None),
+                                                    ("volumes", not self.volumes), ("network", self.network == "host"))
+                           if not unset]
+            if docker_only:
+                raise ValueError(f"{', '.join(docker_only)}: only for runtime: docker; on kubernetes give an 'image' "
+                                 "the cluster can pull")
+        elif self.kubernetes is not None:
+            raise ValueError("'kubernetes' settings need runtime: kubernetes")
+        if self.runtime == "docker" and self.resources.gpus is not None:
+            raise ValueError("resources.gpus: only for runtime: kubernetes")
         return self
+
+    @property
+    def k8s(self) -> Kubernetes:
+        return self.kubernetes or Kubernetes()
 
     @field_validator("env")
     @classmethod
@@ -133,6 +178,10 @@ class ModelSpec(KindSpec):
 
     def problems(self, doc: Document) -> list[Problem]:
         out = []
+        config = self.k8s.kubeconfig
+        if config is not None and not (Path(doc.file).parent / config).is_file():
+            out.append(Problem(("kubernetes", "kubeconfig"), f"no kubeconfig at {Path(doc.file).parent / config}",
+                               "point it at a kubeconfig file, relative to this spec file, or leave it out"))
         if self.build is not None and not (self.context_dir(doc) / self.build.dockerfile).is_file():
             out.append(Problem(("build", "context"), f"no {self.build.dockerfile} in {self.context_dir(doc)}",
                                "point 'context' at the directory with the Dockerfile, relative to this spec file"))

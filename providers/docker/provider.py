@@ -50,6 +50,10 @@ class DockerProvider:
     def orphan(self, change: Change) -> Instance:
         return _orphan(change.spec, prune=True)
 
+    def configured(self) -> bool:
+        """An engine is named (DOCKER_HOST) or at its usual socket: worth asking for orphans with --prune."""
+        return bool(os.environ.get("DOCKER_HOST")) or Path("/var/run/docker.sock").exists()
+
     def expand(self, spec: Spec, project: Project) -> list[Instance]:
         body = spec.body
         assert isinstance(body, ModelSpec)

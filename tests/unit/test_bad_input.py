@@ -74,7 +74,24 @@ CASES = {
     ),
     "model-runtime": (
         {"m.yaml": MODEL.replace("runtime: docker", "runtime: podman")},
-        "m.yaml:5:3: spec.runtime: 'podman' is not a choice here", "use one of: 'docker'",
+        "m.yaml:5:3: spec.runtime: 'podman' is not a choice here", "use one of: 'docker' or 'kubernetes'",
+    ),
+    "model-kubernetes-build": (
+        {"m.yaml": MODEL.replace("runtime: docker", "runtime: kubernetes").replace("image: churn:1",
+                                                                                  "build: {context: .}")},
+        "m.yaml:4:1: spec: build: only for runtime: docker; on kubernetes give an 'image' the cluster can pull", None,
+    ),
+    "model-kubernetes-settings-on-docker": (
+        {"m.yaml": MODEL + "  kubernetes: {namespace: ml}\n"},
+        "m.yaml:4:1: spec: 'kubernetes' settings need runtime: kubernetes", None,
+    ),
+    "model-kubernetes-namespace": (
+        {"m.yaml": MODEL.replace("runtime: docker", "runtime: kubernetes") + "  kubernetes: {namespace: ML_prod}\n"},
+        "m.yaml:8:16: spec.kubernetes.namespace: namespace 'ML_prod' is not a DNS label", None,
+    ),
+    "model-kubeconfig-missing": (
+        {"m.yaml": MODEL.replace("runtime: docker", "runtime: kubernetes") + "  kubernetes: {kubeconfig: kc.yaml}\n"},
+        "m.yaml:8:16: spec.kubernetes.kubeconfig: no kubeconfig at specs/kc.yaml", "point it at a kubeconfig file",
     ),
     "policy-unknown-environment": (
         {"p.yaml": POLICY},

@@ -1,0 +1,136 @@
+"""Calls to a Kubernetes API server through the official client, with raw JSON answers.
+
+Answers are not turned into the client's model classes: recon compares plain JSON, and for hundreds
+of objects the conversion would cost more than the calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.context import Context
+from reconciler.errors import TransportError
+
+APPLY = "application/apply-patch+yaml"
+MANAGER = "recon"
+_API = {"Deployment": ("apps", "deployments"), "Service": ("core", "services"), "ConfigMap": ("core", "configmaps"),
+        "Secret": ("core", "secrets")}
+KINDS = tuple(_API)
+
+
+class ApiFailure(Exception):
+    """The API server answered with an error Status."""
+
+    def __init__(self, code: int, reason: str, message: str, causes: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message, self.causes = code, reason, message, causes
+
+
+@dataclass(frozen=True)
+class Where:
+    """A cluster as a spec names it: a kubeconfig file (None: the usual places) and a context."""
+
+    kubeconfig: str | None
+    context: str | None
+
+    @property
+    def key(self) -> str:
+        return f"k8s:{self.kubeconfig or ''}:{self.context or ''}"
+
+
+class Cluster:
+    """One cluster: the official client's ApiClient (kubeconfig, authentication, TLS) with paths built here.
+    The typed APIs (AppsV1Api, CoreV1Api) are not used: importing them builds some 300 model classes,
+    over a second per run, and recon reads plain JSON anyway."""
+
+    def __init__(self, where: Where) -> None:
+        from kubernetes import config
+        from kubernetes.client.api_client import ApiClient
+        from kubernetes.client.configuration import Configuration
+
+        conf = Configuration()
+        path = where.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
+            Path.home() / ".kube" / "config")
+        named = f" (context {where.context})" if where.context else ""
+        try:
+            if Path(path).is_file() or where.kubeconfig:
+                config.load_kube_config(config_file=path, context=where.context, client_configuration=conf)
+            elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=conf)
+            else:
+                raise TransportError(f"no kubeconfig at {path} and not inside a cluster: set KUBECONFIG, or "
+                                     "kubernetes.kubeconfig in the Model")
+        except (config.ConfigException, OSError, ValueError) as exc:
+            raise TransportError(f"the kubeconfig {path}{named} cannot be used: {exc}") from None
+        self.server = conf.host
+        conf.connection_pool_maxsize = 32
+        conf.retries = 1
+        self.api = ApiClient(configuration=conf)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _call(self, method: str, kind: str, namespace: str, name: str = "", query: list[tuple[str, str]] | None = None,
+              body: Any = None, content_type: str = "application/json") -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        group, plural = _API[kind]
+        prefix = "/apis/apps/v1" if group == "apps" else "/api/v1"
+        path = f"{prefix}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+        headers = {"Accept": "application/json", **({"Content-Type": content_type} if body is not None else {})}
+        try:
+            args = self.api.param_serialize(method, path, query_params=query or [], header_params=headers, body=body,
+                                            auth_settings=["BearerToken"])
+            resp = self.api.call_api(*args)
+            data = resp.read()
+        except ApiException as exc:
+            raise TransportError(f"the Kubernetes API at {self.server} cannot be reached: {exc.reason}",
+                                 transient=True) from None
+        except (HTTPError, OSError) as exc:
+            raise TransportError(f"the Kubernetes API at {self.server} cannot be reached: {exc}",
+                                 transient=True) from None
+        try:
+            answer = json.loads(data or b"{}")
+        except ValueError:
+            answer = {"message": data[:200].decode(errors="replace")}
+        if resp.status >= 400:
+            raise ApiFailure(resp.status, answer.get("reason", resp.reason or ""), answer.get("message", ""),
+                             (answer.get("details") or {}).get("causes") or [])
+        return answer
+
+    def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self._call("GET", kind, namespace, query=[("labelSelector", selector)]).get(
+            "items") or []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", kind, namespace, name)
+        except ApiFailure as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def apply(self, kind: str, config: dict[str, Any], force: bool, dry_run: bool) -> dict[str, Any]:
+        meta = config["metadata"]
+        query = [("fieldManager", MANAGER), *([("force", "true")] if force else []),
+                 *([("dryRun", "All")] if dry_run else [])]
+        return self._call("PATCH", kind, meta["namespace"], meta["name"], query, config, APPLY)
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        try:
+            self._call("DELETE", kind, namespace, name, body={"propagationPolicy": "Background"})
+        except ApiFailure as exc:
+            if exc.code != 404:
+                raise
+
+
+def cluster(ctx: Context, where: Where) -> Cluster:
+    conn = ctx.connections.get(where.key)
+    if conn is None:
+        conn = ctx.connections[where.key] = Cluster(where)
+    return conn

@@ -1,0 +1,346 @@
+"""The Kubernetes provider: a Model is up to four objects (ConfigMap, Secret, Deployment, Service) in
+one namespace, the target; each is one resource, applied server-side with field manager `recon`.
+
+- read: one LIST per kind and namespace, by recon's label, for every Model at once. An object whose
+  live fields already hold every value recon applies (and nothing recon applied before and dropped)
+  is unchanged, with no further call. Any other object gets one server-side dry run of the apply
+  (dryRun=All); its answer against the live object, restricted to the fields recon manages, is the
+  diff, so defaulted and server-set fields never show. A conflict with another field manager is
+  read from the dry run's 409 and shown in the plan with who owns the field.
+- apply: server-side apply, forced only where the plan said a field changes owner; a Deployment is
+  then watched until its rollout is done (observedGeneration, updated and available replicas), and
+  with `rollback: true` a rollout that does not finish in time has its previous template restored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from providers.kube.client import KINDS, ApiFailure, Cluster, Where, cluster
+from providers.kube.manifests import COMMIT, MODEL, SELECTOR, Obj, build, flatten, mask, owned_paths
+from providers.kube.rollout import wait_rollout
+from reconciler.context import Context
+from reconciler.errors import TransportError
+from reconciler.plan import Action, Change, FieldChange, fingerprint
+from reconciler.project import Project, Spec
+from reconciler.provider import Instance, Live, Result
+from specs.model import Kubernetes, ModelSpec
+
+IGNORED = (f"metadata.annotations.{COMMIT}",)
+OWNER = "owner of "  # a FieldChange path prefix: the field changes manager (the apply is forced)
+
+
+@dataclass(frozen=True)
+class Desired:
+    obj: Obj
+    where: Where
+    settings: Kubernetes
+
+
+@dataclass(frozen=True)
+class Orphan:
+    kind: str
+    name: str
+    namespace: str
+    model: str
+    where: Where
+    prune: bool
+
+
+def target_of(where: Where, namespace: str) -> str:
+    return f"k8s{':' + where.context if where.context else ''}/{namespace}"
+
+
+class KubeProvider:
+    kinds = ("Model",)
+
+    def __init__(self) -> None:
+        self.wheres: dict[str, Where] = {}  # target -> cluster, as the specs expanded in this run name it
+
+    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+        body = spec.body
+        assert isinstance(body, ModelSpec)
+        k8s = body.k8s
+        base = Path(spec.doc.file).parent
+        where = Where(str((base / k8s.kubeconfig).resolve()) if k8s.kubeconfig else None, k8s.context)
+        target = target_of(where, k8s.namespace)
+        self.wheres[target] = where
+        out = []
+        for obj in build(spec.name, body, spec.labels, base):
+            digest = fingerprint([obj.shown, k8s.model_dump()])
+            out.append(Instance(f"{spec.address}/{obj.resource}", target, spec.address, obj.resource,
+                                Desired(obj, where, k8s), digest))
+        return out
+
+    def lock_key(self, inst: Instance) -> str:
+        return inst.target
+
+    def orphans(self, specs: Sequence[Spec], ctx: Context, prune: bool) -> list[Instance]:
+        declared: dict[str, set[str]] = {}
+        for spec in specs:
+            body = spec.body
+            if isinstance(body, ModelSpec) and body.runtime == "kubernetes":
+                for inst in self.expand(spec, Project({})):
+                    declared.setdefault(inst.target, set()).add(spec.name)
+        out = []
+        for target, names in sorted(declared.items()):
+            where = self.wheres[target]
+            ns = target.rsplit("/", 1)[1]
+            for kind in KINDS:
+                for item in _listed(ctx, where, ns, kind):
+                    model = item["metadata"].get("labels", {}).get(MODEL, "")
+                    if model and model not in names:
+                        out.append(_orphan(target, Orphan(kind, item["metadata"]["name"], ns, model, where, prune)))
+        return out
+
+    def orphan(self, change: Change) -> Instance:
+        model = change.spec.split("/", 1)[1]
+        kind = next(k for k in KINDS if change.address.endswith("/" + k.lower()))
+        name = f"{model}-env" if kind == "Secret" else model
+        ns = change.target.rsplit("/", 1)[1]
+        where = self.wheres.get(change.target) or Where(None, change.target.partition(":")[2].rsplit("/", 1)[0] or None)
+        return _orphan(change.target, Orphan(kind, name, ns, model, where, prune=True))
+
+    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
+        out: dict[str, Live] = {}
+        todo: list[tuple[Instance, dict[str, Any]]] = []
+        for inst in instances:
+            if isinstance(inst.desired, Orphan):
+                o = inst.desired
+                found = [i for i in _listed(ctx, o.where, o.namespace, o.kind) if i["metadata"]["name"] == o.name]
+                out[inst.id] = {"exists": bool(found)}
+                continue
+            d: Desired = inst.desired
+            ctx.reporter.event("read", inst.target, inst.address)
+            live = next((i for i in _listed(ctx, d.where, d.obj.namespace, d.obj.kind)
+                         if i["metadata"]["name"] == d.obj.name), None)
+            state = _state(d, live)
+            out[inst.id] = state
+            if not state["same"]:
+                todo.append((inst, state))
+        for key in [k for k in ctx.connections if "/list/" in k]:
+            del ctx.connections[key]  # a later read (before and after apply) lists again
+        force = ctx.force_conflicts
+        if todo:
+            with ThreadPoolExecutor(max(1, min(16, ctx.concurrency, len(todo)))) as pool:
+                for inst, dry in zip([i for i, _ in todo], pool.map(lambda t: _dry_run(ctx, t[0], t[1], force), todo),
+                                     strict=True):
+                    out[inst.id].update(dry)
+        return out
+
+    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]:
+        return [_orphan_diff(i, live.get(i.id)) if isinstance(i.desired, Orphan) else _diff(i, live[i.id])
+                for i in instances]
+
+    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+        for inst, change in steps:
+            started = time.monotonic()
+            try:
+                note = _apply_one(inst, change, ctx)
+            except ApiFailure as exc:
+                ctx.reporter.event("failed", target, change.id)
+                yield Result(change.id, False, _failure(exc), time.monotonic() - started)
+                continue
+            except _RolloutFailed as exc:
+                ctx.reporter.event("failed", target, change.id)
+                yield Result(change.id, False, str(exc), time.monotonic() - started)
+                continue
+            ctx.reporter.event("done", target, change.id)
+            yield Result(change.id, True, seconds=time.monotonic() - started, note=note)
+
+
+class _RolloutFailed(Exception):
+    pass
+
+
+def _orphan(target: str, o: Orphan) -> Instance:
+    return Instance(f"Model/{o.model}/{o.kind.lower()}", target, f"Model/{o.model}", "orphan", o,
+                    "prune" if o.prune else "keep")
+
+
+def _listed(ctx: Context, where: Where, namespace: str, kind: str) -> list[dict[str, Any]]:
+    """One LIST per kind and namespace for a read (orphans, which come first in a plan, and read share it)."""
+    key = f"{where.key}/list/{namespace}/{kind}"
+    found = ctx.connections.get(key)
+    if found is None:
+        found = ctx.connections[key] = _Listed(cluster(ctx, where).list(kind, namespace, SELECTOR))
+    return found.items
+
+
+@dataclass
+class _Listed:
+    items: list[dict[str, Any]]
+
+    def close(self) -> None:
+        return None
+
+
+def _recon_owned(live: dict[str, Any]) -> tuple[set[str], dict[str, list[str]]]:
+    """The leaves recon applied last time, and every leaf's managers."""
+    mine: set[str] = set()
+    owners: dict[str, list[str]] = {}
+    for entry in live["metadata"].get("managedFields") or []:
+        paths = owned_paths(entry.get("fieldsV1") or {})
+        if entry.get("manager") == "recon" and entry.get("operation") == "Apply":
+            mine |= paths
+        for p in paths:
+            owners.setdefault(p, []).append(entry.get("manager", "?"))
+    return mine, owners
+
+
+def _state(d: Desired, live: dict[str, Any] | None) -> dict[str, Any]:
+    """What the plan needs of a live object, secrets masked: the values at the fields recon manages."""
+    want = flatten(d.obj.config)
+    if live is None:
+        return {"exists": False, "same": False, "live": {}, "owners": {}}
+    have = flatten(live)
+    mine, owners = _recon_owned(live)
+    relevant = sorted((set(want) | mine) - set(IGNORED))
+    same = all(have.get(p, KeyError) == want[p] for p in want if p not in IGNORED) and not (
+        mine - set(want) - set(IGNORED))
+    return {"exists": True, "same": same, "live": mask(d.obj.kind, {p: have.get(p) for p in relevant}),
+            "owners": {p: owners[p] for p in relevant if p in owners}}
+
+
+def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -> dict[str, Any]:
+    d: Desired = inst.desired
+    force = force or d.settings.forceConflicts
+    conn = cluster(ctx, d.where)
+    try:
+        result = conn.apply(d.obj.kind, d.obj.config, force=force, dry_run=True)
+    except ApiFailure as exc:
+        if exc.code == 409 and exc.causes:
+            conflicts = [(_manager(c.get("message", "")), c.get("field", "")) for c in exc.causes]
+            return {"conflicts": conflicts, "dry": None}
+        if exc.code == 404 and "namespaces" in exc.message:
+            raise TransportError(f"{inst.id}: the namespace {d.obj.namespace} does not exist on {conn.server}; "
+                                 f"create it (kubectl create namespace {d.obj.namespace}) or change "
+                                 "kubernetes.namespace") from None
+        raise TransportError(f"{inst.id}: the API server refuses the {d.obj.kind}: {exc.message}") from None
+    dry = flatten(result)
+    relevant = set(state["live"]) | set(flatten(d.obj.config))
+    return {"dry": mask(d.obj.kind, {p: dry.get(p) for p in relevant}),
+            "conflicts": [], "forced": force}
+
+
+def _manager(message: str) -> str:
+    """'conflict with "kubectl" using apps/v1' -> kubectl"""
+    parts = message.split('"')
+    return parts[1] if len(parts) > 2 else message
+
+
+def _diff(inst: Instance, state: Live) -> Change:
+    d: Desired = inst.desired
+    kind = d.obj.kind
+    fields: list[FieldChange] = []
+    risks: tuple[str, ...] = ()
+    if not state["exists"]:
+        action: Action = "create"
+        reason = f"no {kind} {d.obj.name} in {d.obj.namespace} yet"
+        fields = [FieldChange(p, None, v) for p, v in sorted(d.obj.shown.items())]
+    elif state["same"]:
+        action, reason = "noop", f"the {kind} holds every field recon applies"
+    elif state.get("conflicts"):
+        want = d.obj.shown
+        have = state["live"]
+        fields = [FieldChange(p, have.get(p), want.get(p)) for p in sorted(want) if have.get(p) != want.get(p)
+                  and p not in IGNORED]
+        owners = ", ".join(f"{m} owns {f}" for m, f in state["conflicts"])
+        action, risks = "update", ("conflict",)
+        reason = (f"conflict: {owners}; apply fails unless recon takes the field: plan and apply with "
+                  "--force-conflicts, or set kubernetes.forceConflicts: true"
+                  + (", or kubernetes.manageReplicas: false to leave replicas to it"
+                     if any(f == ".spec.replicas" for _, f in state["conflicts"]) else ""))
+    else:
+        have, dry = state["live"], state["dry"]
+        paths = sorted((set(have) | set(d.obj.shown)) - set(IGNORED))
+        fields = [FieldChange(p, have.get(p), dry.get(p)) for p in paths if have.get(p) != dry.get(p)]
+        for p, managers in sorted(state["owners"].items()):
+            others = [m for m in managers if m != "recon"]
+            if state.get("forced") and others and have.get(p) != d.obj.shown.get(p, have.get(p)):
+                fields.append(FieldChange(OWNER + p, ",".join(others), "recon"))
+        action = "update" if fields else "noop"
+        if kind == "Deployment" and any(f.path.startswith("spec.template.") for f in fields):
+            risks = ("restart",)
+        reason = _reason(kind, fields) if fields else f"the {kind} holds every field recon applies (as normalised)"
+    return Change(inst.address, inst.target, inst.spec, inst.resource, action, reason, tuple(fields),
+                  fingerprint({"live": state["live"], "owners": state["owners"]}), inst.desired_digest, risks=risks)
+
+
+def _reason(kind: str, fields: list[FieldChange]) -> str:
+    if kind != "Deployment":
+        return f"{len(fields)} field{'s' if len(fields) > 1 else ''} of the {kind} to change"
+    template = [f for f in fields if f.path.startswith("spec.template.")]
+    scale = next((f for f in fields if f.path == "spec.replicas"), None)
+    parts = []
+    if template:
+        parts.append("a rolling update of the pods (new template)")
+    if scale is not None:
+        parts.append(f"scale {scale.before} → {scale.after}")
+    return ", ".join(parts) or f"{len(fields)} fields of the Deployment to change"
+
+
+def _orphan_diff(inst: Instance, state: Live) -> Change:
+    o: Orphan = inst.desired
+    exists = bool((state or {}).get("exists"))
+    action: Action = "delete" if exists and o.prune else "noop"
+    what = f"{o.kind} {o.namespace}/{o.name}"
+    reason = (f"no spec declares Model/{o.model}: its {what} is deleted" if action == "delete"
+              else f"no spec declares Model/{o.model}: its {what} is kept; plan and apply with --prune delete it"
+              if exists else f"{what} is gone")
+    return Change(inst.address, inst.target, inst.spec, inst.resource, action, reason, (),
+                  fingerprint(state), inst.desired_digest)
+
+
+def _apply_one(inst: Instance, change: Change, ctx: Context) -> str:
+    if isinstance(inst.desired, Orphan):
+        o = inst.desired
+        cluster(ctx, o.where).delete(o.kind, o.namespace, o.name)
+        return f"{o.kind} {o.namespace}/{o.name} deleted (no spec declares Model/{o.model})"
+    d: Desired = inst.desired
+    conn = cluster(ctx, d.where)
+    force = d.settings.forceConflicts or any(f.path.startswith(OWNER) for f in change.fields)
+    config = _with_commit(d.obj.config)
+    before = conn.get(d.obj.kind, d.obj.namespace, d.obj.name) if d.obj.kind == "Deployment" else None
+    applied = conn.apply(d.obj.kind, config, force=force, dry_run=False)
+    if d.obj.kind != "Deployment":
+        return ""
+    problem = wait_rollout(conn, applied, d.settings.rolloutTimeout, ctx, inst.target)
+    if problem is None:
+        status = conn.get("Deployment", d.obj.namespace, d.obj.name) or applied
+        return f"rolled out: {status.get('status', {}).get('availableReplicas', 0)} replicas available"
+    if not d.settings.rollback or before is None:
+        raise _RolloutFailed(f"the rollout did not finish: {problem}" + (
+            "" if before is None else "; set kubernetes.rollback: true to restore the previous template"))
+    restored = json.loads(json.dumps(config))
+    restored["spec"]["template"] = before["spec"]["template"]
+    conn.apply("Deployment", restored, force=True, dry_run=False)
+    raise _RolloutFailed(f"the rollout did not finish: {problem}; rolled back: the previous template is restored")
+
+
+def _with_commit(config: dict[str, Any]) -> dict[str, Any]:
+    from reconciler.gitinfo import describe
+
+    commit = describe().get("sha")
+    if not commit:
+        return config
+    out = json.loads(json.dumps(config))
+    out["metadata"].setdefault("annotations", {})[COMMIT] = commit
+    return out
+
+
+def _failure(exc: ApiFailure) -> str:
+    if exc.code == 409 and exc.causes:
+        owners = ", ".join(f"{_manager(c.get('message', ''))} owns {c.get('field', '')}" for c in exc.causes)
+        return (f"conflict: {owners}; re-plan and apply with --force-conflicts (or kubernetes.forceConflicts: "
+                "true) to take it")
+    return f"the API server refused it ({exc.code} {exc.reason}): {exc.message}"
+
+
+__all__ = ["Cluster", "KubeProvider"]

@@ -1,0 +1,70 @@
+"""Models run on Docker or on Kubernetes: this provider hands each Model to the one its runtime names.
+
+Instances on Kubernetes have targets starting with "k8s" (the namespace: k8s/NS or k8s:CONTEXT/NS);
+on Docker the target is "docker".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from providers.docker.provider import DockerProvider
+from reconciler.context import Context
+from reconciler.plan import Change
+from reconciler.project import Project, Spec
+from reconciler.provider import Instance, Live, Result
+from specs.model import ModelSpec
+
+
+class ModelProvider:
+    kinds = ("Model",)
+
+    def __init__(self) -> None:
+        self.docker = DockerProvider()
+        self._kube: Any = None
+
+    @property
+    def kube(self) -> Any:
+        if self._kube is None:  # the Kubernetes client is imported only when a Model runs there
+            from providers.kube.provider import KubeProvider
+
+            self._kube = KubeProvider()
+        return self._kube
+
+    def _of(self, target: str) -> Any:
+        return self.kube if target.startswith("k8s") else self.docker
+
+    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+        body = spec.body
+        assert isinstance(body, ModelSpec)
+        return (self.kube if body.runtime == "kubernetes" else self.docker).expand(spec, project)
+
+    def orphans(self, specs: Sequence[Spec], ctx: Context, prune: bool) -> list[Instance]:
+        on_kube = [s for s in specs if isinstance(s.body, ModelSpec) and s.body.runtime == "kubernetes"]
+        out: list[Instance] = []
+        if len(on_kube) < len(specs) or (prune and self.docker.configured()):
+            out += self.docker.orphans({s.address for s in specs if s not in on_kube}, ctx, prune)
+        if on_kube:
+            out += self.kube.orphans(on_kube, ctx, prune)
+        return out
+
+    def orphan(self, change: Change) -> Instance:
+        return self._of(change.target).orphan(change)
+
+    def lock_key(self, inst: Instance) -> str:
+        return self._of(inst.target).lock_key(inst)
+
+    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
+        out: dict[str, Live] = {}
+        for provider in (self.docker, self.kube):
+            mine = [i for i in instances if self._of(i.target) is provider]
+            if mine:
+                out.update(provider.read(mine, ctx))
+        return out
+
+    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]:
+        return self._of(instances[0].target).diff(instances, live) if instances else []
+
+    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+        return self._of(target).apply(target, steps, ctx)

@@ -1,0 +1,243 @@
+"""Models on Kubernetes, end to end through the recon CLI and the official client.
+
+Against the project's own API server (tests/peers/kube_api.py) on 127.0.0.1, or against a real
+cluster when RECON_TEST_KUBECONFIG names a kubeconfig: each test then works in a namespace of its
+own, made and deleted here. RECON_TEST_KUBE_IMAGES gives two images the cluster can pull that answer
+HTTP 200 at /health on $PORT (the peer runs no containers: any image is fine there, and one on a
+host under .invalid never becomes available, as an image that cannot be pulled).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import recon
+from tests.peers import kube_api
+
+REAL = os.environ.get("RECON_TEST_KUBECONFIG")
+IMAGES = (os.environ.get("RECON_TEST_KUBE_IMAGES") or "registry.local/recon/churn:1,registry.local/recon/churn:2")
+IMAGE1, IMAGE2 = IMAGES.split(",")[:2]
+STUCK = "registry.invalid/recon/never:1"  # the .invalid TLD never resolves: the pull fails on any cluster
+SECRET = "s3cr3t-value-42"
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    namespace: str
+    peer: kube_api.KubePeer | None
+    apps: Any
+    core: Any
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        resp = self.apps.read_namespaced_deployment(name, self.namespace, _preload_content=False)
+        return json.loads(resp.data)  # type: ignore[no-any-return]
+
+    def names(self, kind: str) -> list[str]:
+        api = self.apps if kind == "deployment" else self.core
+        resp = getattr(api, f"list_namespaced_{kind}")(self.namespace, label_selector="app.kubernetes.io/managed-by"
+                                                       "=recon", _preload_content=False)
+        return sorted(i["metadata"]["name"] for i in json.loads(resp.data)["items"])
+
+    def calls(self, verb: str) -> int:
+        assert self.peer is not None
+        return self.peer.count(verb)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    from kubernetes import client, config
+
+    peer = None
+    if REAL:
+        kubeconfig = Path(REAL)
+    else:
+        peer = kube_api.start()
+        kubeconfig = peer.kubeconfig(tmp_path / "kubeconfig")
+    api = config.new_client_from_config(str(kubeconfig))
+    namespace = f"recon-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    made = Cluster(kubeconfig, namespace, peer, client.AppsV1Api(api), core)
+    try:
+        yield made
+    finally:
+        if peer is None or made.peer is not None:  # (a test may stop the peer)
+            core.delete_namespace(namespace)
+        api.close()
+        if made.peer is not None:
+            made.peer.stop()
+
+
+def _spec(tmp: Path, c: Cluster, name: str = "churn", image: str = IMAGE1, replicas: int = 2,
+          version: str = "v1", k8s: str = "", extra: str = "") -> None:
+    (tmp / "specs").mkdir(exist_ok=True)
+    (tmp / "specs" / f"{name}.yaml").write_text(
+        f"apiVersion: recon/v1\nkind: Model\nmetadata: {{name: {name}, labels: {{team: risk}}}}\nspec:\n"
+        f"  runtime: kubernetes\n  image: {image}\n  replicas: {replicas}\n  port: 8080\n"
+        f"  kubernetes: {{kubeconfig: {c.kubeconfig}, namespace: {c.namespace}{', ' + k8s if k8s else ''}}}\n"
+        f"  env: {{MODEL_VERSION: {version}, API_TOKEN: {{valueFrom: {{env: CHURN_TOKEN}}}}}}\n"
+        "  resources: {cpus: 0.5, memory: 256m}\n"
+        "  health: {path: /health}\n" + extra)
+
+
+ENV = {"CHURN_TOKEN": SECRET}
+
+
+def test_apply_replan_change_and_the_dry_run_never_writes(tmp_path: Path, cluster: Cluster) -> None:
+    _spec(tmp_path, cluster, extra="")
+    planned = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV)
+    assert planned.rc == 2, planned.text
+    for kind in ("configmap", "secret", "deployment", "service"):
+        assert f"+ create  Model/churn/{kind} @ k8s/{cluster.namespace}" in planned.out, planned.out
+    assert "spec.template.spec.containers[name=model].image" in planned.out
+    assert "(secret) " in planned.out
+    as_json = recon("plan", "--json", cwd=tmp_path, env=ENV)
+    assert SECRET not in planned.text + as_json.text
+    assert cluster.names("deployment") == [] and cluster.names("secret") == []  # the plans wrote nothing
+    if cluster.peer:
+        assert cluster.calls("APPLY") == 0 and cluster.calls("APPLY dry") == 8  # 4 objects, 2 plans
+
+    applied = recon("apply", "--auto-approve", cwd=tmp_path, env=ENV)
+    assert applied.rc == 0, applied.text
+    assert SECRET not in applied.text
+    assert "rolled out: 2 replicas available" in applied.out
+    dep = cluster.deployment("churn")
+    assert dep["status"]["availableReplicas"] == 2 and dep["metadata"]["labels"]["team"] == "risk"
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert [m["manager"] for m in dep["metadata"]["managedFields"] if m["operation"] == "Apply"] == ["recon"]
+
+    if cluster.peer:
+        before = list(cluster.peer.store.calls)
+    again = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV)
+    assert again.rc == 0, again.text  # defaulted and server-set fields never show as changes
+    if cluster.peer:
+        made = [v for v, _ in cluster.peer.store.calls[len(before):]]
+        assert made == ["LIST"] * 4, made  # one LIST per kind and namespace, no dry run
+
+    _spec(tmp_path, cluster, image=IMAGE2, version="v2")
+    changed = recon("plan", cwd=tmp_path, env=ENV)
+    assert f"spec.template.spec.containers[name=model].image: {IMAGE1} → {IMAGE2}" in changed.out, changed.out
+    assert "data.MODEL_VERSION: v1 → v2" in changed.out
+    assert "a rolling update of the pods" in changed.out
+    assert "~ update  Model/churn/service" not in changed.out  # untouched objects stay out of the plan
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    assert cluster.deployment("churn")["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE2
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0
+
+    # a changed secret rolls the pods (the template's config digest), and still never shows
+    rotated = recon("plan", cwd=tmp_path, env={"CHURN_TOKEN": "another-s3cret"})
+    assert "~ update  Model/churn/secret" in rotated.out and "recon.dev/config-digest" in rotated.out
+    assert "another-s3cret" not in rotated.text and SECRET not in rotated.text
+
+
+def test_a_manual_scale_is_a_conflict_until_forced_or_left_unmanaged(tmp_path: Path, cluster: Cluster) -> None:
+    _spec(tmp_path, cluster)
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    cluster.apps.patch_namespaced_deployment_scale("churn", cluster.namespace, {"spec": {"replicas": 5}},
+                                                   field_manager="kubectl")
+    conflict = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV)
+    assert conflict.rc == 2 and "conflict: kubectl owns .spec.replicas" in conflict.out, conflict.text
+    assert "spec.replicas: 5 → 2" in conflict.out and "--force-conflicts" in conflict.out
+    refused = recon("apply", "--auto-approve", cwd=tmp_path, env=ENV)
+    assert refused.rc == 1 and "kubectl owns .spec.replicas" in refused.out, refused.text
+    assert cluster.deployment("churn")["spec"]["replicas"] == 5
+
+    forced = recon("plan", "--force-conflicts", "--out", "plan.json", cwd=tmp_path, env=ENV)
+    assert "owner of spec.replicas: kubectl → recon" in forced.out, forced.out
+    assert recon("apply", "plan.json", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0  # the saved plan forces
+    assert cluster.deployment("churn")["spec"]["replicas"] == 2
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0
+
+    # replicas left to someone else (an autoscaler): kubectl scale takes them, and the plan stays empty
+    _spec(tmp_path, cluster, k8s="manageReplicas: false")
+    cluster.apps.patch_namespaced_deployment_scale("churn", cluster.namespace, {"spec": {"replicas": 4}},
+                                                   field_manager="kubectl")
+    unmanaged = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV)
+    assert unmanaged.rc == 0, unmanaged.text
+    assert cluster.deployment("churn")["spec"]["replicas"] == 4
+
+
+def test_a_stuck_rollout_fails_and_rolls_back(tmp_path: Path, cluster: Cluster) -> None:
+    _spec(tmp_path, cluster, k8s="rolloutTimeout: 3")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    _spec(tmp_path, cluster, image=STUCK, k8s="rolloutTimeout: 3")
+    stuck = recon("apply", "--auto-approve", cwd=tmp_path, env=ENV)
+    assert stuck.rc == 1 and "the rollout did not finish" in stuck.out, stuck.text
+    assert "set kubernetes.rollback: true" in stuck.out
+    assert cluster.deployment("churn")["spec"]["template"]["spec"]["containers"][0]["image"] == STUCK
+
+    _spec(tmp_path, cluster, image=IMAGE2, k8s="rolloutTimeout: 3")  # a good image finishes the rollout
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    _spec(tmp_path, cluster, image=STUCK, k8s="rolloutTimeout: 3, rollback: true")
+    back = recon("apply", "--auto-approve", cwd=tmp_path, env=ENV)
+    assert back.rc == 1 and "rolled back: the previous template is restored" in back.out, back.text
+    assert cluster.deployment("churn")["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE2
+    again = recon("plan", cwd=tmp_path, env=ENV)  # the spec still wants the stuck image: the plan says so
+    assert f"image: {IMAGE2} → {STUCK}" in again.out, again.out
+
+
+def test_prune_only_with_the_flag(tmp_path: Path, cluster: Cluster) -> None:
+    _spec(tmp_path, cluster)
+    _spec(tmp_path, cluster, name="scorer", replicas=1)
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    (tmp_path / "specs" / "scorer.yaml").unlink()
+    kept = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV)
+    assert kept.rc == 0 and cluster.names("deployment") == ["churn", "scorer"], kept.text
+    pruned = recon("plan", "--prune", cwd=tmp_path, env=ENV)
+    for kind in ("configmap", "secret", "deployment", "service"):
+        assert f"- delete  Model/scorer/{kind}" in pruned.out, pruned.out
+    assert recon("apply", "--prune", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    assert cluster.names("deployment") == ["churn"] and cluster.names("secret") == ["churn-env"]
+    assert recon("plan", "--prune", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0
+
+
+def test_a_missing_namespace_and_an_unreachable_server_are_one_clear_message(tmp_path: Path,
+                                                                           cluster: Cluster) -> None:
+    _spec(tmp_path, cluster)
+    text = (tmp_path / "specs" / "churn.yaml").read_text().replace(cluster.namespace, "nowhere")
+    (tmp_path / "specs" / "churn.yaml").write_text(text)
+    missing = recon("plan", cwd=tmp_path, env=ENV)
+    assert missing.rc == 1 and "the namespace nowhere does not exist" in missing.text, missing.text
+    assert "Traceback" not in missing.text
+    if cluster.peer:
+        cluster.peer.stop()
+        gone = recon("plan", cwd=tmp_path, env=ENV)
+        assert gone.rc == 1 and "cannot be reached" in gone.text and "Traceback" not in gone.text, gone.text
+        cluster.peer = None
+
+
+def test_validate_checks_the_objects_against_the_kubernetes_schemas(tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Offline: no cluster and no secrets needed."""
+    from providers.kube import schemas
+    from providers.kube.manifests import Obj
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "m.yaml").write_text(
+        "apiVersion: recon/v1\nkind: Model\nmetadata: {name: churn}\nspec:\n  runtime: kubernetes\n"
+        f"  image: {IMAGE1}\n  port: 8080\n  env: {{A: b, T: {{valueFrom: {{env: UNSET_TOKEN}}}}}}\n"
+        "  resources: {gpus: 1}\n")
+    ok = cli("validate", "specs")
+    assert ok.rc == 0 and "4 Kubernetes objects valid against the schemas of Kubernetes 1." in ok.out, ok.text
+
+    build = schemas.build
+
+    def broken(*args: Any, **kwargs: Any) -> list[Obj]:
+        made = build(*args, **kwargs)
+        next(o for o in made if o.kind == "Deployment").config["spec"]["replicas"] = "two"
+        return made
+
+    monkeypatch.setattr(schemas, "build", broken)
+    bad = cli("validate", "specs")
+    assert bad.rc == 1 and "specs/m.yaml:4:1: spec: the Deployment recon makes of it is not valid Kubernetes" in bad.err
+    assert "spec.replicas: 'two' is not of type" in bad.err and "Traceback" not in bad.text

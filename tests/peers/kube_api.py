@@ -1,0 +1,254 @@
+"""A Kubernetes API server of the project's own, for the tests: HTTP on 127.0.0.1, spoken to by the
+unmodified official client (and kubectl).
+
+It serves discovery (/version, /api, /apis and the resource lists), Namespaces, ConfigMaps, Secrets,
+Services and Deployments (with /scale and /status): get, list with label selectors (also across
+namespaces), create, replace with resourceVersion checks (409 when stale), delete, JSON patch, merge
+patch, strategic merge patch and server-side apply (managedFields, conflicts, force), dryRun=All on
+every write, defaulting, and 422 for invalid objects. The objects and what the server does with them
+live in kube_store.py, whose docstring lists what it does not do.
+
+Every request is recorded in `peer.store.calls` as (verb, path?query), so tests and benchmarks count
+API calls: "LIST", "GET", "CREATE", "UPDATE", "PATCH", "APPLY", "DELETE", each with " dry" when dryRun.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ruamel.yaml import YAML
+
+from tests.peers import kube_fields as kf
+from tests.peers.kube_store import BY_PLURAL, KINDS, ApiError, Kind, Store, _public
+
+VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-recon-peer", "platform": "linux/amd64"}
+
+
+def _discovery(path: str) -> dict[str, Any] | None:
+    if path == "/version":
+        return VERSION
+    if path == "/api":
+        return {"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+    if path == "/apis":
+        version = {"groupVersion": "apps/v1", "version": "v1"}
+        return {"kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [{"name": "apps", "versions": [version], "preferredVersion": version}]}
+    for gv, prefix in (("v1", "/api/v1"), ("apps/v1", "/apis/apps/v1")):
+        if path == prefix:
+            resources = []
+            for k in KINDS:
+                if k.group_version != gv:
+                    continue
+                verbs = ["create", "delete", "get", "list", "patch", "update"]
+                resources.append({"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced,
+                                  "kind": k.kind, "verbs": verbs})
+                for sub in k.subresources:
+                    kind = "Scale" if sub == "scale" else k.kind
+                    resources.append({"name": f"{k.plural}/{sub}", "singularName": "", "namespaced": k.namespaced,
+                                      "kind": kind, "verbs": ["get", "patch", "update"],
+                                      **({"group": "autoscaling", "version": "v1"} if sub == "scale" else {})})
+            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+    return None
+
+
+def _route(path: str) -> tuple[Kind, str | None, str, str]:
+    """(kind, namespace or None for every namespace, name, subresource) of a resource path."""
+    for gv, prefix in (("v1", "/api/v1/"), ("apps/v1", "/apis/apps/v1/")):
+        if path.startswith(prefix):
+            parts = path[len(prefix):].strip("/").split("/")
+            if parts[0] == "namespaces" and len(parts) >= 3:
+                ns, parts = parts[1], parts[2:]
+            elif parts[0] == "namespaces":
+                return BY_PLURAL["v1", "namespaces"], "", parts[1] if len(parts) > 1 else "", ""
+            else:
+                ns = None
+            kind = BY_PLURAL.get((gv, parts[0]))
+            if kind is not None and len(parts) <= 3:
+                sub = parts[2] if len(parts) == 3 else ""
+                if sub and sub not in kind.subresources:
+                    break
+                return kind, ns, parts[1] if len(parts) > 1 else "", sub
+    raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else each answer waits 40 ms for the client's delayed ACK
+    store: Store
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _send(self, code: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def _handle(self, method: str) -> None:
+        raw = self._body()
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        try:
+            found = _discovery(url.path) if method == "GET" else None
+            if found is not None:
+                self.store.calls.append(("DISCOVERY", self.path))
+                self._send(200, found)
+                return
+            kind, ns, name, sub = _route(url.path)
+            code, body = self._serve(method, kind, ns, name, sub, query, raw, url.path)
+            self._send(code, _public(body) if body.get("kind") != kind.kind + "List" else
+                       {**body, "items": [_public(i) for i in body["items"]]})
+        except ApiError as exc:
+            self._send(exc.code, exc.status())
+        except (ValueError, KeyError, TypeError) as exc:
+            self._send(400, ApiError(400, "BadRequest", f"the request is malformed: {exc}").status())
+
+    def _serve(self, method: str, kind: Kind, ns: str | None, name: str, sub: str, query: dict[str, str],
+               raw: bytes, path: str) -> tuple[int, dict[str, Any]]:
+        store = self.store
+        dry = query.get("dryRun") == "All"
+        manager = query.get("fieldManager") or self.headers.get("User-Agent", "unknown").split("/", 1)[0]
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0]
+        verb = {"GET": "GET" if name else "LIST", "POST": "CREATE", "PUT": "UPDATE", "DELETE": "DELETE",
+                "PATCH": "APPLY" if ctype == "application/apply-patch+yaml" else "PATCH"}[method]
+        store.calls.append((verb + (" dry" if dry else ""), path + (f"?{query}" if query else "")))
+        space = ns or ""
+        with store.lock:
+            if method == "GET" and not name:
+                return 200, store.list(kind, ns, query.get("labelSelector", ""))
+            if method == "POST":
+                if name:
+                    raise ApiError(405, "MethodNotAllowed", "POST to a named object")
+                body = json.loads(raw)
+                return 201, store.create(kind, space, body, manager, dry)
+            current = store.get(kind, space, name) if method != "PATCH" or ctype != "application/apply-patch+yaml" \
+                else None
+            if sub == "scale":
+                return self._scale(method, kind, space, name, current, raw, ctype, manager, dry)
+            if method == "GET":
+                assert current is not None
+                return 200, current
+            if method == "DELETE":
+                store.delete(kind, space, name, dry)
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                             "details": {"name": name, "kind": kind.plural}}
+            if method == "PUT":
+                return 200, store.update(kind, space, name, json.loads(raw), manager, dry, sub)
+            if ctype == "application/apply-patch+yaml":
+                if not query.get("fieldManager"):
+                    raise ApiError(400, "BadRequest", "PATCH, application/apply-patch+yaml requires fieldManager")
+                config = YAML(typ="safe").load(raw.decode())
+                if (config.get("metadata") or {}).get("name", name) != name:
+                    raise ApiError(400, "BadRequest", "the name of the object does not match the name in the URL")
+                config.setdefault("metadata", {})["name"] = name
+                return 200, store.apply(kind, space, name, config, manager, query.get("force") == "true", dry)
+            assert current is not None
+            return 200, store.update(kind, space, name, _patched(current, json.loads(raw), ctype), manager, dry,
+                                     sub)
+
+    def _scale(self, method: str, kind: Kind, ns: str, name: str, current: dict[str, Any] | None, raw: bytes,
+               ctype: str, manager: str, dry: bool) -> tuple[int, dict[str, Any]]:
+        assert current is not None
+        scale = _scale_of(current)
+        if method == "GET":
+            return 200, scale
+        if method not in ("PUT", "PATCH"):
+            raise ApiError(405, "MethodNotAllowed", f"{method} on scale")
+        new = json.loads(raw) if method == "PUT" else _patched(scale, json.loads(raw), ctype)
+        replicas = (new.get("spec") or {}).get("replicas")
+        deployment = {**current, "spec": {**current["spec"], "replicas": replicas}}
+        return 200, _scale_of(self.store.update(kind, ns, name, deployment, manager, dry, "scale",
+                                                check_version=False))
+
+
+def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    labels = obj["spec"].get("selector", {}).get("matchLabels", {})
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: obj["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                                          "creationTimestamp") if k in obj["metadata"]},
+            "spec": {"replicas": obj["spec"].get("replicas", 1)},
+            "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
+
+
+def _patched(current: dict[str, Any], patch: Any, ctype: str) -> dict[str, Any]:
+    if ctype == "application/json-patch+json":
+        return kf.json_patch(current, patch)  # type: ignore[no-any-return]
+    if ctype == "application/merge-patch+json":
+        return kf.json_merge(current, patch)  # type: ignore[no-any-return]
+    if ctype == "application/strategic-merge-patch+json":
+        return kf.merge(current, patch)  # type: ignore[no-any-return]
+    raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {ctype}")
+
+
+@dataclass
+class KubePeer:
+    server: ThreadingHTTPServer
+    store: Store
+    stopping: threading.Event
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def kubeconfig(self, path: Path, context: str = "peer", namespace: str = "default") -> Path:
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": context,
+            "clusters": [{"name": "peer", "cluster": {"server": self.url}}],
+            "users": [{"name": "peer", "user": {}}],
+            "contexts": [{"name": context, "context": {"cluster": "peer", "user": "peer", "namespace": namespace}}],
+        }))
+        return path
+
+    def count(self, verb: str) -> int:
+        return sum(1 for v, _ in self.store.calls if v == verb)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start(settle: float = 0.2) -> KubePeer:
+    """The server on a free port of 127.0.0.1, its Deployment controller ticking in the background."""
+    store = Store(settle=settle)
+    handler = type("Handler", (_Handler,), {"store": store})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    stopping = threading.Event()
+
+    def controller() -> None:
+        while not stopping.wait(0.05):
+            store.tick()
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=controller, daemon=True).start()
+    return KubePeer(server, store, stopping)

@@ -1,0 +1,457 @@
+"""The objects of the test API server: defaulting, validation, writes with resourceVersion checks,
+field ownership (managedFields) with server-side apply conflicts, and a small Deployment controller.
+
+What it does not do (the README of tests/peers says it too): no Pods or ReplicaSets (a Deployment's
+status is set by `Store.tick` from its template: images on a host under `.invalid` never become
+available, like an image that cannot be pulled); no watch; no authentication or RBAC; no admission
+webhooks; validation and defaulting only of the fields listed here; strategic merge without the
+`$patch`/`$setElementOrder` directives; ownership at leaf granularity.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.peers import kube_fields as kf
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    group_version: str  # v1, apps/v1
+    plural: str
+    kind: str
+    namespaced: bool = True
+    subresources: tuple[str, ...] = ()
+
+
+KINDS = [
+    Kind("v1", "namespaces", "Namespace", namespaced=False),
+    Kind("v1", "configmaps", "ConfigMap"),
+    Kind("v1", "secrets", "Secret"),
+    Kind("v1", "services", "Service", subresources=("status",)),
+    Kind("apps/v1", "deployments", "Deployment", subresources=("scale", "status")),
+]
+BY_PLURAL = {(k.group_version, k.plural): k for k in KINDS}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str, causes: list[dict[str, str]] | None = None,
+                 kind: str = "", name: str = "") -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message, self.causes = code, reason, message, causes
+        self.kind, self.name = kind, name
+
+    def status(self) -> dict[str, Any]:
+        details: dict[str, Any] = {"name": self.name, "kind": self.kind.lower() + "s" if self.kind else ""}
+        if self.causes:
+            details["causes"] = self.causes
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message,
+                "reason": self.reason, "details": details, "code": self.code}
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Store:
+    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (plural, ns, name)
+    version: int = 1000
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (verb, path with query) of every request
+    settle: float = 0.2  # seconds a rollout takes in the controller
+
+    def __post_init__(self) -> None:
+        for ns in ("default", "kube-system"):
+            self.create(BY_PLURAL["v1", "namespaces"], "", {"apiVersion": "v1", "kind": "Namespace",
+                                                            "metadata": {"name": ns}}, "kube-apiserver")
+
+    # reads
+
+    def get(self, kind: Kind, ns: str, name: str) -> dict[str, Any]:
+        obj = self.objects.get((kind.plural, ns, name))
+        if obj is None:
+            raise ApiError(404, "NotFound", f'{kind.plural} "{name}" not found', kind=kind.kind, name=name)
+        return copy.deepcopy(obj)
+
+    def list(self, kind: Kind, ns: str | None, selector: str) -> dict[str, Any]:
+        match = parse_selector(selector)
+        items = [copy.deepcopy(o) for (plural, o_ns, _), o in sorted(self.objects.items())
+                 if plural == kind.plural and (ns is None or o_ns == ns)
+                 and match(o["metadata"].get("labels") or {})]
+        return {"kind": kind.kind + "List", "apiVersion": kind.group_version,
+                "metadata": {"resourceVersion": str(self.version)}, "items": items}
+
+    # writes: each returns the object as stored (or as it would be, with dry_run)
+
+    def create(self, kind: Kind, ns: str, obj: dict[str, Any], manager: str, dry_run: bool = False,
+               apply_fields: set[kf.Path] | None = None) -> dict[str, Any]:
+        with self.lock:
+            name = (obj.get("metadata") or {}).get("name", "")
+            if kind.namespaced and ("namespaces", "", ns) not in self.objects:
+                raise ApiError(404, "NotFound", f'namespaces "{ns}" not found', kind="Namespace", name=ns)
+            if (kind.plural, ns, name) in self.objects:
+                raise ApiError(409, "AlreadyExists", f'{kind.plural} "{name}" already exists', kind=kind.kind,
+                               name=name)
+            obj = copy.deepcopy(obj)
+            obj.pop("status", None)
+            meta = obj.setdefault("metadata", {})
+            owned_paths = apply_fields if apply_fields is not None else {p for p, _ in kf.leaves(obj)}
+            meta.update({"uid": str(uuid.uuid4()), "creationTimestamp": now()})
+            if kind.namespaced:
+                meta["namespace"] = ns
+            if kind.kind == "Deployment":
+                meta["generation"] = 1
+            meta["managedFields"] = [_entry(manager, "Apply" if apply_fields is not None else "Update",
+                                            kind.group_version, owned_paths)]
+            default(kind, obj)
+            validate(kind, obj)
+            if kind.kind == "Deployment":
+                obj["status"] = {}
+            if kind.kind == "Namespace":
+                obj["status"] = {"phase": "Active"}
+            return self._store(kind, ns, name, obj, dry_run)
+
+    def update(self, kind: Kind, ns: str, name: str, new: dict[str, Any], manager: str, dry_run: bool = False,
+               subresource: str = "", check_version: bool = True) -> dict[str, Any]:
+        """A write that is not an apply (PUT, or a patch already applied to the object): the manager takes
+        the fields whose values it changed."""
+        with self.lock:
+            old = self.get(kind, ns, name)
+            sent = (new.get("metadata") or {}).get("resourceVersion")
+            if check_version and sent and sent != old["metadata"]["resourceVersion"]:
+                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind.plural} "{name}": the '
+                               "object has been modified; please apply your changes to the latest version and "
+                               "try again", kind=kind.kind, name=name)
+            new = copy.deepcopy(new)
+            if subresource == "status":
+                new = {**old, "status": new.get("status", {})}
+            else:
+                new["status"] = old.get("status", {})
+            _keep_server_meta(old, new)
+            default(kind, new)
+            validate(kind, new)
+            changed = _changed(old, new)
+            if subresource != "status" and changed:
+                _take(new, changed, manager, "Update", kind.group_version, subresource)
+            return self._store(kind, ns, name, new, dry_run, old)
+
+    def apply(self, kind: Kind, ns: str, name: str, config: dict[str, Any], manager: str, force: bool,
+              dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply: merge the configuration, conflicts with other managers' fields, removal of
+        the fields this manager stopped applying."""
+        with self.lock:
+            config = copy.deepcopy(config)
+            config.pop("status", None)
+            mine = {p for p, _ in kf.leaves(config)}
+            if (kind.plural, ns, name) not in self.objects:
+                return self.create(kind, ns, config, manager, dry_run, apply_fields=mine)
+            old = self.get(kind, ns, name)
+            entries = old["metadata"].get("managedFields") or []
+            conflicts = []
+            for entry in entries:
+                if entry["manager"] == manager and entry["operation"] == "Apply":
+                    continue
+                theirs = kf.from_fields_v1(entry.get("fieldsV1") or {})
+                for path in sorted(mine & theirs):
+                    if _value(old, path) != _value(config, path):
+                        conflicts.append((entry["manager"], entry.get("apiVersion", ""), path))
+            if conflicts and not force:
+                causes = [{"reason": "FieldManagerConflict", "message": f'conflict with "{m}" using {v}',
+                           "field": kf.dotted(p)} for m, v, p in conflicts]
+                listing = "\n".join(f'- {c["message"]}: {c["field"]}' for c in causes)
+                raise ApiError(409, "Conflict", f"Apply failed with {len(causes)} conflict"
+                               f"{'s' if len(causes) > 1 else ''}: {listing}", causes, kind.kind, name)
+            before = next((kf.from_fields_v1(e.get("fieldsV1") or {}) for e in entries
+                           if e["manager"] == manager and e["operation"] == "Apply"), set())
+            new = kf.merge(old, config)
+            others = set().union(*(kf.from_fields_v1(e.get("fieldsV1") or {}) for e in entries
+                                   if not (e["manager"] == manager and e["operation"] == "Apply")))
+            for path in sorted(before - mine - others, reverse=True):
+                kf.delete(new, path)
+            _keep_server_meta(old, new)
+            default(kind, new)
+            validate(kind, new)
+            lost = {p for _, _, p in conflicts}
+            for entry in new["metadata"]["managedFields"]:
+                if not (entry["manager"] == manager and entry["operation"] == "Apply") and lost:
+                    entry["fieldsV1"] = kf.to_fields_v1(kf.from_fields_v1(entry.get("fieldsV1") or {}) - lost)
+            _set_entry(new, manager, "Apply", kind.group_version, mine, "")
+            return self._store(kind, ns, name, new, dry_run, old)
+
+    def delete(self, kind: Kind, ns: str, name: str, dry_run: bool = False) -> dict[str, Any]:
+        with self.lock:
+            obj = self.get(kind, ns, name)
+            if not dry_run:
+                del self.objects[(kind.plural, ns, name)]
+                if kind.kind == "Namespace":
+                    for key in [k for k in self.objects if k[1] == name]:
+                        del self.objects[key]
+            return obj
+
+    def _store(self, kind: Kind, ns: str, name: str, obj: dict[str, Any], dry_run: bool,
+               old: dict[str, Any] | None = None) -> dict[str, Any]:
+        meta = obj["metadata"]
+        meta["managedFields"] = [e for e in meta.get("managedFields", []) if e.get("fieldsV1")]
+        if old is not None and kind.kind == "Deployment" and old.get("spec") != obj.get("spec"):
+            meta["generation"] = old["metadata"].get("generation", 1) + 1
+        if old is not None and _same(old, obj):
+            return copy.deepcopy(old)  # a write that changes nothing keeps the resourceVersion
+        if dry_run:
+            meta["resourceVersion"] = (old or {}).get("metadata", {}).get("resourceVersion", "")
+            return copy.deepcopy(obj)
+        self.version += 1
+        meta["resourceVersion"] = str(self.version)
+        if kind.kind == "Deployment":
+            obj.setdefault("status", {})["_changed"] = time.monotonic()
+        self.objects[(kind.plural, ns, name)] = obj
+        return _public(obj)
+
+    # the Deployment controller
+
+    def tick(self) -> None:
+        """Move Deployments towards their templates: after `settle` seconds all replicas are updated and
+        available, unless an image is on a host under .invalid (it cannot be pulled): then one new replica
+        is unavailable and the old ones keep serving, as a real rollout that is stuck."""
+        with self.lock:
+            for (plural, _, _), obj in list(self.objects.items()):
+                if plural != "deployments":
+                    continue
+                status = obj.setdefault("status", {})
+                if time.monotonic() - status.get("_changed", 0) < self.settle:
+                    continue
+                want = obj["spec"].get("replicas", 1)
+                images = [c.get("image", "") for c in obj["spec"]["template"]["spec"].get("containers", [])]
+                stuck = any(i.split("/", 1)[0].endswith(".invalid") for i in images if "/" in i)
+                gen = obj["metadata"]["generation"]
+                was = status.get("availableReplicas", 0) if status.get("observedGeneration") else 0
+                if stuck:
+                    new = {"observedGeneration": gen, "replicas": min(was, want) + 1, "updatedReplicas": 1,
+                           "readyReplicas": min(was, want), "availableReplicas": min(was, want),
+                           "unavailableReplicas": 1, "conditions": [_condition("Available", was >= want),
+                                                                    _condition("Progressing", True)]}
+                else:
+                    new = {"observedGeneration": gen, "replicas": want, "updatedReplicas": want,
+                           "readyReplicas": want, "availableReplicas": want,
+                           "conditions": [_condition("Available", True), _condition("Progressing", True)]}
+                    new = {k: v for k, v in new.items() if v != 0 or k == "observedGeneration"}
+                if {k: v for k, v in status.items() if k != "_changed" and k != "conditions"} != {
+                        k: v for k, v in new.items() if k != "conditions"}:
+                    self.version += 1
+                    obj["metadata"]["resourceVersion"] = str(self.version)
+                    obj["status"] = {**new, "_changed": status.get("_changed", 0)}
+
+
+def _condition(kind: str, ok: bool) -> dict[str, str]:
+    reason = {"Available": "MinimumReplicasAvailable" if ok else "MinimumReplicasUnavailable",
+              "Progressing": "NewReplicaSetAvailable" if ok else "ReplicaSetUpdated"}[kind]
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "lastUpdateTime": now()}
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    if isinstance(out.get("status"), dict):
+        out["status"].pop("_changed", None)
+    return out
+
+
+def obj_without_status(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k != "status"}
+
+
+def _value(obj: dict[str, Any], path: kf.Path) -> Any:
+    try:
+        return kf.get(obj, path)
+    except KeyError:
+        return KeyError
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    strip = ("resourceVersion", "managedFields", "generation")
+
+    def core(o: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in o.items() if k != "status"},
+                "metadata": {k: v for k, v in o["metadata"].items() if k not in strip}}
+
+    owners = [(e["manager"], e["operation"], e.get("fieldsV1")) for e in a["metadata"].get("managedFields", [])]
+    owners_b = [(e["manager"], e["operation"], e.get("fieldsV1")) for e in b["metadata"].get("managedFields", [])]
+    return core(a) == core(b) and owners == owners_b
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> set[kf.Path]:
+    before = dict(kf.leaves(obj_without_status(old)))
+    after = dict(kf.leaves(obj_without_status(new)))
+    return {p for p, v in after.items() if before.get(p, KeyError) != v}
+
+
+def _entry(manager: str, op: str, api_version: str, paths: set[kf.Path], subresource: str = "") -> dict[str, Any]:
+    entry = {"manager": manager, "operation": op, "apiVersion": api_version, "time": now(),
+             "fieldsType": "FieldsV1", "fieldsV1": kf.to_fields_v1(paths)}
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
+
+
+def _set_entry(obj: dict[str, Any], manager: str, op: str, api_version: str, paths: set[kf.Path],
+               subresource: str) -> None:
+    entries = obj["metadata"].setdefault("managedFields", [])
+    for entry in entries:
+        if entry["manager"] == manager and entry["operation"] == op and entry.get("subresource", "") == subresource:
+            entry.update(_entry(manager, op, api_version, paths, subresource))
+            return
+    entries.append(_entry(manager, op, api_version, paths, subresource))
+
+
+def _take(obj: dict[str, Any], paths: set[kf.Path], manager: str, op: str, api_version: str,
+          subresource: str) -> None:
+    """An update: the manager takes the fields it changed from everyone else."""
+    entries = obj["metadata"].setdefault("managedFields", [])
+    mine: set[kf.Path] = set()
+    for entry in entries:
+        owned = kf.from_fields_v1(entry.get("fieldsV1") or {})
+        if entry["manager"] == manager and entry["operation"] == op and entry.get("subresource", "") == subresource:
+            mine = owned
+        else:
+            entry["fieldsV1"] = kf.to_fields_v1(owned - paths)
+    _set_entry(obj, manager, op, api_version, mine | paths, subresource)
+
+
+def _keep_server_meta(old: dict[str, Any], new: dict[str, Any]) -> None:
+    meta = new.setdefault("metadata", {})
+    for key in ("uid", "creationTimestamp", "namespace", "name", "generation", "resourceVersion"):
+        if key in old["metadata"]:
+            meta[key] = old["metadata"][key]
+    meta["managedFields"] = copy.deepcopy(old["metadata"].get("managedFields", []))
+    if old.get("kind") == "Service":
+        for key in ("clusterIP", "clusterIPs"):
+            if key in old.get("spec", {}):
+                new.setdefault("spec", {})[key] = old["spec"][key]
+
+
+def default(kind: Kind, obj: dict[str, Any]) -> None:
+    """What the API server fills in, for the fields of these kinds."""
+    obj["apiVersion"], obj["kind"] = kind.group_version, kind.kind
+    spec = obj.setdefault("spec", {}) if kind.kind in ("Deployment", "Service") else None
+    if kind.kind == "Secret":
+        obj.setdefault("type", "Opaque")
+    if kind.kind == "Namespace":
+        obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+    if kind.kind == "Service" and spec is not None:
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if "clusterIP" not in spec:
+            n = abs(hash(obj["metadata"].get("name", ""))) % 65000
+            spec["clusterIP"] = f"10.96.{n // 250}.{n % 250 + 2}"
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        for port in spec.get("ports", []):
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+    if kind.kind == "Deployment" and spec is not None:
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        spec.setdefault("strategy", {"type": "RollingUpdate",
+                                     "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        pod = spec.setdefault("template", {}).setdefault("spec", {})
+        for key, value in (("restartPolicy", "Always"), ("terminationGracePeriodSeconds", 30),
+                           ("dnsPolicy", "ClusterFirst"), ("securityContext", {}),
+                           ("schedulerName", "default-scheduler")):
+            pod.setdefault(key, value)
+        for c in pod.get("containers", []):
+            tag = c.get("image", "").rsplit("/", 1)[-1]
+            c.setdefault("imagePullPolicy", "Always" if ":" not in tag or tag.endswith(":latest") else "IfNotPresent")
+            c.setdefault("terminationMessagePath", "/dev/termination-log")
+            c.setdefault("terminationMessagePolicy", "File")
+            c.setdefault("resources", {})
+            for port in c.get("ports", []):
+                port.setdefault("protocol", "TCP")
+            for probe in (c.get("readinessProbe"), c.get("livenessProbe")):
+                if probe:
+                    for key, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1),
+                                       ("failureThreshold", 3)):
+                        probe.setdefault(key, value)
+                    if "httpGet" in probe:
+                        probe["httpGet"].setdefault("scheme", "HTTP")
+
+
+def validate(kind: Kind, obj: dict[str, Any]) -> None:
+    """422 Invalid, with one cause per field, for what the real server would refuse among these fields."""
+    causes: list[dict[str, str]] = []
+    name = obj.get("metadata", {}).get("name", "")
+
+    def bad(path: str, why: str) -> None:
+        causes.append({"reason": "FieldValueInvalid", "message": f"Invalid value: {why}", "field": path})
+
+    pattern = _DNS_LABEL if kind.kind in ("Service", "Namespace", "Deployment") else _DNS_SUBDOMAIN
+    if not name or len(name) > 63 or not pattern.match(name):
+        bad("metadata.name", f'"{name}": a lowercase RFC 1123 name must consist of lower case alphanumeric '
+            "characters or '-', and must start and end with an alphanumeric character")
+    for key, value in (obj.get("metadata", {}).get("labels") or {}).items():
+        if not isinstance(value, str) or len(value) > 63 or not re.match(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]?$",
+                                                                         value):
+            bad(f"metadata.labels.{key}", f'"{value}": a valid label must be 63 characters or less')
+    if kind.kind == "Secret":
+        for key, value in (obj.get("data") or {}).items():
+            try:
+                base64.b64decode(value, validate=True)
+            except (ValueError, TypeError):
+                bad(f"data[{key}]", "not base64")
+    if kind.kind == "Deployment":
+        spec = obj["spec"]
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        labels = spec["template"].get("metadata", {}).get("labels") or {}
+        if not selector:
+            bad("spec.selector", "empty selector is invalid for deployment")
+        elif any(labels.get(k) != v for k, v in selector.items()):
+            bad("spec.template.metadata.labels", "`selector` does not match template `labels`")
+        if not isinstance(spec.get("replicas"), int) or spec["replicas"] < 0:
+            bad("spec.replicas", f"{spec.get('replicas')}: must be greater than or equal to 0")
+        containers = spec["template"]["spec"].get("containers") or []
+        if not containers:
+            bad("spec.template.spec.containers", "Required value")
+        for i, c in enumerate(containers):
+            if not c.get("name") or not _DNS_LABEL.match(c["name"]):
+                bad(f"spec.template.spec.containers[{i}].name", f"\"{c.get('name', '')}\"")
+            if not c.get("image"):
+                bad(f"spec.template.spec.containers[{i}].image", "Required value")
+    if kind.kind == "Service":
+        for i, port in enumerate(obj["spec"].get("ports") or []):
+            if not isinstance(port.get("port"), int) or not 1 <= port["port"] <= 65535:
+                bad(f"spec.ports[{i}].port", f"{port.get('port')}: must be between 1 and 65535, inclusive")
+    if causes:
+        listing = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+        raise ApiError(422, "Invalid", f'{kind.kind} "{name}" is invalid: {listing}', causes, kind.kind, name)
+
+
+def parse_selector(text: str) -> Any:
+    """A label selector: k=v, k==v, k!=v, k in (a,b), k notin (a,b), k, !k; comma separated."""
+    terms = [t.strip() for t in re.split(r",(?![^()]*\))", text) if t.strip()]
+    checks = []
+    for term in terms:
+        if m := re.match(r"^([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)$", term):
+            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
+            checks.append(lambda lb, k=key, o=op, vs=values: (lb.get(k) in vs) == (o == "in") and
+                          (o == "notin" or k in lb))
+        elif m := re.match(r"^([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)$", term):
+            key, op, value = m.groups()
+            checks.append(lambda lb, k=key, o=op, v=value: (lb.get(k) == v) == (o != "!="))
+        elif m := re.match(r"^(!?)([\w./-]+)$", term):
+            neg, key = m.groups()
+            checks.append(lambda lb, k=key, n=neg: (k in lb) != bool(n))
+        else:
+            raise ApiError(400, "BadRequest", f"unable to parse requirement: {term!r}")
+    return lambda labels: all(check(labels) for check in checks)
