@@ -116,7 +116,7 @@ class ModelSpec(KindSpec):
     build: Build | None = Field(default=None, description="Build the image from a context; rebuilt when the "
                                 "content of the context changes (the image is labelled with its hash).")
     replicas: int = Field(default=1, ge=0, le=100, description="How many replicas run.")
-    port: int = Field(ge=1024, le=65000, description="docker: replica i is reached on 127.0.0.1 at port+i (during "
+    port: int = Field(ge=1, le=65535, description="docker: replica i is reached on 127.0.0.1 at port+i (during "
                       "a rolling update a new replica takes port+replicas+i); kubernetes: the Service's port.")
     network: Literal["host", "bridge"] = Field(
         default="host", description="host: the replica listens on its port itself (the PORT variable says which); "
@@ -155,6 +155,9 @@ class ModelSpec(KindSpec):
                                  "the cluster can pull")
         elif self.kubernetes is not None:
             raise ValueError("'kubernetes' settings need runtime: kubernetes")
+        elif not 1024 <= self.port <= 65000:
+            raise ValueError(f"port {self.port}: on docker the replicas listen on this machine's ports port+i, "
+                             "which must be between 1024 and 65000")
         if self.runtime == "docker" and self.resources.gpus is not None:
             raise ValueError("resources.gpus: only for runtime: kubernetes")
         return self

@@ -241,3 +241,20 @@ def test_validate_checks_the_objects_against_the_kubernetes_schemas(tmp_path: Pa
     bad = cli("validate", "specs")
     assert bad.rc == 1 and "specs/m.yaml:4:1: spec: the Deployment recon makes of it is not valid Kubernetes" in bad.err
     assert "spec.replicas: 'two' is not of type" in bad.err and "Traceback" not in bad.text
+
+
+def test_the_example_on_the_test_cluster(tmp_path: Path, cluster: Cluster) -> None:
+    """examples/model-kubernetes, in this test's namespace, the cluster found through $KUBECONFIG."""
+    from tests.conftest import ROOT
+
+    text = (ROOT / "examples" / "model-kubernetes" / "model.yaml").read_text()
+    assert "namespace: ml\n" in text
+    (tmp_path / "ex").mkdir()
+    (tmp_path / "ex" / "model.yaml").write_text(text.replace("namespace: ml\n", f"namespace: {cluster.namespace}\n")
+                                                .replace("registry.example/ml/churn-model:1.3.0", IMAGE1))
+    env = {"KUBECONFIG": str(cluster.kubeconfig), "CHURN_API_KEY": SECRET}
+    applied = recon("apply", "ex", "--auto-approve", cwd=tmp_path, env=env)
+    assert applied.rc == 0 and SECRET not in applied.text, applied.text
+    dep = cluster.deployment("churn-model")
+    assert dep["spec"]["replicas"] == 3 and dep["status"]["availableReplicas"] == 3
+    assert recon("plan", "ex", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0

@@ -76,6 +76,11 @@ CASES = {
         {"m.yaml": MODEL.replace("runtime: docker", "runtime: podman")},
         "m.yaml:5:3: spec.runtime: 'podman' is not a choice here", "use one of: 'docker' or 'kubernetes'",
     ),
+    "model-docker-port": (
+        {"m.yaml": MODEL.replace("port: 18080", "port: 80")},
+        "m.yaml:4:1: spec: port 80: on docker the replicas listen on this machine's ports port+i, which must be "
+        "between 1024 and 65000", None,
+    ),
     "model-kubernetes-build": (
         {"m.yaml": MODEL.replace("runtime: docker", "runtime: kubernetes").replace("image: churn:1",
                                                                                   "build: {context: .}")},
