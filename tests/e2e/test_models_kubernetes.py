@@ -85,7 +85,7 @@ def _spec(tmp: Path, c: Cluster, name: str = "churn", image: str = IMAGE1, repli
         f"  runtime: kubernetes\n  image: {image}\n  replicas: {replicas}\n  port: 8080\n"
         f"  kubernetes: {{kubeconfig: {c.kubeconfig}, namespace: {c.namespace}{', ' + k8s if k8s else ''}}}\n"
         f"  env: {{MODEL_VERSION: {version}, API_TOKEN: {{valueFrom: {{env: CHURN_TOKEN}}}}}}\n"
-        "  resources: {cpus: 0.5, memory: 256m}\n"
+        f"  resources: {{cpus: 0.5, memory: 256m{'' if REAL else ', gpus: 1'}}}\n"  # (a real cluster may have no GPU)
         "  health: {path: /health}\n" + extra)
 
 
@@ -113,7 +113,9 @@ def test_apply_replan_change_and_the_dry_run_never_writes(tmp_path: Path, cluste
     dep = cluster.deployment("churn")
     assert dep["status"]["availableReplicas"] == 2 and dep["metadata"]["labels"]["team"] == "risk"
     container = dep["spec"]["template"]["spec"]["containers"][0]
-    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
+    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi",
+                                                **({} if REAL else {"nvidia.com/gpu": "1"})}
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "256Mi"}
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert [m["manager"] for m in dep["metadata"]["managedFields"] if m["operation"] == "Apply"] == ["recon"]
 
