@@ -47,14 +47,37 @@ class SshSettings(StrictModel):
     )
 
 
+class WinrmSettings(StrictModel):
+    """How recon reaches Windows hosts: WinRM (WS-Management) through pywinrm, one shell per host."""
+
+    user: str = Field(default="Administrator", description="User to log in as (DOMAIN\\user for domain accounts).")
+    password: SecretRef | None = Field(default=None, description="Password, as a reference: {env: NAME} or {file: "
+                                       "path}.")
+    scheme: Literal["http", "https"] = Field(default="https", description="https (port 5986) unless the hosts "
+                                              "only listen on http (5985; then use ntlm or kerberos, which encrypt).")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Port; 5986 for https, 5985 for http.")
+    transport: Literal["basic", "ntlm", "kerberos", "credssp"] = Field(
+        default="ntlm", description="Authentication, as pywinrm offers it.")
+    validateCerts: bool = Field(default=True, description="https: check the host's certificate.")
+    caFile: str | None = Field(default=None, description="https: CA bundle to check certificates against "
+                               "(relative to the spec file).")
+    operationTimeout: int = Field(default=20, ge=1, le=600, description="Seconds one WS-Man operation may wait.")
+    chunkKiB: int = Field(default=256, ge=8, le=2048, description="Bytes of file content per message to the host "
+                          "(KiB before base64).")
+
+    @property
+    def default_port(self) -> int:
+        return self.port or (5986 if self.scheme == "https" else 5985)
+
+
 class Host(StrictModel):
     name: str = Field(pattern=NAME_RE, description="Name of the host, unique within the group.")
-    connection: Literal["local", "ssh"] | None = Field(
+    connection: Literal["local", "ssh", "winrm"] | None = Field(
         default=None, description="How to reach this host; defaults to the group's connection."
     )
-    address: str | None = Field(default=None, description="ssh: address or DNS name; defaults to the name.")
-    port: int | None = Field(default=None, ge=1, le=65535, description="ssh: port, overriding the group's.")
-    user: str | None = Field(default=None, description="ssh: user, overriding the group's.")
+    address: str | None = Field(default=None, description="ssh, winrm: address or DNS name; defaults to the name.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="ssh, winrm: port, overriding the group's.")
+    user: str | None = Field(default=None, description="ssh, winrm: user, overriding the group's.")
     root: str | None = Field(
         default=None,
         description=(
@@ -69,12 +92,13 @@ class Host(StrictModel):
 class HostGroupSpec(KindSpec):
     kind_name: ClassVar[str] = "HostGroup"
 
-    connection: Literal["local", "ssh"] = Field(
+    connection: Literal["local", "ssh", "winrm"] = Field(
         default="local",
         description="Default connection of the hosts: `local` runs on the machine recon runs on, "
-        "`ssh` reaches them with SSH (settings in `ssh`).",
+        "`ssh` reaches them with SSH (settings in `ssh`), `winrm` reaches Windows hosts (settings in `winrm`).",
     )
     ssh: SshSettings = Field(default_factory=SshSettings, description="How to reach `ssh` hosts.")
+    winrm: WinrmSettings = Field(default_factory=WinrmSettings, description="How to reach `winrm` hosts.")
     hosts: list[Host] = Field(min_length=1, description="The hosts of the group.")
     concurrency: int = Field(
         default=20, ge=1, le=1000, description="How many hosts of the group are read or changed at once."
@@ -93,8 +117,17 @@ class HostGroupSpec(KindSpec):
                 out.append(Problem(("hosts", i, "root"), "'root' is for local hosts only",
                                    "remove 'root', or set 'connection: local' on this host"))
             if connection == "local" and any(v is not None for v in (host.address, host.port, host.user)):
-                out.append(Problem(("hosts", i), "'address', 'port' and 'user' are for ssh hosts",
+                out.append(Problem(("hosts", i), "'address', 'port' and 'user' are for ssh and winrm hosts",
                                    "remove them, or set 'connection: ssh'"))
+        if any((h.connection or self.connection) == "winrm" for h in self.hosts):
+            w = self.winrm
+            if w.scheme == "http" and w.transport == "basic":
+                out.append(Problem(("winrm", "transport"), "basic authentication over http sends the password "
+                                   "and every command in clear text",
+                                   "use scheme: https, or transport: ntlm or kerberos (they encrypt the messages)"))
+            if w.caFile is not None and not (Path(doc.file).parent / w.caFile).is_file():
+                out.append(Problem(("winrm", "caFile"), f"no CA bundle at {Path(doc.file).parent / w.caFile}",
+                                   "point caFile at a PEM file, relative to this spec file"))
         return out
 
     def preflight(self, doc: Document) -> list[Problem]:
@@ -106,6 +139,11 @@ class HostGroupSpec(KindSpec):
                 except KeyError as exc:
                     out.append(Problem(("hosts", i, "root"), f"environment variable {exc.args[0]} is not set",
                                        f"set {exc.args[0]}, or give a default: ${{{exc.args[0]}:-/some/dir}}"))
+        if any((h.connection or self.connection) == "winrm" for h in self.hosts) and self.winrm.password is not None:
+            why = self.winrm.password.problem(Path(doc.file).parent)
+            if why:
+                out.append(Problem(("winrm", "password"), f"the password cannot be read: {why}",
+                                   "set it, or point 'password' at where the secret is"))
         if any((h.connection or self.connection) == "ssh" for h in self.hosts):
             base = Path(doc.file).parent
             for name in ("identity", "password", "becomePassword"):

@@ -13,6 +13,7 @@ from specs.base import NAME_RE, KindSpec, Problem, Strategy, StrictModel
 from specs.secrets import SecretRef
 
 _MODE = re.compile(r"^[0-7]?[0-7]{3}$")
+WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
 _ID = re.compile(NAME_RE)
 
 
@@ -30,7 +31,8 @@ class _Resource(StrictModel):
 
 
 class _PathResource(_Resource):
-    path: str = Field(description="Absolute path on the host.")
+    path: str = Field(description="Absolute path on the host: /etc/app.conf, or C:\\Program Files\\App\\app.exe on "
+                      "Windows hosts.")
     state: Literal["present", "absent"] = Field(default="present", description="Whether it must exist.")
     mode: str | None = Field(default=None, description='Permission bits as a quoted octal string, e.g. "0644".')
     owner: str | None = Field(default=None, description="Owning user name.")
@@ -39,10 +41,15 @@ class _PathResource(_Resource):
     @field_validator("path")
     @classmethod
     def _absolute(cls, value: str) -> str:
+        if "\0" in value or "\n" in value or "\r" in value:
+            raise ValueError("path must not contain a NUL or a line break")
+        if WINDOWS_PATH.match(value):  # a Windows path: one separator, no '..', no empty parts
+            parts = re.split(r"[\\/]", value[3:])
+            if ".." in parts:
+                raise ValueError(f"path {value!r} contains '..'; write the path it means")
+            return value[:2].upper() + "\\" + "\\".join(p for p in parts if p not in ("", "."))
         if not value.startswith("/"):
-            raise ValueError(f"path {value!r} is not absolute; start it with '/'")
-        if "\0" in value or "\n" in value:
-            raise ValueError("path must not contain a NUL or a newline")
+            raise ValueError(f"path {value!r} is not absolute; start it with '/' (or a drive, C:\\, on Windows)")
         parts = value.split("/")
         if ".." in parts:
             raise ValueError(f"path {value!r} contains '..'; write the path it means")
@@ -79,6 +86,16 @@ class FileResource(_PathResource):
         return self.sensitive or self.contentFrom is not None
 
 
+    whileStopped: list[str] = Field(
+        default_factory=list,
+        description="Windows: services to stop before the file is replaced and to start again after it, each "
+        "then checked to still run after `verifySeconds` (Windows keeps a running program's file locked). A "
+        "service that does not come back fails the step, and the host is rolled back.",
+    )
+    verifySeconds: float = Field(default=2.0, ge=0, le=600, description="With whileStopped: how long a restarted "
+                                 "service must keep running to count as started.")
+
+
 class DirectoryResource(_PathResource):
     type: Literal["directory"] = Field(description="A directory (parents are created as needed).")
 
@@ -108,11 +125,25 @@ class _NamedResource(_Resource):
 
 class ServiceResource(_NamedResource):
     type: Literal["service"] = Field(description="A system service (systemd where it runs, init scripts otherwise).")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9@._-]*$", description="The service's name, e.g. nginx.")
+    name: str = Field(pattern=r"^[^\x00-\x1f/\\]+$", description="The service's name, e.g. nginx, or "
+                      "StationController on Windows (where names may hold spaces).")
     state: Literal["running", "stopped"] | None = Field(
         default=None, description="Whether it must run; unset leaves it as it is."
     )
     enabled: bool | None = Field(default=None, description="Whether it starts at boot; unset leaves it as it is.")
+    startup: Literal["automatic", "manual", "disabled"] | None = Field(
+        default=None, description="Windows: its startup type (instead of `enabled`)."
+    )
+    timeout: float = Field(default=60, gt=0, le=3600, description="Windows: seconds a start or stop may take.")
+
+
+class ProcessResource(_NamedResource):
+    type: Literal["process"] = Field(description="Windows: a process, by image name (stationcontroller for "
+                                     "stationcontroller.exe).")
+    name: str = Field(pattern=r"^[^\x00-\x1f/\\]+$", description="The process name, without .exe.")
+    state: Literal["stopped"] = Field(default="stopped", description="stopped: no process of this name runs (it "
+                                      "is stopped by name); processes are started by their services.")
+    timeout: float = Field(default=30, gt=0, le=600, description="Seconds the processes may take to end.")
 
 
 class PackageResource(_NamedResource):
@@ -138,10 +169,12 @@ class UserResource(_NamedResource):
 
 
 Resource = Annotated[
-    FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource | UserResource,
+    FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource | UserResource
+    | ProcessResource,
     Field(discriminator="type"),
 ]
-AnyResource = FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource | UserResource
+AnyResource = (FileResource | DirectoryResource | CommandResource | ServiceResource | PackageResource | UserResource
+               | ProcessResource)
 
 
 class HostStateSpec(KindSpec):
@@ -219,7 +252,7 @@ def _check(res: AnyResource, i: int, doc: Document) -> list[Problem]:
             out.append(Problem(("resources", i, "source"), f"source file {res.source!r} does not exist",
                                f"paths are relative to {Path(doc.file).parent or '.'}/"))
     elif isinstance(res, ServiceResource):
-        if res.state is None and res.enabled is None and not res.notify:
+        if res.state is None and res.enabled is None and res.startup is None and not res.notify:
             out.append(Problem(("resources", i), f"service '{res.name}' says nothing to hold",
                                "set 'state: running|stopped' and/or 'enabled: true|false'"))
     elif isinstance(res, CommandResource):

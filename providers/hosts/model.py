@@ -8,19 +8,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.secrets import keyed
-from specs.hostgroup import SshSettings
+from specs.hostgroup import SshSettings, WinrmSettings
 from specs.hoststate import AnyResource
 
 
 @dataclass(frozen=True)
 class HostInfo:
     name: str
-    connection: str  # local | ssh
+    connection: str  # local | ssh | winrm
     root: str | None  # local only: a directory standing for '/'
     address: str = ""  # ssh: where to connect
     port: int = 22
     user: str = "root"
     ssh: SshSettings | None = None
+    winrm: WinrmSettings | None = None
     base: str = "."  # directory of the HostGroup spec: references are relative to it
     group: str = ""  # the HostGroup's name
     concurrency: int = 20  # the HostGroup's limit of hosts read or changed at once

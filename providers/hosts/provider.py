@@ -7,6 +7,7 @@ all its changes (one round trip, steps reported as they finish); hosts run in pa
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import threading
 import time
@@ -19,14 +20,23 @@ from providers.hosts.model import Desired, HostInfo
 from providers.hosts.resources import MODULES, command, service
 from providers.hosts.resources.common import clean_path
 from providers.hosts.transport import LocalTransport, Transport
+from providers.windows.kinds import WINDOWS_RESOURCES
 from reconciler.context import Context
-from reconciler.errors import TransportError
+from reconciler.errors import SpecError, TransportError
 from reconciler.plan import Change, FieldChange, fingerprint
 from reconciler.project import Project, Spec
 from reconciler.provider import Instance, Live, Result
 from reconciler.secrets import keyed
 from specs.hostgroup import Host, HostGroupSpec, expand_vars
-from specs.hoststate import CommandResource, FileResource, HostStateSpec, ServiceResource, source_path
+from specs.hoststate import (
+    WINDOWS_PATH,
+    CommandResource,
+    FileResource,
+    HostStateSpec,
+    ProcessResource,
+    ServiceResource,
+    source_path,
+)
 
 
 class HostProvider:
@@ -56,6 +66,7 @@ class HostProvider:
         out = []
         for host in group.body.hosts:
             info = _host_info(host, group.body, group.name, base)
+            _fits(spec, body, info)
             for res in body.resources:
                 key = f"{res.type}:{res.key()}"
                 content = None
@@ -70,6 +81,11 @@ class HostProvider:
 
     def undo(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
         """Undo finished changes of an interrupted apply on one target, newest first (`recon rollback`)."""
+        host = steps[0][0].desired.host
+        if host.connection == "winrm":
+            from providers.windows import provider as windows
+
+            return windows.undo(steps, _transport(host, ctx))
         return _undo(self, target, steps, ctx)
 
     def lock_key(self, inst: Instance) -> str:
@@ -83,6 +99,12 @@ class HostProvider:
             items = by_host[target]
             ctx.reporter.event("read", target, f"{len(items)} resources")
             host = items[0].desired.host
+            if host.connection == "winrm":
+                from providers.windows import provider as windows
+
+                with self._limit(host):
+                    found = windows.read([i.desired for i in items], _transport(host, ctx), target)
+                return {i.id: state for i, state in zip(items, found, strict=True)}
             with self._limit(host):
                 done = _transport(host, ctx).run(facts.script([i.desired for i in items]))
             if done.rc != 0:
@@ -105,13 +127,16 @@ class HostProvider:
         for inst in instances:
             desired: Desired = inst.desired
             state = live.get(inst.id)
-            module = MODULES[inst.resource]
-            if isinstance(desired.res, CommandResource):
+            if desired.host.connection == "winrm":
+                from providers.windows import provider as windows
+
+                action, reason, fields = windows.diff(desired, state or {}, changed)
+            elif isinstance(desired.res, CommandResource):
                 action, reason, fields = command.diff(desired, state, changed)
             elif isinstance(desired.res, ServiceResource):
                 action, reason, fields = service.diff(desired, state, changed)
             else:
-                action, reason, fields = module.diff(desired, state)
+                action, reason, fields = MODULES[inst.resource].diff(desired, state)
             if action == "noop" and isinstance(state, dict) and state.get("backup"):
                 bak = getattr(desired.res, "path", "") + ".recon-bak"
                 action, reason = "update", f"{bak}, left by an interrupted apply, is still there"
@@ -124,6 +149,17 @@ class HostProvider:
         return out
 
     def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+        host = steps[0][0].desired.host
+        if host.connection == "winrm":
+            from providers.windows import provider as windows
+
+            try:
+                with self._limit(host):
+                    yield from windows.apply(steps, _transport(host, ctx), ctx, target)
+            except TransportError as exc:  # the shell could not even be opened
+                for _, change in steps:
+                    yield Result(change.id, False, str(exc))
+            return
         mark = "@@recon-" + secrets.token_hex(8)
         script = _change_script(steps, mark)
         started = time.monotonic()
@@ -287,6 +323,34 @@ def _undoable(inst: Instance) -> bool:
     return bool(inst.desired.rollback) and inst.resource != "command"
 
 
+_UNIX_SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
+
+
+def _fits(spec: Spec, body: HostStateSpec, host: HostInfo) -> None:
+    """Resources that cannot be on this host's kind of system: one diagnostic each, before any read."""
+    problems = []
+    windows = host.connection == "winrm"
+    for i, res in enumerate(body.resources):
+        path = getattr(res, "path", "")
+        why = ""
+        if windows and not isinstance(res, WINDOWS_RESOURCES):
+            why = f"a {res.type} resource is not available on Windows hosts ({host.name} is reached by winrm)"
+        elif windows and path and not WINDOWS_PATH.match(path):
+            why = f"{path} is not a Windows path ({host.name} is reached by winrm)"
+        elif not windows and (WINDOWS_PATH.match(path) or isinstance(res, ProcessResource)
+                              or getattr(res, "whileStopped", None) or getattr(res, "startup", None)):
+            why = (f"{res.type} {res.key()} is written for Windows hosts, and {host.name} is reached by "
+                   f"{host.connection}")
+        elif not windows and isinstance(res, ServiceResource) and not _UNIX_SERVICE.match(res.name):
+            why = f"service name {res.name!r} is not a Linux service name (letters, digits, @ . _ -)"
+        if why:
+            problems.append(spec.doc.diagnostic(("spec", "resources", i), why,
+                                                "give the group of this HostState hosts of the right kind, or "
+                                                "change the resource"))
+    if problems:
+        raise SpecError(problems)
+
+
 def _content(res: FileResource, spec: Spec) -> bytes:
     if res.content is not None:
         return res.content.encode()
@@ -307,6 +371,10 @@ def _host_info(host: Host, group: HostGroupSpec, name: str, base: Path) -> HostI
     if connection == "local":
         root = None if host.root is None else str((base / expand_vars(host.root)).resolve())
         return HostInfo(host.name, connection, root, base=str(base), group=name, concurrency=group.concurrency)
+    if connection == "winrm":
+        return HostInfo(host.name, connection, None, address=host.address or host.name,
+                        port=host.port or group.winrm.default_port, user=host.user or group.winrm.user,
+                        winrm=group.winrm, base=str(base), group=name, concurrency=group.concurrency)
     return HostInfo(host.name, connection, None, address=host.address or host.name,
                     port=host.port or group.ssh.port, user=host.user or group.ssh.user, ssh=group.ssh,
                     base=str(base), group=name, concurrency=group.concurrency)
@@ -323,6 +391,10 @@ def _transport(host: HostInfo, ctx: Context) -> Transport:
             from providers.hosts.ssh import SshTransport
 
             transport = SshTransport(host)
+        elif host.connection == "winrm":
+            from providers.windows.transport import WinrmTransport
+
+            transport = WinrmTransport(host)
         else:
             raise TransportError(f"{host.name}: connection {host.connection!r} is not supported")
         ctx.connections[key] = transport

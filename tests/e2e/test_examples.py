@@ -19,6 +19,7 @@ def test_there_are_examples() -> None:
 REMOTE = {"fleet": "tests/e2e/test_ssh_fleet.py::test_fleet_example_on_the_test_fleet",
           "model-docker": "tests/e2e/test_models_docker.py::test_the_example_on_the_test_engine",
           "model-kubernetes": "tests/e2e/test_models_kubernetes.py::test_the_example_on_the_test_cluster",
+          "stationcontroller": "tests/e2e/test_windows_winrm.py::test_the_stationcontroller_update_on_three_hosts",
           "model-template": "tests/e2e/test_model_template.py::test_the_template_example_is_what_init_makes_now"}
 # examples that are not specs: GitHub workflows, checked against action.yml
 NOT_SPECS = {"github": "tests/e2e/test_gitops.py::test_action_yml_is_a_valid_composite_action"}

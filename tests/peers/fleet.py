@@ -153,32 +153,42 @@ def start(count: int, prefix: str | None = None) -> Fleet:
     return fleet
 
 
+def network(prefix: str, count: int, subnet: str) -> list[tuple[str, str]]:
+    """A control namespace `<prefix>-ctl` with a bridge at <subnet>.1 and no route out, and `count` host
+    namespaces on it: (namespace, address) of each, addresses from <subnet>.10. `ip netns del` undoes it."""
+    ctl = f"{prefix}-ctl"
+    _run(["ip", "netns", "add", ctl])
+    ns = ["ip", "-n", ctl]
+    _run([*ns, "link", "set", "lo", "up"])
+    _run([*ns, "link", "add", "br0", "type", "bridge"])
+    _run([*ns, "addr", "add", f"{subnet}.1/24", "dev", "br0"])
+    _run([*ns, "link", "set", "br0", "up"])
+    out = []
+    for i in range(count):
+        netns, address = f"{prefix}-h{i}", f"{subnet}.{10 + i}"
+        _run(["ip", "netns", "add", netns])
+        _run([*ns, "link", "add", f"vc{i}", "type", "veth", "peer", "name", "eth0", "netns", netns])
+        _run([*ns, "link", "set", f"vc{i}", "master", "br0"])
+        _run([*ns, "link", "set", f"vc{i}", "up"])
+        hn = ["ip", "-n", netns]
+        _run([*hn, "link", "set", "lo", "up"])
+        _run([*hn, "addr", "add", f"{address}/24", "dev", "eth0"])
+        _run([*hn, "link", "set", "eth0", "up"])
+        out.append((netns, address))
+    return out
+
+
 def _setup(fleet: Fleet, count: int) -> None:
     base = fleet.base
     fleet.key = base / "id_ed25519"
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(fleet.key)])
     authorized = base / "authorized_keys"
     authorized.write_text((base / "id_ed25519.pub").read_text())
-    ctl = fleet.ctl
-    _run(["ip", "netns", "add", ctl])
-    ns = ["ip", "-n", ctl]
-    _run([*ns, "link", "set", "lo", "up"])
-    _run([*ns, "link", "add", "br0", "type", "bridge"])
-    _run([*ns, "addr", "add", f"{SUBNET}.1/24", "dev", "br0"])
-    _run([*ns, "link", "set", "br0", "up"])
-    for i in range(count):
+    for i, (netns, address) in enumerate(network(fleet.prefix, count, SUBNET)):
         name = f"host{i + 1}"
-        host = Host(name, f"{SUBNET}.{10 + i}", f"{fleet.prefix}-h{i}", base / name)
+        host = Host(name, address, netns, base / name)
         host.dir.mkdir()
         fleet.hosts.append(host)
-        _run(["ip", "netns", "add", host.netns])
-        _run([*ns, "link", "add", f"vc{i}", "type", "veth", "peer", "name", "eth0", "netns", host.netns])
-        _run([*ns, "link", "set", f"vc{i}", "master", "br0"])
-        _run([*ns, "link", "set", f"vc{i}", "up"])
-        hn = ["ip", "-n", host.netns]
-        _run([*hn, "link", "set", "lo", "up"])
-        _run([*hn, "addr", "add", f"{host.address}/24", "dev", "eth0"])
-        _run([*hn, "link", "set", "eth0", "up"])
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host.dir / "host_key")])
         (host.dir / "sshd_config").write_text(
             f"ListenAddress {host.address}\nPort 22\nHostKey {host.dir / 'host_key'}\n"

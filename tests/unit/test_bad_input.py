@@ -76,6 +76,12 @@ CASES = {
         {"m.yaml": MODEL.replace("runtime: docker", "runtime: podman")},
         "m.yaml:5:3: spec.runtime: 'podman' is not a choice here", "use one of: 'docker' or 'kubernetes'",
     ),
+    "winrm-basic-over-http": (
+        {"g.yaml": "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: win}\nspec:\n  connection: winrm\n"
+                   "  winrm: {scheme: http, transport: basic}\n  hosts: [{name: w1}]\n"},
+        "g.yaml:6:25: spec.winrm.transport: basic authentication over http sends the password and every command "
+        "in clear text", "use scheme: https, or transport: ntlm or kerberos",
+    ),
     "model-docker-port": (
         {"m.yaml": MODEL.replace("port: 18080", "port: 80")},
         "m.yaml:4:1: spec: port 80: on docker the replicas listen on this machine's ports port+i, which must be "

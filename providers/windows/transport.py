@@ -1,0 +1,107 @@
+"""WinRM with pywinrm: one shell per host for the whole run; each script is one powershell.exe command
+whose standard input carries the script in messages of bounded size, its output read as it comes."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from providers.hosts.model import HostInfo
+from providers.hosts.transport import RunResult
+from providers.windows.powershell import COMMAND
+from reconciler.errors import TransportError
+
+SEND = 192 * 1024  # bytes of script per Send message: base64 makes it 256 KiB, below WinRM's 500 KB envelope
+
+
+class WinrmTransport:
+    def __init__(self, host: HostInfo) -> None:
+        assert host.winrm is not None
+        self.host = host
+        self.settings = host.winrm
+        self.protocol: Any = None
+        self.shell = ""
+        self.round_trips = 0  # WS-Man requests, for benchmarks
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.settings.scheme}://{self.host.address}:{self.host.port}/wsman"
+
+    def _open(self) -> None:
+        from winrm.protocol import Protocol
+
+        w = self.settings
+        password = ""
+        if w.password is not None:
+            password = w.password.resolve(Path(self.host.base)).get_secret_value()
+        ca = str(Path(self.host.base) / w.caFile) if w.caFile else "legacy_requests"
+        self.protocol = Protocol(
+            endpoint=self.endpoint, transport=w.transport, username=self.host.user, password=password,
+            server_cert_validation="validate" if w.validateCerts else "ignore", ca_trust_path=ca,
+            operation_timeout_sec=w.operationTimeout, read_timeout_sec=w.operationTimeout + 10,
+            message_encryption="auto",
+        )
+        self.shell = self._guard(lambda: self.protocol.open_shell(codepage=65001))
+
+    def _guard(self, call: Callable[[], Any]) -> Any:
+        """One WS-Man request; its failure as a TransportError that says what to do."""
+        import requests
+        from winrm.exceptions import InvalidCredentialsError, WinRMError, WinRMTransportError
+
+        self.round_trips += 1
+        name = self.host.name
+        try:
+            return call()
+        except InvalidCredentialsError:
+            raise TransportError(f"{name}: {self.endpoint} refused the user {self.host.user!r} (401): check "
+                                 "winrm.user and the password it refers to") from None
+        except requests.exceptions.SSLError:
+            raise TransportError(f"{name}: the certificate of {self.endpoint} cannot be verified: give its CA in "
+                                 "winrm.caFile (or validateCerts: false, on a test network only)") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise TransportError(f"{name}: {self.endpoint} cannot be reached: {exc.__class__.__name__}",
+                                 transient=True) from None
+        except (WinRMTransportError, WinRMError) as exc:
+            raise TransportError(f"{name}: WinRM error from {self.endpoint}: {exc}") from None
+
+    def run(self, script: str, on_line: Callable[[bytes], None] | None = None) -> RunResult:
+        from winrm.exceptions import WinRMOperationTimeoutError
+
+        if self.protocol is None:
+            self._open()
+        p = self.protocol
+        command = self._guard(lambda: p.run_command(self.shell, "powershell.exe", COMMAND))
+        data = script.encode()
+        pieces = [data[i:i + SEND] for i in range(0, len(data), SEND)] or [b""]
+        for n, piece in enumerate(pieces):
+            last = n == len(pieces) - 1
+            self._guard(functools.partial(p.send_command_input, self.shell, command, piece, end=last))
+        out, err = bytearray(), bytearray()
+        pending = b""
+        while True:
+            try:
+                stdout, stderr, rc, done = self._guard(lambda: p.get_command_output_raw(self.shell, command))
+            except WinRMOperationTimeoutError:
+                continue  # no output within the operation timeout: ask again
+            out += stdout
+            err += stderr
+            if on_line is not None:
+                pending += stdout
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    on_line(line + b"\n")
+            if done:
+                break
+        if on_line is not None and pending:
+            on_line(pending)
+        self._guard(lambda: p.cleanup_command(self.shell, command))
+        return RunResult(rc, bytes(out), bytes(err))
+
+    def close(self) -> None:
+        if self.protocol is not None and self.shell:
+            with contextlib.suppress(Exception):
+                self.protocol.close_shell(self.shell)
+            self.shell = ""

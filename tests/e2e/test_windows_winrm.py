@@ -1,0 +1,230 @@
+"""Windows hosts over WinRM, end to end: the recon CLI in a network namespace of its own, unmodified
+pywinrm, HTTPS with the certificate checked, and WinRM test hosts (tests/peers/winrm_host.py) in
+namespaces of their own, which emulate recon's PowerShell against a sandbox per host."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, recon
+from tests.peers import winrm_fleet
+from tests.peers.winrm_fleet import WinFleet, WinHost
+
+BINARY = r"C:\Program Files\Station\stationcontroller.exe"
+ENV = {"CIS_WINRM_PASSWORD": winrm_fleet.PASSWORD}
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[WinFleet]:
+    f = winrm_fleet.start(3)
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def hosts(fleet: WinFleet) -> list[WinHost]:
+    """Each test starts from hosts that run StationController 2.4.0."""
+    for h in fleet.hosts:
+        for item in h.root.iterdir():
+            if item.is_dir():
+                import shutil
+
+                shutil.rmtree(item)
+            else:
+                item.unlink()
+        (h.root / "C").mkdir()
+        program = h.sandbox.path(BINARY)
+        program.parent.mkdir(parents=True)
+        program.write_bytes(b"stationcontroller 2.4.0\n")
+        h.sandbox.add_service("StationController", BINARY)
+    return fleet.hosts
+
+
+def _project(tmp: Path, fleet: WinFleet, binary: bytes = b"stationcontroller 2.4.1\n", strategy: str = "",
+             extra: str = "", password: str = "{env: CIS_WINRM_PASSWORD}", ca: bool = True) -> None:
+    """The stationcontroller example, pointed at the test hosts."""
+    (tmp / "specs" / "files").mkdir(parents=True, exist_ok=True)
+    hosts = "\n".join(f"    - {{name: {h.name}, address: {h.address}}}" for h in fleet.hosts)
+    (tmp / "specs" / "group.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: recon/v1
+        kind: HostGroup
+        metadata: {{name: cis-servers}}
+        spec:
+          connection: winrm
+          winrm: {{user: Administrator, password: {password}, transport: basic{f', caFile: {fleet.ca}' if ca else ''}}}
+          hosts:
+        """) + hosts + "\n")
+    example = (ROOT / "examples" / "stationcontroller" / "stationcontroller.yaml").read_text()
+    example = example.replace("strategy: {batch: 1, maxFailures: 0}", strategy or "strategy: {batch: 1, "
+                              "maxFailures: 0}").replace("verifySeconds: 5", "verifySeconds: 0.2")
+    (tmp / "specs" / "stationcontroller.yaml").write_text(example + extra)
+    (tmp / "specs" / "files" / "stationcontroller.exe").write_bytes(binary)
+
+
+def _run(fleet: WinFleet, tmp: Path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return recon(*args, cwd=tmp, env={**ENV, **(env or {})}, prefix=fleet.exec_prefix, timeout=180)
+
+
+def test_the_stationcontroller_update_on_three_hosts(tmp_path: Path, fleet: WinFleet, hosts: list[WinHost]) -> None:
+    _project(tmp_path, fleet)
+    for h in hosts:
+        (h.root / "requests.log").unlink(missing_ok=True)
+    planned = _run(fleet, tmp_path, "plan", "--detailed-exitcode")
+    assert planned.rc == 2, planned.text
+    assert "@ win1, win2, win3 (3 targets)" in planned.out
+    assert r"file:C:\Program Files\Station\stationcontroller.exe" in planned.out
+    assert "replaced while StationController is stopped" in planned.out
+    assert winrm_fleet.PASSWORD not in planned.text
+    for h in hosts:  # one shell, one command (its script in one Send), its output, then the shell closed
+        assert h.requests() == ["Create", "Command", "Send", "Receive", "Signal", "Delete"], h.requests()
+
+    applied = _run(fleet, tmp_path, "apply", "--auto-approve")
+    assert applied.rc == 0, applied.text
+    for h in hosts:
+        assert h.sandbox.path(BINARY).read_bytes() == b"stationcontroller 2.4.1\n"
+        assert h.sandbox.service("StationController")["status"] == "Running"
+        assert not h.sandbox.path(BINARY + ".recon-bak").exists()  # backups go after a success
+    assert _run(fleet, tmp_path, "plan", "--detailed-exitcode").rc == 0
+
+
+def test_a_host_that_fails_is_rolled_back_while_the_others_complete(tmp_path: Path, fleet: WinFleet,
+                                                                    hosts: list[WinHost]) -> None:
+    _project(tmp_path, fleet, strategy="strategy: {batch: 3, maxFailures: 1}")
+    (hosts[1].root / "faults.json").write_text(json.dumps({"failStartOnce": ["StationController"]}))
+    applied = _run(fleet, tmp_path, "apply", "--auto-approve")
+    assert applied.rc == 1, applied.text
+    assert "did not respond to the start" in applied.out and "the host was rolled back" in applied.out
+    assert [h.sandbox.path(BINARY).read_bytes() for h in hosts] == [
+        b"stationcontroller 2.4.1\n", b"stationcontroller 2.4.0\n", b"stationcontroller 2.4.1\n"]
+    assert all(h.sandbox.service("StationController")["status"] == "Running" for h in hosts)
+    again = _run(fleet, tmp_path, "plan")
+    assert "win2" in again.out and "1 to update" in again.out, again.out
+
+
+def test_a_broken_build_stops_the_rollout_after_the_first_host(tmp_path: Path, fleet: WinFleet,
+                                                               hosts: list[WinHost]) -> None:
+    _project(tmp_path, fleet, binary=b"stationcontroller 2.5.0 RECON-TEST-CRASH\n")
+    applied = _run(fleet, tmp_path, "apply", "--auto-approve")
+    assert applied.rc == 1 and "service StationController stopped after it started" in applied.out, applied.text
+    assert all(h.sandbox.path(BINARY).read_bytes() == b"stationcontroller 2.4.0\n" for h in hosts)
+    assert all(h.sandbox.service("StationController")["status"] == "Running" for h in hosts)
+    assert applied.out.count("the host was rolled back") == 1  # batch 1, maxFailures 0: no second host
+
+
+def test_a_service_and_a_process_with_awkward_names(tmp_path: Path, fleet: WinFleet, hosts: list[WinHost]) -> None:
+    weird_service = 'Station "Ctl" $env:x'
+    for h in hosts:
+        h.sandbox.add_service(weird_service, BINARY, status="Stopped", startup="Manual")
+        state = h.sandbox.state()
+        state["processes"]["notepad"] = 2
+        h.sandbox.save(state)
+    _project(tmp_path, fleet, extra=textwrap.indent(textwrap.dedent(f"""\
+        - type: service
+          name: '{weird_service}'
+          state: running
+          startup: automatic
+        - type: process
+          name: notepad
+        """), "    "))
+    planned = _run(fleet, tmp_path, "plan")
+    assert "state: stopped → running" in planned.out and "startup: Manual → Automatic" in planned.out, planned.out
+    assert "processes: 2 → 0" in planned.out
+    assert _run(fleet, tmp_path, "apply", "--auto-approve").rc == 0
+    for h in hosts:
+        assert {k: v for k, v in h.sandbox.service(weird_service).items() if k != "crashes"} == {
+            "binary": BINARY, "status": "Running", "startup": "Automatic"}
+        assert h.sandbox.processes("notepad") == 0
+    assert _run(fleet, tmp_path, "plan", "--detailed-exitcode").rc == 0
+
+
+REAL = os.environ.get("RECON_TEST_WINRM_HOST")
+
+
+def test_a_large_file_awkward_paths_and_a_command_on_any_windows_host(tmp_path: Path, fleet: WinFleet,
+                                                                     hosts: list[WinHost]) -> None:
+    """Against the first test host, or a real Windows host when RECON_TEST_WINRM_HOST is set (with
+    RECON_TEST_WINRM_USER, RECON_TEST_WINRM_PASSWORD, and RECON_TEST_WINRM_TRANSPORT / _CA if needed):
+    everything below C:\\recon-test there is made by this test."""
+    base = "C:\\recon-test"
+    weird_path = base + r"\it's $HOME (x86)\model ‘weights’.bin"
+    big = os.urandom(1536 * 1024)
+    bs = "\\"
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "weights.bin").write_bytes(big)
+    if REAL:
+        address, user = REAL, os.environ.get("RECON_TEST_WINRM_USER", "Administrator")
+        env = {"CIS_WINRM_PASSWORD": os.environ.get("RECON_TEST_WINRM_PASSWORD", "")}
+        transport = os.environ.get("RECON_TEST_WINRM_TRANSPORT", "ntlm")
+        ca = os.environ.get("RECON_TEST_WINRM_CA")
+        prefix: list[str] = []
+    else:
+        address, user, env, transport, ca = hosts[0].address, winrm_fleet.USER, ENV, "basic", str(fleet.ca)
+        prefix = fleet.exec_prefix
+    ca_file = f", caFile: {ca}" if ca else ""
+    (tmp_path / "specs" / "win.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: recon/v1
+        kind: HostGroup
+        metadata: {{name: windows}}
+        spec:
+          connection: winrm
+          winrm: {{user: '{user}', password: {{env: CIS_WINRM_PASSWORD}}, transport: {transport}{ca_file}}}
+          hosts: [{{name: target, address: '{address}'}}]
+        ---
+        apiVersion: recon/v1
+        kind: HostState
+        metadata: {{name: files}}
+        spec:
+          group: windows
+          resources:
+            - type: file
+              path: '{weird_path.replace("'", "''")}'
+              source: weights.bin
+            - type: directory
+              path: '{base}{bs}logs $(whoami)'
+            - type: command
+              id: marker
+              run: New-Item -ItemType File -Path '{base}{bs}marker.txt' -Force
+              creates: '{base}{bs}marker.txt'
+        """))
+
+    def run(*args: str):  # type: ignore[no-untyped-def]
+        return recon(*args, cwd=tmp_path, env=env, prefix=prefix, timeout=300)
+
+    applied = run("apply", "--auto-approve")
+    assert applied.rc == 0, applied.text
+    assert run("plan", "--detailed-exitcode").rc == 0  # re-read on the host: sha256, directory, marker
+    if not REAL:
+        sandbox = hosts[0].sandbox
+        assert hashlib.sha256(sandbox.path(weird_path).read_bytes()).hexdigest() == hashlib.sha256(big).hexdigest()
+        assert sandbox.path(base + "\\logs $(whoami)").is_dir() and sandbox.path(base + "\\marker.txt").exists()
+        assert hosts[0].requests().count("Send") >= 8  # the 1.5 MB travelled in several messages
+    (tmp_path / "specs" / "weights.bin").write_bytes(big[:-1] + b"x")
+    changed = run("plan")
+    assert "sha256:" in changed.out and "size: 1572864 → 1572864" in changed.out, changed.out
+
+
+def test_wrong_credentials_and_an_unknown_certificate_are_one_clear_message(tmp_path: Path, fleet: WinFleet,
+                                                                            hosts: list[WinHost]) -> None:
+    _project(tmp_path, fleet)
+    wrong = _run(fleet, tmp_path, "plan", env={"CIS_WINRM_PASSWORD": "not-it"})
+    assert wrong.rc == 1 and "refused the user 'Administrator' (401)" in wrong.text, wrong.text
+    assert "not-it" not in wrong.text and "Traceback" not in wrong.text
+    _project(tmp_path, fleet, ca=False)
+    unknown = _run(fleet, tmp_path, "plan")
+    assert unknown.rc == 1 and "cannot be verified: give its CA in winrm.caFile" in unknown.text, unknown.text
+
+
+def test_resources_for_the_wrong_kind_of_host_are_refused_before_any_connection(tmp_path: Path,
+                                                                               fleet: WinFleet) -> None:
+    _project(tmp_path, fleet, extra="    - {type: file, path: /etc/app.conf, content: x}\n"
+                                    "    - {type: package, name: nginx}\n")
+    got = _run(fleet, tmp_path, "plan")
+    assert got.rc == 1 and "/etc/app.conf is not a Windows path (win1 is reached by winrm)" in got.err, got.text
+    assert "a package resource is not available on Windows hosts" in got.err
