@@ -227,6 +227,7 @@ def schema(
 def _add_sub_commands() -> None:
     from reconciler.audit_cli import audit, lock_app
     from reconciler.bundle_cli import bundle_app
+    from reconciler.draft_cli import draft
     from reconciler.init_cli import check, init_app
     from reconciler.state_cli import drift, rollback
 
@@ -235,6 +236,7 @@ def _add_sub_commands() -> None:
     app.command()(drift)
     app.command()(rollback)
     app.command()(check)
+    app.command()(draft)
     app.command()(audit)
     app.add_typer(lock_app, name="lock")
 
