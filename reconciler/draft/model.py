@@ -40,6 +40,18 @@ class Draft:
         return bool(self.edits) and not self.questions
 
 
+def set_at(doc: Any, loc: Loc, value: Any) -> None:
+    """Set the value at a place of a document; an index one past the end of a list appends."""
+    node = doc
+    for key in loc[:-1]:
+        node = node[key]
+    last = loc[-1]
+    if isinstance(node, list) and isinstance(last, int) and last == len(node):
+        node.append(value)
+    else:
+        node[last] = value
+
+
 class Planner(Protocol):
     """Turns a request into a draft. The built-in one is rule-based (reconciler/draft/rules.py); a language
     model planner is a class with this method, named by RECON_DRAFT_PLANNER=module:Class. Whatever it

@@ -20,7 +20,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from reconciler.draft.catalog import Catalog, close, words
-from reconciler.draft.model import Draft, Edit, Loc
+from reconciler.draft.model import Draft, Edit, Loc, set_at
 from reconciler.project import Spec
 from specs.hostgroup import HostGroupSpec
 from specs.hoststate import HostStateSpec
@@ -122,14 +122,7 @@ class _Rules:
     def _edit(self, spec: Spec, sets: list[tuple[Loc, Any]]) -> None:
         doc = copy.deepcopy(spec.doc.data)
         for loc, value in sets:
-            node = doc
-            for key in loc[:-1]:
-                node = node[key]
-            last = loc[-1]
-            if isinstance(node, list) and isinstance(last, int) and last == len(node):
-                node.append(value)
-            else:
-                node[last] = value
+            set_at(doc, loc, value)
         self.out.edits.append(Edit(Path(spec.doc.file), spec.kind, spec.name, doc, new=False, sets=sets))
 
     def _new_state(self, name: str, group: Spec, resources: list[dict[str, Any]]) -> None:

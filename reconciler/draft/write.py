@@ -9,11 +9,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from ruamel.yaml import YAML
 
-from reconciler.draft.model import Draft, Edit
+from reconciler.draft.model import Draft, Edit, set_at
 from reconciler.errors import Diagnostic, SpecError
 
 
@@ -42,14 +41,7 @@ def edited_text(edit: Edit) -> str:
         if isinstance(doc, dict) and doc.get("kind") == edit.kind and (doc.get("metadata") or {}).get(
                 "name") == edit.name:
             for loc, value in edit.sets:
-                node: Any = doc
-                for key in loc[:-1]:
-                    node = node[key]
-                last = loc[-1]
-                if isinstance(node, list) and isinstance(last, int) and last == len(node):
-                    node.append(value)
-                else:
-                    node[last] = value
+                set_at(doc, loc, value)
     buf = io.StringIO()
     y.dump_all(docs, buf)
     return buf.getvalue()
