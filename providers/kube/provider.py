@@ -63,7 +63,8 @@ class KubeProvider:
     def __init__(self) -> None:
         self.wheres: dict[str, Where] = {}  # target -> cluster, as the specs expanded in this run name it
 
-    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+    def _locate(self, spec: Spec) -> tuple[Where, str]:
+        """The cluster and the target (its namespace) of a Model, remembered for the orphans of this run."""
         body = spec.body
         assert isinstance(body, ModelSpec)
         k8s = body.k8s
@@ -71,6 +72,14 @@ class KubeProvider:
         where = Where(str((base / k8s.kubeconfig).resolve()) if k8s.kubeconfig else None, k8s.context)
         target = target_of(where, k8s.namespace)
         self.wheres[target] = where
+        return where, target
+
+    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+        body = spec.body
+        assert isinstance(body, ModelSpec)
+        k8s = body.k8s
+        base = Path(spec.doc.file).parent
+        where, target = self._locate(spec)
         out = []
         for obj in build(spec.name, body, spec.labels, base):
             digest = fingerprint([obj.shown, k8s.model_dump()])
@@ -86,8 +95,7 @@ class KubeProvider:
         for spec in specs:
             body = spec.body
             if isinstance(body, ModelSpec) and body.runtime == "kubernetes":
-                for inst in self.expand(spec, Project({})):
-                    declared.setdefault(inst.target, set()).add(spec.name)
+                declared.setdefault(self._locate(spec)[1], set()).add(spec.name)
         out = []
         for target, names in sorted(declared.items()):
             where = self.wheres[target]
