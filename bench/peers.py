@@ -4,7 +4,9 @@
 Setup (benchmark environment only, never a dependency of recon):
     python3 -m venv bench/.venv-peers && bench/.venv-peers/bin/pip install 'pyinfra>=3,<4' ansible-core
 Usage: python bench/peers.py HOSTS [RUNS] [RTT_MS]   (default 20 hosts, 3 runs (1 for Ansible), 0 ms added
-round-trip time through tests/peers/delay_proxy.py; median wall seconds)
+round-trip time through tests/peers/delay_proxy.py; median wall seconds); BENCH_TOOLS=recon,pyinfra picks
+tools. recon runs twice: connecting anew each run, and with connections kept by its agent (ssh.persist,
+the default; warmed by one run first, as a second run of the day finds it).
 Columns: check/plan with changes pending, apply, no-op check/plan, no-op apply.
 """
 
@@ -64,8 +66,11 @@ def ansible_files(f: fleetmod.Fleet, root: Path, port: int) -> None:
 
 def tool_commands(f: fleetmod.Fleet) -> dict[str, tuple[list[str], list[str]]]:
     ns = f.exec_prefix
+    fresh = ["env", "RECON_SSH_PERSIST=0"]  # a new connection to every host on every run
     return {
-        "recon": ([*ns, RECON, "plan", "specs"], [*ns, RECON, "apply", "--auto-approve", "specs"]),
+        "recon": ([*ns, *fresh, RECON, "plan", "specs"], [*ns, *fresh, RECON, "apply", "--auto-approve", "specs"]),
+        "recon, connections kept (ssh.persist)": ([*ns, RECON, "plan", "specs"],
+                                                  [*ns, RECON, "apply", "--auto-approve", "specs"]),
         "pyinfra": ([*ns, str(PEERS / "pyinfra"), "inventory.py", "deploy.py", "--dry", "-y"],
                     [*ns, str(PEERS / "pyinfra"), "inventory.py", "deploy.py", "-y"]),
         "ansible": ([*ns, str(PEERS / "ansible-playbook"), "-i", "inventory.ini", "play.yml", "--check"],
@@ -89,7 +94,12 @@ def main() -> None:
             specs(f, root, port)
             pyinfra_files(f, root, port)
             ansible_files(f, root, port)
+            wanted = os.environ.get("BENCH_TOOLS", "")
             for tool, (check, apply) in tool_commands(f).items():
+                if wanted and tool.split(",")[0] not in wanted.split(","):
+                    continue
+                if "persist" in tool:
+                    measure(check, cwd=root, env=env)  # the agent starts and connects: later runs reuse it
                 k = 1 if tool == "ansible" else runs
                 reset = "rm -rf /srv/bench"
                 cols = []

@@ -45,6 +45,12 @@ class SshSettings(StrictModel):
     becomePassword: SecretRef | None = Field(
         default=None, description="sudo password, as a reference; without it sudo must not ask (NOPASSWD)."
     )
+    persist: float = Field(
+        default=60, ge=0, le=3600,
+        description="Keep each connection open this many seconds after a run, in a per-user agent, so the next "
+        "run reuses it (as OpenSSH's ControlPersist does); 0 connects anew every run. RECON_SSH_PERSIST=0 turns "
+        "it off everywhere.",
+    )
 
 
 class WinrmSettings(StrictModel):

@@ -13,6 +13,8 @@ from reconciler.cli import run
 ROOT = Path(__file__).resolve().parent.parent
 # keyed hashes of secrets (reconciler/secrets.py) with a fixed key, so fixtures can name them
 os.environ.setdefault("RECON_HASH_KEY", "recon-test-key")
+# SSH connections are not kept between runs (each test counts its own); tests of the agent turn it on
+os.environ.setdefault("RECON_SSH_PERSIST", "0")
 # the installed console script, as users run it; `python -m reconciler` where it is not installed
 _SCRIPT = Path(sys.executable).parent / "recon"
 RECON = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "reconciler"]

@@ -7,6 +7,7 @@ all its changes (one round trip, steps reported as they finish); hosts run in pa
 from __future__ import annotations
 
 import base64
+import os
 import re
 import secrets
 import threading
@@ -387,6 +388,11 @@ def _transport(host: HostInfo, ctx: Context) -> Transport:
     if transport is None:
         if host.connection == "local":
             transport = LocalTransport()
+        elif host.connection == "ssh" and host.ssh is not None and host.ssh.persist > 0 and os.environ.get(
+                "RECON_SSH_PERSIST", "1") != "0":
+            from providers.hosts.ssh_agent import AgentTransport
+
+            transport = AgentTransport(host)
         elif host.connection == "ssh":
             from providers.hosts.ssh import SshTransport
 

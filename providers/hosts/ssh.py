@@ -20,11 +20,12 @@ from reconciler.errors import TransportError
 
 
 class SshTransport:
-    def __init__(self, host: HostInfo) -> None:
+    def __init__(self, host: HostInfo, secrets: dict[str, str] | None = None) -> None:
         assert host.ssh is not None
         self.host = host
         self.settings = host.ssh
         self.base = Path(host.base)
+        self.secrets = secrets  # identity, password, becomePassword as resolved by a client (ssh_agent.py)
         self._client: Any = None
         self._jump: Any = None
         self._lock = threading.Lock()
@@ -38,9 +39,7 @@ class SshTransport:
 
         known = self.base / os.path.expanduser(self.settings.knownHosts)
         pkey = self._key(paramiko) if self.settings.identity is not None else None
-        password = None
-        if self.settings.password is not None:
-            password = self.settings.password.resolve(self.base).get_secret_value()
+        password = self.secret("password")
         sock = None
         jump = self.settings.jump
         if jump is not None:
@@ -104,7 +103,7 @@ class SshTransport:
         ref = self.settings.identity
         assert ref is not None
         try:
-            text = ref.resolve(self.base).get_secret_value()
+            text = self.secret("identity") or ""
         except (KeyError, OSError) as exc:
             raise TransportError(f"{self.host.name}: cannot read the identity ({ref.describe()}): {exc}") from None
         for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
@@ -116,6 +115,13 @@ class SshTransport:
             f"{self.host.name}: the identity ({ref.describe()}) is not an unencrypted Ed25519, ECDSA or RSA "
             "private key in OpenSSH or PEM format"
         )
+
+    def secret(self, name: str) -> str | None:
+        """identity, password or becomePassword: from the references of the settings, or as a client gave them."""
+        if self.secrets is not None:
+            return self.secrets.get(name)
+        ref = getattr(self.settings, name)
+        return None if ref is None else str(ref.resolve(self.base).get_secret_value())
 
     def client(self) -> Any:
         with self._lock:
@@ -132,7 +138,7 @@ class SshTransport:
             if self.settings.becomePassword is None:
                 command = "sudo -n -- sh -s"
             else:
-                secret = self.settings.becomePassword.resolve(self.base).get_secret_value()
+                secret = self.secret("becomePassword") or ""
                 command, stdin = "sudo -S -p '' -- sh -s", secret.strip().encode() + b"\n" + stdin
         try:
             chan = client.get_transport().open_session()

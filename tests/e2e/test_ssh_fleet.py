@@ -554,3 +554,33 @@ def test_host_down_mid_apply_others_finish(tmp_path: Path) -> None:
         assert out.strip().splitlines()[-1].startswith("Apply incomplete: 14 succeeded, 1 failed"), out
     finally:
         small.stop()
+
+
+def test_connections_kept_between_runs_by_the_agent(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    """ssh.persist (on by default; the other tests turn it off to count their own connections): a
+    second run reuses each host's connection; the agent leaves when idle for `persist` seconds."""
+    from providers.hosts.ssh_agent import socket_path
+
+    cwd = project(tmp_path, group_yaml(fleet, extra="\n    persist: 2"))
+    on = {"RECON_SSH_PERSIST": "1"}
+    sizes = _log_sizes(fleet)
+    first = recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix, env=on)
+    assert first.rc == 2, first.text
+    again = recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix, env=on)
+    assert again.rc == 2 and again.out.splitlines()[1:] == first.out.splitlines()[1:], again.text
+    for log in _log_since(fleet, sizes):  # two plans, one connection per host
+        assert log.count("Accepted publickey for root") == 1, log
+        assert len(re.findall(r"Starting session: command", log)) == 2, log
+    applied = recon("apply", "--auto-approve", cwd=cwd, prefix=fleet.exec_prefix, env=on)
+    assert applied.rc == 0, applied.text
+    assert recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix, env=on).rc == 0
+    for log in _log_since(fleet, sizes):
+        assert log.count("Accepted publickey for root") == 1, log
+    netns = subprocess.run([*fleet.exec_prefix, "readlink", "/proc/self/ns/net"], capture_output=True, text=True,
+                           check=True).stdout.strip().strip("net:[]")
+    sock = socket_path().with_name(f"ssh-{netns}.sock")
+    assert sock.exists()
+    deadline = time.monotonic() + 10
+    while sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not sock.exists()  # idle for 2 s: gone, its connections closed
