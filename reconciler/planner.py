@@ -144,9 +144,11 @@ def orphans(project: Project, ctx: Context, prune: bool) -> list[tuple[Provider,
     without Models never talks to Docker, and `--prune` still clears up after the last one)."""
     out: list[tuple[Provider, Instance]] = []
     for kind in sorted(PROVIDERS):
+        if not (project.of_kind(kind) or prune):
+            continue  # its provider is not even imported
         provider = provider_for(kind)
         find = getattr(provider, "orphans", None)
-        if provider is not None and find is not None and (project.of_kind(kind) or prune):
+        if provider is not None and find is not None:
             out += [(provider, inst) for inst in find(project.of_kind(kind), ctx, prune)]
     return out
 
