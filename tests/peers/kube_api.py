@@ -31,6 +31,7 @@ VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-recon-peer", "pla
 
 
 def _discovery(path: str) -> dict[str, Any] | None:
+    path = path.rstrip("/") or "/"
     if path == "/version":
         return VERSION
     if path == "/api":
