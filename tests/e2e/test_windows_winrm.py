@@ -228,3 +228,22 @@ def test_resources_for_the_wrong_kind_of_host_are_refused_before_any_connection(
     got = _run(fleet, tmp_path, "plan")
     assert got.rc == 1 and "/etc/app.conf is not a Windows path (win1 is reached by winrm)" in got.err, got.text
     assert "a package resource is not available on Windows hosts" in got.err
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_ntlm_over_http_with_message_encryption_and_over_https(tmp_path: Path, fleet: WinFleet,
+                                                               hosts: list[WinHost], scheme: str) -> None:
+    """pywinrm's NTLM (pyspnego) against the peer's NTLM acceptor: over http every message is sealed with the
+    NTLM session key (MS-WSMV 2.2.9.1.1); over https TLS protects them."""
+    _project(tmp_path, fleet)
+    group = tmp_path / "specs" / "group.yaml"
+    group.write_text(group.read_text().replace("transport: basic", f"transport: ntlm, scheme: {scheme}"))
+    applied = _run(fleet, tmp_path, "apply", "--auto-approve")
+    assert applied.rc == 0, applied.text
+    assert all(h.sandbox.path(BINARY).read_bytes() == b"stationcontroller 2.4.1\n" for h in hosts)
+    assert _run(fleet, tmp_path, "plan", "--detailed-exitcode").rc == 0
+    sealed = [(h.root / "auth.log").read_text().count("ntlm-encrypted") if (h.root / "auth.log").exists() else 0
+              for h in hosts]
+    assert all(n > 5 for n in sealed) if scheme == "http" else sealed == [0, 0, 0], sealed
+    wrong = _run(fleet, tmp_path, "plan", env={"CIS_WINRM_PASSWORD": "not-it"})
+    assert wrong.rc == 1 and "refused the user 'Administrator' (401)" in wrong.text, wrong.text

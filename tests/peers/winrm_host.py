@@ -1,4 +1,5 @@
-"""A WS-Management (WinRM) test host that unmodified pywinrm talks to: HTTPS with Basic auth.
+"""A WS-Management (WinRM) test host that unmodified pywinrm talks to: HTTPS (port PORT) with Basic or NTLM
+authentication, and HTTP (5985) with NTLM and message encryption, as Windows offers them.
 
     python tests/peers/winrm_host.py ADDRESS PORT ROOT USER PASSWORD CERT KEY
 
@@ -13,9 +14,11 @@ ROOT/requests.log, so tests and benchmarks count round trips.
 from __future__ import annotations
 
 import base64
+import os
 import queue
 import re
 import ssl
+import struct
 import sys
 import threading
 import uuid
@@ -23,7 +26,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from providers.windows.powershell import ENCODED_BOOTSTRAP
@@ -61,19 +64,66 @@ class Handler(BaseHTTPRequestHandler):
     def _reply(self, code: int, body: str) -> None:
         data = body.encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
+        if getattr(self, "encrypted", False):
+            data = _seal(self.sealed, data)
+            self.send_header("Content-Type", 'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted"'
+                             ';boundary="Encrypted Boundary"')
+        else:
+            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
+    def _challenge(self, token: str = "") -> None:
+        self.send_response(401)
+        if token:
+            self.send_header("WWW-Authenticate", token)
+        else:
+            self.send_header("WWW-Authenticate", "Negotiate")
+            self.send_header("WWW-Authenticate", 'Basic realm="WSMAN"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _authenticated(self) -> bool:
+        """Basic on every request, or NTLM (as Negotiate or NTLM) once per connection, by pyspnego."""
+        given = self.headers.get("Authorization", "")
+        if given == self.auth:
+            return True
+        scheme, _, token = given.partition(" ")
+        if scheme in ("Negotiate", "NTLM") and token:
+            import spnego
+
+            if getattr(self, "ntlm", None) is None or self.ntlm.complete:
+                self.ntlm = spnego.server(protocol="ntlm")
+            try:
+                out = self.ntlm.step(base64.b64decode(token))
+            except Exception:  # a wrong password, or a broken token
+                self.ntlm = None
+                self._challenge()
+                return False
+            if not self.ntlm.complete:
+                self._challenge(f"{scheme} {base64.b64encode(out or b'').decode()}")
+                return False
+            self.sealed = self.ntlm  # this connection's messages may now be encrypted with it
+            return True
+        if getattr(self, "sealed", None) is not None:
+            return True  # NTLM authenticates the connection, not each request
+        self._challenge()
+        return False
+
     def do_POST(self) -> None:
         data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.headers.get("Authorization") != self.auth:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="WSMAN"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+        if not self._authenticated():
             return
+        if not data:  # pywinrm's empty message that sets up encryption
+            self._reply(200, "")
+            return
+        encrypted = (self.headers.get("Content-Type") or "").startswith("multipart/encrypted")
+        if encrypted:
+            data = _unseal(self.sealed, data)
+            with (self.sandbox.root / "auth.log").open("a") as log:
+                log.write("ntlm-encrypted\n")
+        self.encrypted = encrypted
         root = ET.fromstring(data)
         action = root.findtext("s:Header/a:Action", "", NS)
         message_id = root.findtext("s:Header/a:MessageID", "", NS)
@@ -164,6 +214,30 @@ class Handler(BaseHTTPRequestHandler):
         return 200, ""
 
 
+BOUNDARY = b"--Encrypted Boundary"
+PROTOCOL = b"application/HTTP-SPNEGO-session-encrypted"
+
+
+def _unseal(ctx: Any, body: bytes) -> bytes:
+    """[MS-WSMV] 2.2.9.1.1: a MIME part of headers, then one of the NTLM-sealed message."""
+    parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
+    payload = parts[1]
+    if payload.endswith(BOUNDARY + b"--\r\n"):
+        payload = payload[:-len(BOUNDARY + b"--\r\n")]
+    sealed = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
+    size = struct.unpack("<i", sealed[:4])[0]
+    return bytes(ctx.unwrap(sealed[4:4 + size] + sealed[4 + size:]).data)
+
+
+def _seal(ctx: Any, message: bytes) -> bytes:
+    wrapped = ctx.wrap(message, encrypt=True).data
+    signature, sealed = wrapped[:16], wrapped[16:]
+    return (BOUNDARY + b"\r\n\tContent-Type: " + PROTOCOL + b"\r\n\tOriginalContent: type=application/soap+xml;"
+            b"charset=UTF-8;Length=" + str(len(message)).encode() + b"\r\n" + BOUNDARY
+            + b"\r\n\tContent-Type: application/octet-stream\r\n" + struct.pack("<i", len(signature)) + signature
+            + sealed + BOUNDARY + b"--\r\n")
+
+
 def _drain(q: queue.Queue[bytes]) -> list[bytes]:
     out = []
     while True:
@@ -189,15 +263,23 @@ def _fault(relates_to: str, text: str, code: int) -> str:
 
 
 def serve(address: str, port: int, root: Path, user: str, password: str, cert: str, key: str) -> None:
+    """HTTPS on `port`, and plain HTTP on 5985 for NTLM with message encryption (the user file of pyspnego's
+    NTLM acceptor is written beside the sandbox)."""
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    users = root.parent / f"{root.name}.ntlm-users"
+    users.write_text(f":{user}:{password}\n")
+    os.environ["NTLM_USER_FILE"] = str(users)
     handler = type("H", (Handler,), {"sandbox": Sandbox(root), "auth": f"Basic {token}", "shells": {}})
-    server = ThreadingHTTPServer((address, port), handler)
-    server.daemon_threads = True
+    secure = ThreadingHTTPServer((address, port), handler)
+    plain = ThreadingHTTPServer((address, 5985), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    secure.socket = context.wrap_socket(secure.socket, server_side=True)
+    for server in (secure, plain):
+        server.daemon_threads = True
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
     print("ready", flush=True)
-    server.serve_forever()
+    secure.serve_forever()
 
 
 if __name__ == "__main__":
