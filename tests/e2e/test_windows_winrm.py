@@ -247,3 +247,41 @@ def test_ntlm_over_http_with_message_encryption_and_over_https(tmp_path: Path, f
     assert all(n > 5 for n in sealed) if scheme == "http" else sealed == [0, 0, 0], sealed
     wrong = _run(fleet, tmp_path, "plan", env={"CIS_WINRM_PASSWORD": "not-it"})
     assert wrong.rc == 1 and "refused the user 'Administrator' (401)" in wrong.text, wrong.text
+
+
+def test_an_interrupted_apply_is_rolled_back_on_the_windows_host(tmp_path: Path, fleet: WinFleet,
+                                                                  hosts: list[WinHost]) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import RECON
+
+    _project(tmp_path, fleet, extra=textwrap.indent(textwrap.dedent("""\
+        - {type: directory, path: 'C:\\Station\\logs'}
+        - type: command
+          id: slow
+          run: Start-Sleep -Seconds 5; New-Item -ItemType File -Path 'C:\\Station\\done' -Force
+          creates: 'C:\\Station\\done'
+        """), "    "))
+    group = tmp_path / "specs" / "group.yaml"  # one host
+    group.write_text("\n".join(line for line in group.read_text().splitlines()
+                               if "win2" not in line and "win3" not in line) + "\n")
+    proc = subprocess.Popen([*fleet.exec_prefix, *RECON, "apply", "--auto-approve"], cwd=tmp_path,
+                            env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    sandbox = hosts[0].sandbox
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not sandbox.path("C:\\Station\\logs").is_dir():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert sandbox.path(BINARY).read_bytes() == b"stationcontroller 2.4.1\n"
+    listed = _run(fleet, tmp_path, "rollback", "--list")
+    assert "2 of 3 changes finished" in listed.out, listed.text  # the file and the directory
+    done = _run(fleet, tmp_path, "rollback", "--auto-approve")
+    assert done.rc == 0 and "Rollback complete: 2 undone, 0 not." in done.out, done.text
+    assert sandbox.path(BINARY).read_bytes() == b"stationcontroller 2.4.0\n"
+    assert not sandbox.path(BINARY + ".recon-bak").exists() and not sandbox.path("C:\\Station\\logs").exists()
+    assert sandbox.service("StationController")["status"] == "Running"

@@ -11,7 +11,8 @@ after it starts (as a broken build would); stopping a service ends its process; 
 host's next start of a service fail (`faults.json`: {"failStartOnce": [name]}). The user's own
 PowerShell (a command's `run` and `unless`) is emulated only for these statements, one per line or
 `;`: `exit N`, `Write-Output 'text'`, `Set-Content -Path 'p' -Value 'v'`, `New-Item -ItemType File
--Path 'p' -Force`, `if (Test-Path 'p') { exit 0 } else { exit 1 }`; others exit 1, saying so.
+-Path 'p' -Force`, `Start-Sleep -Seconds N`, `if (Test-Path 'p') { exit 0 } else { exit 1 }`; others
+exit 1, saying so.
 What it does not emulate: ACLs, case-insensitive paths, services' dependencies, real timing.
 """
 
@@ -300,6 +301,8 @@ class Sandbox:
             elif m := re.fullmatch(r"New-Item -ItemType File -Path '([^']*)' -Force( \| Out-Null)?", stmt):
                 self.path(m.group(1)).parent.mkdir(parents=True, exist_ok=True)
                 self.path(m.group(1)).touch()
+            elif m := re.fullmatch(r"Start-Sleep -Seconds (\d+)", stmt):
+                time.sleep(int(m.group(1)))
             elif m := re.fullmatch(r"if \(Test-Path '([^']*)'\) \{ exit 0 \} else \{ exit 1 \}", stmt):
                 return (0 if self.path(m.group(1)).exists() else 1), "\n".join(out)
             else:
