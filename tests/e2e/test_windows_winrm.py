@@ -82,8 +82,10 @@ def test_the_stationcontroller_update_on_three_hosts(tmp_path: Path, fleet: WinF
     assert r"file:C:\Program Files\Station\stationcontroller.exe" in planned.out
     assert "replaced while StationController is stopped" in planned.out
     assert winrm_fleet.PASSWORD not in planned.text
-    for h in hosts:  # one shell, one command (its script in one Send), its output, then the shell closed
-        assert h.requests() == ["Create", "Command", "Send", "Receive", "Signal", "Delete"], h.requests()
+    for h in hosts:  # one shell, one command (its script in one Send), its output as it came, the shell closed
+        got = h.requests()
+        assert [r for r in got if r != "Receive"] == ["Create", "Command", "Send", "Signal", "Delete"], got
+        assert 1 <= got.count("Receive") <= 3, got
 
     applied = _run(fleet, tmp_path, "apply", "--auto-approve")
     assert applied.rc == 0, applied.text

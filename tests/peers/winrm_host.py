@@ -21,6 +21,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -189,6 +190,8 @@ class Handler(BaseHTTPRequestHandler):
         except queue.Empty:
             return 500, _fault(root.findtext("s:Header/a:MessageID", "", NS), "The WS-Management service cannot "
                                "complete the operation within the time specified in OperationTimeout.", TIMED_OUT)
+        if first != b"":
+            time.sleep(0.01)  # as WinRM does, gather what follows closely (often the end of the command)
         for piece in [first, *_drain(cmd.output)]:
             if piece == b"":
                 ended = True
