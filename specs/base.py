@@ -22,7 +22,7 @@ ADDRESS_RE = re.compile(r"^([A-Za-z]+)/([a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?)$")
 class StrictModel(BaseModel):
     """Base of every spec model: unknown fields are errors, no type coercion, immutable."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class Metadata(StrictModel):
