@@ -91,10 +91,12 @@ def _context(parallelism: int, console: Console | None = None, force_conflicts: 
 def validate(paths: Paths = None) -> int:
     """Check the specs without reading any live state (and without needing their secrets); the objects of
     Models on Kubernetes are checked against the Kubernetes API's schemas, offline."""
-    from providers.kube.schemas import check
-
     project = _load(_paths(paths), preflight=False)
-    checked, version, problems = check(project)
+    checked, version, problems = 0, "", []
+    if any(getattr(s.body, "runtime", "") == "kubernetes" for s in project.of_kind("Model")):
+        from providers.kube.schemas import check
+
+        checked, version, problems = check(project)
     if problems:
         raise SpecError(problems)
     kinds: dict[str, int] = {}
