@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reconciler import __version__
-from reconciler.errors import ExitCode, ReconError, SpecError, StalePlanError, UsageError
+from reconciler.errors import Diagnostic, ExitCode, ReconError, SpecError, StalePlanError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -92,7 +92,8 @@ def validate(paths: Paths = None) -> int:
     """Check the specs without reading any live state (and without needing their secrets); the objects of
     Models on Kubernetes are checked against the Kubernetes API's schemas, offline."""
     project = _load(_paths(paths), preflight=False)
-    checked, version, problems = 0, "", []
+    checked, version = 0, ""
+    problems: list[Diagnostic] = []
     if any(getattr(s.body, "runtime", "") == "kubernetes" for s in project.of_kind("Model")):
         from providers.kube.schemas import check
 
