@@ -154,6 +154,12 @@ class PackageResource(_NamedResource):
         default=None, pattern=r"^[A-Za-z0-9.+~:_-]+$",
         description="The exact version it must have (as the package manager writes it); unset: any.",
     )
+    productCode: str | None = Field(
+        default=None, pattern=r"^\{[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}\}$",
+        description="Windows: the MSI product code, {GUID}; installed means Windows lists it as installed.",
+    )
+    source: str | None = Field(default=None, description="Windows: the .msi file (relative to the spec file) that "
+                               "installs it; needed for state: present.")
 
 
 class UserResource(_NamedResource):
@@ -203,7 +209,8 @@ class HostStateSpec(KindSpec):
         return _secret_problems(list(self.resources), doc)
 
     def inputs(self, doc: Document) -> list[Path]:
-        return [source_path(doc, r.source) for r in self.resources if isinstance(r, FileResource) and r.source]
+        return [source_path(doc, r.source) for r in self.resources
+                if isinstance(r, FileResource | PackageResource) and r.source]
 
     def problems(self, doc: Document) -> list[Problem]:
         out: list[Problem] = []
@@ -251,6 +258,9 @@ def _check(res: AnyResource, i: int, doc: Document) -> list[Problem]:
         if res.source is not None and not source_path(doc, res.source).is_file():
             out.append(Problem(("resources", i, "source"), f"source file {res.source!r} does not exist",
                                f"paths are relative to {Path(doc.file).parent or '.'}/"))
+    elif isinstance(res, PackageResource) and res.source is not None and not source_path(doc, res.source).is_file():
+        out.append(Problem(("resources", i, "source"), f"installer {res.source!r} does not exist",
+                           f"paths are relative to {Path(doc.file).parent or '.'}/"))
     elif isinstance(res, ServiceResource):
         if res.state is None and res.enabled is None and res.startup is None and not res.notify:
             out.append(Problem(("resources", i), f"service '{res.name}' says nothing to hold",

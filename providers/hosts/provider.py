@@ -34,6 +34,7 @@ from specs.hoststate import (
     CommandResource,
     FileResource,
     HostStateSpec,
+    PackageResource,
     ProcessResource,
     ServiceResource,
     source_path,
@@ -73,6 +74,8 @@ class HostProvider:
                 content = None
                 if isinstance(res, FileResource) and res.state == "present":
                     content = _content(res, spec)
+                elif isinstance(res, PackageResource) and res.source is not None and res.state == "present":
+                    content = source_path(spec.doc, res.source).read_bytes()  # an MSI, sent to Windows hosts
                 handler = isinstance(res, CommandResource | ServiceResource)
                 by = tuple(notifiers.get(res.key(), ())) if handler else ()
                 desired = Desired(res, info, key, content, by, body.rollback)
@@ -338,6 +341,12 @@ def _fits(spec: Spec, body: HostStateSpec, host: HostInfo) -> None:
             why = f"a {res.type} resource is not available on Windows hosts ({host.name} is reached by winrm)"
         elif windows and path and not WINDOWS_PATH.match(path):
             why = f"{path} is not a Windows path ({host.name} is reached by winrm)"
+        elif windows and isinstance(res, PackageResource) and (
+                res.productCode is None or (res.state == "present" and res.source is None) or res.version):
+            why = (f"package {res.name}: on Windows a package is an MSI: give its productCode, and the .msi as "
+                   "source to install it (no version: the MSI says which)")
+        elif not windows and isinstance(res, PackageResource) and (res.productCode or res.source):
+            why = f"package {res.name}: productCode and source are for MSI packages on Windows hosts"
         elif not windows and (WINDOWS_PATH.match(path) or isinstance(res, ProcessResource)
                               or getattr(res, "whileStopped", None) or getattr(res, "startup", None)):
             why = (f"{res.type} {res.key()} is written for Windows hosts, and {host.name} is reached by "

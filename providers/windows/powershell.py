@@ -99,6 +99,21 @@ function Recon-UndoFile($s, $p, $list, $t) {
     foreach ($n in ($list -split '/' | Where-Object { $_ })) { Start-Service -Name $n; Recon-Wait $n 'Running' $t } }
   catch { Recon-Fail $s $_ }
   Recon-Out @{s = [int]$s; ok = $true} }
+function Recon-MsiFact($i, $code) {
+  $keys = @("HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\$code",
+            "HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\$code")
+  $found = $keys | Where-Object { Test-Path -LiteralPath $_ } | Select-Object -First 1
+  $o = @{i = [int]$i; installed = ($null -ne $found)}
+  if ($found) { $o.version = "$((Get-ItemProperty -LiteralPath $found).DisplayVersion)" }
+  Recon-Out $o }
+function Recon-Stage($s, $p, $sha) {
+  if ((Recon-Hash "$p.recon-new") -ne $sha) { Recon-Fail $s "the file arrived corrupted (sha256 differs)" }
+  Move-Item -LiteralPath "$p.recon-new" -Destination $p -Force }
+function Recon-Msi($s, $verb, $p, $code) {
+  $a = if ($verb -eq 'install') { @('/i', "`"$p`"", '/qn', '/norestart') } else { @('/x', $code, '/qn', '/norestart') }
+  $r = Start-Process -FilePath msiexec.exe -ArgumentList $a -Wait -PassThru
+  if ($r.ExitCode -ne 0 -and $r.ExitCode -ne 3010) { Recon-Fail $s "msiexec $verb exited $($r.ExitCode)" }
+  Recon-Out @{s = [int]$s; ok = $true} }
 function Recon-Ok($s) { Recon-Out @{s = [int]$s; ok = $true} }
 function Recon-Clean($p) { Remove-Item -LiteralPath "$p.recon-bak" -Force -ErrorAction SilentlyContinue }
 """

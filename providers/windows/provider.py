@@ -32,6 +32,7 @@ from specs.hoststate import (
     CommandResource,
     DirectoryResource,
     FileResource,
+    PackageResource,
     ProcessResource,
     ServiceResource,
 )
@@ -51,6 +52,8 @@ def fact_script(items: Sequence[Desired]) -> str:
             calls.append(call("Recon-ServiceFact", i, res.name))
         elif isinstance(res, ProcessResource):
             calls.append(call("Recon-ProcessFact", i, res.name))
+        elif isinstance(res, PackageResource):
+            calls.append(call("Recon-MsiFact", i, res.productCode or ""))
         elif isinstance(res, CommandResource):
             calls.append(call("Recon-GuardFact", i, res.creates or "", encoded(res.unless) if res.unless else ""))
     return script(calls)
@@ -91,6 +94,15 @@ def diff(d: Desired, live: dict[str, Any], changed: Mapping[str, bool]) -> tuple
         if by and res.state != "stopped" and (status == "Running" or res.state == "running"):
             return "restart", f"notified by {', '.join(by)}", [FieldChange("restart", None, res.name)]
         return "noop", f"service {res.name} is {status.lower()} ({live.get('startup')})", []
+    if isinstance(res, PackageResource):
+        installed = bool(live.get("installed"))
+        if res.state == "present" and not installed:
+            return "create", f"{res.name} ({res.productCode}) is not installed", [
+                FieldChange("installed", False, True)]
+        if res.state == "absent" and installed:
+            return "delete", f"{res.name} {live.get('version', '')} is installed".replace("  ", " "), [
+                FieldChange("installed", True, False)]
+        return "noop", f"{res.name} is {'installed' if installed else 'not installed'}", []
     if isinstance(res, ProcessResource):
         count = int(live.get("count", 0))
         if count:
@@ -157,6 +169,15 @@ def step_calls(i: int, d: Desired, change: Change, chunk: int) -> list[str]:
         return [call("Recon-Service", i, res.name, want, startup, res.timeout)]
     if isinstance(res, ProcessResource):
         return [call("Recon-StopProcess", i, res.name, res.timeout)]
+    if isinstance(res, PackageResource):
+        if change.action == "delete":
+            return [call("Recon-Msi", i, "remove", "", res.productCode)]
+        data = d.content or b""
+        staged = f"C:\\ProgramData\\recon\\msi\\{_sha(d)}.msi"
+        return [call("Recon-Begin", staged),
+                *[call("Recon-Chunk", staged, base64.b64encode(data[n:n + chunk]).decode())
+                  for n in range(0, len(data), chunk)],
+                call("Recon-Stage", i, staged, _sha(d)), call("Recon-Msi", i, "install", staged, res.productCode)]
     assert isinstance(res, CommandResource)
     return [call("Recon-Run", i, encoded(res.run))]
 
@@ -171,6 +192,8 @@ def undo_calls(i: int, d: Desired, change: Change) -> list[str]:
         return [call("Recon-UndoFile", i, res.path, "/".join(res.whileStopped), 120)]
     if isinstance(res, DirectoryResource) and change.action == "create":
         return [call("Recon-Remove", i, res.path)]
+    if isinstance(res, PackageResource) and change.action == "create":
+        return [call("Recon-Msi", i, "remove", "", res.productCode)]
     if isinstance(res, ServiceResource):
         was = str(fields["state"].before) if "state" in fields else ""
         want = "Restart" if change.action == "restart" else ("Running" if was == "running" else

@@ -287,3 +287,26 @@ def test_an_interrupted_apply_is_rolled_back_on_the_windows_host(tmp_path: Path,
     assert sandbox.path(BINARY).read_bytes() == b"stationcontroller 2.4.0\n"
     assert not sandbox.path(BINARY + ".recon-bak").exists() and not sandbox.path("C:\\Station\\logs").exists()
     assert sandbox.service("StationController")["status"] == "Running"
+
+
+def test_an_msi_package_installed_then_removed(tmp_path: Path, fleet: WinFleet, hosts: list[WinHost]) -> None:
+    """Windows packages are MSI packages, known by product code (the peer's installers are text files
+    `MSI {code} version`; its msiexec fails on anything else)."""
+    code = "{6C1D1A72-8E3B-4F2A-9C57-2D4A1B0E9F11}"
+    _project(tmp_path, fleet, extra=f"    - {{type: package, name: station-tools, productCode: '{code}', "
+                                    "source: files/tools.msi}\n")
+    (tmp_path / "specs" / "files" / "tools.msi").write_text(f"MSI {code} 3.1.0\n")
+    planned = _run(fleet, tmp_path, "plan")
+    assert "+ create  HostState/stationcontroller/package:station-tools" in planned.out, planned.out
+    assert _run(fleet, tmp_path, "apply", "--auto-approve").rc == 0
+    assert all(h.sandbox.state()["products"] == {code: "3.1.0"} for h in hosts)
+    assert _run(fleet, tmp_path, "plan", "--detailed-exitcode").rc == 0
+    spec = tmp_path / "specs" / "stationcontroller.yaml"
+    spec.write_text(spec.read_text().replace("source: files/tools.msi}", "state: absent}"))
+    removed = _run(fleet, tmp_path, "apply", "--auto-approve")
+    assert removed.rc == 0 and "- delete  HostState/stationcontroller/package:station-tools" in removed.out, removed.text
+    assert all(h.sandbox.state()["products"] == {} for h in hosts)
+    wrong = (tmp_path / "specs" / "stationcontroller.yaml").read_text().replace(f"productCode: '{code}', ", "")
+    spec.write_text(wrong)
+    refused = _run(fleet, tmp_path, "plan")
+    assert refused.rc == 1 and "on Windows a package is an MSI: give its productCode" in refused.err, refused.text

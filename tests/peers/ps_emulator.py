@@ -8,7 +8,8 @@ the prelude defines it, and nothing else is: a script with any other line is ref
 Windows behaviour it keeps: a running service's program file is locked (replacing it fails with
 the error Windows gives); a service whose program file contains `RECON-TEST-CRASH` stops right
 after it starts (as a broken build would); stopping a service ends its process; a test can make a
-host's next start of a service fail (`faults.json`: {"failStartOnce": [name]}). The user's own
+host's next start of a service fail (`faults.json`: {"failStartOnce": [name]}); an MSI is a text file
+`MSI {product code} version`, and installed products are listed in state.json. The user's own
 PowerShell (a command's `run` and `unless`) is emulated only for these statements, one per line or
 `;`: `exit N`, `Write-Output 'text'`, `Set-Content -Path 'p' -Value 'v'`, `New-Item -ItemType File
 -Path 'p' -Force`, `Start-Sleep -Seconds N`, `if (Test-Path 'p') { exit 0 } else { exit 1 }`; others
@@ -278,6 +279,33 @@ class Sandbox:
             path.unlink()
         self.path(p + ".recon-new").unlink(missing_ok=True)
         self._services(s, names, "Running")
+        emit(json.dumps({"s": int(s), "ok": True}))
+
+    def do_MsiFact(self, emit: Callable[[str], None], i: str, code: str) -> None:
+        version = self.state().get("products", {}).get(code)
+        emit(json.dumps({"i": int(i), "installed": version is not None,
+                         **({"version": version} if version is not None else {})}))
+
+    def do_Stage(self, emit: Callable[[str], None], s: str, p: str, sha: str) -> None:
+        new = self.path(p + ".recon-new")
+        if hashlib.sha256(new.read_bytes()).hexdigest() != sha:
+            raise Failed(s, "the file arrived corrupted (sha256 differs)")
+        new.replace(self.path(p))
+
+    def do_Msi(self, emit: Callable[[str], None], s: str, verb: str, p: str, code: str) -> None:
+        """An installer here is a text file `MSI {product code} version`: msiexec fails (1603) on anything else."""
+        state = self.state()
+        products = state.setdefault("products", {})
+        if verb == "install":
+            words = self.path(p).read_text(errors="replace").split()
+            if len(words) < 3 or words[0] != "MSI" or words[1] != code:
+                raise Failed(s, "msiexec install exited 1603")
+            products[code] = words[2]
+        else:
+            if code not in products:
+                raise Failed(s, "msiexec remove exited 1605")
+            del products[code]
+        self.save(state)
         emit(json.dumps({"s": int(s), "ok": True}))
 
     def do_Ok(self, emit: Callable[[str], None], s: str) -> None:
