@@ -23,6 +23,9 @@ class Context:
     bars: bool = False  # progress bars for long transfers (a terminal is watching)
     concurrency: int = 100  # targets read or changed at once, across providers (--parallelism)
     force_conflicts: bool = False  # take fields other managers own (Kubernetes server-side apply)
+    # a read only to compare fingerprints (the stale check before apply): providers may skip what only
+    # the diff's detail needs (Kubernetes: the dry runs)
+    fingerprint_only: bool = False
     # open connections, by provider-chosen key, reused for the whole run and closed by close()
     connections: dict[str, Any] = field(default_factory=dict)
 

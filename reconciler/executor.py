@@ -78,7 +78,7 @@ def resolve(plan: Plan, project: Project) -> list[Step]:
 
 def stale(steps: Sequence[Step], ctx: Context) -> dict[str, str]:
     """Change id -> what moved, for every step whose live state is no longer what was planned against."""
-    live = planner.read_live([(p, i) for p, i, _ in steps], ctx)
+    live = planner.read_live([(p, i) for p, i, _ in steps], replace(ctx, fingerprint_only=True))
     fresh = {c.id: c for c in planner.diff_all([(p, i) for p, i, _ in steps], live)}
     out = {}
     for _, inst, change in steps:

@@ -135,7 +135,7 @@ class KubeProvider:
         for key in [k for k in ctx.connections if "/list/" in k]:
             del ctx.connections[key]  # a later read (before and after apply) lists again
         force = ctx.force_conflicts
-        if todo:
+        if todo and not ctx.fingerprint_only:  # the fingerprint is of the live object alone
             with ThreadPoolExecutor(max(1, min(16, ctx.concurrency, len(todo)))) as pool:
                 for inst, dry in zip([i for i, _ in todo], pool.map(lambda t: _dry_run(ctx, t[0], t[1], force), todo),
                                      strict=True):
@@ -254,11 +254,15 @@ def _diff(inst: Instance, state: Live) -> Change:
         fields = [FieldChange(p, None, v) for p, v in sorted(d.obj.shown.items())]
     elif state["same"]:
         action, reason = "noop", f"the {kind} holds every field recon applies"
-    elif state.get("conflicts"):
+    elif state.get("conflicts") or "dry" not in state:  # a conflict, or a read for the fingerprint only
         want = d.obj.shown
         have = state["live"]
         fields = [FieldChange(p, have.get(p), want.get(p)) for p in sorted(want) if have.get(p) != want.get(p)
                   and p not in IGNORED]
+        if "dry" not in state and not state.get("conflicts"):
+            return Change(inst.address, inst.target, inst.spec, inst.resource, "update", "differs (not dry-run)",
+                          tuple(fields), fingerprint({"live": state["live"], "owners": state["owners"]}),
+                          inst.desired_digest)
         owners = ", ".join(f"{m} owns {f}" for m, f in state["conflicts"])
         action, risks = "update", ("conflict",)
         reason = (f"conflict: {owners}; apply fails unless recon takes the field: plan and apply with "

@@ -304,7 +304,8 @@ def test_an_msi_package_installed_then_removed(tmp_path: Path, fleet: WinFleet, 
     spec = tmp_path / "specs" / "stationcontroller.yaml"
     spec.write_text(spec.read_text().replace("source: files/tools.msi}", "state: absent}"))
     removed = _run(fleet, tmp_path, "apply", "--auto-approve")
-    assert removed.rc == 0 and "- delete  HostState/stationcontroller/package:station-tools" in removed.out, removed.text
+    assert removed.rc == 0, removed.text
+    assert "- delete  HostState/stationcontroller/package:station-tools" in removed.out
     assert all(h.sandbox.state()["products"] == {} for h in hosts)
     wrong = (tmp_path / "specs" / "stationcontroller.yaml").read_text().replace(f"productCode: '{code}', ", "")
     spec.write_text(wrong)
