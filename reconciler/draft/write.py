@@ -13,7 +13,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from reconciler.draft.model import Draft, Edit, set_at
-from reconciler.errors import Diagnostic, SpecError
+from reconciler.errors import Diagnostic, SpecError, UsageError
 
 
 def _yaml() -> YAML:
@@ -76,7 +76,10 @@ def check(specs_dir: Path, files: dict[Path, str]) -> None:
     from reconciler.project import load_project
 
     specs_dir = specs_dir.resolve()
-    copy = Path(tempfile.mkdtemp(prefix=".recon-draft-", dir=specs_dir.parent))  # the same depth as the specs
+    try:
+        copy = Path(tempfile.mkdtemp(prefix=".recon-draft-", dir=specs_dir.parent))  # the same depth as the specs
+    except OSError as exc:
+        raise UsageError(f"cannot check the draft: no scratch directory beside {specs_dir} ({exc.strerror})") from None
     try:
         try:
             shutil.copytree(specs_dir, copy, copy_function=os.link, symlinks=True, dirs_exist_ok=True)
