@@ -229,7 +229,7 @@ def test_resources_for_the_wrong_kind_of_host_are_refused_before_any_connection(
                                     "    - {type: package, name: nginx}\n")
     got = _run(fleet, tmp_path, "plan")
     assert got.rc == 1 and "/etc/app.conf is not a Windows path (win1 is reached by winrm)" in got.err, got.text
-    assert "a package resource is not available on Windows hosts" in got.err
+    assert "package nginx: on Windows a package is an MSI: give its productCode" in got.err
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
