@@ -268,8 +268,8 @@ class _Rules:
 
     def _no_packages(self, group: Spec) -> bool:
         if self._windows(group):
-            self.ask(f"{group.name} is a group of Windows hosts, where recon has no package resource yet: deploy "
-                     "the installer as a file and run it with a guarded command")
+            self.ask(f"{group.name} is a group of Windows hosts, where a package is an MSI known by its product "
+                     "code: write a package resource with productCode: '{GUID}' and source: the .msi")
             return False
         return True
 

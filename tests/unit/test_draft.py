@@ -156,7 +156,7 @@ TABLE: list[tuple[str, Any]] = [
     ("upgrade nginx on web", "?update nginx to which version?"),
     ("remove telnet from db servers", {"!HostState/telnet-db": {("spec", "resources", 0, "state"): "absent"}}),
     ("uninstall nginx from web", {"!HostState/web-base": {("spec", "resources", 0, "state"): "absent"}}),
-    ("install notepad++ on CIS servers", "?cis-servers is a group of Windows hosts, where recon has no package"),
+    ("install notepad++ on CIS servers", "?cis-servers is a group of Windows hosts, where a package is an MSI"),
     # the stationcontroller update: a file a HostState already manages
     ("update stationcontroller on CIS servers", "?HostState/stationcontroller manages C:\\Program Files\\Station"),
     ("update stationcontroller on CIS servers from build/stationcontroller.exe",
