@@ -177,7 +177,13 @@ def _listed(ctx: Context, where: Where, namespace: str, kind: str) -> list[dict[
     key = f"{where.key}/list/{namespace}/{kind}"
     found = ctx.connections.get(key)
     if found is None:
-        found = ctx.connections[key] = _Listed(cluster(ctx, where).list(kind, namespace, SELECTOR))
+        conn = cluster(ctx, where)
+        try:
+            found = ctx.connections[key] = _Listed(conn.list(kind, namespace, SELECTOR))
+        except ApiFailure as exc:
+            raise TransportError(f"{conn.server}: cannot list the {kind}s of namespace {namespace} ({exc.code} "
+                                 f"{exc.reason}): {exc.message or 'no message'}; check the kubeconfig's server "
+                                 "and that its user may list them") from None
     return found.items
 
 

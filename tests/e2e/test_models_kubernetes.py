@@ -212,7 +212,14 @@ def test_a_missing_namespace_and_an_unreachable_server_are_one_clear_message(tmp
     missing = recon("plan", cwd=tmp_path, env=ENV)
     assert missing.rc == 1 and "the namespace nowhere does not exist" in missing.text, missing.text
     assert "Traceback" not in missing.text
-    if cluster.peer:
+    if cluster.peer:  # a server that answers, but not as the Kubernetes API
+        wrong = tmp_path / "wrong-kubeconfig"
+        wrong.write_text(cluster.kubeconfig.read_text().replace(cluster.peer.url, cluster.peer.url + "/elsewhere"))
+        (tmp_path / "specs" / "churn.yaml").write_text(text.replace(str(cluster.kubeconfig), str(wrong)))
+        listed = recon("plan", cwd=tmp_path, env=ENV)
+        assert listed.rc == 1 and "cannot list the Deployments of namespace nowhere (404" in listed.text, listed.text
+        assert "Traceback" not in listed.text and "internal error" not in listed.text
+        (tmp_path / "specs" / "churn.yaml").write_text(text)
         cluster.peer.stop()
         gone = recon("plan", cwd=tmp_path, env=ENV)
         assert gone.rc == 1 and "cannot be reached" in gone.text and "Traceback" not in gone.text, gone.text
