@@ -62,12 +62,19 @@ def fact_script(items: Sequence[Desired]) -> str:
 def read(items: Sequence[Desired], transport: Transport, target: str) -> list[dict[str, Any]]:
     done = transport.run(fact_script(items))
     facts: dict[int, dict[str, Any]] = {}
+    said: list[str] = []
     for line in done.stdout.decode("utf-8", "replace").splitlines():
-        if line.startswith("{"):
-            obj = json.loads(line)
+        try:
+            obj = json.loads(line) if line.startswith("{") else None
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict) and "i" in obj:
             facts[int(obj.pop("i"))] = obj
+        elif line.strip():
+            said.append(str(obj.get("error", line)) if isinstance(obj, dict) else line)
     if done.rc != 0 or len(facts) != len(items):
-        raise TransportError(f"{target}: reading facts failed (exit {done.rc}): {_tail(done.stderr)}")
+        why = _tail(done.stderr) or " | ".join(said)[-400:]
+        raise TransportError(f"{target}: reading facts failed (exit {done.rc}): {why}")
     for i, d in enumerate(items):
         if isinstance(d.res, ServiceResource) and not facts[i].get("exists"):
             raise TransportError(f"{target}: there is no service named {d.res.name!r}: install it first, or fix "
