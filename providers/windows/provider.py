@@ -64,14 +64,11 @@ def read(items: Sequence[Desired], transport: Transport, target: str) -> list[di
     facts: dict[int, dict[str, Any]] = {}
     said: list[str] = []
     for line in done.stdout.decode("utf-8", "replace").splitlines():
-        try:
-            obj = json.loads(line) if line.startswith("{") else None
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict) and "i" in obj:
+        obj = _json(line)
+        if obj is not None and "i" in obj:
             facts[int(obj.pop("i"))] = obj
         elif line.strip():
-            said.append(str(obj.get("error", line)) if isinstance(obj, dict) else line)
+            said.append(str(obj.get("error", line)) if obj is not None else line)
     if done.rc != 0 or len(facts) != len(items):
         why = _tail(done.stderr) or " | ".join(said)[-400:]
         raise TransportError(f"{target}: reading facts failed (exit {done.rc}): {why}")
@@ -224,10 +221,8 @@ def apply(steps: Sequence[tuple[Instance, Change]], transport: Transport, ctx: C
 
     def on_line(line: bytes) -> None:
         nonlocal last
-        if not line.startswith(b"{"):
-            return
-        obj = json.loads(line)
-        if "s" not in obj:
+        obj = _json(line.decode("utf-8", "replace"))
+        if obj is None or "s" not in obj:
             return
         i = int(obj["s"])
         now = time.monotonic()
@@ -272,10 +267,9 @@ def _rollback(steps: Sequence[tuple[Instance, Change]], failed: int, transport: 
     except TransportError as exc:
         return {i: f"not undone: {exc}" for i in range(failed + 1)}
     for line in done.stdout.decode("utf-8", "replace").splitlines():
-        if line.startswith("{"):
-            obj = json.loads(line)
-            if "s" in obj:
-                got[int(obj["s"])] = "" if obj["ok"] else str(obj.get("error", ""))
+        obj = _json(line)
+        if obj is not None and "s" in obj:
+            got[int(obj["s"])] = "" if obj["ok"] else str(obj.get("error", ""))
     return got
 
 
@@ -290,8 +284,20 @@ def undo(steps: Sequence[tuple[Instance, Change]], transport: Transport) -> Iter
             yield from (Result(c.id, False, f"not undone: {exc}") for _, c in steps)
             return
         for line in done.stdout.decode("utf-8", "replace").splitlines():
-            if line.startswith("{") and "s" in (obj := json.loads(line)):
+            obj = _json(line)
+            if obj is not None and "s" in obj:
                 got[int(obj["s"])] = "" if obj["ok"] else str(obj.get("error", ""))
     for i, (_, change) in enumerate(steps):
         why = got.get(i, "not undone: it cannot be undone (a command, or processes stopped)")
         yield Result(change.id, why == "", why)
+
+
+def _json(line: str) -> dict[str, Any] | None:
+    """One line of the prelude's output as an object, or None for anything else the host printed."""
+    if not line.startswith("{"):
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
