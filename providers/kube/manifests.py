@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,20 @@ class Obj:
     namespace: str
     model: str  # the Model's name
     config: dict[str, Any] = field(repr=False)  # what is applied: may hold secret data
-    shown: dict[str, Any] = field(default_factory=dict, repr=False)  # flattened, secrets as keyed hashes
 
     @property
     def resource(self) -> str:
         return self.kind.lower()
+
+    @cached_property
+    def flat(self) -> dict[str, Any]:
+        """The configuration as dotted paths to leaves (flatten), secrets as they are."""
+        return flatten(self.config)
+
+    @cached_property
+    def shown(self) -> dict[str, Any]:
+        """`flat` as a plan may show it: Secret data as keyed hashes."""
+        return mask(self.kind, self.flat)
 
 
 def _quantity_memory(docker: str) -> str:
@@ -116,7 +126,7 @@ def build(name: str, body: ModelSpec, labels: dict[str, str], base: Path, secret
         "spec": {"type": k8s.serviceType, "selector": {MODEL: name},
                  "ports": [{"name": "http", "port": body.port, "targetPort": body.containerPort, "protocol": "TCP"}]},
     }))
-    return [Obj(o.kind, o.name, o.namespace, o.model, o.config, shown(o.kind, o.config)) for o in out]
+    return out
 
 
 # Lists whose elements Kubernetes merges by a key (strategic merge and server-side apply); others are atomic.
@@ -171,12 +181,6 @@ def owned_paths(fields_v1: dict[str, Any], prefix: str = "") -> set[str]:
         children = {c: s for c, s in sub.items() if c != "."}
         out |= owned_paths(children, path) if children else {path}
     return out
-
-
-def shown(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The flattened configuration as a plan may show it: Secret data as keyed hashes."""
-    flat = flatten(config)
-    return mask(kind, flat)
 
 
 def mask(kind: str, flat: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ one namespace, the target; each is one resource, applied server-side with field 
 
 from __future__ import annotations
 
-import json
+import copy
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from providers.kube.client import KINDS, ApiFailure, Cluster, Where, cluster
+from providers.kube.client import KINDS, ApiFailure, Where, cluster
 from providers.kube.manifests import COMMIT, MODEL, SELECTOR, Obj, build, flatten, mask, owned_paths
 from providers.kube.rollout import wait_rollout
 from reconciler.context import Context
@@ -210,7 +210,7 @@ def _recon_owned(live: dict[str, Any]) -> tuple[set[str], dict[str, list[str]]]:
 
 def _state(d: Desired, live: dict[str, Any] | None) -> dict[str, Any]:
     """What the plan needs of a live object, secrets masked: the values at the fields recon manages."""
-    want = flatten(d.obj.config)
+    want = d.obj.flat
     if live is None:
         return {"exists": False, "same": False, "live": {}, "owners": {}}
     have = flatten(live)
@@ -238,7 +238,7 @@ def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -
                                  "kubernetes.namespace") from None
         raise TransportError(f"{inst.id}: the API server refuses the {d.obj.kind}: {exc.message}") from None
     dry = flatten(result)
-    relevant = set(state["live"]) | set(flatten(d.obj.config))
+    relevant = set(state["live"]) | set(d.obj.flat)
     return {"dry": mask(d.obj.kind, {p: dry.get(p) for p in relevant}),
             "conflicts": [], "forced": force}
 
@@ -260,15 +260,10 @@ def _diff(inst: Instance, state: Live) -> Change:
         fields = [FieldChange(p, None, v) for p, v in sorted(d.obj.shown.items())]
     elif state["same"]:
         action, reason = "noop", f"the {kind} holds every field recon applies"
-    elif state.get("conflicts") or "dry" not in state:  # a conflict, or a read for the fingerprint only
-        want = d.obj.shown
-        have = state["live"]
-        fields = [FieldChange(p, have.get(p), want.get(p)) for p in sorted(want) if have.get(p) != want.get(p)
-                  and p not in IGNORED]
-        if "dry" not in state and not state.get("conflicts"):
-            return Change(inst.address, inst.target, inst.spec, inst.resource, "update", "differs (not dry-run)",
-                          tuple(fields), fingerprint({"live": state["live"], "owners": state["owners"]}),
-                          inst.desired_digest)
+    elif "dry" not in state:  # read for its fingerprint only (the stale check before apply): no dry run
+        action, reason, fields = "update", "differs (not dry-run)", _as_applied(d, state)
+    elif state["conflicts"]:
+        fields = _as_applied(d, state)
         owners = ", ".join(f"{m} owns {f}" for m, f in state["conflicts"])
         action, risks = "update", ("conflict",)
         reason = (f"conflict: {owners}; apply fails unless recon takes the field: plan and apply with "
@@ -289,6 +284,14 @@ def _diff(inst: Instance, state: Live) -> Change:
         reason = _reason(kind, fields) if fields else f"the {kind} holds every field recon applies (as normalised)"
     return Change(inst.address, inst.target, inst.spec, inst.resource, action, reason, tuple(fields),
                   fingerprint({"live": state["live"], "owners": state["owners"]}), inst.desired_digest, risks=risks)
+
+
+def _as_applied(d: Desired, state: Live) -> list[FieldChange]:
+    """The fields whose live value is not the one recon applies (when no dry run says what the server makes
+    of them)."""
+    want, have = d.obj.shown, state["live"]
+    return [FieldChange(p, have.get(p), want.get(p)) for p in sorted(want)
+            if have.get(p) != want.get(p) and p not in IGNORED]
 
 
 def _reason(kind: str, fields: list[FieldChange]) -> str:
@@ -329,14 +332,13 @@ def _apply_one(inst: Instance, change: Change, ctx: Context) -> str:
     applied = conn.apply(d.obj.kind, config, force=force, dry_run=False)
     if d.obj.kind != "Deployment":
         return ""
-    problem = wait_rollout(conn, applied, d.settings.rolloutTimeout, ctx, inst.target)
+    problem, last = wait_rollout(conn, applied, d.settings.rolloutTimeout)
     if problem is None:
-        status = conn.get("Deployment", d.obj.namespace, d.obj.name) or applied
-        return f"rolled out: {status.get('status', {}).get('availableReplicas', 0)} replicas available"
+        return f"rolled out: {last.get('status', {}).get('availableReplicas', 0)} replicas available"
     if not d.settings.rollback or before is None:
         raise _RolloutFailed(f"the rollout did not finish: {problem}" + (
             "" if before is None else "; set kubernetes.rollback: true to restore the previous template"))
-    restored = json.loads(json.dumps(config))
+    restored = copy.deepcopy(config)
     restored["spec"]["template"] = before["spec"]["template"]
     conn.apply("Deployment", restored, force=True, dry_run=False)
     raise _RolloutFailed(f"the rollout did not finish: {problem}; rolled back: the previous template is restored")
@@ -348,7 +350,7 @@ def _with_commit(config: dict[str, Any]) -> dict[str, Any]:
     commit = describe().get("sha")
     if not commit:
         return config
-    out = json.loads(json.dumps(config))
+    out = copy.deepcopy(config)
     out["metadata"].setdefault("annotations", {})[COMMIT] = commit
     return out
 
@@ -360,5 +362,3 @@ def _failure(exc: ApiFailure) -> str:
                 "true) to take it")
     return f"the API server refused it ({exc.code} {exc.reason}): {exc.message}"
 
-
-__all__ = ["Cluster", "KubeProvider"]
