@@ -157,12 +157,8 @@ class HostProvider:
         if host.connection == "winrm":
             from providers.windows import provider as windows
 
-            try:
-                with self._limit(host):
-                    yield from windows.apply(steps, _transport(host, ctx), ctx, target)
-            except TransportError as exc:  # the shell could not even be opened
-                for _, change in steps:
-                    yield Result(change.id, False, str(exc))
+            with self._limit(host):  # (a host that cannot be reached is reported per step by windows.apply)
+                yield from windows.apply(steps, _transport(host, ctx), ctx, target)
             return
         mark = "@@recon-" + secrets.token_hex(8)
         script = _change_script(steps, mark)

@@ -241,7 +241,7 @@ def apply(steps: Sequence[tuple[Instance, Change]], transport: Transport, ctx: C
     failed = next((i for i, r in reported.items() if not r.ok), None)
     undone: dict[int, str] = {}
     if failed is not None:
-        undone = _rollback(steps, failed, transport, target)
+        undone = _undo_steps(steps, failed, transport)
     for i, (_, change) in enumerate(steps):
         result = reported.get(i)
         if result is not None:
@@ -253,40 +253,23 @@ def apply(steps: Sequence[tuple[Instance, Change]], transport: Transport, ctx: C
                 f"not run: {lost}" if lost else ended))
 
 
-def _rollback(steps: Sequence[tuple[Instance, Change]], failed: int, transport: Transport,
-              target: str) -> dict[int, str]:
-    """Undo steps failed..0, newest first, in one script: step -> "" when undone, else why not."""
-    calls = []
-    for i in range(failed, -1, -1):
-        calls += undo_calls(i, steps[i][0].desired, steps[i][1])
+def _undo_steps(steps: Sequence[tuple[Instance, Change]], last: int, transport: Transport) -> dict[int, str]:
+    """Undo steps last..0, newest first, in one script: step -> "" when undone, else why not. Steps that cannot
+    be undone are not in it; when the host cannot be reached, every step is, with why."""
+    calls = [c for i in range(last, -1, -1) for c in undo_calls(i, steps[i][0].desired, steps[i][1])]
     if not calls:
         return {}
-    got: dict[int, str] = {}
     try:
         done = transport.run(script(calls))
     except TransportError as exc:
-        return {i: f"not undone: {exc}" for i in range(failed + 1)}
-    for line in done.stdout.decode("utf-8", "replace").splitlines():
-        obj = _json(line)
-        if obj is not None and "s" in obj:
-            got[int(obj["s"])] = "" if obj["ok"] else str(obj.get("error", ""))
-    return got
+        return {i: f"not undone: {exc}" for i in range(last + 1)}
+    found = (_json(line) for line in done.stdout.decode("utf-8", "replace").splitlines())
+    return {int(o["s"]): "" if o["ok"] else str(o.get("error", "")) for o in found if o is not None and "s" in o}
 
 
 def undo(steps: Sequence[tuple[Instance, Change]], transport: Transport) -> Iterator[Result]:
     """`recon rollback` after an interrupted apply: the finished steps undone, newest first."""
-    calls = [c for i in range(len(steps) - 1, -1, -1) for c in undo_calls(i, steps[i][0].desired, steps[i][1])]
-    got: dict[int, str] = {}
-    if calls:
-        try:
-            done = transport.run(script(calls))
-        except TransportError as exc:
-            yield from (Result(c.id, False, f"not undone: {exc}") for _, c in steps)
-            return
-        for line in done.stdout.decode("utf-8", "replace").splitlines():
-            obj = _json(line)
-            if obj is not None and "s" in obj:
-                got[int(obj["s"])] = "" if obj["ok"] else str(obj.get("error", ""))
+    got = _undo_steps(steps, len(steps) - 1, transport)
     for i, (_, change) in enumerate(steps):
         why = got.get(i, "not undone: it cannot be undone (a command, or processes stopped)")
         yield Result(change.id, why == "", why)
