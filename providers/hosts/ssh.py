@@ -123,6 +123,11 @@ class SshTransport:
         ref = getattr(self.settings, name)
         return None if ref is None else str(ref.resolve(self.base).get_secret_value())
 
+    def alive(self) -> bool:
+        """Connected, and the connection still up (a kept connection may have been dropped meanwhile)."""
+        transport = self._client.get_transport() if self._client is not None else None
+        return transport is not None and bool(transport.is_active())
+
     def client(self) -> Any:
         with self._lock:
             if self._client is None:

@@ -141,15 +141,13 @@ class _Agent:
             known_digest = ""
         return hashlib.sha256(json.dumps([host, head["secrets"], known_digest], sort_keys=True).encode()).hexdigest()
 
-    def transport(self, head: dict[str, Any]) -> Any:
+    def transport(self, key: str, head: dict[str, Any]) -> Any:
         from providers.hosts.ssh import SshTransport
         from specs.hostgroup import SshSettings
 
-        key = self.key(head)
         with self.lock:
             found = self.conns.get(key)
-            if found is not None and (found._client is None or found._client.get_transport() is None
-                                      or not found._client.get_transport().is_active()):
+            if found is not None and not found.alive():
                 found.close()
                 found = None
             if found is None:
@@ -170,20 +168,19 @@ class _Agent:
             head = json.loads(reader.readline())
             script = reader.read(head["size"]).decode()
             self.idle = float(head.get("idle") or self.idle)
-            send_lock = threading.Lock()
+            key = self.key(head)
 
-            def send(msg: dict[str, Any]) -> None:
-                with send_lock:
-                    conn.sendall(json.dumps(msg).encode() + b"\n")
+            def send(msg: dict[str, Any]) -> None:  # from this thread only: run() reports lines in it
+                conn.sendall(json.dumps(msg).encode() + b"\n")
 
             def on_line(line: bytes) -> None:
                 send({"line": base64.b64encode(line).decode()})
 
             try:
-                done = self.transport(head).run(script, on_line)
+                done = self.transport(key, head).run(script, on_line)
             except TransportError as exc:  # the host, or the client, went away: drop the connection
                 with self.lock:
-                    gone = self.conns.pop(self.key(head), None)
+                    gone = self.conns.pop(key, None)
                 if gone is not None:
                     gone.close()
                 send({"error": str(exc), "transient": exc.transient})

@@ -561,7 +561,8 @@ def test_connections_kept_between_runs_by_the_agent(fleet: fleetmod.Fleet, tmp_p
     second run reuses each host's connection; the agent leaves when idle for `persist` seconds."""
     from providers.hosts.ssh_agent import socket_path
 
-    cwd = project(tmp_path, group_yaml(fleet, extra="\n    persist: 2"))
+    state = STATE.replace("<h1>hello from recon</h1>", f"<h1>{tmp_path.name}</h1>")  # pending on every host
+    cwd = project(tmp_path, group_yaml(fleet, extra="\n    persist: 2"), state)
     on = {"RECON_SSH_PERSIST": "1"}
     sizes = _log_sizes(fleet)
     first = recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix, env=on)
