@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -245,12 +246,11 @@ class _Rules:
             if not source:
                 return self.ask(f"{state.address} manages {res['path']} on {group.name}: which file is the new one? "
                                 f"(say: update {name} on {group.name} from PATH)")
-            given = Path(source) if Path(source).is_absolute() else Path.cwd() / source
+            given = Path(source).resolve()  # as the user named it, from here
             if not given.is_file():
                 wanted = PureWindowsPath(res["path"]).name
                 return self.ask(f"there is no file {source}; give the path of the new {wanted}")
-            rel = Path(_relative(given.resolve(), Path(state.doc.file).resolve().parent))
-            self._edit(state, [(("spec", "resources", i, "source"), rel.as_posix())])
+            self._edit(state, [(("spec", "resources", i, "source"), _relative(given, state))])
             return self.out
         if not version:
             return self.ask(f"update {name} to which version? (say: update {name} to 1.2.3 on {group.name}); no "
@@ -297,7 +297,7 @@ class _Rules:
                             "/etc/app/app.conf on web)")
         source, dest, phrase = m.groups()
         group = self._group(phrase)
-        given = Path(source) if Path(source).is_absolute() else Path.cwd() / source
+        given = Path(source).resolve()  # as the user named it, from here
         if not given.is_file():
             return self.ask(f"there is no file {source} here to deploy")
         if group is None:
@@ -308,18 +308,18 @@ class _Rules:
         if windows != bool(re.match(r"^[A-Za-z]:[\\/]", dest)):
             return self.ask(f"{dest} is not a path on {'Windows' if windows else 'Linux'} hosts; {group.name} is "
                             f"reached by {'winrm' if windows else 'ssh or locally'}")
-        rel = _relative(given.resolve(), self.specs_dir.resolve())
-        self._upsert_file(group, dest, rel, f"{given.stem}-{group.name}")
+        self._upsert_file(group, dest, given, f"{given.stem}-{group.name}")
         return self.out
 
-    def _upsert_file(self, group: Spec, dest: str, source: str, new_name: str) -> None:
+    def _upsert_file(self, group: Spec, dest: str, source: Path, new_name: str) -> None:
+        """The file resource at `dest` of a HostState of the group gets `source`; else a new HostState."""
         for state in self._states(group):
             for i, res in enumerate(state.doc.data["spec"]["resources"]):
                 if res.get("type") == "file" and str(res.get("path", "")).lower() == dest.lower():
-                    rel = _relative((self.specs_dir / source).resolve(), Path(state.doc.file).resolve().parent)
-                    self._edit(state, [(("spec", "resources", i, "source"), rel)])
+                    self._edit(state, [(("spec", "resources", i, "source"), _relative(source, state))])
                     return
-        self._new_state(new_name, group, [{"type": "file", "path": dest, "source": source}])
+        rel = Path(os.path.relpath(source, self.specs_dir.resolve())).as_posix()  # the new file's directory
+        self._new_state(new_name, group, [{"type": "file", "path": dest, "source": rel}])
 
     def _model(self, phrase: str, env: str) -> Spec | None:
         found = self.catalog.one("Model", phrase, env)
@@ -390,10 +390,9 @@ class _Rules:
                         "state: absent on the resource), commit, and apply with --prune for Models")
 
 
-def _relative(path: Path, start: Path) -> str:
-    import os
-
-    return Path(os.path.relpath(path, start)).as_posix()
+def _relative(path: Path, spec: Spec) -> str:
+    """`path` as a spec file names its sources: relative to the spec file's directory."""
+    return Path(os.path.relpath(path, Path(spec.doc.file).resolve().parent)).as_posix()
 
 
 def _previous_tag(model: Spec) -> str:
