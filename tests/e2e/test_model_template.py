@@ -49,12 +49,7 @@ def test_generate_check_test_and_serve_a_prediction(tmp_path: Path) -> None:
     try:
         _wait_port(model_port, model)
         _wait_port(api_port, api)
-        req = urllib.request.Request(f"http://127.0.0.1:{api_port}/predict", method="POST",
-                                     data=json.dumps({"features": {"tenure_months": 3, "support_calls": 4}}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            got = json.loads(resp.read())
-        assert got["model_version"] == "0.1.0" and 0 < got["prediction"] < 1
+        _assert_predicts(api_port)
         with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/health", timeout=10) as resp:
             assert json.loads(resp.read()) == {"status": "ok"}
     finally:
@@ -125,12 +120,17 @@ def test_the_generated_project_runs_as_containers_on_the_engine(tmp_path: Path) 
         env = {"DOCKER_HOST": engine.host, "RECON_CACHE_DIR": str(tmp_path / "cache")}
         applied = recon("apply", "specs", "--auto-approve", cwd=project, env=env, timeout=600)
         assert applied.rc == 0, applied.text
-        req = urllib.request.Request(f"http://127.0.0.1:{api_port}/predict", method="POST",
-                                     data=json.dumps({"features": {"tenure_months": 3, "support_calls": 4}}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            got = json.loads(resp.read())
-        assert got["model_version"] == "0.1.0" and 0 < got["prediction"] < 1
+        _assert_predicts(api_port)
         assert recon("plan", "specs", "--detailed-exitcode", cwd=project, env=env).rc == 0
     finally:
         engine.stop()
+
+
+def _assert_predicts(api_port: int) -> None:
+    """The api-service answers a prediction, through the model-service, from model version 0.1.0."""
+    req = urllib.request.Request(f"http://127.0.0.1:{api_port}/predict", method="POST",
+                                 data=json.dumps({"features": {"tenure_months": 3, "support_calls": 4}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        got = json.loads(resp.read())
+    assert got["model_version"] == "0.1.0" and 0 < got["prediction"] < 1

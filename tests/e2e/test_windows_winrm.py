@@ -307,6 +307,7 @@ def test_an_msi_package_installed_then_removed(tmp_path: Path, fleet: WinFleet, 
     assert removed.rc == 0, removed.text
     assert "- delete  HostState/stationcontroller/package:station-tools" in removed.out
     assert all(h.sandbox.state()["products"] == {} for h in hosts)
+    assert _run(fleet, tmp_path, "plan", "--detailed-exitcode").rc == 0
     wrong = (tmp_path / "specs" / "stationcontroller.yaml").read_text().replace(f"productCode: '{code}', ", "")
     spec.write_text(wrong)
     refused = _run(fleet, tmp_path, "plan")
