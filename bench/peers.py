@@ -5,8 +5,9 @@ Setup (benchmark environment only, never a dependency of recon):
     python3 -m venv bench/.venv-peers && bench/.venv-peers/bin/pip install 'pyinfra>=3,<4' ansible-core
 Usage: python bench/peers.py HOSTS [RUNS] [RTT_MS]   (default 20 hosts, 3 runs (1 for Ansible), 0 ms added
 round-trip time through tests/peers/delay_proxy.py; median wall seconds); BENCH_TOOLS=recon,pyinfra picks
-tools. recon runs twice: connecting anew each run, and with connections kept by its agent (ssh.persist,
-the default; warmed by one run first, as a second run of the day finds it).
+tools. recon runs three ways: as a new process connecting anew each run; with connections kept by its
+agent (ssh.persist); and with those and the resident planner (reconciler/warm.py) for its plans, as
+recon runs by default. The last two are warmed by one run first, as a second run of the day finds them.
 Columns: check/plan with changes pending, apply, no-op check/plan, no-op apply.
 """
 
@@ -17,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -66,11 +68,14 @@ def ansible_files(f: fleetmod.Fleet, root: Path, port: int) -> None:
 
 def tool_commands(f: fleetmod.Fleet) -> dict[str, tuple[list[str], list[str]]]:
     ns = f.exec_prefix
-    fresh = ["env", "RECON_SSH_PERSIST=0"]  # a new connection to every host on every run
+    fresh = ["env", "RECON_SSH_PERSIST=0", "RECON_WARM=0"]  # a new process and connection to every host each run
+    kept = ["env", "RECON_WARM=0"]  # connections kept by the agent, but no resident planner
     return {
         "recon": ([*ns, *fresh, RECON, "plan", "specs"], [*ns, *fresh, RECON, "apply", "--auto-approve", "specs"]),
-        "recon, connections kept (ssh.persist)": ([*ns, RECON, "plan", "specs"],
-                                                  [*ns, RECON, "apply", "--auto-approve", "specs"]),
+        "recon, connections kept (ssh.persist)": ([*ns, *kept, RECON, "plan", "specs"],
+                                                  [*ns, *kept, RECON, "apply", "--auto-approve", "specs"]),
+        "recon, connections kept and the resident planner (the defaults)": (
+            [*ns, RECON, "plan", "specs"], [*ns, RECON, "apply", "--auto-approve", "specs"]),
         "pyinfra": ([*ns, str(PEERS / "pyinfra"), "inventory.py", "deploy.py", "--dry", "-y"],
                     [*ns, str(PEERS / "pyinfra"), "inventory.py", "deploy.py", "-y"]),
         "ansible": ([*ns, str(PEERS / "ansible-playbook"), "-i", "inventory.ini", "play.yml", "--check"],
@@ -98,8 +103,9 @@ def main() -> None:
             for tool, (check, apply) in tool_commands(f).items():
                 if wanted and tool.split(",")[0] not in wanted.split(","):
                     continue
-                if "persist" in tool:
+                if "kept" in tool:
                     measure(check, cwd=root, env=env)  # the agent starts and connects: later runs reuse it
+                    time.sleep(2)  # (and the resident planner, started after that run, is listening)
                 k = 1 if tool == "ansible" else runs
                 reset = "rm -rf /srv/bench"
                 cols = []

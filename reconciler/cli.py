@@ -301,6 +301,17 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+_COMMAND: list[Any] = []
+
+
+def command() -> Any:
+    """The click command typer builds from `app`, built once per process (the resident planner's
+    children inherit it: reconciler/warm.py)."""
+    if not _COMMAND:
+        _COMMAND.append(typer.main.get_command(app))
+    return _COMMAND[0]
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code; every known failure is one message on stderr."""
     # the argument parser's own errors, found through typer's public names (typer vendors click)
@@ -308,10 +319,11 @@ def run(argv: list[str] | None = None) -> int:
         c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
     )
     err = _console(stderr=True)
-    command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="recon", standalone_mode=False)
-        return int(result or 0)
+        result = int(command().main(args=argv, prog_name="recon", standalone_mode=False) or 0)
+        if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into exit code 130, silently
+            err.print("[red]interrupted[/red]")
+        return result
     except SpecError as exc:
         for d in exc.diagnostics:
             err.print(_diag(d.render()))

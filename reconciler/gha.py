@@ -95,7 +95,8 @@ class GitHub:
 def _run(args: list[str], cwd: Path) -> tuple[int, str]:
     recon = Path(sys.executable).parent / "recon"
     command = [str(recon)] if recon.exists() else [sys.executable, "-m", "reconciler"]
-    done = subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    env = {"RECON_WARM": "0", **os.environ}  # one run per job: no resident planner left behind (warm.py)
+    done = subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
     return done.returncode, done.stdout

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RECON_HASH_KEY", "recon-test-key")
 # SSH connections are not kept between runs (each test counts its own); tests of the agent turn it on
 os.environ.setdefault("RECON_SSH_PERSIST", "0")
+# no resident planner (reconciler/warm.py) is left behind by test runs; tests/e2e/test_warm.py turns it on
+os.environ.setdefault("RECON_WARM", "0")
 # the installed console script, as users run it; `python -m reconciler` where it is not installed
 _SCRIPT = Path(sys.executable).parent / "recon"
 RECON = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "reconciler"]

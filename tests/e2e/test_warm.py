@@ -1,0 +1,190 @@
+"""End to end: the resident planner (reconciler/warm.py). A run it serves must be the run the `recon`
+process would have made: the same output, exit code and messages, with the caller's environment,
+directory and signals. Each test has a runtime directory of its own, so a planner of its own."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.warm import code_stamp
+from tests.conftest import RECON, ROOT, Outcome, recon
+
+QUICKSTART = ROOT / "examples" / "quickstart"
+SERVED = re.compile(r"recon: planned by the resident planner \(pid (\d+)\)\n")
+
+
+@pytest.fixture
+def runtime() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))  # short: a socket path has at most 107 bytes
+    yield path
+    for sock in path.glob("recon/plan-*.sock"):  # stop the test's planner now, not when idle
+        subprocess.run(["pkill", "-f", f"reconciler.warm {sock}"], check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def quickstart(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    shutil.copytree(QUICKSTART, tmp_path / "specs")
+    return tmp_path, {"RECON_QUICKSTART_ROOT": str(tmp_path / "root")}
+
+
+def warm_env(runtime: Path, idle: str = "30") -> dict[str, str]:
+    return {"RECON_WARM": idle, "RECON_WARM_REPORT": "1", "XDG_RUNTIME_DIR": str(runtime)}
+
+
+def start_planner(runtime: Path, cwd: Path, env: dict[str, str]) -> None:
+    """A first run plans by itself and leaves the planner behind; wait until it listens."""
+    first = recon("validate", cwd=cwd, env={**env, **warm_env(runtime)})
+    assert not SERVED.search(first.err), first.text
+    deadline = time.monotonic() + 30
+    while not list(runtime.glob("recon/plan-*.sock")):
+        assert time.monotonic() < deadline, "no resident planner started"
+        time.sleep(0.1)
+
+
+def served(got: Outcome) -> tuple[int, Outcome]:
+    match = SERVED.search(got.err)
+    assert match, f"not served by the resident planner: {got.text}"
+    return int(match.group(1)), Outcome(got.rc, got.out, SERVED.sub("", got.err))
+
+
+def test_warm_runs_are_the_runs_recon_makes_by_itself(quickstart: tuple[Path, dict[str, str]],
+                                                      runtime: Path) -> None:
+    cwd, env = quickstart
+    start_planner(runtime, cwd, env)
+    (cwd / "bad").mkdir()
+    (cwd / "bad" / "x.yaml").write_text("apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: g}\n"
+                                        "spec:\n  hosts: [{name: a, colour: blue}]\n")
+    cases = [("plan",), ("plan", "--detailed-exitcode"), ("plan", "--json"), ("plan", "--markdown"), ("validate",),
+             ("validate", "bad"), ("plan", "bad"), ("plan", "nowhere"), ("plan", "--parallelism", "0"),
+             ("plan", "--help")]
+    seen = {}
+    for args in cases:
+        cold = recon(*args, cwd=cwd, env={**env, "RECON_WARM": "0"})
+        _, warm = served(recon(*args, cwd=cwd, env={**env, **warm_env(runtime)}))
+        strip = re.compile(r'"created_at": "[^"]*"')  # the plan's own timestamp
+        assert (warm.rc, strip.sub("", warm.out), warm.err) == (cold.rc, strip.sub("", cold.out), cold.err), args
+        assert "Traceback" not in warm.text
+        seen[args] = warm
+    assert seen[("plan",)].rc == 0 and "5 to create" in seen[("plan",)].out
+    assert seen[("plan", "--detailed-exitcode")].rc == 2
+    bad = seen[("validate", "bad")]
+    assert bad.rc == 1 and "bad/x.yaml:5" in bad.err and "colour" in bad.err, bad.text
+
+
+def test_warm_run_takes_the_callers_environment_and_directory(quickstart: tuple[Path, dict[str, str]],
+                                                              runtime: Path) -> None:
+    cwd, env = quickstart
+    assert recon("apply", "--auto-approve", cwd=cwd, env=env).rc == 0
+    start_planner(runtime, cwd, env)
+    _, same = served(recon("plan", "--detailed-exitcode", cwd=cwd, env={**env, **warm_env(runtime)}))
+    assert same.rc == 0, same.text
+    elsewhere = {"RECON_QUICKSTART_ROOT": str(cwd / "other-root")}  # the environment of this run, not the first
+    _, moved = served(recon("plan", "--detailed-exitcode", cwd=cwd, env={**elsewhere, **warm_env(runtime)}))
+    assert moved.rc == 2 and "5 to create" in moved.out, moved.text
+    (cwd / "sub").mkdir()
+    _, below = served(recon("plan", "--detailed-exitcode", "../specs", cwd=cwd / "sub",
+                            env={**env, **warm_env(runtime)}))
+    assert below.rc == 0, below.text
+
+
+def _slow_project(cwd: Path, marker: Path) -> None:
+    """A plan that waits in a command's guard until it is stopped, having touched `marker`."""
+    (cwd / "r").mkdir()  # the host's root, where its commands start
+    (cwd / "specs").mkdir()
+    (cwd / "specs" / "slow.yaml").write_text(
+        "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: hosts}\nspec:\n  hosts: [{name: here, root: ../r}]\n"
+        "---\napiVersion: recon/v1\nkind: HostState\nmetadata: {name: slow}\nspec:\n  group: hosts\n  resources:\n"
+        f"    - {{type: command, id: wait, run: 'true', unless: 'touch {marker}; sleep 60'}}\n")
+
+
+def _wait_for(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def _gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _start_slow(cwd: Path, runtime: Path, marker: Path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([*RECON, "plan"], cwd=cwd, env={**os.environ, **warm_env(runtime)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    match = SERVED.match(line)
+    assert match, line
+    _wait_for(marker)  # the plan is running its guard
+    return proc, int(match.group(1))
+
+
+def test_ctrl_c_reaches_the_warm_run(tmp_path: Path, runtime: Path) -> None:
+    marker = tmp_path / "guard-running"
+    _slow_project(tmp_path, marker)
+    start_planner(runtime, tmp_path, {})
+    proc, pid = _start_slow(tmp_path, runtime, marker)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, out, err)
+    assert time.monotonic() - started < 10
+    assert _gone(pid)
+
+
+def test_warm_run_ends_when_its_caller_is_killed(tmp_path: Path, runtime: Path) -> None:
+    marker = tmp_path / "guard-running"
+    _slow_project(tmp_path, marker)
+    start_planner(runtime, tmp_path, {})
+    proc, pid = _start_slow(tmp_path, runtime, marker)
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert _gone(pid), "the run went on without its caller"
+
+
+def test_planner_leaves_when_idle(quickstart: tuple[Path, dict[str, str]], runtime: Path) -> None:
+    cwd, env = quickstart
+    first = recon("validate", cwd=cwd, env={**env, **warm_env(runtime, idle="1")})
+    assert first.rc == 0, first.text
+    deadline = time.monotonic() + 30
+    while not list(runtime.glob("recon/plan-*.sock")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    while list(runtime.glob("recon/plan-*.sock")):
+        assert time.monotonic() < deadline, "the planner stayed after its idle time"
+        time.sleep(0.1)
+    off = recon("validate", cwd=cwd, env={**env, **warm_env(runtime, idle="0")})
+    assert off.rc == 0 and not SERVED.search(off.err)
+    time.sleep(1)
+    assert not list(runtime.glob("recon/plan-*.sock")), "RECON_WARM=0 must not leave a planner"
+
+
+def test_code_stamp_follows_every_module_file(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    first = code_stamp([pkg])
+    assert code_stamp([pkg]) == first
+    (pkg / "a.py").write_text("x = 22\n")
+    assert code_stamp([pkg]) != first
+    second = code_stamp([pkg])
+    (pkg / "b.py").write_text("")
+    assert code_stamp([pkg]) != second
