@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ from providers.hosts.model import HostInfo
 from providers.hosts.transport import RunResult
 from providers.windows.powershell import COMMAND
 from reconciler.errors import TransportError
+
+_GSS_TEXT = re.compile(r"\('([^']*)', -?\d+\)")
 
 SEND = 192 * 1024  # bytes of script per Send message: base64 makes it 256 KiB, below WinRM's 500 KB envelope
 
@@ -38,6 +42,10 @@ class WinrmTransport:
         if w.password is not None:
             password = w.password.resolve(Path(self.host.base)).get_secret_value()
         ca = str(Path(self.host.base) / w.caFile) if w.caFile else "legacy_requests"
+        if w.transport == "kerberos" and password:
+            from providers.windows.kerberos import ensure_ticket
+
+            ensure_ticket(self.host.user, password, self.host.name)
         self.protocol = Protocol(
             endpoint=self.endpoint, transport=w.transport, username=self.host.user, password=password,
             server_cert_validation="validate" if w.validateCerts else "ignore", ca_trust_path=ca,
@@ -66,6 +74,13 @@ class WinrmTransport:
                                  transient=True) from None
         except (WinRMTransportError, WinRMError) as exc:
             raise TransportError(f"{name}: WinRM error from {self.endpoint}: {exc}") from None
+        except requests.exceptions.RequestException as exc:
+            if type(exc).__name__ in ("KerberosExchangeError", "MutualAuthenticationError"):
+                raise TransportError(f"{name}: Kerberos to {self.endpoint} failed: {_kerberos_reason(exc)}") from None
+            raise TransportError(f"{name}: {self.endpoint}: {exc.__class__.__name__}: {exc}") from None
+        except ET.ParseError:
+            raise TransportError(f"{name}: {self.endpoint} answered something that is not WS-Management: is it "
+                                 "a WinRM listener?") from None
 
     def run(self, script: str, on_line: Callable[[bytes], None] | None = None) -> RunResult:
         from winrm.exceptions import WinRMOperationTimeoutError
@@ -105,3 +120,15 @@ class WinrmTransport:
             with contextlib.suppress(Exception):
                 self.protocol.close_shell(self.shell)
             self.shell = ""
+
+
+def _kerberos_reason(exc: Exception) -> str:
+    """The GSSAPI's own words (its last minor status), and what to do about the usual ones."""
+    found = _GSS_TEXT.findall(str(exc))
+    reason = found[-1] if found else str(exc)
+    if "client principal" in reason or "No credentials" in reason or "credentials cache" in reason.lower():
+        return f"{reason}: give winrm.password (recon then runs kinit), or run kinit as that user first"
+    if "not found in Kerberos database" in reason:
+        return (f"{reason}: address the host by the name the KDC knows it by (HTTP/NAME, usually its DNS "
+                "name), not by an IP address or alias")
+    return reason

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, recon
-from tests.peers import winrm_fleet
+from tests.peers import kdc, winrm_fleet
 from tests.peers.winrm_fleet import WinFleet, WinHost
 
 BINARY = r"C:\Program Files\Station\stationcontroller.exe"
@@ -249,6 +249,42 @@ def test_ntlm_over_http_with_message_encryption_and_over_https(tmp_path: Path, f
     assert all(n > 5 for n in sealed) if scheme == "http" else sealed == [0, 0, 0], sealed
     wrong = _run(fleet, tmp_path, "plan", env={"CIS_WINRM_PASSWORD": "not-it"})
     assert wrong.rc == 1 and "refused the user 'Administrator' (401)" in wrong.text, wrong.text
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_kerberos_with_tickets_from_a_real_kdc(tmp_path: Path, fleet: WinFleet, hosts: list[WinHost],
+                                               scheme: str) -> None:
+    """pywinrm's Kerberos (pykerberos) with the ticket recon gets by kinit from the test KDC (MIT krb5-kdc) for
+    the group's user; the hosts accept it with their HTTP/win<i>.recon.test keys; over http every message is
+    sealed with the Kerberos session key (MS-WSMV 2.2.9.1.1)."""
+    _project(tmp_path, fleet, password="{env: CIS_KRB_PASSWORD}")
+    group = tmp_path / "specs" / "group.yaml"
+    text = group.read_text().replace("user: Administrator", f"user: {kdc.USER}")
+    text = text.replace("transport: basic", f"transport: kerberos, scheme: {scheme}")
+    for h in hosts:
+        text = text.replace(f"address: {h.address}}}", f"address: {h.name}.{kdc.DOMAIN}}}")
+    group.write_text(text)
+    env = {**fleet.kerberos_env, "CIS_KRB_PASSWORD": kdc.PASSWORD}
+    applied = _run(fleet, tmp_path, "apply", "--auto-approve", env=env)
+    assert applied.rc == 0, applied.text
+    assert all(h.sandbox.path(BINARY).read_bytes() == b"stationcontroller 2.4.1\n" for h in hosts)
+    assert _run(fleet, tmp_path, "plan", "--detailed-exitcode", env=env).rc == 0
+    for h in hosts:
+        log = (h.root / "auth.log").read_text()
+        assert f"kerberos:{kdc.USER}" in log and "ntlm" not in log, log
+        assert (log.count("kerberos-encrypted") > 5) == (scheme == "http"), log
+    wrong = _run(fleet, tmp_path, "plan", env={**env, "CIS_KRB_PASSWORD": "not-the-password"})
+    assert wrong.rc == 1 and f"kinit {kdc.USER} failed" in wrong.text, wrong.text
+    assert "not-the-password" not in wrong.text and "Traceback" not in wrong.text
+    if scheme == "https":
+        return
+    group.write_text(text.replace(", password: {env: CIS_KRB_PASSWORD}", ""))  # no password: the user's own cache
+    none = _run(fleet, tmp_path, "plan", env={**env, "KRB5CCNAME": f"FILE:{tmp_path / 'no-tickets'}"})
+    assert none.rc == 1 and "give winrm.password (recon then runs kinit)" in none.text, none.text
+    group.write_text(text.replace(f"address: {hosts[0].name}.{kdc.DOMAIN}}}", f"address: {hosts[0].address}}}"))
+    by_ip = _run(fleet, tmp_path, "plan", env=env)  # no service principal HTTP/<ip> in the realm
+    assert by_ip.rc == 1 and f"Server HTTP/{hosts[0].address}@{kdc.REALM} not found" in by_ip.text, by_ip.text
+    assert "address the host by the name the KDC knows it by" in by_ip.text
 
 
 def test_an_interrupted_apply_is_rolled_back_on_the_windows_host(tmp_path: Path, fleet: WinFleet,

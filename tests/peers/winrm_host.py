@@ -65,9 +65,12 @@ class Handler(BaseHTTPRequestHandler):
     def _reply(self, code: int, body: str) -> None:
         data = body.encode()
         self.send_response(code)
+        if getattr(self, "mutual", ""):  # Kerberos: the acceptor's last token, for mutual authentication
+            self.send_header("WWW-Authenticate", self.mutual)
+            self.mutual = ""
         if getattr(self, "encrypted", False):
-            data = _seal(self.sealed, data)
-            self.send_header("Content-Type", 'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted"'
+            data = _seal(self.sealed, data, self.protocol)
+            self.send_header("Content-Type", f'multipart/encrypted;protocol="{self.protocol.decode()}"'
                              ';boundary="Encrypted Boundary"')
         else:
             self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
@@ -86,26 +89,39 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _authenticated(self) -> bool:
-        """Basic on every request, or NTLM (as Negotiate or NTLM) once per connection, by pyspnego."""
+        """Basic on every request, or NTLM or Kerberos (as Negotiate, NTLM or Kerberos) once per connection, by
+        pyspnego (Kerberos with the keytab in $KRB5_KTNAME, when the tests made a KDC: tests/peers/kdc.py)."""
         given = self.headers.get("Authorization", "")
         if given == self.auth:
             return True
         scheme, _, token = given.partition(" ")
-        if scheme in ("Negotiate", "NTLM") and token:
+        if scheme in ("Negotiate", "NTLM", "Kerberos") and token:
             import spnego
 
+            raw = base64.b64decode(token)
             if getattr(self, "ntlm", None) is None or self.ntlm.complete:
-                self.ntlm = spnego.server(protocol="ntlm")
+                kerberos = not raw.startswith(b"NTLMSSP")
+                if kerberos and not os.environ.get("KRB5_KTNAME"):
+                    self._challenge()
+                    return False
+                self.ntlm = spnego.server(protocol="kerberos" if kerberos else "ntlm")
+                self.mech = "kerberos" if kerberos else "ntlm"
+                # MS-WSMV 2.2.9.1: sealed messages are "SPNEGO" under Negotiate, whichever the mechanism
+                self.protocol = KERBEROS if scheme == "Kerberos" else SPNEGO
             try:
-                out = self.ntlm.step(base64.b64decode(token))
-            except Exception:  # a wrong password, or a broken token
+                out = self.ntlm.step(raw)
+            except Exception:  # a wrong password, a ticket for another service, or a broken token
                 self.ntlm = None
                 self._challenge()
                 return False
             if not self.ntlm.complete:
                 self._challenge(f"{scheme} {base64.b64encode(out or b'').decode()}")
                 return False
+            if out:
+                self.mutual = f"{scheme} {base64.b64encode(out).decode()}"
             self.sealed = self.ntlm  # this connection's messages may now be encrypted with it
+            with (self.sandbox.root / "auth.log").open("a") as log:
+                log.write(f"{self.mech}:{self.ntlm.client_principal}\n")
             return True
         if getattr(self, "sealed", None) is not None:
             return True  # NTLM authenticates the connection, not each request
@@ -123,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
         if encrypted:
             data = _unseal(self.sealed, data)
             with (self.sandbox.root / "auth.log").open("a") as log:
-                log.write("ntlm-encrypted\n")
+                log.write(f"{self.mech}-encrypted\n")
         self.encrypted = encrypted
         root = ET.fromstring(data)
         action = root.findtext("s:Header/a:Action", "", NS)
@@ -218,24 +234,25 @@ class Handler(BaseHTTPRequestHandler):
 
 
 BOUNDARY = b"--Encrypted Boundary"
-PROTOCOL = b"application/HTTP-SPNEGO-session-encrypted"
+SPNEGO = b"application/HTTP-SPNEGO-session-encrypted"  # NTLM
+KERBEROS = b"application/HTTP-Kerberos-session-encrypted"
 
 
 def _unseal(ctx: Any, body: bytes) -> bytes:
-    """[MS-WSMV] 2.2.9.1.1: a MIME part of headers, then one of the NTLM-sealed message."""
+    """[MS-WSMV] 2.2.9.1.1: a MIME part of headers, then one of the sealed message (NTLM or Kerberos)."""
     parts = [p for p in body.split(BOUNDARY + b"\r\n") if p]
     payload = parts[1]
     if payload.endswith(BOUNDARY + b"--\r\n"):
         payload = payload[:-len(BOUNDARY + b"--\r\n")]
     sealed = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
     size = struct.unpack("<i", sealed[:4])[0]
-    return bytes(ctx.unwrap(sealed[4:4 + size] + sealed[4 + size:]).data)
+    return bytes(ctx.unwrap_winrm(sealed[4:4 + size], sealed[4 + size:]))
 
 
-def _seal(ctx: Any, message: bytes) -> bytes:
-    wrapped = ctx.wrap(message, encrypt=True).data
-    signature, sealed = wrapped[:16], wrapped[16:]
-    return (BOUNDARY + b"\r\n\tContent-Type: " + PROTOCOL + b"\r\n\tOriginalContent: type=application/soap+xml;"
+def _seal(ctx: Any, message: bytes, protocol: bytes) -> bytes:
+    wrapped = ctx.wrap_winrm(message)
+    signature, sealed = wrapped.header, wrapped.data
+    return (BOUNDARY + b"\r\n\tContent-Type: " + protocol + b"\r\n\tOriginalContent: type=application/soap+xml;"
             b"charset=UTF-8;Length=" + str(len(message)).encode() + b"\r\n" + BOUNDARY
             + b"\r\n\tContent-Type: application/octet-stream\r\n" + struct.pack("<i", len(signature)) + signature
             + sealed + BOUNDARY + b"--\r\n")
