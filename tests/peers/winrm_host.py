@@ -104,7 +104,12 @@ class Handler(BaseHTTPRequestHandler):
                 if kerberos and not os.environ.get("KRB5_KTNAME"):
                     self._challenge()
                     return False
-                self.ntlm = spnego.server(protocol="kerberos" if kerberos else "ntlm")
+                try:
+                    self.ntlm = spnego.server(protocol="kerberos" if kerberos else "ntlm")
+                except Exception as exc:  # no acceptor here (pyspnego without its Kerberos packages): say so
+                    print(f"cannot accept {scheme}: {exc}", file=sys.stderr, flush=True)
+                    self._challenge()
+                    return False
                 self.mech = "kerberos" if kerberos else "ntlm"
                 # MS-WSMV 2.2.9.1: sealed messages are "SPNEGO" under Negotiate, whichever the mechanism
                 self.protocol = KERBEROS if scheme == "Kerberos" else SPNEGO
