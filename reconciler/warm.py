@@ -93,13 +93,10 @@ def code_stamp(roots: list[Path] | None = None) -> str:
 
 def socket_path() -> Path | None:
     """This user's planner socket for this namespace, root and code; None where none can be kept."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "recon" if runtime else Path(f"/tmp/recon-{os.getuid()}")
+    from reconciler.rundir import runtime_dir
+
     try:
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = base.stat()
-        if info.st_uid != os.getuid() or info.st_mode & 0o077:
-            return None  # not a directory only this user can enter: plan without a resident planner
+        base = runtime_dir()  # (not this user's alone, or not to be made: plan without a resident planner)
         ns = [os.readlink(f"/proc/self/ns/{k}") for k in ("net", "pid")]
         root = os.stat("/")
     except OSError:

@@ -37,14 +37,13 @@ from reconciler.errors import TransportError
 
 def socket_path(netns: str = "") -> Path:
     """The agent's socket for this network namespace (or the one whose inode number is given)."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "recon" if runtime else Path(f"/tmp/recon-{os.getuid()}")
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = base.stat()
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise TransportError(f"{base} is not a directory only you can enter; remove it, or set ssh.persist: 0")
     from reconciler import __version__
+    from reconciler.rundir import NotPrivate, runtime_dir
 
+    try:
+        base = runtime_dir()
+    except NotPrivate as exc:
+        raise TransportError(f"{exc}; remove it, or set ssh.persist: 0") from None
     if not netns:
         netns = os.readlink("/proc/self/ns/net").strip("net:[]") if Path("/proc/self/ns/net").exists() else "0"
     return base / f"ssh-{netns}-{__version__}.sock"  # an agent of another recon version is not asked
