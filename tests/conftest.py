@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,3 +64,44 @@ def recon(
         timeout=timeout, check=False,
     )
     return Outcome(done.returncode, done.stdout, done.stderr)
+
+
+# The resident planner (reconciler/warm.py), for the tests that turn it on: each gets a runtime directory,
+# so a planner, of its own, and RECON_WARM_REPORT makes a served run say so on stderr.
+SERVED = re.compile(r"recon: planned by the resident planner \(pid (\d+)\)\n")
+
+
+@pytest.fixture
+def runtime() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))  # short: a socket path has at most 107 bytes
+    yield path
+    subprocess.run(["pkill", "-f", f"reconciler.warm {path}/"], check=False)  # now, not when idle
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def warm_env(runtime: Path, idle: str = "30") -> dict[str, str]:
+    return {"RECON_WARM": idle, "RECON_WARM_REPORT": "1", "XDG_RUNTIME_DIR": str(runtime)}
+
+
+def planners(runtime: Path) -> list[Path]:
+    return list(runtime.glob("recon/plan-*.sock"))
+
+
+def start_planner(runtime: Path, cwd: Path, env: dict[str, str], *args: str, prefix: list[str] | None = None,
+                  idle: str = "30") -> Outcome:
+    """A first run (`validate` unless `args` say otherwise) plans by itself and leaves the planner behind;
+    wait until it listens. The first run's outcome."""
+    first = recon(*(args or ("validate",)), cwd=cwd, env={**env, **warm_env(runtime, idle)}, prefix=prefix)
+    assert not SERVED.search(first.err), first.text
+    deadline = time.monotonic() + 30
+    while not planners(runtime):
+        assert time.monotonic() < deadline, "no resident planner started"
+        time.sleep(0.05)
+    return first
+
+
+def served(got: Outcome) -> tuple[int, Outcome]:
+    """The pid of the planner's child that made the run, and the run without the planner's report line."""
+    match = SERVED.search(got.err)
+    assert match, f"not served by the resident planner: {got.text}"
+    return int(match.group(1)), Outcome(got.rc, got.out, SERVED.sub("", got.err))

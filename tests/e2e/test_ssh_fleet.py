@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RECON, ROOT, Outcome, recon
+from tests.conftest import RECON, ROOT, SERVED, Outcome, recon, served, start_planner, warm_env
 from tests.peers import fleet as fleetmod
 
 HOSTS = 5
@@ -588,29 +587,19 @@ def test_connections_kept_between_runs_by_the_agent(fleet: fleetmod.Fleet, tmp_p
     assert not sock.exists()  # idle for 2 s: gone, its connections closed
 
 
-def test_resident_planner_plans_the_fleet_as_recon_does(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+def test_resident_planner_plans_the_fleet_as_recon_does(fleet: fleetmod.Fleet, tmp_path: Path,
+                                                         runtime: Path) -> None:
     """The plan of the fleet from the resident planner (reconciler/warm.py), started and reached inside
     the fleet's control namespace, is the plan recon makes by itself, and it keeps serving there."""
-    from tests.e2e.test_warm import SERVED, served
-
-    runtime = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))
-    warm = {"RECON_WARM": "30", "RECON_WARM_REPORT": "1", "XDG_RUNTIME_DIR": str(runtime)}
     state = STATE.replace("<h1>hello from recon</h1>", f"<h1>{tmp_path.name}</h1>")  # pending on every host
     cwd = project(tmp_path, group_yaml(fleet), state)
-    try:
-        cold = recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix)
-        assert cold.rc == 2, cold.text
-        first = recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix, env=warm)
-        assert first.rc == 2 and not SERVED.search(first.err), first.text
-        deadline = time.monotonic() + 30
-        while not list(runtime.glob("recon/plan-*.sock")):
-            assert time.monotonic() < deadline, "no resident planner started"
-            time.sleep(0.1)
-        for _ in range(2):
-            _, got = served(recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix, env=warm))
-            assert (got.rc, got.out, got.err) == (cold.rc, cold.out, cold.err)
-        outside = recon("validate", cwd=cwd, env=warm)  # another network namespace: not this planner's
-        assert outside.rc == 0 and not SERVED.search(outside.err), outside.text
-    finally:
-        subprocess.run(["pkill", "-f", f"reconciler.warm {runtime}"], check=False)
-        shutil.rmtree(runtime, ignore_errors=True)
+    cold = recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix)
+    assert cold.rc == 2, cold.text
+    first = start_planner(runtime, cwd, {}, "plan", "--detailed-exitcode", prefix=fleet.exec_prefix)
+    assert first.rc == 2, first.text
+    for _ in range(2):
+        _, got = served(recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix,
+                              env=warm_env(runtime)))
+        assert (got.rc, got.out, got.err) == (cold.rc, cold.out, cold.err)
+    outside = recon("validate", cwd=cwd, env=warm_env(runtime))  # another network namespace: not this planner's
+    assert outside.rc == 0 and not SERVED.search(outside.err), outside.text

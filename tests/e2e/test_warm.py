@@ -9,53 +9,21 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.warm import code_stamp
-from tests.conftest import RECON, ROOT, Outcome, recon
+from tests.conftest import RECON, ROOT, SERVED, planners, recon, served, start_planner, warm_env
 
 QUICKSTART = ROOT / "examples" / "quickstart"
-SERVED = re.compile(r"recon: planned by the resident planner \(pid (\d+)\)\n")
-
-
-@pytest.fixture
-def runtime() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))  # short: a socket path has at most 107 bytes
-    yield path
-    for sock in path.glob("recon/plan-*.sock"):  # stop the test's planner now, not when idle
-        subprocess.run(["pkill", "-f", f"reconciler.warm {sock}"], check=False)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
 def quickstart(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     shutil.copytree(QUICKSTART, tmp_path / "specs")
     return tmp_path, {"RECON_QUICKSTART_ROOT": str(tmp_path / "root")}
-
-
-def warm_env(runtime: Path, idle: str = "30") -> dict[str, str]:
-    return {"RECON_WARM": idle, "RECON_WARM_REPORT": "1", "XDG_RUNTIME_DIR": str(runtime)}
-
-
-def start_planner(runtime: Path, cwd: Path, env: dict[str, str]) -> None:
-    """A first run plans by itself and leaves the planner behind; wait until it listens."""
-    first = recon("validate", cwd=cwd, env={**env, **warm_env(runtime)})
-    assert not SERVED.search(first.err), first.text
-    deadline = time.monotonic() + 30
-    while not list(runtime.glob("recon/plan-*.sock")):
-        assert time.monotonic() < deadline, "no resident planner started"
-        time.sleep(0.1)
-
-
-def served(got: Outcome) -> tuple[int, Outcome]:
-    match = SERVED.search(got.err)
-    assert match, f"not served by the resident planner: {got.text}"
-    return int(match.group(1)), Outcome(got.rc, got.out, SERVED.sub("", got.err))
 
 
 def test_warm_runs_are_the_runs_recon_makes_by_itself(quickstart: tuple[Path, dict[str, str]],
@@ -162,19 +130,16 @@ def test_warm_run_ends_when_its_caller_is_killed(tmp_path: Path, runtime: Path) 
 
 def test_planner_leaves_when_idle(quickstart: tuple[Path, dict[str, str]], runtime: Path) -> None:
     cwd, env = quickstart
-    first = recon("validate", cwd=cwd, env={**env, **warm_env(runtime, idle="1")})
+    first = start_planner(runtime, cwd, env, idle="1")
     assert first.rc == 0, first.text
     deadline = time.monotonic() + 30
-    while not list(runtime.glob("recon/plan-*.sock")):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    while list(runtime.glob("recon/plan-*.sock")):
+    while planners(runtime):
         assert time.monotonic() < deadline, "the planner stayed after its idle time"
         time.sleep(0.1)
     off = recon("validate", cwd=cwd, env={**env, **warm_env(runtime, idle="0")})
     assert off.rc == 0 and not SERVED.search(off.err)
     time.sleep(1)
-    assert not list(runtime.glob("recon/plan-*.sock")), "RECON_WARM=0 must not leave a planner"
+    assert not planners(runtime), "RECON_WARM=0 must not leave a planner"
 
 
 def test_code_stamp_follows_every_module_file(tmp_path: Path) -> None:
