@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +65,22 @@ def recon(
     )
     return Outcome(done.returncode, done.stdout, done.stderr)
 
+
+def crash_apply(cwd: Path, ready: Callable[[], bool], settle: float = 0.0, timeout: float = 30,
+                env: dict[str, str] | None = None, prefix: list[str] | None = None) -> None:
+    """`recon apply --auto-approve` killed mid-way, as a crash would kill it: once `ready()` (polled) says
+    it has got far enough, and `settle` seconds more, SIGKILL to recon and everything it started."""
+    import signal
+
+    proc = subprocess.Popen([*(prefix or []), *RECON, "apply", "--auto-approve"], cwd=cwd,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ready():
+        time.sleep(0.05)
+    time.sleep(settle)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 # The resident planner (reconciler/warm.py), for the tests that turn it on: each gets a runtime directory,
 # so a planner, of its own, and RECON_WARM_REPORT makes a served run say so on stderr.

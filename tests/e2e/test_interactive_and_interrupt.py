@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 
-from tests.conftest import RECON, recon
+from tests.conftest import crash_apply, recon
 from tests.e2e.test_local_cli import assert_converged, group, hoststate, write
 from tests.terminal import on_terminal
 
@@ -58,20 +54,16 @@ def test_killed_apply_leaves_a_record_and_a_rerun_converges(tmp_path: Path) -> N
     })
     (tmp_path / "a-root").mkdir()
     (tmp_path / "a-root" / "first").write_text("old")  # replaced: its backup is kept until the host's script ends
-    proc = subprocess.Popen([*RECON, "apply", "--auto-approve"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
     journal_dir = tmp_path / ".recon" / "journal"
-    deadline = time.monotonic() + 30
     events: list[dict[str, object]] = []
-    while time.monotonic() < deadline:
+
+    def stepped() -> bool:  # the journal has its first step
         files = list(journal_dir.glob("*.jsonl")) if journal_dir.exists() else []
         if files:
-            events = [json.loads(line) for line in files[0].read_text().splitlines()]
-            if any(e["event"] == "step" for e in events):
-                break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # recon and the script it runs, as a crash would
-    proc.wait()
+            events[:] = [json.loads(line) for line in files[0].read_text().splitlines()]
+        return any(e["event"] == "step" for e in events)
+
+    crash_apply(tmp_path, stepped)  # recon and the script it runs, as a crash would
     steps = [(e["change"], e["ok"]) for e in events if e["event"] == "step"]
     assert steps == [("HostState/s/file:/first@a", True)]
     begun = {c["change"] for e in events if e["event"] == "begin" for c in e["changes"]}  # type: ignore[attr-defined]
@@ -136,14 +128,7 @@ def test_an_interrupted_apply_can_be_rolled_back_from_its_journal(tmp_path: Path
     })
     (tmp_path / "a-root").mkdir()
     (tmp_path / "a-root" / "first").write_text("old")
-    proc = subprocess.Popen([*RECON, "apply", "--auto-approve"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (tmp_path / "a-root" / "made").is_dir():
-        time.sleep(0.05)
-    time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    crash_apply(tmp_path, (tmp_path / "a-root" / "made").is_dir, settle=0.3)
     assert (tmp_path / "a-root" / "first").read_text() == "one"
     listed = recon("rollback", "--list", cwd=tmp_path)
     assert "2 of 3 changes finished" in listed.out, listed.text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RECON, recon
+from tests.conftest import RECON, crash_apply, recon
 from tests.e2e.test_local_cli import assert_converged, group, hoststate, write
 from tests.terminal import on_terminal
 
@@ -183,14 +182,7 @@ def test_a_killed_apply_leaves_its_steps_in_the_audit_and_a_stale_lock_can_be_br
           creates: /slow-done
         """)})
     (tmp_path / "a-root").mkdir()
-    proc = subprocess.Popen([*RECON, "apply", "--auto-approve"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (tmp_path / "a-root" / "first").exists():
-        time.sleep(0.1)
-    time.sleep(1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    crash_apply(tmp_path, (tmp_path / "a-root" / "first").exists, settle=1)
     [run] = _runs(tmp_path, "--limit", "1")
     assert run["outcome"] == "interrupted"
     done = [e["change"] for e in run["events"] if e["event"] == "step" and e["ok"]]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, recon
+from tests.conftest import ROOT, crash_apply, recon
 from tests.peers import kdc, windows_real, winrm_fleet
 from tests.peers.windows_real import PeerHost, RealFleet, RealHost
 from tests.peers.winrm_fleet import WinFleet
@@ -304,12 +304,6 @@ def test_kerberos_with_tickets_from_a_real_kdc(tmp_path: Path, fleet: WinFleet, 
 
 def test_an_interrupted_apply_is_rolled_back_on_the_windows_host(tmp_path: Path, fleet: Fleet,
                                                                   hosts: list[Host]) -> None:
-    import signal
-    import subprocess
-    import time
-
-    from tests.conftest import RECON
-
     work = windows_real.BASE + "\\Run"
     _project(tmp_path, fleet, extra=textwrap.indent(textwrap.dedent(f"""\
         - {{type: directory, path: '{work}\\logs'}}
@@ -321,16 +315,9 @@ def test_an_interrupted_apply_is_rolled_back_on_the_windows_host(tmp_path: Path,
     group = tmp_path / "specs" / "group.yaml"  # one host
     group.write_text("\n".join(line for line in group.read_text().splitlines()
                                if not any(f"name: {h.name}," in line for h in hosts[1:])) + "\n")
-    proc = subprocess.Popen([*fleet.exec_prefix, *RECON, "apply", "--auto-approve"], cwd=tmp_path,
-                            env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     first = hosts[0]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not first.is_dir(work + "\\logs"):
-        time.sleep(0.05)
-    time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    crash_apply(tmp_path, lambda: first.is_dir(work + "\\logs"), settle=0.3, timeout=60, env=ENV,
+                prefix=fleet.exec_prefix)
     assert first.read(BINARY) == builds(fleet)["2.4.1"]
     listed = _run(fleet, tmp_path, "rollback", "--list")
     assert "2 of 3 changes finished" in listed.out, listed.text  # the file and the directory
