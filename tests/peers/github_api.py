@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.peers.jsonhttp import send_json
+
 
 @dataclass
 class FakeGitHub:
@@ -43,12 +45,7 @@ def start(repo: str = "acme/models") -> FakeGitHub:
             return json.loads(self.rfile.read(n)) if n else None
 
         def _send(self, status: int, data: Any) -> None:
-            raw = json.dumps(data).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            send_json(self, status, data, "application/json; charset=utf-8")
 
         def _handle(self, method: str) -> None:
             body = self._body()

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from ruamel.yaml import YAML
 
 from tests.peers import kube_fields as kf
+from tests.peers.jsonhttp import send_json
 from tests.peers.kube_store import BY_PLURAL, KINDS, ApiError, Kind, Store, _public
 
 VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-recon-peer", "platform": "linux/amd64"}
@@ -88,12 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _send(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, body)
 
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
