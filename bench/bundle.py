@@ -69,8 +69,8 @@ def digest_of(path: Path) -> str:
 
 def recon_client_upload(reg: peers.Registry, path: Path) -> float:
     """recon's OCI client sending the same single blob (to another repository)."""
-    from providers.oras.ref import parse
     from providers.oras.registry import RegistryStore
+    from specs.ref import parse
 
     digest = digest_of(path)
     started = time.perf_counter()

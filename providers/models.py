@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from providers.context import Context
+from providers.contract import Change, Instance, Live, Result
 from providers.docker.provider import DockerProvider
-from reconciler.context import Context
-from reconciler.plan import Change
-from reconciler.project import Project, Spec
-from reconciler.provider import Instance, Live, Result
+from specs.errors import Diagnostic
 from specs.model import ModelSpec
+from specs.project import Project, Spec
 
 
 class ModelProvider:
@@ -48,6 +48,16 @@ class ModelProvider:
         if on_kube:
             out += self.kube.orphans(on_kube, ctx, prune)
         return out
+
+    def validate(self, specs: Sequence[Spec]) -> tuple[list[str], list[Diagnostic]]:
+        """The objects of Models on Kubernetes against the Kubernetes API's schemas, offline."""
+        on_kube = [s for s in specs if isinstance(s.body, ModelSpec) and s.body.runtime == "kubernetes"]
+        if not on_kube:
+            return [], []
+        from providers.kube.schemas import check
+
+        checked, version, problems = check(on_kube)
+        return [f"{checked} Kubernetes objects valid against the schemas of Kubernetes {version}."], problems
 
     def orphan(self, change: Change) -> Instance:
         return self._of(change.target).orphan(change)

@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import UsageError
+from reconciler.identity import who
+from specs.errors import UsageError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -148,17 +149,6 @@ class Run:
 
     def write(self, event: str, change: str = "", ok: bool | None = None, message: str = "", **data: Any) -> None:
         self.audit.insert(self, event, change, ok, message, data)
-
-
-def who() -> dict[str, Any]:
-    """Who runs recon, where, and from which commit: for the start of every audited run."""
-    from reconciler.gitinfo import describe
-
-    ci = {k: os.environ[k] for k in ("GITHUB_RUN_ID", "GITHUB_REPOSITORY", "GITHUB_WORKFLOW", "GITHUB_ACTOR",
-                                      "GITHUB_SHA", "GITHUB_REF", "CI_PIPELINE_ID", "CI_JOB_ID") if k in os.environ}
-    from reconciler.journal import whoami
-
-    return {**whoami(), "ci": ci, "git": describe()}
 
 
 def _like(pattern: str) -> str:

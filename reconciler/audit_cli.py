@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from reconciler.errors import ExitCode
+from specs.errors import ExitCode
 
 StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal, audit log and locks.")]
 lock_app = typer.Typer(help="See and break apply locks.", no_args_is_help=True, rich_markup_mode=None)

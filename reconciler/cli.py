@@ -12,13 +12,33 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reconciler import __version__
-from reconciler.errors import Diagnostic, ExitCode, ReconError, SpecError, StalePlanError, UsageError
+from reconciler.clikit import (
+    Exclude,
+    ForceConflicts,
+    JsonOut,
+    MarkdownOut,
+    Parallelism,
+    Paths,
+    Prune,
+    StateDir,
+    Target,
+    console_for,
+    context,
+    diag,
+    esc,
+    load,
+    planned,
+    print_plan,
+    read_plan,
+    saved_plan,
+    spec_paths,
+    write_plan,
+)
+from specs.errors import ExitCode, ReconError, SpecError, StalePlanError, UsageError
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
-    from reconciler.plan import Plan
-    from reconciler.project import Project
+    pass
 
 app = typer.Typer(
     name="recon",
@@ -29,84 +49,24 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-Paths = Annotated[list[str] | None, typer.Argument(help="Spec files or directories (default: specs/).")]
-Target = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only resources matching ADDR (repeatable).")]
-Exclude = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out resources matching ADDR.")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")]
-MarkdownOut = Annotated[bool, typer.Option("--markdown", help="Print Markdown (PR comments, job summaries).")]
-Prune = Annotated[bool, typer.Option("--prune", help="Also delete what recon made that no spec declares any "
-                                    "more (without it, such things are shown and kept).")]
-ForceConflicts = Annotated[bool, typer.Option(
-    "--force-conflicts", help="Kubernetes: take fields another field manager owns (e.g. replicas after "
-    "kubectl scale); the plan shows each field that changes owner.")]
-Parallelism = Annotated[
-    int,
-    typer.Option("--parallelism", min=1, max=1000, help="At most this many targets at once (groups have limits too)."),
-]
-StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal, audit log and locks.")]
-
-
-def _console(stderr: bool = False) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _paths(paths: list[str] | None) -> list[str]:
-    return list(paths) if paths else ["specs"]
-
-
-def _load(paths: list[str], preflight: bool = True) -> Project:
-    from reconciler.project import load_project
-
-    return load_project(paths, preflight)
-
-
-def _planned(paths: list[str] | None, parallelism: int, state_dir: Path, command: str,
-             force_conflicts: bool = False, **selection: Any) -> tuple[Project, Plan]:
-    """Load the specs, plan them against the live state, and audit the plan (as `command`)."""
-    from reconciler import gate
-    from reconciler.planner import make_plan
-
-    spec_paths = _paths(paths)
-    project = _load(spec_paths)
-    ctx = _context(parallelism, force_conflicts=force_conflicts)
-    try:
-        the_plan = make_plan(project, ctx, spec_paths, **selection)
-    finally:
-        ctx.close()
-    gate.record_plan(the_plan, state_dir, command)
-    return project, the_plan
-
-
-def _context(parallelism: int, console: Console | None = None, force_conflicts: bool = False) -> Any:
-    from reconciler.context import Context
-    from reconciler.render.progress import make_reporter
-
-    return Context(reporter=make_reporter(console or _console(stderr=True)), concurrency=parallelism,
-                   bars=sys.stderr.isatty(), force_conflicts=force_conflicts)
-
 
 @app.command()
 def validate(paths: Paths = None) -> int:
     """Check the specs without reading any live state (and without needing their secrets); the objects of
     Models on Kubernetes are checked against the Kubernetes API's schemas, offline."""
-    project = _load(_paths(paths), preflight=False)
-    checked, version = 0, ""
-    problems: list[Diagnostic] = []
-    if any(getattr(s.body, "runtime", "") == "kubernetes" for s in project.of_kind("Model")):
-        from providers.kube.schemas import check
+    project = load(spec_paths(paths), preflight=False)
+    from reconciler.planner import offline_checks
 
-        checked, version, problems = check(project)
+    checked, problems = offline_checks(project)
     if problems:
         raise SpecError(problems)
     kinds: dict[str, int] = {}
     for spec in project.specs.values():
         kinds[spec.kind] = kinds.get(spec.kind, 0) + 1
     detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-    _console().print(f"[green]Valid:[/green] {len(project.specs)} specs in {len(project.files)} files ({detail}).")
-    if checked:
-        _console().print(f"{checked} Kubernetes objects valid against the schemas of Kubernetes {version}.")
+    console_for().print(f"[green]Valid:[/green] {len(project.specs)} specs in {len(project.files)} files ({detail}).")
+    for line in checked:
+        console_for().print(esc(line))
     return ExitCode.OK
 
 
@@ -132,13 +92,13 @@ def plan(
     force_conflicts: ForceConflicts = False,
 ) -> int:
     """Read the live state, diff it against the specs, and show what apply would do."""
-    _, the_plan = _planned(paths, parallelism, state_dir, "plan", force_conflicts, targets=target or [],
+    _, the_plan = planned(paths, parallelism, state_dir, "plan", force_conflicts, targets=target or [],
                            excludes=exclude or [], changed_since=changed_since or "", prune=prune)
     if out is not None:
-        _write_plan(the_plan, out)
-    _print_plan(the_plan, as_json, verbose, markdown)
+        write_plan(the_plan, out)
+    print_plan(the_plan, as_json, verbose, markdown)
     if out is not None and not as_json and not markdown:
-        _console().print(f"Saved to {out}. Apply exactly this plan with: recon apply {out}")
+        console_for().print(f"Saved to {out}. Apply exactly this plan with: recon apply {out}")
     if detailed_exitcode and the_plan.pending:
         return ExitCode.CHANGES
     return ExitCode.OK
@@ -172,26 +132,26 @@ def apply(
     from reconciler.planner import make_plan
     from reconciler.render.text import plan_lines
 
-    console = _console()
+    console = console_for()
     wait = gate.duration(lock_timeout, "--lock-timeout")
-    ctx = _context(parallelism, console, force_conflicts)
+    ctx = context(parallelism, console, force_conflicts)
     try:
-        saved = _saved_plan(paths or [])
+        saved = saved_plan(paths or [])
         if saved is not None:
             if target or exclude or force_conflicts:
                 raise UsageError("--target, --exclude and --force-conflicts go with `recon plan`; a saved plan holds "
                                  "them")
-            the_plan = _read_plan(saved)
-            project = _load(list(the_plan.paths))
+            the_plan = read_plan(saved)
+            project = load(list(the_plan.paths))
             with gate.locked(project, the_plan.selection.get("target", ()), the_plan.selection.get("exclude", ()),
                              state_dir, wait, console, the_plan.plan_id):
                 return gate.apply(the_plan, project, ctx, console, state_dir, saved=True, auto_approve=auto_approve,
                                   confirm=confirm, request_id=request_id)
-        spec_paths = _paths(paths)
-        project = _load(spec_paths)
+        chosen = spec_paths(paths)
+        project = load(chosen)
         # the locks come first, as in Terraform: the plan then sees what an apply before this one did
         with gate.locked(project, target or [], exclude or [], state_dir, wait, console):
-            the_plan = make_plan(project, ctx, spec_paths, target or [], exclude or [], prune=prune)
+            the_plan = make_plan(project, ctx, chosen, target or [], exclude or [], prune=prune)
             for line in plan_lines(the_plan):
                 console.print(line)
             return gate.apply(the_plan, project, ctx, console, state_dir, saved=False, auto_approve=auto_approve,
@@ -208,7 +168,7 @@ def show(
     markdown: MarkdownOut = False,
 ) -> int:
     """Show a saved plan."""
-    _print_plan(_read_plan(plan_file), as_json, verbose, markdown)
+    print_plan(read_plan(plan_file), as_json, verbose, markdown)
     return ExitCode.OK
 
 
@@ -228,13 +188,14 @@ def schema(
 
 
 def _add_sub_commands() -> None:
+    from providers import commands
     from reconciler.audit_cli import audit, lock_app
-    from reconciler.bundle_cli import bundle_app
     from reconciler.draft_cli import draft
     from reconciler.init_cli import check, init_app
     from reconciler.state_cli import drift, rollback
 
-    app.add_typer(bundle_app, name="bundle")
+    for name, group in commands().items():  # the providers' own (recon bundle …), through the registry
+        app.add_typer(group, name=name)
     app.add_typer(init_app, name="init")
     app.command()(drift)
     app.command()(rollback)
@@ -254,47 +215,6 @@ def _root(
     if version:
         print(f"recon {__version__}")
         raise typer.Exit(0)
-
-
-def _print_plan(the_plan: Plan, as_json: bool, verbose: bool, markdown: bool = False) -> None:
-    from reconciler.render.text import plan_lines
-
-    if as_json:
-        sys.stdout.write(json.dumps(the_plan.to_json(), indent=2) + "\n")
-        return
-    if markdown:
-        from reconciler.render.markdown import SUMMARY_LIMIT, render
-
-        sys.stdout.write(render(the_plan, limit=SUMMARY_LIMIT))
-        return
-    console = _console()
-    for line in plan_lines(the_plan, verbose):
-        console.print(line)
-
-
-def _saved_plan(args: list[str]) -> Path | None:
-    if len(args) == 1 and args[0].endswith(".json"):
-        return Path(args[0])
-    return None
-
-
-def _read_plan(path: Path) -> Plan:
-    from reconciler.plan import Plan
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such plan file; make one with `recon plan --out {path}`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the plan: {exc}") from None
-    return Plan.from_json(data, str(path))
-
-
-def _write_plan(the_plan: Plan, out: Path) -> None:
-    try:
-        out.write_text(json.dumps(the_plan.to_json(), indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot write the plan: {exc.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -318,7 +238,7 @@ def run(argv: list[str] | None = None) -> int:
     usage_error: type[Exception] = next(
         c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
     )
-    err = _console(stderr=True)
+    err = console_for(stderr=True)
     try:
         result = int(command().main(args=argv, prog_name="recon", standalone_mode=False) or 0)
         if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into exit code 130, silently
@@ -326,17 +246,17 @@ def run(argv: list[str] | None = None) -> int:
         return result
     except SpecError as exc:
         for d in exc.diagnostics:
-            err.print(_diag(d.render()))
+            err.print(diag(d.render()))
         err.print(f"[red]error:[/red] {exc}")
         return ExitCode.ERROR
     except StalePlanError as exc:
         err.print("[red]error:[/red] the saved plan is stale; nothing was applied:")
         for p in exc.problems:
-            err.print(f"  - {_esc(p)}")
-        err.print(f"Make a new plan: {_esc(exc.replan)}")
+            err.print(f"  - {esc(p)}")
+        err.print(f"Make a new plan: {esc(exc.replan)}")
         return ExitCode.ERROR
     except ReconError as exc:
-        err.print(f"[red]error:[/red] {_esc(str(exc))}")
+        err.print(f"[red]error:[/red] {esc(str(exc))}")
         return int(exc.exit_code)
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -349,17 +269,8 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug in recon: one sentence, the traceback only on request
         if os.environ.get("RECON_DEBUG"):
             raise
-        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {_esc(str(exc))}")
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {esc(str(exc))}")
         err.print("This is a bug in recon; run again with RECON_DEBUG=1 for the traceback and report it.")
         return ExitCode.ERROR
 
 
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
-
-
-def _diag(text: str) -> str:
-    head, _, rest = text.partition("\n")
-    return f"[red]{_esc(head)}[/red]" + (f"\n[dim]{_esc(rest)}[/dim]" if rest else "")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from reconciler.errors import ExitCode, UsageError
+from specs.errors import ExitCode, UsageError
 
 
 def _planner() -> object:
@@ -45,7 +45,7 @@ def draft(
 
     from reconciler.draft import write as out
     from reconciler.draft.catalog import Catalog
-    from reconciler.project import load_project
+    from specs.project import load_project
 
     console = Console(highlight=False, soft_wrap=True)
     specs = [str(p) for p in (paths or ["specs"])]
@@ -86,9 +86,9 @@ def draft(
     console.print("Written: " + ", ".join(str(p) for p in files) + ". Review and commit it like any spec.")
     if no_plan:
         return ExitCode.OK
-    from reconciler.cli import _planned, _print_plan
+    from reconciler.clikit import planned, print_plan
 
     console.print("The plan of the specs as they are now:")
-    _, the_plan = _planned(specs, 100, Path(".recon"), "plan")
-    _print_plan(the_plan, False, False)
+    _, the_plan = planned(specs, 100, Path(".recon"), "plan")
+    print_plan(the_plan, False, False)
     return ExitCode.OK

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from reconciler.globs import glob_match
-from reconciler.plan import Change, Plan
-from reconciler.project import Project
+from providers.contract import Change
+from reconciler.plan import Plan
+from specs.globs import glob_match
 from specs.policy import DriftIgnore, PolicySpec
+from specs.project import Project
 
 
 @dataclass

@@ -15,16 +15,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
+from providers.context import Context, Reporter, Tick
+from providers.contract import Change, Instance, Provider, Result, WithLocking
 from reconciler import planner
-from reconciler.context import Context, Reporter
-from reconciler.errors import ReconError, StalePlanError
 from reconciler.journal import Journal
-from reconciler.plan import Change, Plan
-from reconciler.project import Project
-from reconciler.provider import Instance, Provider, Result
+from reconciler.plan import Plan
 from specs.base import Strategy
+from specs.errors import ReconError, StalePlanError
+from specs.project import Project
 
 
 @dataclass
@@ -93,8 +94,7 @@ def lock_keys(steps: Sequence[tuple[Provider, Instance, object]]) -> list[str]:
     the provider names it; the spec address for providers that name none."""
     keys = set()
     for provider, inst, _ in steps:
-        key_of = getattr(provider, "lock_key", None)
-        keys.add(key_of(inst) if key_of is not None else inst.spec)
+        keys.add(provider.lock_key(inst) if isinstance(provider, WithLocking) else inst.spec)
     return sorted(keys)
 
 
@@ -195,8 +195,7 @@ def _run_rolled(
 
 def _strategy(project: Project, spec: str) -> Strategy | None:
     found = project.specs.get(spec)
-    value = getattr(found.body, "strategy", None) if found is not None else None
-    return value if isinstance(value, Strategy) else None
+    return found.body.rollout() if found is not None else None
 
 
 def _run_wave(steps: list[Step], ctx: Context, journal: Journal, report: ApplyReport, check: bool) -> list[Result]:
@@ -240,6 +239,9 @@ class _JournalingReporter:
         if kind in ("done", "failed"):
             self.journal.write("step", change=message, ok=kind == "done")
         self.inner.event(kind, target, message)
+
+    def transfer(self, label: str, total: int) -> AbstractContextManager[Tick | None]:
+        return self.inner.transfer(label, total)
 
 
 def _record(report: ApplyReport, journal: Journal, result: Result) -> None:

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.audit import Audit, Run, default_path
-from reconciler.errors import ExitCode, RefusedError, UsageError
-from reconciler.journal import whoami
+from reconciler.identity import whoami
+from specs.errors import ExitCode, RefusedError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from reconciler.context import Context
+    from providers.context import Context
     from reconciler.plan import Plan
-    from reconciler.project import Project
+    from specs.project import Project
 
 
 def duration(text: str, option: str) -> float:

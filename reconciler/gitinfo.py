@@ -36,7 +36,7 @@ def _describe(where: str) -> tuple[tuple[str, Any], ...]:
 def changed_files(since: str, cwd: Path | None = None) -> set[Path]:
     """Files changed since a commit: committed after it, staged, modified or untracked now. Absolute paths.
     UsageError when the ref is unknown or this is not a git repository."""
-    from reconciler.errors import UsageError
+    from specs.errors import UsageError
 
     top = _git("rev-parse", "--show-toplevel", cwd=cwd)
     if top is None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from reconciler.errors import ExitCode, UsageError
+from specs.errors import ExitCode, UsageError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 init_app = typer.Typer(help="Start a project from a template.", no_args_is_help=True, rich_markup_mode=None)
@@ -107,8 +107,8 @@ def _compile(proto: Path) -> list[str]:
 
 
 def _specs(specs: Path) -> list[str]:
-    from reconciler.errors import SpecError
-    from reconciler.project import load_project
+    from specs.errors import SpecError
+    from specs.project import load_project
 
     try:
         project = load_project([specs], preflight=False)

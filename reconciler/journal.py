@@ -3,14 +3,14 @@ leaves a record of what was done. (The audit log of the policy work builds on it
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from reconciler.identity import whoami
 
 if TYPE_CHECKING:
     from reconciler.audit import Run
@@ -50,15 +50,3 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._file.close()
-
-
-def whoami() -> dict[str, Any]:
-    """Who is running recon, and where: in journals, the audit log and lock records alike."""
-    return {"user": _user(), "host": socket.gethostname(), "pid": os.getpid()}
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())

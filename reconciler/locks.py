@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from reconciler.errors import ReconError
+from specs.errors import ReconError
 
 
 class LockError(ReconError):

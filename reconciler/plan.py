@@ -7,50 +7,15 @@ whose digests the plan records, and from the live state, whose fingerprints it r
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from reconciler.errors import UsageError
+from providers.contract import ACTIONS, Change, FieldChange
+from specs.errors import UsageError
 
 FORMAT_VERSION = 1
-Action = Literal["create", "update", "replace", "delete", "restart", "run", "noop"]
-ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "restart", "run", "noop")
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    path: str
-    before: Any
-    after: Any
-
-
-@dataclass(frozen=True)
-class Change:
-    """What apply will do to one resource on one target, and why."""
-
-    address: str  # Kind/name/resource, e.g. HostState/web/file:/etc/app.conf
-    target: str  # where it lives, e.g. a host name; "" when the resource has none
-    spec: str  # Kind/name of the spec it comes from
-    resource: str  # resource type, e.g. file
-    action: Action
-    reason: str
-    fields: tuple[FieldChange, ...] = ()
-    fingerprint: str = ""  # of the live state the change was planned against
-    desired: str = ""  # digest of the desired state the change was planned towards
-    environment: str = ""  # the policy environment of its spec, if any
-    risks: tuple[str, ...] = ()  # flags: delete, replace, restart, tag move, "<env> needs confirmation"
-    denied: str = ""  # the policy rule that denies it, with its message; apply refuses the plan
-
-    @property
-    def id(self) -> str:
-        return f"{self.address}@{self.target}" if self.target else self.address
-
-    @property
-    def is_change(self) -> bool:
-        return self.action != "noop"
 
 
 @dataclass(frozen=True)
@@ -127,9 +92,3 @@ def plan_id(recon_version: str, specs: dict[str, str], changes: Iterable[Change]
     for c in sorted(changes, key=lambda c: c.id):
         h.update(f"change {c.id} {c.action} {c.fingerprint} {c.desired}\n".encode())
     return h.hexdigest()[:12]
-
-
-def fingerprint(live: Any) -> str:
-    """A short stable digest of a live state (plain JSON data)."""
-    text = json.dumps(live, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

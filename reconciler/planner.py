@@ -7,13 +7,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from providers import PROVIDERS, provider_for
-from reconciler import __version__, graph, policy
-from reconciler.context import Context
+from providers import PROVIDERS, abilities, provider_for
+from providers.context import Context
+from providers.contract import Change, Instance, Live, Provider, WithOrphans, WithValidation
+from reconciler import __version__, policy
 from reconciler.gitinfo import describe
-from reconciler.plan import FORMAT_VERSION, Change, Plan, plan_id
-from reconciler.project import Project
-from reconciler.provider import Instance, Live, Provider
+from reconciler.plan import FORMAT_VERSION, Plan, plan_id
+from specs import graph
+from specs.errors import Diagnostic
+from specs.project import Project
 
 
 def expand(project: Project) -> list[tuple[Provider, Instance]]:
@@ -144,12 +146,11 @@ def orphans(project: Project, ctx: Context, prune: bool) -> list[tuple[Provider,
     without Models never talks to Docker, and `--prune` still clears up after the last one)."""
     out: list[tuple[Provider, Instance]] = []
     for kind in sorted(PROVIDERS):
-        if not (project.of_kind(kind) or prune):
+        if "orphans" not in abilities(kind) or not (project.of_kind(kind) or prune):
             continue  # its provider is not even imported
         provider = provider_for(kind)
-        find = getattr(provider, "orphans", None)
-        if provider is not None and find is not None:
-            out += [(provider, inst) for inst in find(project.of_kind(kind), ctx, prune)]
+        if isinstance(provider, WithOrphans):
+            out += [(provider, inst) for inst in provider.orphans(project.of_kind(kind), ctx, prune)]
     return out
 
 
@@ -158,5 +159,19 @@ def orphan(change: Change) -> tuple[Provider, Instance] | None:
     if change.resource != "orphan":
         return None
     provider = provider_for(change.spec.split("/", 1)[0])
-    make = getattr(provider, "orphan", None)
-    return None if provider is None or make is None else (provider, make(change))
+    return (provider, provider.orphan(change)) if isinstance(provider, WithOrphans) else None
+
+
+def offline_checks(project: Project) -> tuple[list[str], list[Diagnostic]]:
+    """`recon validate`'s checks beyond the spec models, by the providers that have them (no live read):
+    (lines saying what was checked, problems)."""
+    lines: list[str] = []
+    problems: list[Diagnostic] = []
+    for kind in sorted(PROVIDERS):
+        specs = project.of_kind(kind)
+        provider = provider_for(kind) if specs and "validation" in abilities(kind) else None  # else not imported
+        if isinstance(provider, WithValidation):
+            said, found = provider.validate(specs)
+            lines += said
+            problems += found
+    return lines, problems

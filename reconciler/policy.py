@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from reconciler.errors import Diagnostic, SpecError
-from reconciler.globs import glob_match
-from reconciler.plan import Change
-from reconciler.project import Project, Spec
+from providers.contract import Change
+from specs.globs import glob_match
 from specs.policy import Environment, FieldCondition, PolicySpec, When
+from specs.project import Project, Spec
 
 RISKY_ACTIONS = ("delete", "replace", "restart")
 
@@ -21,22 +20,6 @@ def _policies(project: Project) -> list[tuple[str, PolicySpec]]:
         assert isinstance(spec.body, PolicySpec)
         out.append((spec.address, spec.body))
     return out
-
-
-def check(project: Project) -> None:
-    """Rules may only name environments some Policy declares."""
-    known = {e.name for _, p in _policies(project) for e in p.environments}
-    problems: list[Diagnostic] = []
-    for spec in project.of_kind("Policy"):
-        assert isinstance(spec.body, PolicySpec)
-        for i, rule in enumerate(spec.body.rules):
-            for j, env in enumerate(rule.when.environments):
-                if env not in known:
-                    problems.append(spec.doc.diagnostic(
-                        ("spec", "rules", i, "when", "environments", j), f"no Policy declares environment '{env}'",
-                        f"declare it under environments, or use one of: {', '.join(sorted(known)) or '(none)'}"))
-    if problems:
-        raise SpecError(problems)
 
 
 def environment_of(spec: Spec, environments: Sequence[Environment]) -> Environment | None:
@@ -62,8 +45,6 @@ def annotate(project: Project, changes: Sequence[Change]) -> list[Change]:
         spec = project.specs.get(c.spec)
         env = environment_of(spec, environments) if spec is not None else None
         risks: list[str] = [*c.risks, *([c.action] if c.action in RISKY_ACTIONS else [])]  # the provider's first
-        if c.resource == "bundle" and c.action == "update":
-            risks.append("tag move")
         if env is not None and env.confirm and c.is_change:
             risks.append(f"{env.name} needs confirmation")
         denied = ""

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from providers.context import Context
+from providers.contract import Change, Instance, Provider, Result, WithUndo
 from reconciler import planner
-from reconciler.context import Context
-from reconciler.errors import UsageError
 from reconciler.journal import Journal
-from reconciler.plan import Change, Plan
-from reconciler.project import Project
-from reconciler.provider import Result
+from reconciler.plan import Plan
+from specs.errors import UsageError
+from specs.project import Project
 
 
 @dataclass
@@ -88,7 +88,7 @@ def rollback(found: Interrupted, project: Project, ctx: Context, state_dir: Path
     """Undo the finished changes of an interrupted apply, target by target, newest first."""
     by_id = {inst.id: (prov, inst) for prov, inst in planner.expand(project)}
     changes = {c.id: c for c in found.plan.changes}
-    per_target: dict[str, list[tuple[Any, Any, Change]]] = {}
+    per_target: dict[str, list[tuple[Provider, Instance, Change]]] = {}
     results: list[Result] = []
     for cid in found.done:
         hit = by_id.get(cid)
@@ -99,11 +99,11 @@ def rollback(found: Interrupted, project: Project, ctx: Context, state_dir: Path
     journal = Journal(state_dir, found.plan.plan_id, path=found.journal)
     try:
         for target, steps in per_target.items():
-            undo = getattr(steps[0][0], "undo", None)
-            if undo is None:
+            provider = steps[0][0]
+            if not isinstance(provider, WithUndo):
                 results += [Result(c.id, False, "not undone: its provider cannot roll back") for _, _, c in steps]
                 continue
-            for r in undo(target, [(i, c) for _, i, c in steps], ctx):
+            for r in provider.undo(target, [(i, c) for _, i, c in steps], ctx):
                 journal.write("undone", change=r.change_id, ok=r.ok, message=r.message)
                 results.append(r)
         journal.write("end", ok=False, rolled_back=True, undone=sum(r.ok for r in results))

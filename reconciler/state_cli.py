@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from reconciler import cli as base
-from reconciler.cli import JsonOut, MarkdownOut, Parallelism, Paths, StateDir
-from reconciler.errors import ExitCode, RefusedError
+from reconciler import clikit as base
+from reconciler.clikit import JsonOut, MarkdownOut, Parallelism, Paths, StateDir
+from specs.errors import ExitCode, RefusedError
 
 
 def rollback(
@@ -28,7 +28,7 @@ def rollback(
     from reconciler.audit import Audit, default_path
 
     found = recovery.interrupted(state_dir)
-    console = base._console()
+    console = base.console_for()
     if list_only:
         for item in found:
             console.print(item.describe())
@@ -43,8 +43,8 @@ def rollback(
         if console.input(f"Undo its {len(chosen.done)} finished changes? Only 'yes' will be accepted: ").strip() \
                 != "yes":
             raise RefusedError("rollback cancelled: the answer was not 'yes'")
-    project = base._load(list(chosen.plan.paths) or base._paths(paths))
-    ctx = base._context(100, console)
+    project = base.load(list(chosen.plan.paths) or base.spec_paths(paths))
+    ctx = base.context(100, console)
     audit = Audit(default_path(state_dir))
     try:
         run = audit.start("rollback", chosen.plan.plan_id, journal=chosen.journal.name)
@@ -59,7 +59,7 @@ def rollback(
         ctx.close()
     for r in results:
         mark = "[green]  ↩[/green]" if r.ok else "[red]  ✗[/red]"
-        console.print(f"{mark} {base._esc(r.change_id)}" + (f"\n      {base._esc(r.message)}" if r.message else ""))
+        console.print(f"{mark} {base.esc(r.change_id)}" + (f"\n      {base.esc(r.message)}" if r.message else ""))
     bad = [r for r in results if not r.ok]
     console.print(f"[bold]Rollback {'complete' if not bad else 'incomplete'}:[/bold] {len(results) - len(bad)} "
                   f"undone, {len(bad)} not.")
@@ -79,7 +79,7 @@ def drift(
     from reconciler.audit import Audit, default_path
     from reconciler.render.text import drift_lines
 
-    project, the_plan = base._planned(paths, parallelism, state_dir, "drift")
+    project, the_plan = base.planned(paths, parallelism, state_dir, "drift")
     audit_path = default_path(state_dir)
     applied: dict[str, str] = {}
     if audit_path.exists():
@@ -96,7 +96,7 @@ def drift(
 
         sys.stdout.write(render_drift(the_plan, report, limit=SUMMARY_LIMIT))
     else:
-        console = base._console()
+        console = base.console_for()
         for line in drift_lines(the_plan, report):
             console.print(line)
     return ExitCode.OK if report.clean else ExitCode.CHANGES

@@ -93,7 +93,7 @@ def code_stamp(roots: list[Path] | None = None) -> str:
 
 def socket_path() -> Path | None:
     """This user's planner socket for this namespace, root and code; None where none can be kept."""
-    from reconciler.rundir import runtime_dir
+    from providers.rundir import runtime_dir
 
     try:
         base = runtime_dir()  # (not this user's alone, or not to be made: plan without a resident planner)
@@ -170,7 +170,7 @@ def _start(path: Path, idle: float) -> None:
 
 
 _PRELOAD = (
-    "reconciler.cli", "reconciler.planner", "reconciler.project", "reconciler.audit", "reconciler.executor",
+    "reconciler.cli", "reconciler.planner", "specs.project", "reconciler.audit", "reconciler.executor",
     "reconciler.gate", "reconciler.journal", "reconciler.render.text", "reconciler.render.markdown",
     "specs.hostgroup", "specs.hoststate", "specs.model", "specs.bundle", "specs.policy",
     "providers.hosts.provider", "providers.hosts.ssh_agent", "providers.hosts.ssh", "paramiko",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from reconciler.errors import Diagnostic
-from reconciler.loader import Document, Loc
+from specs.errors import Diagnostic
+from specs.loader import Document, Loc
 
 API_VERSION = "recon/v1"
 NAME_RE = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
@@ -105,6 +106,15 @@ class KindSpec(StrictModel):
     def preflight(self, doc: Document) -> list[Problem]:
         """Checks of the environment a plan needs (secrets, variables), run by plan and apply
         before any live read, but not by `recon validate`, which must pass without secrets."""
+        return []
+
+    def rollout(self) -> Strategy | None:
+        """How its changes roll across targets (batches, failures tolerated); None: all at once."""
+        return None
+
+    @classmethod
+    def project_problems(cls, specs: Sequence[tuple[KindSpec, Document]]) -> list[Diagnostic]:
+        """Checks across all the specs of this kind in a project (run once the project is loaded)."""
         return []
 
 

@@ -7,10 +7,10 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from reconciler.errors import UsageError
-from reconciler.loader import Document
 from specs.base import KindSpec, Problem, StrictModel
+from specs.errors import UsageError
 from specs.hostgroup import expand_vars
+from specs.loader import Document
 from specs.secrets import SecretRef
 
 
@@ -66,7 +66,7 @@ class BundleSpec(KindSpec):
 
     def problems(self, doc: Document) -> list[Problem]:
         out: list[Problem] = []
-        from providers.oras.ref import parse  # small, no I/O
+        from specs.ref import parse  # small, no I/O
 
         if "${" not in self.ref:
             try:

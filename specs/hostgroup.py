@@ -9,8 +9,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from reconciler.loader import Document
 from specs.base import NAME_RE, KindSpec, Problem, StrictModel
+from specs.loader import Document
 from specs.secrets import SecretRef
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

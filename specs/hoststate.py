@@ -8,8 +8,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from reconciler.loader import Document, Loc
 from specs.base import NAME_RE, KindSpec, Problem, Strategy, StrictModel
+from specs.loader import Document, Loc
 from specs.secrets import SecretRef
 
 _MODE = re.compile(r"^[0-7]?[0-7]{3}$")
@@ -204,6 +204,9 @@ class HostStateSpec(KindSpec):
 
     def references(self) -> list[tuple[Loc, str]]:
         return [(("group",), f"HostGroup/{self.group}")]
+
+    def rollout(self) -> Strategy | None:
+        return self.strategy
 
     def preflight(self, doc: Document) -> list[Problem]:
         return _secret_problems(list(self.resources), doc)

@@ -8,8 +8,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from reconciler.loader import Document, Loc
 from specs.base import KindSpec, Problem, StrictModel
+from specs.loader import Document, Loc
 from specs.secrets import SecretRef
 
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

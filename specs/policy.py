@@ -5,12 +5,14 @@ that matches a change decides; a change no rule matches is allowed."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from reconciler.loader import Document
 from specs.base import KindSpec, Problem, StrictModel
+from specs.errors import Diagnostic
+from specs.loader import Document
 
 ACTIONS = ("create", "update", "replace", "delete", "restart", "run")
 
@@ -103,4 +105,19 @@ class PolicySpec(KindSpec):
             if rule.name in rules[:i]:
                 out.append(Problem(("rules", i, "name"), f"rule '{rule.name}' is declared twice",
                                    "give each rule its own name"))
+        return out
+
+    @classmethod
+    def project_problems(cls, specs: Sequence[tuple[KindSpec, Document]]) -> list[Diagnostic]:
+        """Rules may only name environments some Policy declares."""
+        policies = [(body, doc) for body, doc in specs if isinstance(body, PolicySpec)]
+        known = {e.name for body, _ in policies for e in body.environments}
+        out: list[Diagnostic] = []
+        for body, doc in policies:
+            for i, rule in enumerate(body.rules):
+                for j, env in enumerate(rule.when.environments):
+                    if env not in known:
+                        out.append(doc.diagnostic(
+                            ("spec", "rules", i, "when", "environments", j), f"no Policy declares environment '{env}'",
+                            f"declare it under environments, or use one of: {', '.join(sorted(known)) or '(none)'}"))
         return out

@@ -16,7 +16,7 @@ import pytest
 from reconciler.cli import run
 
 ROOT = Path(__file__).resolve().parent.parent
-# keyed hashes of secrets (reconciler/secrets.py) with a fixed key, so fixtures can name them
+# keyed hashes of secrets (providers/secrets.py) with a fixed key, so fixtures can name them
 os.environ.setdefault("RECON_HASH_KEY", "recon-test-key")
 # SSH connections are not kept between runs (each test counts its own); tests of the agent turn it on
 os.environ.setdefault("RECON_SSH_PERSIST", "0")

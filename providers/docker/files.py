@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from providers.context import Context
 from providers.docker.model import BundleSource, Failed
-from reconciler.context import Context
-from reconciler.errors import ReconError
-from reconciler.project import Project
+from specs.errors import ReconError
 from specs.model import ModelSpec
+from specs.project import Project
 
 
 def bundle_source(body: ModelSpec, project: Project) -> BundleSource:
     """Where the model files come from: a Bundle spec of the project (tree known from its files), or a ref."""
     from providers.oras import bundle as oci
     from providers.oras.provider import BundleProvider
-    from providers.oras.ref import parse
+    from specs.ref import parse
 
     mount = body.bundle
     assert mount is not None

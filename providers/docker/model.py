@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.oras.ref import Reference
 from providers.oras.registry import Credentials
 from specs.model import ModelSpec
+from specs.ref import Reference
 
 L = "recon.dev/"
 MANAGED = {f"{L}managed-by": "recon"}

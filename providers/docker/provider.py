@@ -24,16 +24,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from providers.context import Context
+from providers.contract import Action, Change, FieldChange, Instance, Live, Result, fingerprint
 from providers.docker.files import bundle_source, bundle_tree
 from providers.docker.model import Desired, Failed, L, Orphan, context_hash
 from providers.docker.replicas import converge, mine, remove
-from reconciler.context import Context
-from reconciler.errors import TransportError
-from reconciler.plan import Action, Change, FieldChange, fingerprint
-from reconciler.project import Project, Spec
-from reconciler.provider import Instance, Live, Result
-from reconciler.secrets import keyed
+from providers.secrets import keyed
+from specs.errors import TransportError
 from specs.model import EnvFrom, ModelSpec
+from specs.project import Project, Spec
 
 LISTED = "docker/listed"  # in ctx.connections: the container list orphans() made, for read() to reuse
 

@@ -10,10 +10,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from providers.context import Context
 from providers.docker.files import materialize
 from providers.docker.model import MANAGED, Desired, Failed, L, Orphan
-from reconciler.context import Context
-from reconciler.gitinfo import describe
 
 
 def converge(api: Any, d: Desired, ctx: Context) -> str:
@@ -36,7 +35,7 @@ def converge(api: Any, d: Desired, ctx: Context) -> str:
                 remove(api, c)
         taken = {int(c["Labels"].get(f"{L}port", "0")) for c in serving}
         port = d.spec.port + i if d.spec.port + i not in taken else d.spec.port + n + i
-        new = _start(api, d, i, port, want, image_id, mount, tree)
+        new = _start(api, d, i, port, want, image_id, mount, tree, ctx.commit)
         ok, why = _healthy(api, new, port, d)
         if not ok:
             remove(api, {"Id": new})
@@ -80,13 +79,14 @@ def _image(api: Any, d: Desired) -> str:
         raise Failed(f"building {d.image} from {d.context} failed: {exc}") from None
 
 
-def _start(api: Any, d: Desired, index: int, port: int, config: str, image_id: str, mount: str, tree: str) -> str:
+def _start(api: Any, d: Desired, index: int, port: int, config: str, image_id: str, mount: str, tree: str,
+           commit: str) -> str:
     """One replica; `mount` is the materialized bundle's bind (host:container:ro) and `tree` its files' digest."""
     s = d.spec
     settings = d.effective(tree or None)
     labels = {**d.settings["labels"], **MANAGED, f"{L}spec": d.name, f"{L}replica": str(index), f"{L}port": str(port),
               f"{L}config": config, f"{L}settings": json.dumps({**settings, "image_id": image_id}, sort_keys=True),
-              f"{L}commit": describe().get("sha", "")}
+              f"{L}commit": commit}
     bridge = s.network == "bridge"
     host_config = api.create_host_config(
         network_mode="bridge" if bridge else "host",

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.secrets import keyed
+from providers.secrets import keyed
 from specs.hostgroup import SshSettings, WinrmSettings
 from specs.hoststate import AnyResource
 

@@ -16,18 +16,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from providers.context import Context
+from providers.contract import Change, FieldChange, Instance, Live, Result, fingerprint
 from providers.hosts import facts
 from providers.hosts.model import Desired, HostInfo
 from providers.hosts.resources import MODULES, command, service
 from providers.hosts.resources.common import clean_path
+from providers.hosts.results import rolled, tail
 from providers.hosts.transport import LocalTransport, Transport
+from providers.secrets import keyed
 from providers.windows.kinds import WINDOWS_RESOURCES
-from reconciler.context import Context
-from reconciler.errors import SpecError, TransportError
-from reconciler.plan import Change, FieldChange, fingerprint
-from reconciler.project import Project, Spec
-from reconciler.provider import Instance, Live, Result
-from reconciler.secrets import keyed
+from specs.errors import SpecError, TransportError
 from specs.hostgroup import Host, HostGroupSpec, expand_vars
 from specs.hoststate import (
     WINDOWS_PATH,
@@ -39,6 +38,7 @@ from specs.hoststate import (
     ServiceResource,
     source_path,
 )
+from specs.project import Project, Spec
 
 
 class HostProvider:
@@ -112,11 +112,11 @@ class HostProvider:
             with self._limit(host):
                 done = _transport(host, ctx).run(facts.script([i.desired for i in items]))
             if done.rc != 0:
-                raise TransportError(f"{target}: reading facts failed: {_tail(done.stderr)}")
+                raise TransportError(f"{target}: reading facts failed: {tail(done.stderr)}")
             try:
                 live = facts.parse([i.desired for i in items], done.stdout)
             except ValueError as exc:
-                raise TransportError(f"{target}: {exc}: {_tail(done.stderr)}") from None
+                raise TransportError(f"{target}: {exc}: {tail(done.stderr)}") from None
             return {i.id: state for i, state in zip(items, live, strict=True)}
 
         out: dict[str, Live] = {}
@@ -173,14 +173,14 @@ class HostProvider:
                 return
             if parts[1] == "undo":
                 j, urc = int(parts[2]), int(parts[3])
-                undone[j] = "" if urc == 0 else _tail(base64.b64decode(parts[4]) if len(parts) > 4 else b"")
+                undone[j] = "" if urc == 0 else tail(base64.b64decode(parts[4]) if len(parts) > 4 else b"")
                 return
             i, rc = int(parts[1]), int(parts[2])
             detail = base64.b64decode(parts[3]).decode("utf-8", "replace") if len(parts) > 3 else ""
             now = time.monotonic()
             change = steps[i][1]
             ok = rc == 0
-            msg = "" if ok else f"exit {rc}: {_tail(detail.encode())}"
+            msg = "" if ok else f"exit {rc}: {tail(detail.encode())}"
             reported[i] = Result(change.id, ok, msg, now - last[0])
             last[0] = now
             ctx.reporter.event("done" if ok else "failed", target, change.id)
@@ -191,13 +191,13 @@ class HostProvider:
             host = steps[0][0].desired.host
             with self._limit(host):
                 done = _transport(host, ctx).run(script, on_line)
-            ended = f"not run: the change script ended early: {_tail(done.stderr)}"
+            ended = f"not run: the change script ended early: {tail(done.stderr)}"
         except TransportError as exc:  # the steps that reported before the host went away did happen
             lost = str(exc)
         failed = next((i for i, r in reported.items() if not r.ok), None)
         for i, (_, change) in enumerate(steps):
             if i in reported:
-                yield _rolled(reported[i], i, failed, undone, steps)
+                yield rolled(reported[i], i, failed, undone, steps)
             elif failed is not None:
                 yield Result(change.id, False, "skipped: an earlier step on this host failed")
             elif lost:
@@ -224,7 +224,7 @@ def _undo(provider: HostProvider, target: str, steps: Sequence[tuple[Instance, C
         parts = line.decode("utf-8", "replace").split()
         if len(parts) >= 3 and parts[0] == mark:
             i, rc = int(parts[1]), int(parts[2])
-            why = "" if rc == 0 else f"undo failed, exit {rc}: " + _tail(base64.b64decode(parts[3]) if len(parts) > 3
+            why = "" if rc == 0 else f"undo failed, exit {rc}: " + tail(base64.b64decode(parts[3]) if len(parts) > 3
                                                                           else b"")
             got[i] = Result(undoable[i][1].id, rc == 0, why)
 
@@ -237,25 +237,6 @@ def _undo(provider: HostProvider, target: str, steps: Sequence[tuple[Instance, C
         return
     yield from (got.get(i) or Result(c.id, False, "not undone: the undo script ended early")
                 for i, (_, c) in enumerate(undoable))
-
-
-def _rolled(
-    result: Result, i: int, failed: int | None, undone: dict[int, str], steps: Sequence[tuple[Instance, Change]]
-) -> Result:
-    """A step's result once its host was rolled back after step `failed` failed."""
-    if failed is None or not undone:
-        return result
-    if i == failed:
-        problems = [why for why in undone.values() if why]
-        tail = "; the host was rolled back" if not problems else f"; rolling back failed: {problems[0]}"
-        return Result(result.change_id, False, result.message + tail, result.seconds)
-    if i not in undone:
-        return Result(result.change_id, True, "kept: not undone (rollback is off, or it is a command)",
-                      result.seconds)
-    cause = steps[failed][1].id
-    why = undone[i]
-    msg = f"rolled back: {cause} failed" if not why else f"rolling back after {cause} failed did not work: {why}"
-    return Result(result.change_id, False, msg, result.seconds)
 
 
 def _undo_script(steps: Sequence[tuple[Instance, Change]], mark: str) -> str:
@@ -410,9 +391,3 @@ def _transport(host: HostInfo, ctx: Context) -> Transport:
             raise TransportError(f"{host.name}: connection {host.connection!r} is not supported")
         ctx.connections[key] = transport
     return transport
-
-
-def _tail(data: bytes, limit: int = 400) -> str:
-    text = data.decode("utf-8", "replace").strip()
-    text = " | ".join(line for line in text.splitlines() if line.strip())
-    return text if len(text) <= limit else "…" + text[-limit:]

@@ -16,7 +16,7 @@ from typing import Any
 
 from providers.hosts.model import HostInfo
 from providers.hosts.transport import RunResult
-from reconciler.errors import TransportError
+from specs.errors import TransportError
 
 
 class SshTransport:

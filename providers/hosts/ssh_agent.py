@@ -32,13 +32,12 @@ from typing import Any
 
 from providers.hosts.model import HostInfo
 from providers.hosts.transport import RunResult
-from reconciler.errors import TransportError
+from specs.errors import TransportError
 
 
 def socket_path(netns: str = "") -> Path:
     """The agent's socket for this network namespace (or the one whose inode number is given)."""
-    from reconciler import __version__
-    from reconciler.rundir import NotPrivate, runtime_dir
+    from providers.rundir import NotPrivate, runtime_dir
 
     try:
         base = runtime_dir()
@@ -46,7 +45,18 @@ def socket_path(netns: str = "") -> Path:
         raise TransportError(f"{exc}; remove it, or set ssh.persist: 0") from None
     if not netns:
         netns = os.readlink("/proc/self/ns/net").strip("net:[]") if Path("/proc/self/ns/net").exists() else "0"
-    return base / f"ssh-{netns}-{__version__}.sock"  # an agent of another recon version is not asked
+    return base / f"ssh-{netns}-{_code_stamp()}.sock"  # an agent running other code is not asked
+
+
+def _code_stamp() -> str:
+    """Size and mtime of the modules the agent runs (this folder's): another version, another agent."""
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            st = os.stat(here / name)
+            h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()[:12]
 
 
 class AgentTransport:

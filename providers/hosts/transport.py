@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.errors import TransportError
+from specs.errors import TransportError
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.context import Context
-from reconciler.errors import TransportError
+from providers.context import Context
+from specs.errors import TransportError
 
 APPLY = "application/apply-patch+yaml"
 MANAGER = "recon"

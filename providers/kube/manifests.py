@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from reconciler.secrets import keyed
+from providers.secrets import keyed
 from specs.model import EnvFrom, ModelSpec
 
 MANAGED = "app.kubernetes.io/managed-by"

@@ -22,15 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from providers.context import Context
+from providers.contract import Action, Change, FieldChange, Instance, Live, Result, fingerprint
 from providers.kube.client import KINDS, ApiFailure, Where, cluster
 from providers.kube.manifests import COMMIT, MODEL, SELECTOR, Obj, build, flatten, mask, owned_paths
 from providers.kube.rollout import wait_rollout
-from reconciler.context import Context
-from reconciler.errors import TransportError
-from reconciler.plan import Action, Change, FieldChange, fingerprint
-from reconciler.project import Project, Spec
-from reconciler.provider import Instance, Live, Result
+from specs.errors import TransportError
 from specs.model import Kubernetes, ModelSpec
+from specs.project import Project, Spec
 
 IGNORED = (f"metadata.annotations.{COMMIT}",)
 OWNER = "owner of "  # a FieldChange path prefix: the field changes manager (the apply is forced)
@@ -327,7 +326,7 @@ def _apply_one(inst: Instance, change: Change, ctx: Context) -> str:
     d: Desired = inst.desired
     conn = cluster(ctx, d.where)
     force = d.settings.forceConflicts or any(f.path.startswith(OWNER) for f in change.fields)
-    config = _with_commit(d.obj.config)
+    config = _with_commit(d.obj.config, ctx.commit)
     before = conn.get(d.obj.kind, d.obj.namespace, d.obj.name) if d.obj.kind == "Deployment" else None
     applied = conn.apply(d.obj.kind, config, force=force, dry_run=False)
     if d.obj.kind != "Deployment":
@@ -344,10 +343,7 @@ def _apply_one(inst: Instance, change: Change, ctx: Context) -> str:
     raise _RolloutFailed(f"the rollout did not finish: {problem}; rolled back: the previous template is restored")
 
 
-def _with_commit(config: dict[str, Any]) -> dict[str, Any]:
-    from reconciler.gitinfo import describe
-
-    commit = describe().get("sha")
+def _with_commit(config: dict[str, Any], commit: str) -> dict[str, Any]:
     if not commit:
         return config
     out = copy.deepcopy(config)

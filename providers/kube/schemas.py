@@ -3,19 +3,17 @@ schemas as kubernetes-validate bundles them (no cluster needed): `recon validate
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from providers.kube.manifests import build
-from reconciler.errors import Diagnostic
-from reconciler.project import Project
+from specs.errors import Diagnostic
 from specs.model import ModelSpec
+from specs.project import Spec
 
 
-def check(project: Project) -> tuple[int, str, list[Diagnostic]]:
-    """(objects checked, Kubernetes version of the schemas, problems) for every Model on kubernetes."""
-    models = [s for s in project.of_kind("Model") if isinstance(s.body, ModelSpec) and s.body.runtime == "kubernetes"]
-    if not models:
-        return 0, "", []
+def check(models: Sequence[Spec]) -> tuple[int, str, list[Diagnostic]]:
+    """(objects checked, Kubernetes version of the schemas, problems) for these Models on kubernetes."""
     import kubernetes_validate
     from kubernetes_validate.utils import ValidationError, latest_version
 

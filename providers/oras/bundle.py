@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from reconciler.errors import ReconError
+from specs.errors import ReconError
 
 ARTIFACT_TYPE = "application/vnd.recon.bundle.v1"
 CONFIG_TYPE = "application/vnd.oci.empty.v1+json"

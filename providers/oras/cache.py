@@ -23,7 +23,7 @@ from pathlib import Path
 
 from providers.oras.bundle import Entry, ManifestError
 from providers.oras.scan import cache_dir, sha256_file
-from reconciler.errors import TransportError
+from specs.errors import TransportError
 
 
 class BlobCache:

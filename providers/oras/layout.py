@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from providers.oras.ref import Reference
 from providers.oras.registry import BLOCK, Progress
 from providers.oras.scan import write_atomically
-from reconciler.errors import TransportError
+from specs.errors import TransportError
+from specs.ref import Reference
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 TAG_KEY = "org.opencontainers.image.ref.name"

@@ -15,9 +15,9 @@ from providers.oras import bundle, scan
 from providers.oras.bundle import Artifact, Entry, Parsed
 from providers.oras.cache import BlobCache, materialize
 from providers.oras.layout import LayoutStore
-from providers.oras.ref import Reference
 from providers.oras.registry import Credentials, Progress, RegistryStore
-from reconciler.errors import TransportError
+from specs.errors import TransportError
+from specs.ref import Reference
 
 WORKERS = 8  # uploads and downloads at once
 

@@ -14,19 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from providers.context import Context
+from providers.contract import Change, FieldChange, Instance, Live, Result, fingerprint
 from providers.oras import bundle, ops, scan
 from providers.oras.bundle import Artifact, Entry
 from providers.oras.cache import BlobCache
-from providers.oras.ref import Reference, parse
 from providers.oras.registry import Credentials
-from reconciler.context import Context
-from reconciler.gitinfo import describe
-from reconciler.plan import Change, FieldChange, fingerprint
-from reconciler.project import Project, Spec
-from reconciler.provider import Instance, Live, Result
-from reconciler.render.progress import transfer_bar
 from specs.bundle import BundleSpec
 from specs.hostgroup import expand_vars
+from specs.project import Project, Spec
+from specs.ref import Reference, parse
 
 
 @dataclass(frozen=True)
@@ -104,8 +101,8 @@ class BundleProvider:
             store = self._store(d, ctx)
             known = set() if change.action == "create" else _live_digests(store)
             total = _upload_bytes(d.entries, known)
-            artifact = _with_revision(d)
-            with transfer_bar(f"push {d.ref}", total, ctx.bars) as tick:
+            artifact = _with_revision(d, ctx.commit)
+            with ctx.reporter.transfer(f"push {d.ref}", total) as tick:
                 stats = ops.push(store, d.source, d.entries, artifact, known, tick)
             message = (f"pushed {artifact.digest[:19]}: uploaded {len(stats.uploaded)} blobs "
                        f"({bundle.human(stats.bytes)}), {stats.present} already there")
@@ -113,9 +110,8 @@ class BundleProvider:
             yield Result(change.id, True, seconds=time.monotonic() - started, note=message)
 
 
-def _with_revision(d: Desired) -> Artifact:
+def _with_revision(d: Desired, sha: str) -> Artifact:
     """The artifact as pushed: with the git commit it came from, unless the spec names a revision itself."""
-    sha = describe().get("sha", "")
     if not sha or bundle.REVISION in d.annotations:
         return d.artifact
     return bundle.build(d.entries, {**d.annotations, bundle.REVISION: sha}, d.spec.artifactType or bundle.ARTIFACT_TYPE)
@@ -137,8 +133,9 @@ def _diff(inst: Instance, state: Live) -> Change:
     fp = fingerprint(state)
 
     def change(action: str, reason: str, fields: list[FieldChange]) -> Change:
+        risks = ("tag move",) if action == "update" else ()  # whoever pulls the tag gets other files
         return Change(inst.address, inst.target, inst.spec, inst.resource, action, reason,  # type: ignore[arg-type]
-                      tuple(fields), fp, inst.desired_digest)
+                      tuple(fields), fp, inst.desired_digest, risks=risks)
 
     if state is None:
         total = _upload_bytes(d.entries, set())

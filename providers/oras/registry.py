@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlencode, urlsplit
 
-from providers.oras.ref import Reference
-from reconciler.errors import ReconError, TransportError
+from specs.errors import ReconError, TransportError
+from specs.ref import Reference
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",

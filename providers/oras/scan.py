@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from providers.oras.bundle import MARKER, Entry, normal_mode
-from reconciler.errors import UsageError
-from reconciler.globs import glob_match
+from specs.errors import UsageError
+from specs.globs import glob_match
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".recon"}
 RACY_NS = 2_000_000_000

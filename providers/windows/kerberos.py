@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 
-from reconciler.errors import TransportError
+from specs.errors import TransportError
 
 _lock = threading.Lock()
 _caches: dict[tuple[str, str], str] = {}

@@ -18,16 +18,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from providers.context import Context
+from providers.contract import Action, Change, FieldChange, Instance, Result
 from providers.hosts.model import Desired
-from providers.hosts.provider import _rolled, _tail  # the same reporting as on SSH hosts
 from providers.hosts.resources import command
+from providers.hosts.results import rolled, tail  # the same reporting as on SSH hosts
 from providers.hosts.transport import Transport
+from providers.secrets import keyed
 from providers.windows.powershell import call, encoded, script
-from reconciler.context import Context
-from reconciler.errors import TransportError
-from reconciler.plan import Action, Change, FieldChange
-from reconciler.provider import Instance, Result
-from reconciler.secrets import keyed
+from specs.errors import TransportError
 from specs.hoststate import (
     CommandResource,
     DirectoryResource,
@@ -70,7 +69,7 @@ def read(items: Sequence[Desired], transport: Transport, target: str) -> list[di
         elif line.strip():
             said.append(str(obj.get("error", line)) if obj is not None else line)
     if done.rc != 0 or len(facts) != len(items):
-        why = _tail(done.stderr) or " | ".join(said)[-400:]
+        why = tail(done.stderr) or " | ".join(said)[-400:]
         raise TransportError(f"{target}: reading facts failed (exit {done.rc}): {why}")
     for i, d in enumerate(items):
         if isinstance(d.res, ServiceResource) and not facts[i].get("exists"):
@@ -235,7 +234,7 @@ def apply(steps: Sequence[tuple[Instance, Change]], transport: Transport, ctx: C
     lost = ""
     try:
         done = transport.run(script(calls), on_line)
-        ended = f"not run: the change script ended early (exit {done.rc}): {_tail(done.stderr)}"
+        ended = f"not run: the change script ended early (exit {done.rc}): {tail(done.stderr)}"
     except TransportError as exc:
         lost, ended = str(exc), ""
     failed = next((i for i, r in reported.items() if not r.ok), None)
@@ -245,7 +244,7 @@ def apply(steps: Sequence[tuple[Instance, Change]], transport: Transport, ctx: C
     for i, (_, change) in enumerate(steps):
         result = reported.get(i)
         if result is not None:
-            yield _rolled(result, i, failed, undone, steps)
+            yield rolled(result, i, failed, undone, steps)
         elif failed is not None:
             yield Result(change.id, False, "skipped: an earlier step on this host failed")
         else:

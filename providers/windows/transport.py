@@ -14,7 +14,7 @@ from typing import Any
 from providers.hosts.model import HostInfo
 from providers.hosts.transport import RunResult
 from providers.windows.powershell import COMMAND
-from reconciler.errors import TransportError
+from specs.errors import TransportError
 
 _GSS_TEXT = re.compile(r"\('([^']*)', -?\d+\)")
 

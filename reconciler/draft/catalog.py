@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass, field
 
 from reconciler.policy import _policies, environment_of
-from reconciler.project import Project, Spec
 from specs.hostgroup import HostGroupSpec
+from specs.project import Project, Spec
 
 FILLER = {"all", "the", "every", "each", "of", "our", "my", "group", "groups", "server", "servers", "host", "hosts",
           "machine", "machines", "box", "boxes", "nodes", "node", "fleet", "a", "an"}

@@ -22,9 +22,9 @@ from typing import Any
 
 from reconciler.draft.catalog import Catalog, close, words
 from reconciler.draft.model import Draft, Edit, Loc, set_at
-from reconciler.project import Spec
 from specs.hostgroup import HostGroupSpec
 from specs.hoststate import HostStateSpec
+from specs.project import Spec
 
 VERBS = {"start": "start", "stop": "stop", "restart": "restart", "reload": "restart", "bounce": "restart",
          "install": "install", "add": "install", "update": "update", "upgrade": "update", "remove": "remove",

@@ -13,7 +13,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from reconciler.draft.model import Draft, Edit, set_at
-from reconciler.errors import Diagnostic, SpecError, UsageError
+from specs.errors import Diagnostic, SpecError, UsageError
 
 
 def _yaml() -> YAML:
@@ -73,7 +73,7 @@ def show(draft: Draft, files: dict[Path, str]) -> str:
 def check(specs_dir: Path, files: dict[Path, str]) -> None:
     """Load the project as it would be with these files: SpecError (naming the real files) if it is not valid.
     The copy is made beside the specs directory, of hard links, so relative paths outside it still resolve."""
-    from reconciler.project import load_project
+    from specs.project import load_project
 
     specs_dir = specs_dir.resolve()
     try:

@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from reconciler.plan import Change, Plan
+from providers.contract import Change
+from reconciler.plan import Plan
 from reconciler.render.text import grouped, summary_line
 
 if TYPE_CHECKING:

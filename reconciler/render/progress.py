@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+
+from providers.context import Tick
+from providers.progress import transfer_bar
 
 
 class ConsoleReporter:
     """Step lines `✓ [12/60] change-id`, and with several targets the tally of targets:
     `· targets: 3 done, 1 failed, 16 pending`."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, bars: bool = False) -> None:
         self.console = console
+        self.bars = bars  # byte progress bars for long transfers (a terminal is watching)
         self.total = 0
         self.finished = 0
         self.left: dict[str, int] = {}  # target -> steps not reported yet
         self.failed: set[str] = set()
         self._lock = threading.Lock()
+
+    def transfer(self, label: str, total: int) -> AbstractContextManager[Tick | None]:
+        return transfer_bar(label, total, self.bars)
 
     def _tally(self) -> str:
         if len(self.left) < 2:
@@ -57,8 +63,8 @@ class LiveReporter(ConsoleReporter):
 
     ROWS = 25
 
-    def __init__(self, console: Console) -> None:
-        super().__init__(console)
+    def __init__(self, console: Console, bars: bool = False) -> None:
+        super().__init__(console, bars)
         self.steps: dict[str, list[str]] = {}
         self.reported: dict[str, int] = {}
         self.started: dict[str, float] = {}
@@ -119,33 +125,10 @@ class LiveReporter(ConsoleReporter):
         return table
 
 
-def make_reporter(console: Console) -> ConsoleReporter:
-    """Step lines; on a real terminal also a live table of targets."""
+def make_reporter(console: Console, bars: bool = False) -> ConsoleReporter:
+    """Step lines; on a real terminal also a live table of targets. `bars`: byte bars for long transfers."""
     import os
 
     if console.is_terminal and os.environ.get("TERM", "") not in ("", "dumb"):
-        return LiveReporter(console)
-    return ConsoleReporter(console)
-
-
-BAR_THRESHOLD = 32 << 20  # transfers smaller than this finish before a bar would help
-
-
-@contextmanager
-def transfer_bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A byte progress bar on stderr for a transfer of `total` bytes; None (no bar) when not wanted."""
-    if not enabled or total < BAR_THRESHOLD:
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-    lock = threading.Lock()
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(escape(label), total=total)
-
-        def tick(n: int) -> None:
-            with lock:
-                bar.advance(task, n)
-
-        yield tick
+        return LiveReporter(console, bars)
+    return ConsoleReporter(console, bars)

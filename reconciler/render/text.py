@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from providers.contract import Change
 from reconciler.executor import ApplyReport
-from reconciler.plan import Change, Plan
+from reconciler.plan import Plan
 
 if TYPE_CHECKING:
     from reconciler.drift import Report as DriftReport

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from providers.oras import bundle, ops, scan
-from providers.oras.ref import parse
 from providers.oras.registry import Credentials, RegistryStore
+from specs.ref import parse
 from tests.conftest import recon
 from tests.peers import registry as peers
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.plan import FORMAT_VERSION, Change, FieldChange, Plan
+from providers.contract import Change, FieldChange
+from reconciler.plan import FORMAT_VERSION, Plan
 from reconciler.render.markdown import COMMENT_LIMIT, render
 from tests.conftest import ROOT, recon
 from tests.e2e.test_local_cli import group, hoststate, write

@@ -11,7 +11,7 @@ import pytest
 from reconciler.draft.catalog import Catalog
 from reconciler.draft.model import Draft
 from reconciler.draft.rules import RulePlanner
-from reconciler.project import load_project
+from specs.project import load_project
 
 SPECS = {
     "groups.yaml": """\

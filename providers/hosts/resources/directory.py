@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.contract import Action, FieldChange
 from providers.hosts.model import Desired, q
 from providers.hosts.resources.common import (
     absent,
@@ -14,7 +15,6 @@ from providers.hosts.resources.common import (
     type_name,
     undo_path,
 )
-from reconciler.plan import Action, FieldChange
 from specs.hoststate import DirectoryResource
 
 

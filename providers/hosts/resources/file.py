@@ -7,6 +7,7 @@ import hashlib
 import posixpath
 from typing import Any
 
+from providers.contract import Action, FieldChange
 from providers.hosts.model import Desired, q
 from providers.hosts.resources.common import (
     absent,
@@ -18,8 +19,7 @@ from providers.hosts.resources.common import (
     type_name,
     undo_path,
 )
-from reconciler.plan import Action, FieldChange
-from reconciler.secrets import keyed
+from providers.secrets import keyed
 from specs.hoststate import FileResource
 
 SENSITIVE = "(sensitive)"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.contract import Action, FieldChange
 from providers.hosts.model import Desired
-from reconciler.plan import Action, FieldChange
 from specs.hoststate import PackageResource
 
 APT = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from providers.contract import Action, FieldChange
 from providers.hosts.model import Desired, q
-from reconciler.plan import Action, FieldChange
 from specs.hoststate import ServiceResource
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.contract import Action, FieldChange
 from providers.hosts.model import Desired, q
-from reconciler.plan import Action, FieldChange
 from specs.hoststate import UserResource
 
 

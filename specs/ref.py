@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.errors import UsageError
+from specs.errors import UsageError
 
 FORMAT = "host[:port]/repository[:tag|@sha256:digest] or oci-layout:PATH[:tag]"
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reconciler.errors import ExitCode, UsageError
+from specs.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from providers.oras.bundle import Entry
@@ -33,8 +33,8 @@ PlainHttp = Annotated[bool, typer.Option("--plain-http", help="HTTP instead of H
 
 def _store(text: str, username: str | None, password_stdin: bool, plain_http: bool) -> Store:
     from providers.oras import ops
-    from providers.oras.ref import parse
     from providers.oras.registry import Credentials
+    from specs.ref import parse
 
     ref = parse(text)
     if ref.is_layout:
@@ -92,7 +92,7 @@ def pull(
     from providers.oras import ops
     from providers.oras.bundle import human
     from providers.oras.cache import BlobCache
-    from reconciler.render.progress import transfer_bar
+    from providers.progress import transfer_bar
 
     store = _store(ref, username, password_stdin, plain_http)
     bars = sys.stderr.isatty() and not as_json

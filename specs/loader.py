@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import Diagnostic
+from specs.errors import Diagnostic
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 Loc = tuple[str | int, ...]

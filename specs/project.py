@@ -9,11 +9,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler import graph
-from reconciler.errors import Diagnostic, SpecError
-from reconciler.loader import Document, Loc, find_spec_files, load_files
-from specs import API_VERSION, KINDS, Envelope, KindSpec
+from specs import API_VERSION, KINDS, Envelope, KindSpec, graph
 from specs.base import ADDRESS_RE, diagnostics_from
+from specs.errors import Diagnostic, SpecError
+from specs.loader import Document, Loc, find_spec_files, load_files
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,11 @@ def load_project(paths: Sequence[str | Path], preflight: bool = True) -> Project
             ))
     if problems:
         raise SpecError(problems)
-    project = Project(specs, edges, [str(f) for f in files])
-    from reconciler import policy
-
-    policy.check(project)
-    return project
+    for kind, model in KINDS.items():
+        problems.extend(model.project_problems([(s.body, s.doc) for s in specs.values() if s.kind == kind]))
+    if problems:
+        raise SpecError(problems)
+    return Project(specs, edges, [str(f) for f in files])
 
 
 def _declared(doc: Document) -> str:

@@ -1,0 +1,151 @@
+"""The provider contract: what the engine calls and what every provider implements.
+
+Required (`Provider`):
+- expand: a spec into instances (one resource on one target), no live I/O.
+- read:   live state of many instances at once, batched per target.
+- diff:   pure; desired vs live for the instances of one spec on one target, in order.
+- apply:  carry out the changes of one target, in order, yielding a result per change.
+
+Optional abilities are small Protocols of their own (as terraform-plugin-framework's
+`ResourceWith…` interfaces): `WithOrphans`, `WithUndo`, `WithLocking`, `WithValidation`. The
+registry (`providers/__init__.py`) checks each provider against them once, when it is loaded;
+the engine asks `abilities(provider)`, never `getattr`.
+
+A change (`Change`, `FieldChange`) is the provider's answer to diff and the unit of a plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from providers.context import Context
+    from specs.errors import Diagnostic
+    from specs.project import Project, Spec
+
+Action = Literal["create", "update", "replace", "delete", "restart", "run", "noop"]
+ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete", "restart", "run", "noop")
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    """What apply will do to one resource on one target, and why."""
+
+    address: str  # Kind/name/resource, e.g. HostState/web/file:/etc/app.conf
+    target: str  # where it lives, e.g. a host name; "" when the resource has none
+    spec: str  # Kind/name of the spec it comes from
+    resource: str  # resource type, e.g. file
+    action: Action
+    reason: str
+    fields: tuple[FieldChange, ...] = ()
+    fingerprint: str = ""  # of the live state the change was planned against
+    desired: str = ""  # digest of the desired state the change was planned towards
+    environment: str = ""  # the policy environment of its spec, if any
+    risks: tuple[str, ...] = ()  # flags: delete, replace, restart, tag move, "<env> needs confirmation"
+    denied: str = ""  # the policy rule that denies it, with its message; apply refuses the plan
+
+    @property
+    def id(self) -> str:
+        return f"{self.address}@{self.target}" if self.target else self.address
+
+    @property
+    def is_change(self) -> bool:
+        return self.action != "noop"
+
+
+def fingerprint(live: Any) -> str:
+    """A short stable digest of a live state (plain JSON data)."""
+    text = json.dumps(live, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One resource on one target, with the provider's own desired state."""
+
+    address: str
+    target: str
+    spec: str
+    resource: str
+    desired: Any = field(compare=False)
+    desired_digest: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.address}@{self.target}" if self.target else self.address
+
+
+@dataclass(frozen=True)
+class Result:
+    change_id: str
+    ok: bool
+    message: str = ""  # why it failed, or a warning about a success (e.g. not verified)
+    seconds: float = 0.0
+    note: str = ""  # what was done, worth a line in the report (e.g. bytes uploaded)
+
+
+Live = Any  # plain JSON data, or None when the resource does not exist
+
+
+@runtime_checkable
+class Provider(Protocol):
+    kinds: ClassVar[tuple[str, ...]]
+
+    def expand(self, spec: Spec, project: Project) -> list[Instance]: ...
+
+    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]: ...
+
+    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]: ...
+
+    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]: ...
+
+
+@runtime_checkable
+class WithOrphans(Protocol):
+    """Finds what it made that no spec declares any more (by its labels)."""
+
+    def orphans(self, specs: Sequence[Spec], ctx: Context, prune: bool) -> list[Instance]:
+        """Instances of live objects no spec declares: to delete with `prune`, else shown and kept."""
+        ...
+
+    def orphan(self, change: Change) -> Instance:
+        """The instance of a planned change of an orphan (which no spec expands to), for apply."""
+        ...
+
+
+@runtime_checkable
+class WithUndo(Protocol):
+    """Can undo finished changes of an interrupted apply (`recon rollback`)."""
+
+    def undo(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]: ...
+
+
+@runtime_checkable
+class WithLocking(Protocol):
+    """Names what an apply of an instance must hold (a host group, a repository); without it, the spec."""
+
+    def lock_key(self, inst: Instance) -> str: ...
+
+
+@runtime_checkable
+class WithValidation(Protocol):
+    """Offline checks for `recon validate` beyond the spec models (e.g. Kubernetes' schemas)."""
+
+    def validate(self, specs: Sequence[Spec]) -> tuple[list[str], list[Diagnostic]]:
+        """(lines saying what was checked, problems)."""
+        ...
+
+
+ABILITIES: dict[str, type] = {"orphans": WithOrphans, "undo": WithUndo, "locking": WithLocking,
+                              "validation": WithValidation}

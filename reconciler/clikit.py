@@ -1,0 +1,132 @@
+"""What every command module of the CLI shares: the common options, the console, loading and planning
+specs, the context of a run, and reading, writing and printing plans. The commands live in cli.py (plan,
+apply, show, validate, schema) and the *_cli.py modules; cli.py puts them together."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from specs.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from providers.context import Context
+    from reconciler.plan import Plan
+    from specs.project import Project
+
+Paths = Annotated[list[str] | None, typer.Argument(help="Spec files or directories (default: specs/).")]
+Target = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only resources matching ADDR (repeatable).")]
+Exclude = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out resources matching ADDR.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")]
+MarkdownOut = Annotated[bool, typer.Option("--markdown", help="Print Markdown (PR comments, job summaries).")]
+Prune = Annotated[bool, typer.Option("--prune", help="Also delete what recon made that no spec declares any "
+                                    "more (without it, such things are shown and kept).")]
+ForceConflicts = Annotated[bool, typer.Option(
+    "--force-conflicts", help="Kubernetes: take fields another field manager owns (e.g. replicas after "
+    "kubectl scale); the plan shows each field that changes owner.")]
+Parallelism = Annotated[
+    int,
+    typer.Option("--parallelism", min=1, max=1000, help="At most this many targets at once (groups have limits too)."),
+]
+StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal, audit log and locks.")]
+
+
+def console_for(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def spec_paths(paths: list[str] | None) -> list[str]:
+    return list(paths) if paths else ["specs"]
+
+
+def load(paths: list[str], preflight: bool = True) -> Project:
+    from specs.project import load_project
+
+    return load_project(paths, preflight)
+
+
+def planned(paths: list[str] | None, parallelism: int, state_dir: Path, command: str,
+             force_conflicts: bool = False, **selection: Any) -> tuple[Project, Plan]:
+    """Load the specs, plan them against the live state, and audit the plan (as `command`)."""
+    from reconciler import gate
+    from reconciler.planner import make_plan
+
+    chosen = spec_paths(paths)
+    project = load(chosen)
+    ctx = context(parallelism, force_conflicts=force_conflicts)
+    try:
+        the_plan = make_plan(project, ctx, chosen, **selection)
+    finally:
+        ctx.close()
+    gate.record_plan(the_plan, state_dir, command)
+    return project, the_plan
+
+
+def context(parallelism: int, console: Console | None = None, force_conflicts: bool = False) -> Context:
+    from providers.context import Context
+    from reconciler.gitinfo import describe
+    from reconciler.render.progress import make_reporter
+
+    reporter = make_reporter(console or console_for(stderr=True), bars=sys.stderr.isatty())
+    return Context(reporter=reporter, concurrency=parallelism, force_conflicts=force_conflicts,
+                   commit=describe().get("sha", ""))
+
+
+def print_plan(the_plan: Plan, as_json: bool, verbose: bool, markdown: bool = False) -> None:
+    from reconciler.render.text import plan_lines
+
+    if as_json:
+        sys.stdout.write(json.dumps(the_plan.to_json(), indent=2) + "\n")
+        return
+    if markdown:
+        from reconciler.render.markdown import SUMMARY_LIMIT, render
+
+        sys.stdout.write(render(the_plan, limit=SUMMARY_LIMIT))
+        return
+    console = console_for()
+    for line in plan_lines(the_plan, verbose):
+        console.print(line)
+
+
+def saved_plan(args: list[str]) -> Path | None:
+    if len(args) == 1 and args[0].endswith(".json"):
+        return Path(args[0])
+    return None
+
+
+def read_plan(path: Path) -> Plan:
+    from reconciler.plan import Plan
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such plan file; make one with `recon plan --out {path}`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the plan: {exc}") from None
+    return Plan.from_json(data, str(path))
+
+
+def write_plan(the_plan: Plan, out: Path) -> None:
+    try:
+        out.write_text(json.dumps(the_plan.to_json(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write the plan: {exc.strerror}") from None
+
+
+def esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def diag(text: str) -> str:
+    head, _, rest = text.partition("\n")
+    return f"[red]{esc(head)}[/red]" + (f"\n[dim]{esc(rest)}[/dim]" if rest else "")

@@ -1,0 +1,136 @@
+"""The layers only point down: specs/ (the language users write) <- providers/ (the contract and its
+implementations) <- reconciler/ (the engine, then the CLI, the Action and draft as front ends).
+No import, at module level or inside a function, points up a layer, and no modules import each other
+in a circle. The registry's providers implement the contract."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import providers
+from providers.contract import ABILITIES
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = {"specs": 0, "providers": 1, "reconciler": 2}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for top in LAYERS:
+        for path in (ROOT / top).rglob("*.py"):
+            rel = path.relative_to(ROOT)
+            if "templates" in rel.parts:
+                continue  # files of `recon init`, not recon's own code
+            name = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+            out[name] = path
+    return out
+
+
+def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[: len(parts) - (node.level - 1)]
+                    base = ".".join([*parts, *([node.module] if node.module else [])])
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    found.add(target)
+        edges[name] = found
+    return edges
+
+
+def test_no_import_points_up_a_layer() -> None:
+    edges = _imports(_modules())
+    up = sorted(f"{a} -> {b}" for a, bs in edges.items() for b in bs
+                if LAYERS[b.split(".")[0]] > LAYERS[a.split(".")[0]])
+    assert up == []
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    edges = _imports(_modules())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    assert circles == []
+
+
+@pytest.mark.parametrize("kind", sorted(providers.PROVIDERS))
+def test_every_registered_provider_implements_the_contract(kind: str) -> None:
+    provider = providers.provider_for(kind)  # checked when loaded: the contract and the declared abilities
+    assert provider is not None and kind in provider.kinds
+    assert providers.abilities(kind) <= set(ABILITIES)
+
+
+def test_the_registry_refuses_a_provider_that_lacks_part_of_the_contract() -> None:
+    class Half:
+        kinds = ("Thing",)
+
+        def expand(self) -> None: ...
+
+    with pytest.raises(providers.ContractError, match="missing: read, diff, apply"):
+        providers.check(Half(), "Thing", frozenset())
+
+
+def test_the_registry_refuses_a_provider_whose_abilities_differ_from_what_it_declares() -> None:
+    class Undoer:
+        kinds = ("Thing",)
+
+        def expand(self) -> None: ...
+        def read(self) -> None: ...
+        def diff(self) -> None: ...
+        def apply(self) -> None: ...
+        def undo(self) -> None: ...
+
+    with pytest.raises(providers.ContractError, match=r"declares the abilities \[\] but implements \['undo'\]"):
+        providers.check(Undoer(), "Thing", frozenset())
+
+
+def test_the_abilities_the_providers_declare() -> None:
+    assert providers.abilities("HostState") == {"undo", "locking"}
+    assert providers.abilities("Bundle") == {"locking"}
+    assert providers.abilities("Model") == {"orphans", "locking", "validation"}
+
+
+def test_provider_commands_come_through_the_registry() -> None:
+    assert set(providers.commands()) == {"bundle"}
+    cli = (ROOT / "reconciler" / "cli.py").read_text(encoding="utf-8")
+    assert "providers.oras" not in cli
