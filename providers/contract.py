@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from providers.context import Context
@@ -70,15 +70,19 @@ def fingerprint(live: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+D = TypeVar("D", covariant=True)  # a provider's own desired state
+
+
 @dataclass(frozen=True)
-class Instance:
-    """One resource on one target, with the provider's own desired state."""
+class Instance(Generic[D]):
+    """One resource on one target, with the provider's own desired state (`Instance[Desired]` in a provider;
+    the engine handles `Instance[Any]`)."""
 
     address: str
     target: str
     spec: str
     resource: str
-    desired: Any = field(compare=False)
+    desired: D = field(compare=False)
     desired_digest: str = ""
 
     @property

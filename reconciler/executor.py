@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
-from providers.context import Context, Reporter, Tick
+from providers.context import ApplyEnded, ApplyStarted, Context, Event, Note, Reporter, StepDone, Tick
 from providers.contract import Change, Instance, Provider, Result, WithLocking
 from reconciler import planner
 from reconciler.journal import Journal
@@ -115,17 +115,14 @@ def _apply(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: 
         journal.write("refused", reason="stale plan", problems=problems)
         raise StalePlanError(problems, replan_command(plan))
     ctx = replace(ctx, reporter=_JournalingReporter(ctx.reporter, journal))
-    ctx.reporter.event("total", "", str(len(steps)))
     per_target: dict[str, list[str]] = {}
     for _, inst, change in steps:
         per_target.setdefault(inst.target, []).append(change.id)
-    for target, ids in per_target.items():
-        ctx.reporter.event("total", target, str(len(ids)))
-        ctx.reporter.event("steps", target, "\n".join(ids))
+    ctx.reporter.report(ApplyStarted({target: tuple(ids) for target, ids in per_target.items()}))
     try:
         return _waves(plan, project, ctx, journal, steps, report, started)
     finally:
-        ctx.reporter.event("end", "", "")
+        ctx.reporter.report(ApplyEnded())
 
 
 def _waves(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: list[Step], report: ApplyReport,
@@ -184,7 +181,7 @@ def _run_rolled(
                         _record(report, journal, skipped)
                         results.append(skipped)
                 continue
-            ctx.reporter.event("info", "", f"{spec}: batch {n}/{len(batches)}: {', '.join(batch)}")
+            ctx.reporter.report(Note(f"{spec}: batch {n}/{len(batches)}: {', '.join(batch)}"))
             journal.write("batch", spec=spec, number=n, of=len(batches), targets=batch)
             got = _run_wave([s for s in mine if s[1].target in batch], ctx, journal, report, check or n > 1)
             bad = {r.change_id for r in got if not r.ok}
@@ -235,10 +232,10 @@ class _JournalingReporter:
         self.inner = inner
         self.journal = journal
 
-    def event(self, kind: str, target: str, message: str) -> None:
-        if kind in ("done", "failed"):
-            self.journal.write("step", change=message, ok=kind == "done")
-        self.inner.event(kind, target, message)
+    def report(self, event: Event) -> None:
+        if isinstance(event, StepDone):
+            self.journal.write("step", change=event.change_id, ok=event.ok)
+        self.inner.report(event)
 
     def transfer(self, label: str, total: int) -> AbstractContextManager[Tick | None]:
         return self.inner.transfer(label, total)

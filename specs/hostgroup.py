@@ -110,6 +110,14 @@ class HostGroupSpec(KindSpec):
         default=20, ge=1, le=1000, description="How many hosts of the group are read or changed at once."
     )
 
+    def connection_of(self, host: Host) -> str:
+        """How a host is reached: its own connection, else the group's."""
+        return host.connection or self.connection
+
+    def windows(self) -> bool:
+        """Whether the group's hosts are Windows hosts (reached by winrm); a host's own connection counts."""
+        return all(self.connection_of(h) == "winrm" for h in self.hosts)
+
     def problems(self, doc: Document) -> list[Problem]:
         out: list[Problem] = []
         seen: set[str] = set()
@@ -118,14 +126,14 @@ class HostGroupSpec(KindSpec):
                 out.append(Problem(("hosts", i, "name"), f"host '{host.name}' is listed twice",
                                    "give each host of the group its own name"))
             seen.add(host.name)
-            connection = host.connection or self.connection
+            connection = self.connection_of(host)
             if host.root is not None and connection != "local":
                 out.append(Problem(("hosts", i, "root"), "'root' is for local hosts only",
                                    "remove 'root', or set 'connection: local' on this host"))
             if connection == "local" and any(v is not None for v in (host.address, host.port, host.user)):
                 out.append(Problem(("hosts", i), "'address', 'port' and 'user' are for ssh and winrm hosts",
                                    "remove them, or set 'connection: ssh'"))
-        if any((h.connection or self.connection) == "winrm" for h in self.hosts):
+        if any(self.connection_of(h) == "winrm" for h in self.hosts):
             w = self.winrm
             if w.scheme == "http" and w.transport == "basic":
                 out.append(Problem(("winrm", "transport"), "basic authentication over http sends the password "

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from providers.context import Context
+from providers.context import Context, Reading, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Result, fingerprint
 from providers.docker.files import bundle_source, bundle_tree
 from providers.docker.model import Desired, Failed, L, Orphan, context_hash
@@ -34,7 +34,18 @@ from specs.errors import TransportError
 from specs.model import EnvFrom, ModelSpec
 from specs.project import Project, Spec
 
-LISTED = "docker/listed"  # in ctx.connections: the container list orphans() made, for read() to reuse
+
+class _Engine:
+    """The Docker provider's session: the API client, and the container list orphans() made for read() to reuse."""
+
+    def __init__(self) -> None:
+        self.api: Any = None
+        self.listed: list[dict[str, Any]] | None = None
+
+    def close(self) -> None:
+        if self.api is not None:
+            self.api.close()
+            self.api = None
 
 
 class DockerProvider:
@@ -42,7 +53,7 @@ class DockerProvider:
 
     def orphans(self, known: set[str], ctx: Context, prune: bool) -> list[Instance]:
         containers = _list(_client(ctx))
-        ctx.connections[LISTED] = containers  # the read that follows in this run uses this list
+        ctx.session("docker", _Engine).listed = containers  # the read that follows in this run uses this list
         found = {c["Labels"].get(f"{L}spec", "") for c in containers}
         return [_orphan(name, prune) for name in sorted(found - known - {""})]
 
@@ -88,14 +99,15 @@ class DockerProvider:
 
     def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
         api = _client(ctx)
-        listed = ctx.connections.pop(LISTED, None)
+        engine = ctx.session("docker", _Engine)
+        listed, engine.listed = engine.listed, None
         containers = _list(api) if listed is None else listed
         images = _engine(api.images)
         ids = {tag: img["Id"] for img in images for tag in (img.get("RepoTags") or [])}
         out: dict[str, Live] = {}
         for inst in instances:
             d = inst.desired
-            ctx.reporter.event("read", inst.target, d.name)
+            ctx.reporter.report(Reading(inst.target, d.name))
             mine = [c for c in containers if c["Labels"].get(f"{L}spec") == d.name]
             image = getattr(d, "image", "")
             source = getattr(d, "bundle", None)
@@ -127,10 +139,10 @@ class DockerProvider:
                 else:
                     note = converge(api, inst.desired, ctx)
             except Failed as exc:
-                ctx.reporter.event("failed", target, change.id)
+                ctx.reporter.report(StepDone(target, change.id, False))
                 yield Result(change.id, False, str(exc), time.monotonic() - started)
                 continue
-            ctx.reporter.event("done", target, change.id)
+            ctx.reporter.report(StepDone(target, change.id, True))
             yield Result(change.id, True, seconds=time.monotonic() - started, note=note)
 
 
@@ -164,7 +176,8 @@ def _engine(call: Callable[[], Any]) -> Any:
 
 
 def _client(ctx: Context) -> Any:
-    api = ctx.connections.get("docker")
+    engine = ctx.session("docker", _Engine)
+    api = engine.api
     if api is None:
         import docker
 
@@ -175,7 +188,7 @@ def _client(ctx: Context) -> Any:
         except docker.errors.DockerException as exc:
             raise TransportError(f"no Docker engine at {os.environ.get('DOCKER_HOST', 'the default socket')}: "
                                  f"{exc}; start dockerd or set DOCKER_HOST", transient=True) from None
-        ctx.connections["docker"] = api
+        engine.api = api
     return api
 
 

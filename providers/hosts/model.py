@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from providers.secrets import keyed
 from specs.hostgroup import SshSettings, WinrmSettings
 from specs.hoststate import AnyResource
+
+R = TypeVar("R", bound=AnyResource, covariant=True)
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,10 @@ class HostInfo:
 
 
 @dataclass(frozen=True)
-class Desired:
-    res: AnyResource
+class Desired(Generic[R]):
+    """A resource on one host, typed by its kind of resource (`Desired[FileResource]`)."""
+
+    res: R
     host: HostInfo
     key: str  # 'type:key' inside the HostState, as notify refers to it
     content: bytes | None = None  # files: the bytes they must hold

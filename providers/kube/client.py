@@ -129,8 +129,28 @@ class Cluster:
                 raise
 
 
+class Session:
+    """The Kubernetes provider's session: a client per cluster, and the LISTs of a read (one per kind and
+    namespace, shared by orphans() and read())."""
+
+    def __init__(self) -> None:
+        self.clusters: dict[str, Cluster] = {}
+        self.lists: dict[str, Any] = {}
+
+    def close(self) -> None:
+        for conn in self.clusters.values():
+            conn.close()
+        self.clusters.clear()
+        self.lists.clear()
+
+
+def session(ctx: Context) -> Session:
+    return ctx.session("kubernetes", Session)
+
+
 def cluster(ctx: Context, where: Where) -> Cluster:
-    conn = ctx.connections.get(where.key)
+    clusters = session(ctx).clusters
+    conn = clusters.get(where.key)
     if conn is None:
-        conn = ctx.connections[where.key] = Cluster(where)
+        conn = clusters[where.key] = Cluster(where)
     return conn

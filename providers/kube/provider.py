@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from providers.context import Context
+from providers.context import Context, Reading, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Result, fingerprint
-from providers.kube.client import KINDS, ApiFailure, Where, cluster
+from providers.kube.client import KINDS, ApiFailure, Where, cluster, session
 from providers.kube.manifests import COMMIT, MODEL, SELECTOR, Obj, build, flatten, mask, owned_paths
 from providers.kube.rollout import wait_rollout
 from specs.errors import TransportError
@@ -124,15 +124,14 @@ class KubeProvider:
                 out[inst.id] = {"exists": bool(found)}
                 continue
             d: Desired = inst.desired
-            ctx.reporter.event("read", inst.target, inst.address)
+            ctx.reporter.report(Reading(inst.target, inst.address))
             live = next((i for i in _listed(ctx, d.where, d.obj.namespace, d.obj.kind)
                          if i["metadata"]["name"] == d.obj.name), None)
             state = _state(d, live)
             out[inst.id] = state
             if not state["same"]:
                 todo.append((inst, state))
-        for key in [k for k in ctx.connections if "/list/" in k]:
-            del ctx.connections[key]  # a later read (before and after apply) lists again
+        session(ctx).lists.clear()  # a later read (before and after apply) lists again
         force = ctx.force_conflicts
         if todo and not ctx.fingerprint_only:  # the fingerprint is of the live object alone
             with ThreadPoolExecutor(max(1, min(16, ctx.concurrency, len(todo)))) as pool:
@@ -151,14 +150,14 @@ class KubeProvider:
             try:
                 note = _apply_one(inst, change, ctx)
             except ApiFailure as exc:
-                ctx.reporter.event("failed", target, change.id)
+                ctx.reporter.report(StepDone(target, change.id, False))
                 yield Result(change.id, False, _failure(exc), time.monotonic() - started)
                 continue
             except _RolloutFailed as exc:
-                ctx.reporter.event("failed", target, change.id)
+                ctx.reporter.report(StepDone(target, change.id, False))
                 yield Result(change.id, False, str(exc), time.monotonic() - started)
                 continue
-            ctx.reporter.event("done", target, change.id)
+            ctx.reporter.report(StepDone(target, change.id, True))
             yield Result(change.id, True, seconds=time.monotonic() - started, note=note)
 
 
@@ -174,11 +173,12 @@ def _orphan(target: str, o: Orphan) -> Instance:
 def _listed(ctx: Context, where: Where, namespace: str, kind: str) -> list[dict[str, Any]]:
     """One LIST per kind and namespace for a read (orphans, which come first in a plan, and read share it)."""
     key = f"{where.key}/list/{namespace}/{kind}"
-    found = ctx.connections.get(key)
+    lists = session(ctx).lists
+    found = lists.get(key)
     if found is None:
         conn = cluster(ctx, where)
         try:
-            found = ctx.connections[key] = _Listed(conn.list(kind, namespace, SELECTOR))
+            found = lists[key] = _Listed(conn.list(kind, namespace, SELECTOR))
         except ApiFailure as exc:
             raise TransportError(f"{conn.server}: cannot list the {kind}s of namespace {namespace} ({exc.code} "
                                  f"{exc.reason}): {exc.message or 'no message'}; check the kubeconfig's server "

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from providers.context import Context
+from providers.context import Context, Reading, StepDone
 from providers.contract import Change, FieldChange, Instance, Live, Result, fingerprint
 from providers.oras import bundle, ops, scan
 from providers.oras.bundle import Artifact, Entry
@@ -44,10 +44,22 @@ class Desired:
                            creds.password.describe())
 
 
+class _Stores:
+    """The bundle provider's session: one store (registry client or layout) per reference for the run."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, ops.Store] = {}
+
+    def close(self) -> None:
+        for store in self.open.values():
+            store.close()
+        self.open.clear()
+
+
 class BundleProvider:
     kinds = ("Bundle",)
 
-    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+    def expand(self, spec: Spec, project: Project) -> list[Instance[Desired]]:
         body = spec.body
         assert isinstance(body, BundleSpec)
         base = Path(spec.doc.file).parent
@@ -59,26 +71,26 @@ class BundleProvider:
         desired = Desired(ref, source, entries, artifact, body, base, annotations)
         return [Instance(spec.address, str(ref), spec.address, "bundle", desired, artifact.digest)]
 
-    def lock_key(self, inst: Instance) -> str:
+    def lock_key(self, inst: Instance[Desired]) -> str:
         """Pushes to one repository take turns."""
         ref: Reference = inst.desired.ref
         return f"oci/{ref.registry}/{ref.repository}" if ref.registry else f"oci-layout/{ref.repository}"
 
     def _store(self, desired: Desired, ctx: Context) -> ops.Store:
-        key = f"oras/{desired.ref}"
-        store = ctx.connections.get(key)
+        stores = ctx.session("bundles", _Stores).open
+        key = str(desired.ref)
+        store = stores.get(key)
         if store is None:
-            store = ops.store_for(desired.ref, desired.credentials(), desired.spec.plainHttp)
-            ctx.connections[key] = store
+            store = stores[key] = ops.store_for(desired.ref, desired.credentials(), desired.spec.plainHttp)
         return store
 
-    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
+    def read(self, instances: Sequence[Instance[Desired]], ctx: Context) -> dict[str, Live]:
         cache = BlobCache()
         stores = [self._store(inst.desired, ctx) for inst in instances]  # made here: ctx is not thread-safe
 
         def one(item: tuple[Instance, ops.Store]) -> Live:
             inst, store = item
-            ctx.reporter.event("read", inst.target, "manifest")
+            ctx.reporter.report(Reading(inst.target, "manifest"))
             remote = ops.read(store, cache)
             return None if remote is None else {
                 "digest": remote.digest,
@@ -91,13 +103,13 @@ class BundleProvider:
             states = list(pool.map(one, zip(instances, stores, strict=True)))
         return {inst.id: state for inst, state in zip(instances, states, strict=True)}
 
-    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]:
+    def diff(self, instances: Sequence[Instance[Desired]], live: Mapping[str, Live]) -> list[Change]:
         return [_diff(inst, live.get(inst.id)) for inst in instances]
 
-    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+    def apply(self, target: str, steps: Sequence[tuple[Instance[Desired], Change]], ctx: Context) -> Iterator[Result]:
         for inst, change in steps:
             started = time.monotonic()
-            d: Desired = inst.desired
+            d = inst.desired
             store = self._store(d, ctx)
             known = set() if change.action == "create" else _live_digests(store)
             total = _upload_bytes(d.entries, known)
@@ -106,7 +118,7 @@ class BundleProvider:
                 stats = ops.push(store, d.source, d.entries, artifact, known, tick)
             message = (f"pushed {artifact.digest[:19]}: uploaded {len(stats.uploaded)} blobs "
                        f"({bundle.human(stats.bytes)}), {stats.present} already there")
-            ctx.reporter.event("done", target, change.id)
+            ctx.reporter.report(StepDone(target, change.id, True))
             yield Result(change.id, True, seconds=time.monotonic() - started, note=message)
 
 
@@ -128,8 +140,8 @@ def _upload_bytes(entries: Sequence[Entry], known: set[str]) -> int:
     return sum(unique.values())
 
 
-def _diff(inst: Instance, state: Live) -> Change:
-    d: Desired = inst.desired
+def _diff(inst: Instance[Desired], state: Live) -> Change:
+    d = inst.desired
     fp = fingerprint(state)
 
     def change(action: str, reason: str, fields: list[FieldChange]) -> Change:

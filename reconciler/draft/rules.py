@@ -112,7 +112,7 @@ class _Rules:
         return None
 
     def _windows(self, group: Spec) -> bool:
-        return isinstance(group.body, HostGroupSpec) and group.body.connection == "winrm"
+        return isinstance(group.body, HostGroupSpec) and group.body.windows()
 
     def _hosts(self, group: Spec) -> str:
         n = len(group.body.hosts) if isinstance(group.body, HostGroupSpec) else 0

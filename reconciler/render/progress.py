@@ -1,4 +1,5 @@
-"""Progress during apply: one line per finished step, `[done/total]`, as steps report."""
+"""Progress during apply: one line per finished step, `[done/total]`, as providers report steps (the typed
+events of providers/context.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from providers.context import Tick
+from providers.context import ApplyEnded, ApplyStarted, Event, Note, StepDone, Tick
 from providers.progress import transfer_bar
 
 
@@ -36,25 +37,23 @@ class ConsoleReporter:
         pending = sum(1 for t, n in self.left.items() if n > 0 and t not in self.failed)
         return f" [dim]· targets: {done} done, {len(self.failed)} failed, {pending} pending[/dim]"
 
-    def event(self, kind: str, target: str, message: str) -> None:
+    def report(self, event: Event) -> None:
         with self._lock:
-            if kind == "total" and target:
-                self.left[target] = int(message)
-            elif kind == "total":
-                self.total, self.finished = int(message), 0
-                self.left.clear()
+            if isinstance(event, ApplyStarted):
+                self.total, self.finished = event.total, 0
+                self.left = {target: len(ids) for target, ids in event.steps.items()}
                 self.failed.clear()
-            elif kind == "info":
-                self.console.print(f"[bold]{escape(message)}[/bold]")
-            elif kind in ("done", "failed"):
+            elif isinstance(event, Note):
+                self.console.print(f"[bold]{escape(event.text)}[/bold]")
+            elif isinstance(event, StepDone):
                 self.finished += 1
-                if target in self.left:
-                    self.left[target] = max(0, self.left[target] - 1)
-                if kind == "failed":
-                    self.failed.add(target)
-                mark = "[green]  ✓[/green]" if kind == "done" else "[red]  ✗[/red]"
+                if event.target in self.left:
+                    self.left[event.target] = max(0, self.left[event.target] - 1)
+                if not event.ok:
+                    self.failed.add(event.target)
+                mark = "[green]  ✓[/green]" if event.ok else "[red]  ✗[/red]"
                 count = f"[dim][{self.finished}/{self.total}][/dim] " if self.total else ""
-                self.console.print(f"{mark} {count}{escape(message)}{self._tally()}")
+                self.console.print(f"{mark} {count}{escape(event.change_id)}{self._tally()}")
 
 
 class LiveReporter(ConsoleReporter):
@@ -70,22 +69,21 @@ class LiveReporter(ConsoleReporter):
         self.started: dict[str, float] = {}
         self.live: Any = None
 
-    def event(self, kind: str, target: str, message: str) -> None:
-        if kind == "steps":
+    def report(self, event: Event) -> None:
+        if isinstance(event, ApplyStarted):
             with self._lock:
-                self.steps[target] = message.splitlines()
-                self.reported[target] = 0
-            return
-        if kind == "end":
+                self.steps = {target: list(ids) for target, ids in event.steps.items()}
+                self.reported = dict.fromkeys(event.steps, 0)
+        if isinstance(event, ApplyEnded):
             self._stop()
             return
-        if kind in ("done", "failed"):
+        if isinstance(event, StepDone):
             with self._lock:
-                self.reported[target] = self.reported.get(target, 0) + 1
-        if kind in ("done", "failed") and self.live is not None:
-            self.live.refresh()  # the table under the step line must already count this step
-        super().event(kind, target, message)
-        if kind in ("done", "failed") and len(self.left) >= 2:
+                self.reported[event.target] = self.reported.get(event.target, 0) + 1
+            if self.live is not None:
+                self.live.refresh()  # the table under the step line must already count this step
+        super().report(event)
+        if isinstance(event, StepDone) and len(self.left) >= 2:
             self._show()
 
     def _show(self) -> None:

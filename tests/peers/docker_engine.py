@@ -1,5 +1,6 @@
 """A real Docker engine for the tests: Debian's dockerd, started by hand with everything in a private
-directory and no host networking touched (no bridge, no iptables), as ../shared/infra.md found to work.
+directory and no host networking touched (no bridge, no iptables): dockerd with --bridge=none and
+--iptables=false needs no network set-up of this machine.
 
 Images are built here (nothing can be pulled): `FROM scratch` with Debian's static busybox, serving
 HTTP with `busybox httpd` and a CGI health endpoint. Variants: a healthy model service, and a broken

@@ -1,7 +1,7 @@
 """The objects of the test API server: defaulting, validation, writes with resourceVersion checks,
 field ownership (managedFields) with server-side apply conflicts, and a small Deployment controller.
 
-What it does not do (the README of tests/peers says it too): no Pods or ReplicaSets (a Deployment's
+What it does not do (tests/peers/README.md lists it too): no Pods or ReplicaSets (a Deployment's
 status is set by `Store.tick` from its template: images on a host under `.invalid` never become
 available, like an image that cannot be pulled); no watch; no authentication or RBAC; no admission
 webhooks; validation and defaulting only of the fields listed here; strategic merge without the

@@ -1,6 +1,6 @@
 """What recon's PowerShell does, emulated for the WinRM test peer (no PowerShell can run here).
 
-It runs scripts made of recon's own prelude (providers/windows/powershell.py, checked to be exactly
+It runs scripts made of recon's own prelude (providers/hosts/windows/powershell.py, checked to be exactly
 that text) and calls of its functions, against a per-host sandbox directory: `C:\\X\\Y` is
 `<root>/C/X/Y`; services and processes live in `<root>/state.json`. Each function is emulated as
 the prelude defines it, and nothing else is: a script with any other line is refused.
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from providers.windows.powershell import BODY, PRELUDE
+from providers.hosts.windows.powershell import BODY, PRELUDE
 
 QUOTES = "'\u2018\u2019\u201a\u201b"
 _ARG = re.compile(f"[{QUOTES}]((?:[^{QUOTES}]|[{QUOTES}][{QUOTES}])*)[{QUOTES}]")

@@ -49,7 +49,7 @@ public class ReconTestStation_TAG : ServiceBase {
 
 def q(text: str) -> str:
     """A PowerShell single-quoted string (the four Unicode single quotes doubled too, as recon does)."""
-    from providers.windows.powershell import quote
+    from providers.hosts.windows.powershell import quote
 
     return quote(text)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from providers.windows.powershell import ENCODED_BOOTSTRAP
+from providers.hosts.windows.powershell import ENCODED_BOOTSTRAP
 from tests.peers.ps_emulator import Sandbox
 
 NS = {"s": "http://www.w3.org/2003/05/soap-envelope", "a": "http://schemas.xmlsoap.org/ws/2004/08/addressing",

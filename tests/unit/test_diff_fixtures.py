@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from ruamel.yaml import YAML
 
 from providers.hosts.model import Desired, HostInfo
-from providers.hosts.resources import MODULES, command, service
+from providers.hosts.posix.resources import MODULES, command, service
 from specs.hoststate import CommandResource, FileResource, Resource, ServiceResource
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "diff"

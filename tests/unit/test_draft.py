@@ -50,6 +50,15 @@ SPECS = {
         spec:
           connection: ssh
           hosts: [{name: app-us-01}]
+        ---
+        # Windows hosts by their own connection, in a group whose default is ssh
+        apiVersion: recon/v1
+        kind: HostGroup
+        metadata: {name: tills}
+        spec:
+          connection: ssh
+          winrm: {password: {env: TILL_PASSWORD}}
+          hosts: [{name: till-01, connection: winrm}, {name: till-02, connection: winrm}]
         """,
     "web.yaml": """\
         # the web servers' base: nginx installed and running
@@ -143,7 +152,7 @@ TABLE: list[tuple[str, Any]] = [
     ("restart StationController on CIS servers", {"!HostState/restart-stationcontroller-cis-servers-20261123": {}}),
     ("start redis on db servers", {"HostState/redis-db": {("spec", "resources", 0, "state"): "running"}}),
     ("start redis on databse servers", {"HostState/redis-db": {}}),  # a label, misspelt
-    ("start redis", "?on which group of hosts? known: app-eu, app-us, cis-servers, db, web"),
+    ("start redis", "?on which group of hosts? known: app-eu, app-us, cis-servers, db, tills, web"),
     ("restart nginx on app servers", "?'app servers' matches several groups: app-eu, app-us; say which"),
     ("restart nginx on mail servers", "?no group matches 'mail servers'; known groups:"),
     ("restart nginx on web-02", "?web-02 is a host of the group web"),
@@ -174,6 +183,7 @@ TABLE: list[tuple[str, Any]] = [
         ("spec", "resources", 0, "type"): "process"}}),
     ("stop process stationcontroller.exe on cis servers", {"!HostState/stationcontroller-process-cis-servers": {}}),
     ("kill nginx on web", "?stopping processes by name is for Windows groups"),
+    ("kill notepad on tills", {"!HostState/notepad-process-tills": {("spec", "resources", 0, "type"): "process"}}),
     # models
     ("scale churn-model to 3 in stage", {"Model/churn-model": {("spec", "replicas"): 3}}),
     ("scale churn-model to 6 in prod", {"Model/churn-model-prod": {("spec", "replicas"): 6}}),

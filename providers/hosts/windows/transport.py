@@ -13,7 +13,7 @@ from typing import Any
 
 from providers.hosts.model import HostInfo
 from providers.hosts.transport import RunResult
-from providers.windows.powershell import COMMAND
+from providers.hosts.windows.powershell import COMMAND
 from specs.errors import TransportError
 
 _GSS_TEXT = re.compile(r"\('([^']*)', -?\d+\)")
@@ -43,7 +43,7 @@ class WinrmTransport:
             password = w.password.resolve(Path(self.host.base)).get_secret_value()
         ca = str(Path(self.host.base) / w.caFile) if w.caFile else "legacy_requests"
         if w.transport == "kerberos" and password:
-            from providers.windows.kerberos import ensure_ticket
+            from providers.hosts.windows.kerberos import ensure_ticket
 
             ensure_ticket(self.host.user, password, self.host.name)
         self.protocol = Protocol(

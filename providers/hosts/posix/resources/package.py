@@ -23,9 +23,8 @@ def facts(name: str, index: int) -> str:
     )
 
 
-def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+def diff(desired: Desired[PackageResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
-    assert isinstance(res, PackageResource)
     live = live or {"manager": "none", "version": None}
     have = live.get("version")
     if live.get("manager") == "none":
@@ -60,16 +59,14 @@ def _run(res: PackageResource, action: Action, version: str | None) -> str:
     )
 
 
-def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def script(desired: Desired[PackageResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
-    assert isinstance(res, PackageResource)
     return _run(res, action, res.version)
 
 
-def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def undo(desired: Desired[PackageResource], action: Action, fields: list[FieldChange]) -> str:
     """Remove what was installed; put back the version that was there (if the repository still has it)."""
     res = desired.res
-    assert isinstance(res, PackageResource)
     before = next((f.before for f in fields if f.path == "version"), None)
     if action == "create":
         return _run(res, "delete", None)

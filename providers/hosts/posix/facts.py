@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from providers.hosts.model import Desired, host_path, q
-from providers.hosts.resources import package, service, user
-from providers.hosts.resources.command import env_prefix
+from providers.hosts.posix.resources import package, service, user
+from providers.hosts.posix.resources.command import env_prefix
 from specs.hoststate import (
     CommandResource,
     DirectoryResource,

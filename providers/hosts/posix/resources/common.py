@@ -21,12 +21,12 @@ def attr_changes(desired: Desired, live: dict[str, Any] | None) -> list[FieldCha
     return out
 
 
-def attr_script(desired: Desired, target: str, fields: list[FieldChange]) -> list[str]:
+def attr_script(desired: Desired[FileResource | DirectoryResource], target: str,
+                fields: list[FieldChange]) -> list[str]:
     """chmod and chown lines for the attribute changes, applied to `target` (already quoted)."""
     lines = []
     names = {f.path for f in fields}
     res = desired.res
-    assert isinstance(res, FileResource | DirectoryResource)
     if "mode" in names:
         lines.append(f"chmod {res.mode} -- {target}")
     owner, group = res.owner, res.group

@@ -9,7 +9,7 @@ from typing import Any
 
 from providers.contract import Action, FieldChange
 from providers.hosts.model import Desired, q
-from providers.hosts.resources.common import (
+from providers.hosts.posix.resources.common import (
     absent,
     attr_changes,
     attr_script,
@@ -34,9 +34,8 @@ def describe(sha256: str | None, size: int | None, sensitive: bool) -> str | Non
     return f"sha256:{sha256[:12]} ({size} bytes)"
 
 
-def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+def diff(desired: Desired[FileResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
-    assert isinstance(res, FileResource)
     path = res.path
     kind = type_name(live)
     if res.state == "absent":

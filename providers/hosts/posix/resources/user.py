@@ -27,9 +27,8 @@ def parse(passwd: str, groups: str) -> dict[str, Any] | None:
             "groups": sorted(primary_and_rest[1:])}  # `id -nG` lists the primary group first
 
 
-def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+def diff(desired: Desired[UserResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
-    assert isinstance(res, UserResource)
     if res.state == "absent":
         if live is None:
             return "noop", f"user {res.name} does not exist", []
@@ -58,9 +57,8 @@ def _options(res: UserResource, names: set[str]) -> str:
     return " ".join(opts)
 
 
-def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def script(desired: Desired[UserResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
-    assert isinstance(res, UserResource)
     names = {f.path for f in fields}
     if action == "delete":
         return f"userdel {res.name}"
@@ -69,9 +67,8 @@ def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
     return f"usermod {_options(res, names)} {res.name}"
 
 
-def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def undo(desired: Desired[UserResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
-    assert isinstance(res, UserResource)
     if action == "create":
         return f"userdel -r {res.name} 2>/dev/null || userdel {res.name}"
     if action == "update":

@@ -30,10 +30,9 @@ def facts(name: str, index: int) -> str:
 
 
 def diff(
-    desired: Desired, live: dict[str, Any] | None, changed: Mapping[str, bool]
+    desired: Desired[ServiceResource], live: dict[str, Any] | None, changed: Mapping[str, bool]
 ) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
-    assert isinstance(res, ServiceResource)
     live = live or {"manager": "missing", "running": False, "enabled": False}
     running, enabled = bool(live.get("running")), bool(live.get("enabled"))
     fields = []
@@ -54,9 +53,8 @@ def diff(
         f" and {'enabled' if enabled else 'disabled'}" if res.enabled is not None else ""), []
 
 
-def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def script(desired: Desired[ServiceResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
-    assert isinstance(res, ServiceResource)
     n = q(res.name)
     names = {f.path for f in fields}
     systemd: list[str] = []
@@ -79,10 +77,9 @@ def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
     )
 
 
-def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def undo(desired: Desired[ServiceResource], action: Action, fields: list[FieldChange]) -> str:
     """Back to the state before the step; a restart is repeated, so the restored files are loaded."""
     res = desired.res
-    assert isinstance(res, ServiceResource)
     before = {f.path: f.before for f in fields}
     back = res.model_copy(update={
         "state": ("running" if before["state"] == "running" else "stopped") if "state" in before else res.state,

@@ -6,7 +6,7 @@ from typing import Any
 
 from providers.contract import Action, FieldChange
 from providers.hosts.model import Desired, q
-from providers.hosts.resources.common import (
+from providers.hosts.posix.resources.common import (
     absent,
     attr_changes,
     attr_script,
@@ -18,9 +18,8 @@ from providers.hosts.resources.common import (
 from specs.hoststate import DirectoryResource
 
 
-def diff(desired: Desired, live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+def diff(desired: Desired[DirectoryResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
-    assert isinstance(res, DirectoryResource)
     path = res.path
     kind = type_name(live)
     if res.state == "absent":

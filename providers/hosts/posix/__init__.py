@@ -1,0 +1,1 @@
+"""POSIX hosts: local, or reached by SSH."""

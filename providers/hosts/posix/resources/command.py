@@ -1,0 +1,29 @@
+"""command: a shell command, guarded by `creates` / `unless`, or run only when notified."""
+
+from __future__ import annotations
+
+from providers.contract import Action, FieldChange
+from providers.hosts import guards
+from providers.hosts.model import Desired, q
+from specs.hoststate import CommandResource
+
+diff = guards.command_diff  # the same on every system: guards and notify decide
+
+
+def script(desired: Desired[CommandResource], action: Action, fields: list[FieldChange]) -> str:
+    res = desired.res
+    return f"{env_prefix(desired)}sh -c {q(res.run)} </dev/null"
+
+
+def env_prefix(desired: Desired) -> str:
+    """Commands see the host's root as $RECON_ROOT ('' when none) and start in it."""
+    root = desired.host.root or ""
+    return f"cd {q(root or '/')} && RECON_ROOT={q(root)} "
+
+
+def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+    return ":"  # what a command did cannot be known, so it cannot be undone
+
+
+def clean(desired: Desired, action: Action) -> str:
+    return ":"

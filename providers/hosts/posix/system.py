@@ -1,0 +1,208 @@
+"""POSIX hosts (local, or reached by SSH): facts and changes as sh scripts, one round trip each.
+
+Per host: one fact script for all its resources (`facts.py`); one change script for all its changes,
+each step a shell function, reported as it finishes with a line `MARK index rc base64(output tail)` (the
+mark is random per run); the first failure stops the script, then the finished steps are undone, newest
+first. Each resource type is a module of `resources/` (pure `diff`, `script`, `undo`, `clean`).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+from providers.context import Context, StepDone
+from providers.contract import Action, Change, FieldChange, Instance, Live, Result
+from providers.hosts.model import Desired, HostInfo
+from providers.hosts.posix import facts
+from providers.hosts.posix.resources import MODULES, command, service
+from providers.hosts.posix.resources.common import clean_path
+from providers.hosts.results import rolled, tail
+from providers.hosts.transport import Transport
+from specs.errors import TransportError
+from specs.hoststate import (
+    WINDOWS_PATH,
+    AnyResource,
+    CommandResource,
+    PackageResource,
+    ProcessResource,
+    ServiceResource,
+)
+
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
+
+
+class Posix:
+    name = "posix"
+
+    def unfit(self, res: AnyResource, host: HostInfo) -> str:
+        path = getattr(res, "path", "")
+        if isinstance(res, PackageResource) and (res.productCode or res.source):
+            return f"package {res.name}: productCode and source are for MSI packages on Windows hosts"
+        if (WINDOWS_PATH.match(path) or isinstance(res, ProcessResource) or getattr(res, "whileStopped", None)
+                or getattr(res, "startup", None)):
+            return (f"{res.type} {res.key()} is written for Windows hosts, and {host.name} is reached by "
+                    f"{host.connection}")
+        if isinstance(res, ServiceResource) and not _SERVICE_NAME.match(res.name):
+            return f"service name {res.name!r} is not a Linux service name (letters, digits, @ . _ -)"
+        return ""
+
+    def read(self, items: Sequence[Desired], transport: Transport, target: str) -> list[Live]:
+        done = transport.run(facts.script(list(items)))
+        if done.rc != 0:
+            raise TransportError(f"{target}: reading facts failed: {tail(done.stderr)}")
+        try:
+            return list(facts.parse(list(items), done.stdout))
+        except ValueError as exc:
+            raise TransportError(f"{target}: {exc}: {tail(done.stderr)}") from None
+
+    def diff(self, d: Desired, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+        if isinstance(d.res, CommandResource):
+            return command.diff(d, live, changed)
+        if isinstance(d.res, ServiceResource):
+            return service.diff(d, live, changed)
+        return MODULES[d.res.type].diff(d, live)
+
+    def apply(self, steps: Sequence[tuple[Instance[Desired], Change]], transport: Transport, ctx: Context,
+              target: str) -> Iterator[Result]:
+        mark = "@@recon-" + secrets.token_hex(8)
+        started = time.monotonic()
+        reported: dict[int, Result] = {}
+        undone: dict[int, str] = {}  # step -> "" when undone, else why not
+        last = [started]
+
+        def on_line(line: bytes) -> None:
+            parts = line.decode("utf-8", "replace").split()
+            if len(parts) < 3 or parts[0] != mark:
+                return
+            if parts[1] == "undo":
+                j, urc = int(parts[2]), int(parts[3])
+                undone[j] = "" if urc == 0 else tail(base64.b64decode(parts[4]) if len(parts) > 4 else b"")
+                return
+            i, rc = int(parts[1]), int(parts[2])
+            detail = base64.b64decode(parts[3]).decode("utf-8", "replace") if len(parts) > 3 else ""
+            now = time.monotonic()
+            change = steps[i][1]
+            ok = rc == 0
+            msg = "" if ok else f"exit {rc}: {tail(detail.encode())}"
+            reported[i] = Result(change.id, ok, msg, now - last[0])
+            last[0] = now
+            ctx.reporter.report(StepDone(target, change.id, ok))
+
+        lost = ""
+        ended = ""
+        try:
+            done = transport.run(_change_script(steps, mark), on_line)
+            ended = f"not run: the change script ended early: {tail(done.stderr)}"
+        except TransportError as exc:  # the steps that reported before the host went away did happen
+            lost = str(exc)
+        failed = next((i for i, r in reported.items() if not r.ok), None)
+        for i, (_, change) in enumerate(steps):
+            if i in reported:
+                yield rolled(reported[i], i, failed, undone, steps)
+            elif failed is not None:
+                yield Result(change.id, False, "skipped: an earlier step on this host failed")
+            elif lost:
+                first = i == len(reported)
+                yield Result(change.id, False, lost if first else f"not run: {lost}")
+                if first:
+                    ctx.reporter.report(StepDone(target, change.id, False))
+            else:
+                yield Result(change.id, False, ended)
+
+    def undo(self, steps: Sequence[tuple[Instance[Desired], Change]], transport: Transport) -> Iterator[Result]:
+        undoable = [(i, c) for i, c in steps if i.resource != "command"]
+        for inst, change in steps:
+            if inst.resource == "command":
+                yield Result(change.id, False, "not undone: commands cannot be undone")
+        if not undoable:
+            return
+        mark = "@@recon-" + secrets.token_hex(8)
+        got: dict[int, Result] = {}
+
+        def on_line(line: bytes) -> None:
+            parts = line.decode("utf-8", "replace").split()
+            if len(parts) >= 3 and parts[0] == mark:
+                i, rc = int(parts[1]), int(parts[2])
+                why = "" if rc == 0 else "undo failed, exit {}: {}".format(
+                    rc, tail(base64.b64decode(parts[3]) if len(parts) > 3 else b""))
+                got[i] = Result(undoable[i][1].id, rc == 0, why)
+
+        try:
+            transport.run(_undo_script(undoable, mark), on_line)
+        except TransportError as exc:
+            yield from (got.get(i) or Result(c.id, False, f"not undone: {exc}") for i, (_, c) in enumerate(undoable))
+            return
+        yield from (got.get(i) or Result(c.id, False, "not undone: the undo script ended early")
+                    for i, (_, c) in enumerate(undoable))
+
+
+POSIX = Posix()
+
+
+def _undo_script(steps: Sequence[tuple[Instance[Desired], Change]], mark: str) -> str:
+    """Undo finished steps newest first, each reported as `MARK i rc [base64 output]`, its backup removed after."""
+    lines = ["LC_ALL=C; export LC_ALL"]
+    for i, (inst, change) in reversed(list(enumerate(steps))):
+        module = MODULES[inst.resource]
+        lines += [f"undo_{i}() {{", module.undo(inst.desired, change.action, list(change.fields)), "}",
+                  f"out=$(undo_{i} 2>&1); rc=$?",
+                  f"if [ \"$rc\" -eq 0 ]; then printf '%s %s 0\\n' {mark} {i}; "
+                  f"{module.clean(inst.desired, change.action)} >/dev/null 2>&1; else",
+                  f"  printf '%s %s %s ' {mark} {i} \"$rc\"; printf '%s' \"$out\" | tail -c 500 | base64 -w0; echo",
+                  "fi"]
+    return "\n".join(lines) + "\n"
+
+
+def _change_script(steps: Sequence[tuple[Instance[Desired], Change]], mark: str) -> str:
+    """One script for all changes of a host: each step a function, reported as `MARK i 0` when it
+    succeeds, `MARK i rc base64(output tail)` when it fails (only then are processes spent on it).
+
+    The first failing step stops the script, so later steps never act on a half-changed host.
+    Then the failed step and those before it are undone, newest first (`MARK undo i rc`); after
+    a success, the backups the steps kept are removed.
+    """
+    lines = ["LC_ALL=C; export LC_ALL", "umask 022", "done_steps=''"]
+    for i, (inst, change) in enumerate(steps):
+        module = MODULES[inst.resource]
+        fields = list(change.fields)
+        if [f.path for f in fields] == ["backup"]:  # only a leftover backup to remove
+            lines += [f"step_{i}() {{", clean_path(inst.desired), "}", f"undo_{i}() {{", ":", "}",
+                      f"clean_{i}() {{", ":", "}"]
+            continue
+        body = module.script(inst.desired, change.action, fields)
+        undo = module.undo(inst.desired, change.action, fields) if _undoable(inst) else ":"
+        lines += [f"step_{i}() {{", "set -e", body, "}", f"undo_{i}() {{", undo, "}",
+                  f"clean_{i}() {{", module.clean(inst.desired, change.action), "}"]
+    lines += [
+        "rollback() {",
+        '  for j in "$@"; do',
+        '    out=$("undo_$j" 2>&1); rc=$?',
+        f"    if [ \"$rc\" -eq 0 ]; then printf '%s undo %s 0\\n' {mark} \"$j\"; else",
+        f"      printf '%s undo %s %s ' {mark} \"$j\" \"$rc\"; printf '%s' \"$out\" | tail -c 500 | base64 -w0; echo",
+        "    fi",
+        "  done",
+        "}",
+    ]
+    for i, (inst, _) in enumerate(steps):
+        undoable = _undoable(inst)
+        undo = f"  rollback {i} $done_steps" if undoable else "  rollback $done_steps"
+        remember = f'; done_steps="{i} $done_steps"' if undoable else ""
+        lines += [
+            f"out=$(step_{i} 2>&1); rc=$?",
+            f"if [ \"$rc\" -eq 0 ]; then printf '%s %s 0\\n' {mark} {i}{remember}; else",
+            f"  printf '%s %s %s ' {mark} {i} \"$rc\"; printf '%s' \"$out\" | tail -c 2000 | base64 -w0; echo",
+            undo,
+            "  exit 0",
+            "fi",
+        ]
+    lines += [f"clean_{i} >/dev/null 2>&1" for i in range(len(steps))]
+    return "\n".join(lines) + "\n"
+
+
+def _undoable(inst: Instance[Desired]) -> bool:
+    """Commands cannot be undone; other steps can unless their HostState turned rollback off."""
+    return bool(inst.desired.rollback) and inst.resource != "command"

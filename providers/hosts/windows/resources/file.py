@@ -1,0 +1,42 @@
+"""Files on Windows: content checked by sha256 on the host, sent in chunks, written beside and renamed over
+the old file, optionally while services are stopped; undone from the backup kept beside it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from providers.contract import Action, Change, FieldChange
+from providers.hosts.model import Desired
+from providers.hosts.windows.powershell import call
+from providers.hosts.windows.resources.paths import path_diff, sha
+from specs.hoststate import FileResource
+
+
+def fact(i: int, d: Desired[FileResource]) -> str:
+    return call("Recon-FileFact", i, d.res.path)
+
+
+def diff(d: Desired, live: dict[str, Any], changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+    return path_diff(d, live)
+
+
+def steps(i: int, d: Desired[FileResource], change: Change, chunk: int) -> list[str]:
+    res = d.res
+    if change.action == "delete":
+        return [call("Recon-Remove", i, res.path)]
+    data = d.content or b""
+    out = [call("Recon-Begin", res.path)]
+    out += [call("Recon-Chunk", res.path, base64.b64encode(data[n:n + chunk]).decode())
+            for n in range(0, len(data), chunk)]
+    return [*out, call("Recon-PutFile", i, res.path, sha(d), "/".join(res.whileStopped), res.verifySeconds, 120)]
+
+
+def undo(i: int, d: Desired[FileResource], change: Change) -> list[str]:
+    return [call("Recon-UndoFile", i, d.res.path, "/".join(d.res.whileStopped), 120)]
+
+
+def clean(d: Desired[FileResource]) -> list[str]:
+    """After the change script: the backup kept beside the file goes."""
+    return [call("Recon-Clean", d.res.path)]

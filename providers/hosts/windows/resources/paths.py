@@ -1,0 +1,46 @@
+"""What files and directories share on Windows: existence, type, removal, and the file's digest."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from providers.contract import Action, FieldChange
+from providers.hosts.model import Desired
+from providers.secrets import keyed
+from specs.hoststate import DirectoryResource, FileResource
+
+
+def path_diff(d: Desired[FileResource | DirectoryResource],
+              live: dict[str, Any]) -> tuple[Action, str, list[FieldChange]]:
+    res = d.res
+    is_file = isinstance(res, FileResource)
+    kind = "file" if is_file else "directory"
+    exists = bool(live.get("exists"))
+    if exists and bool(live.get("dir")) == is_file:
+        return "replace", f"{res.path} is a {'directory' if is_file else 'file'}, not a {kind}", [
+            FieldChange("type", "directory" if is_file else "file", kind)]
+    if res.state == "absent":
+        return ("delete", f"{res.path} exists", [FieldChange("state", "present", "absent")]) if exists else (
+            "noop", f"{res.path} is absent", [])
+    if not exists:
+        fields = [FieldChange("state", "absent", "present")]
+        if is_file:
+            fields.append(FieldChange("sha256", None, shown(d, sha(d))))
+        return "create", f"{res.path} does not exist", fields
+    if is_file and live.get("sha256") != sha(d):
+        stopped = getattr(res, "whileStopped", [])
+        how = f"; replaced while {', '.join(stopped)} {'is' if len(stopped) == 1 else 'are'} stopped" if stopped else ""
+        return "update", f"{res.path} content differs{how}", [
+            FieldChange("sha256", shown(d, live.get("sha256")), shown(d, sha(d))),
+            FieldChange("size", None if getattr(res, "secret", False) else live.get("size"),
+                        None if getattr(res, "secret", False) else len(d.content or b""))]
+    return "noop", f"{res.path} is as wanted", []
+
+
+def sha(d: Desired) -> str:
+    return hashlib.sha256(d.content or b"").hexdigest()
+
+
+def shown(d: Desired, digest: str | None) -> str | None:
+    return keyed(digest) if digest and getattr(d.res, "secret", False) else digest
