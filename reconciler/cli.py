@@ -37,8 +37,11 @@ from reconciler.clikit import (
 from specs.errors import ExitCode, ReconError, SpecError, StalePlanError, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
 
-    pass
+    from reconciler.gate import Decision, Outcome
+    from reconciler.plan import Plan
+    from specs.project import Project
 
 app = typer.Typer(
     name="recon",
@@ -128,13 +131,21 @@ def apply(
     parallelism: Parallelism = 100,
 ) -> int:
     """Carry out a saved plan, or plan and apply after confirmation."""
-    from reconciler import gate
-    from reconciler.planner import make_plan
+    from reconciler import gate, planner
     from reconciler.render.text import plan_lines
 
     console = console_for()
     wait = gate.duration(lock_timeout, "--lock-timeout")
     ctx = context(parallelism, console, force_conflicts)
+
+    def waiting(key: str, holder: str) -> None:
+        console.print(f"[yellow]Waiting for the lock {key}[/yellow], held by {holder} (up to {wait:g}s)…")
+
+    def gated(the_plan: Plan, project: Project, saved: bool, items: gate.Items) -> Outcome:
+        return gate.apply(the_plan, project, ctx, state_dir, saved=saved, auto_approve=auto_approve, confirm=confirm,
+                          request_id=request_id, terminal=sys.stdin.isatty(), ask=lambda d: _ask(console, d),
+                          items=items)
+
     try:
         saved = saved_plan(paths or [])
         if saved is not None:
@@ -143,21 +154,47 @@ def apply(
                                  "them")
             the_plan = read_plan(saved)
             project = load(list(the_plan.paths))
+            items = planner.expand(project)  # once: for the locks, the stale check and the apply
             with gate.locked(project, the_plan.selection.get("target", ()), the_plan.selection.get("exclude", ()),
-                             state_dir, wait, console, the_plan.plan_id):
-                return gate.apply(the_plan, project, ctx, console, state_dir, saved=True, auto_approve=auto_approve,
-                                  confirm=confirm, request_id=request_id)
-        chosen = spec_paths(paths)
-        project = load(chosen)
-        # the locks come first, as in Terraform: the plan then sees what an apply before this one did
-        with gate.locked(project, target or [], exclude or [], state_dir, wait, console):
-            the_plan = make_plan(project, ctx, chosen, target or [], exclude or [], prune=prune)
-            for line in plan_lines(the_plan):
-                console.print(line)
-            return gate.apply(the_plan, project, ctx, console, state_dir, saved=False, auto_approve=auto_approve,
-                              confirm=confirm, request_id=request_id)
+                             state_dir, wait, waiting, the_plan.plan_id, items):
+                outcome = gated(the_plan, project, True, items)
+        else:
+            chosen = spec_paths(paths)
+            project = load(chosen)
+            items = planner.expand(project)
+            # the locks come first, as in Terraform: the plan then sees what an apply before this one did
+            with gate.locked(project, target or [], exclude or [], state_dir, wait, waiting, items=items):
+                the_plan = planner.make_plan(project, ctx, chosen, target or [], exclude or [], prune=prune,
+                                             expanded=items)
+                for line in plan_lines(the_plan):
+                    console.print(line)
+                outcome = gated(the_plan, project, False, items)
     finally:
         ctx.close()
+    return _outcome(console, outcome)
+
+
+def _ask(console: Console, decision: Decision) -> bool:
+    """Ask on the terminal for what confirms the plan: the environments' names, or 'yes'."""
+    if decision.verdict == "ask-environments":
+        names = decision.answer
+        plural = "s" if len(decision.environments) > 1 else ""
+        console.print(f"\nPlan {decision.plan_id} changes [bold]{esc(names)}[/bold]. Type the environment "
+                      f"name{plural} to confirm.")
+        return console.input(f"  {esc(names)}: ").strip() == names
+    console.print(f"\nApply plan {decision.plan_id}? Only 'yes' will be accepted.")
+    return console.input("  Enter a value: ").strip() == "yes"
+
+
+def _outcome(console: Console, outcome: Outcome) -> int:
+    from reconciler.render.text import report_lines
+
+    if outcome.nothing:
+        console.print(esc(outcome.nothing))
+    if outcome.report is not None:
+        for line in report_lines(outcome.report):
+            console.print(line)
+    return int(outcome.code)
 
 
 @app.command()

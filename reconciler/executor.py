@@ -50,8 +50,9 @@ def replan_command(plan: Plan) -> str:
     return f"recon plan {paths} --out plan.json"
 
 
-def resolve(plan: Plan, project: Project) -> list[Step]:
-    """The steps of the plan's changes, or StalePlanError if the specs moved since the plan."""
+def resolve(plan: Plan, project: Project, items: Sequence[tuple[Provider, Instance]] | None = None) -> list[Step]:
+    """The steps of the plan's changes, or StalePlanError if the specs moved since the plan. `items`: the
+    project already expanded (planner.expand), so an apply expands it once."""
     problems = []
     for addr, digest in plan.specs.items():
         spec = project.specs.get(addr)
@@ -62,7 +63,7 @@ def resolve(plan: Plan, project: Project) -> list[Step]:
     for addr in project.specs:
         if addr not in plan.specs:
             problems.append(f"{addr}: a new spec since the plan")
-    by_id = {inst.id: (prov, inst) for prov, inst in planner.expand(project)}
+    by_id = {inst.id: (prov, inst) for prov, inst in (planner.expand(project) if items is None else items)}
     steps: list[Step] = []
     for change in plan.pending:
         found = by_id.get(change.id) or planner.orphan(change)
@@ -98,9 +99,10 @@ def lock_keys(steps: Sequence[tuple[Provider, Instance, object]]) -> list[str]:
     return sorted(keys)
 
 
-def apply(plan: Plan, project: Project, ctx: Context, journal: Journal) -> ApplyReport:
+def apply(plan: Plan, project: Project, ctx: Context, journal: Journal,
+          items: Sequence[tuple[Provider, Instance]] | None = None) -> ApplyReport:
     """Carry out the plan (the caller holds the locks of its targets)."""
-    steps = resolve(plan, project)
+    steps = resolve(plan, project, items)
     if not steps:
         return ApplyReport()
     return _apply(plan, project, ctx, journal, steps)

@@ -5,28 +5,33 @@
 3. confirmation: environments that need one want `--confirm PLAN_ID`, or their names typed on a
    terminal; other plans want `yes` on a terminal, or --auto-approve;
 4. locks of the plan's targets, then the executor; the outcome of every step.
+
+The decision (`decide`) is pure data; this module neither prints nor reads a terminal. Asking is the
+caller's (`ask`, given by the CLI), and so is every word shown to the user (`Outcome`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from reconciler.audit import Audit, Run, default_path
 from reconciler.identity import whoami
 from specs.errors import ExitCode, RefusedError, UsageError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from providers.context import Context
+    from providers.contract import Instance, Provider
+    from reconciler.executor import ApplyReport
     from reconciler.plan import Plan
     from specs.project import Project
+
+Items = list[tuple["Provider", "Instance[Any]"]]  # a project expanded once (planner.expand): locks, plan, apply
 
 
 def duration(text: str, option: str) -> float:
@@ -56,29 +61,85 @@ def _record_policy(run: Run, plan: Plan) -> None:
 
 @contextmanager
 def locked(project: Project, targets: Sequence[str], excludes: Sequence[str], state_dir: Path, timeout: float,
-           console: Console, plan_id: str = "") -> Iterator[None]:
-    """Hold the locks of every target set the selected specs touch (host groups, repositories)."""
+           on_wait: Callable[[str, str], None], plan_id: str = "", items: Items | None = None) -> Iterator[None]:
+    """Hold the locks of every target set the selected specs touch (host groups, repositories).
+    `on_wait(key, holder)` is called when another apply holds one; `items`: the project already expanded."""
     from reconciler import executor, locks, planner
 
-    items = planner.select(project, planner.expand(project), targets, excludes)
-    keys = executor.lock_keys([(p, i, None) for p, i in items])
+    chosen = planner.select(project, planner.expand(project) if items is None else items, targets, excludes)
+    keys = executor.lock_keys([(p, i, None) for p, i in chosen])
     holder = {**whoami(), "plan_id": plan_id}
-    with locks.hold(state_dir, keys, holder, timeout, lambda key, who: console.print(
-            f"[yellow]Waiting for the lock {key}[/yellow], held by {who} (up to {timeout:g}s)…")):
+    with locks.hold(state_dir, keys, holder, timeout, on_wait):
         yield
 
 
-def apply(plan: Plan, project: Project, ctx: Context, console: Console, state_dir: Path, *, saved: bool,
-          auto_approve: bool, confirm: str | None, request_id: str | None) -> int:
-    """Gate the plan, then apply it; the caller holds the locks."""
+@dataclass(frozen=True)
+class Decision:
+    """Whether a plan may go ahead: go; refuse (why); or ask on a terminal, for the names of the
+    environments that need a confirmation, or for 'yes'."""
+
+    verdict: Literal["go", "refuse", "ask-environments", "ask-yes"]
+    plan_id: str
+    reason: str = ""  # refuse: why
+    environments: tuple[str, ...] = ()  # ask-environments: the names to type
+
+    @property
+    def answer(self) -> str:
+        """What confirms, when asked."""
+        return ", ".join(self.environments) if self.verdict == "ask-environments" else "yes"
+
+    @property
+    def cancelled(self) -> str:
+        """The refusal when the answer was something else."""
+        return f"apply cancelled: the answer was not '{self.answer}'"
+
+
+def decide(plan: Plan, environments: Sequence[str], *, saved: bool, auto_approve: bool, confirm: str | None,
+           terminal: bool) -> Decision:
+    """Pure: policy's denials, a confirmation by id, the environments that need one, and whether a terminal
+    can be asked (`terminal`: standard input is one)."""
+    pid = plan.plan_id
+    if plan.denied:
+        rules = sorted({c.denied for c in plan.denied})
+        return Decision("refuse", pid, f"plan {pid} has {len(plan.denied)} change(s) denied by policy ("
+                        + "; ".join(rules) + "); nothing was applied")
+    if confirm is not None and confirm != pid:
+        return Decision("refuse", pid, f"--confirm {confirm} confirms another plan; this plan is {pid} (the live "
+                        "state or the specs moved since). Review it, then confirm it by its id")
+    if environments:
+        if confirm == pid:
+            return Decision("go", pid)
+        if not terminal:
+            return Decision("refuse", pid, f"plan {pid} changes {', '.join(environments)}, which needs a "
+                            f"confirmation: re-run with --confirm {pid} (--auto-approve is not enough)")
+        return Decision("ask-environments", pid, environments=tuple(environments))
+    if saved or auto_approve or confirm == pid:
+        return Decision("go", pid)
+    if not terminal:
+        return Decision("refuse", pid, "apply needs a confirmation and there is no terminal to ask on; re-run with "
+                        "--auto-approve, or save a plan with `recon plan --out plan.json` and apply that")
+    return Decision("ask-yes", pid)
+
+
+@dataclass
+class Outcome:
+    """What an apply came to: its exit code, and either the report or why nothing was done."""
+
+    code: ExitCode
+    report: ApplyReport | None = None
+    nothing: str = ""  # a line saying why nothing was done (no changes; already applied)
+
+
+def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved: bool, auto_approve: bool,
+          confirm: str | None, request_id: str | None, terminal: bool, ask: Callable[[Decision], bool],
+          items: Items | None = None) -> Outcome:
+    """Gate the plan, then apply it; the caller holds the locks. `ask(decision)`: True when the user confirmed
+    on the terminal. RefusedError (exit 3) when the plan may not go ahead."""
     from reconciler import executor, policy
     from reconciler.journal import Journal
-    from reconciler.render.text import report_lines
 
     if not plan.pending:
-        if saved:
-            console.print(f"Plan {plan.plan_id} has no changes. Nothing to do.")
-        return ExitCode.OK
+        return Outcome(ExitCode.OK, nothing=f"Plan {plan.plan_id} has no changes. Nothing to do." if saved else "")
     # policy is decided again from the specs: what a saved plan file says of it is not trusted
     plan = dataclasses.replace(plan, changes=tuple(policy.annotate(project, plan.changes)))
     audit = Audit(default_path(state_dir))
@@ -86,21 +147,20 @@ def apply(plan: Plan, project: Project, ctx: Context, console: Console, state_di
         done = audit.finished(request_id=request_id) if request_id else (
             audit.finished(plan_id=plan.plan_id) if saved else None)
         if done is not None:
-            what = f"request {request_id}" if request_id else f"plan {plan.plan_id}"
-            console.print(f"{what} was already applied at {done['at']} by {done.get('user', '?')}@"
-                          f"{done.get('host', '?')} (audit run {done['run']}). Nothing to do.")
-            return ExitCode.OK
+            return Outcome(ExitCode.OK, nothing=_already(done, request_id, plan.plan_id))
         run = audit.start("apply", plan.plan_id, request_id or "", saved=saved, paths=list(plan.paths),
                           summary=dict(plan.counts()))
         _record_policy(run, plan)
-        try:
-            _allow(plan, project, console, saved, auto_approve, confirm, policy.confirmations(plan.pending, project))
-        except RefusedError as exc:
-            run.write("refused", ok=False, message=str(exc))
-            raise
+        decision = decide(plan, policy.confirmations(plan.pending, project), saved=saved, auto_approve=auto_approve,
+                          confirm=confirm, terminal=terminal)
+        refusal = decision.reason if decision.verdict == "refuse" else (
+            "" if decision.verdict == "go" or ask(decision) else decision.cancelled)
+        if refusal:
+            run.write("refused", ok=False, message=refusal)
+            raise RefusedError(refusal)
         journal = Journal(state_dir, plan.plan_id, run, plan)
         try:
-            report = executor.apply(plan, project, ctx, journal)
+            report = executor.apply(plan, project, ctx, journal, items)
             desired = {c.id: c.desired for c in plan.changes}
             for r in report.succeeded:  # what the specs said when the resource was last made so: drift's baseline
                 run.write("applied", change=r.change_id, ok=True, desired=desired.get(r.change_id, ""))
@@ -113,42 +173,10 @@ def apply(plan: Plan, project: Project, ctx: Context, console: Console, state_di
             journal.close()
     finally:
         audit.close()
-    for line in report_lines(report):
-        console.print(line)
-    return ExitCode.ERROR if report.failed else ExitCode.OK
+    return Outcome(ExitCode.ERROR if report.failed else ExitCode.OK, report)
 
 
-def _allow(plan: Plan, project: Project, console: Console, saved: bool, auto_approve: bool, confirm: str | None,
-           environments: list[str]) -> None:
-    """Return when the plan may go ahead; RefusedError (exit 3) saying why not."""
-    if plan.denied:
-        rules = sorted({c.denied for c in plan.denied})
-        raise RefusedError(f"plan {plan.plan_id} has {len(plan.denied)} change(s) denied by policy ("
-                           + "; ".join(rules) + "); nothing was applied")
-    if confirm is not None and confirm != plan.plan_id:
-        raise RefusedError(f"--confirm {confirm} confirms another plan; this plan is {plan.plan_id} (the live state "
-                           "or the specs moved since). Review it, then confirm it by its id")
-    if environments:
-        if confirm == plan.plan_id:
-            return
-        names = ", ".join(environments)
-        if not sys.stdin.isatty():
-            raise RefusedError(f"plan {plan.plan_id} changes {names}, which needs a confirmation: re-run with "
-                               f"--confirm {plan.plan_id} (--auto-approve is not enough)")
-        console.print(f"\nPlan {plan.plan_id} changes [bold]{names}[/bold]. Type the environment name"
-                      f"{'s' if len(environments) > 1 else ''} to confirm.")
-        answer = console.input(f"  {names}: ")
-        if answer.strip() != names:
-            raise RefusedError(f"apply cancelled: the answer was not '{names}'")
-        return
-    if saved or auto_approve or confirm == plan.plan_id:
-        return
-    if not sys.stdin.isatty():
-        raise RefusedError(
-            "apply needs a confirmation and there is no terminal to ask on; "
-            "re-run with --auto-approve, or save a plan with `recon plan --out plan.json` and apply that"
-        )
-    console.print(f"\nApply plan {plan.plan_id}? Only 'yes' will be accepted.")
-    answer = console.input("  Enter a value: ")
-    if answer.strip() != "yes":
-        raise RefusedError("apply cancelled: the answer was not 'yes'")
+def _already(done: dict[str, Any], request_id: str | None, plan_id: str) -> str:
+    what = f"request {request_id}" if request_id else f"plan {plan_id}"
+    return (f"{what} was already applied at {done['at']} by {done.get('user', '?')}@{done.get('host', '?')} "
+            f"(audit run {done['run']}). Nothing to do.")

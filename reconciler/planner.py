@@ -95,8 +95,10 @@ def make_plan(
     excludes: Sequence[str] = (),
     changed_since: str = "",
     prune: bool = False,
+    expanded: Sequence[tuple[Provider, Instance]] | None = None,
 ) -> Plan:
-    items = select(project, expand(project), targets, excludes)
+    """`expanded`: the project already expanded (expand), so an apply that plans expands it once."""
+    items = select(project, list(expand(project) if expanded is None else expanded), targets, excludes)
     if changed_since:
         only = set(changed_specs(project, changed_since))
         items = [(p, i) for p, i in items if i.spec in only]

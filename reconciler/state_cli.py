@@ -48,7 +48,9 @@ def rollback(
     audit = Audit(default_path(state_dir))
     try:
         run = audit.start("rollback", chosen.plan.plan_id, journal=chosen.journal.name)
-        with gate.locked(project, (), (), state_dir, gate.duration(lock_timeout, "--lock-timeout"), console,
+        wait = gate.duration(lock_timeout, "--lock-timeout")
+        with gate.locked(project, (), (), state_dir, wait, lambda key, holder: console.print(
+                f"[yellow]Waiting for the lock {key}[/yellow], held by {holder} (up to {wait:g}s)…"),
                          chosen.plan.plan_id):
             results = recovery.rollback(chosen, project, ctx, state_dir)
         for r in results:
