@@ -1,7 +1,7 @@
 """recon over SSH against the test fleet: plan (changes pending), apply, no-op plan, no-op apply.
 
 Usage: python bench/ssh_fleet.py [HOSTS ...]   (default: 20 100); 3 runs each, median wall seconds.
-Desired state per host (as in issue 3): 10 files with given content and a directory.
+HostResource state per host (as in issue 3): 10 files with given content and a directory.
 Also counts SSH connections and session channels per host for one plan, from sshd's VERBOSE log.
 Runs as root (network namespaces); recon runs inside the fleet's control namespace.
 """

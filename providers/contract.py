@@ -8,8 +8,8 @@ Required (`Provider`):
 
 Optional abilities are small Protocols of their own (as terraform-plugin-framework's
 `ResourceWith…` interfaces): `WithOrphans`, `WithUndo`, `WithLocking`, `WithValidation`. The
-registry (`providers/__init__.py`) checks each provider against them once, when it is loaded;
-the engine asks `abilities(provider)`, never `getattr`.
+registry (`providers/__init__.py`) declares which each provider has and checks that once, when the
+provider is loaded; the engine asks `abilities(kind)` or the ability's Protocol, never `getattr`.
 
 A change (`Change`, `FieldChange`) is the provider's answer to diff and the unit of a plan.
 """
@@ -75,8 +75,8 @@ D = TypeVar("D", covariant=True)  # a provider's own desired state
 
 @dataclass(frozen=True)
 class Instance(Generic[D]):
-    """One resource on one target, with the provider's own desired state (`Instance[Desired]` in a provider;
-    the engine handles `Instance[Any]`)."""
+    """One resource on one target, with the provider's own desired state (`Instance[HostResource]` in the
+    host provider; the engine handles `Instance[Any]`)."""
 
     address: str
     target: str

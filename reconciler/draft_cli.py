@@ -19,9 +19,9 @@ def _planner() -> object:
     asks a language model; its drafts are validated the same way."""
     named = os.environ.get("RECON_DRAFT_PLANNER", "")
     if not named:
-        from reconciler.draft.rules import RulePlanner
+        from reconciler.draft.rules import RuleDrafter
 
-        return RulePlanner()
+        return RuleDrafter()
     module, _, cls = named.partition(":")
     try:
         return getattr(importlib.import_module(module), cls)()

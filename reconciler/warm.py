@@ -207,7 +207,7 @@ def _preload() -> None:
             cls.model_rebuild(force=True)
 
 
-class _Planner:
+class _Resident:
     def __init__(self, path: Path, idle: float) -> None:
         self.path = path
         self.idle = idle
@@ -359,4 +359,4 @@ def _run_child(head: dict[str, Any], fds: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    _Planner(Path(sys.argv[1]), float(sys.argv[2])).serve()
+    _Resident(Path(sys.argv[1]), float(sys.argv[2])).serve()

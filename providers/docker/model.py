@@ -25,7 +25,7 @@ class BundleSource:
 
 
 @dataclass(frozen=True)
-class Desired:
+class DockerModel:
     name: str  # Model/<name>
     spec: ModelSpec
     image: str  # the reference to run (a built image: recon/<model>:<context hash>)

@@ -27,7 +27,7 @@ from typing import Any
 from providers.context import Context, Reading, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Result, fingerprint
 from providers.docker.files import bundle_source, bundle_tree
-from providers.docker.model import Desired, Failed, L, Orphan, context_hash
+from providers.docker.model import DockerModel, Failed, L, Orphan, context_hash
 from providers.docker.replicas import converge, mine, remove
 from providers.secrets import keyed
 from specs.errors import TransportError
@@ -89,7 +89,7 @@ class DockerProvider:
         source = bundle_source(body, project) if body.bundle is not None else None
         if source is not None:
             settings["bundle"] = {"ref": str(source.ref), "tree": source.tree, "mount": source.mount}
-        desired = Desired(spec.address, body, image, context, settings, env, source)
+        desired = DockerModel(spec.address, body, image, context, settings, env, source)
         digest = hashlib.sha256(json.dumps([settings, body.replicas, body.health.model_dump()],
                                            sort_keys=True).encode()).hexdigest()[:16]
         return [Instance(spec.address, "docker", spec.address, "model", desired, digest)]
@@ -193,7 +193,7 @@ def _client(ctx: Context) -> Any:
 
 
 def _diff(inst: Instance, state: Live) -> Change:
-    d: Desired = inst.desired
+    d: DockerModel = inst.desired
     state = state or {"image_id": None, "replicas": [], "bundle_tree": None}
     want = d.config(state["image_id"], state.get("bundle_tree"))
     settings = d.effective(state.get("bundle_tree"))

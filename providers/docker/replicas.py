@@ -12,10 +12,10 @@ from typing import Any
 
 from providers.context import Context
 from providers.docker.files import materialize
-from providers.docker.model import MANAGED, Desired, Failed, L, Orphan
+from providers.docker.model import MANAGED, DockerModel, Failed, L, Orphan
 
 
-def converge(api: Any, d: Desired, ctx: Context) -> str:
+def converge(api: Any, d: DockerModel, ctx: Context) -> str:
     image_id = _image(api, d)
     tree, mount = materialize(d.bundle, ctx) if d.bundle is not None else ("", "")
     want = d.config(image_id, tree or None)
@@ -56,11 +56,11 @@ def converge(api: Any, d: Desired, ctx: Context) -> str:
     return f"{started} started, {replaced} replaced, {removed} removed; {n} healthy replicas"
 
 
-def mine(api: Any, d: Desired | Orphan) -> list[dict[str, Any]]:
+def mine(api: Any, d: DockerModel | Orphan) -> list[dict[str, Any]]:
     return list(api.containers(all=True, filters={"label": [f"{L}managed-by=recon", f"{L}spec={d.name}"]}))
 
 
-def _image(api: Any, d: Desired) -> str:
+def _image(api: Any, d: DockerModel) -> str:
     import docker
 
     try:
@@ -79,7 +79,7 @@ def _image(api: Any, d: Desired) -> str:
         raise Failed(f"building {d.image} from {d.context} failed: {exc}") from None
 
 
-def _start(api: Any, d: Desired, index: int, port: int, config: str, image_id: str, mount: str, tree: str,
+def _start(api: Any, d: DockerModel, index: int, port: int, config: str, image_id: str, mount: str, tree: str,
            commit: str) -> str:
     """One replica; `mount` is the materialized bundle's bind (host:container:ro) and `tree` its files' digest."""
     s = d.spec
@@ -103,7 +103,7 @@ def _start(api: Any, d: Desired, index: int, port: int, config: str, image_id: s
     return str(created["Id"])
 
 
-def _healthy(api: Any, cid: str, port: int, d: Desired) -> tuple[bool, str]:
+def _healthy(api: Any, cid: str, port: int, d: DockerModel) -> tuple[bool, str]:
     h = d.spec.health
     deadline = time.monotonic() + h.startTimeout
     why = "no answer"

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from providers.contract import Action, FieldChange
-from providers.hosts.model import Desired
+from providers.hosts.model import HostResource
 from specs.hoststate import CommandResource
 
 
 def command_diff(
-    desired: Desired[CommandResource], live: dict[str, Any] | None, changed: Mapping[str, bool]
+    desired: HostResource[CommandResource], live: dict[str, Any] | None, changed: Mapping[str, bool]
 ) -> tuple[Action, str, list[FieldChange]]:
     """`changed`: resource key -> whether it changes in this plan (for notify)."""
     res = desired.res

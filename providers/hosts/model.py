@@ -30,8 +30,8 @@ class HostInfo:
 
 
 @dataclass(frozen=True)
-class Desired(Generic[R]):
-    """A resource on one host, typed by its kind of resource (`Desired[FileResource]`)."""
+class HostResource(Generic[R]):
+    """A resource on one host, typed by its kind of resource (`HostResource[FileResource]`)."""
 
     res: R
     host: HostInfo

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from providers.context import Context, Reading
 from providers.contract import Change, FieldChange, Instance, Live, Result, fingerprint
-from providers.hosts.model import Desired, HostInfo
+from providers.hosts.model import HostInfo, HostResource
 from providers.hosts.system import system_for
 from providers.hosts.transport import LocalTransport, Transport
 from providers.secrets import keyed
@@ -40,7 +40,7 @@ class HostProvider:
                 self._limits[host.group] = threading.Semaphore(host.concurrency)
             return self._limits[host.group]
 
-    def expand(self, spec: Spec, project: Project) -> list[Instance[Desired]]:
+    def expand(self, spec: Spec, project: Project) -> list[Instance[HostResource]]:
         body = spec.body
         assert isinstance(body, HostStateSpec)
         group = project.specs[f"HostGroup/{body.group}"]
@@ -63,22 +63,23 @@ class HostProvider:
                     content = source_path(spec.doc, res.source).read_bytes()  # an MSI, sent to Windows hosts
                 handler = isinstance(res, CommandResource | ServiceResource)
                 by = tuple(notifiers.get(res.key(), ())) if handler else ()
-                desired = Desired(res, info, key, content, by, body.rollback)
+                desired = HostResource(res, info, key, content, by, body.rollback)
                 out.append(Instance(f"{spec.address}/{key}", host.name, spec.address, res.type, desired,
                                     desired.digest()))
         return out
 
-    def undo(self, target: str, steps: Sequence[tuple[Instance[Desired], Change]], ctx: Context) -> Iterator[Result]:
+    def undo(self, target: str, steps: Sequence[tuple[Instance[HostResource], Change]],
+             ctx: Context) -> Iterator[Result]:
         """Undo finished changes of an interrupted apply on one target, newest first (`recon rollback`)."""
         host = steps[0][0].desired.host
         with self._limit(host):
             yield from system_for(host).undo(steps, _transport(host, ctx))
 
-    def lock_key(self, inst: Instance[Desired]) -> str:
+    def lock_key(self, inst: Instance[HostResource]) -> str:
         """Applies to one host group take turns."""
         return f"hostgroup/{inst.desired.host.group}"
 
-    def read(self, instances: Sequence[Instance[Desired]], ctx: Context) -> dict[str, Live]:
+    def read(self, instances: Sequence[Instance[HostResource]], ctx: Context) -> dict[str, Live]:
         by_host = _by_target(instances)
 
         def one(target: str) -> dict[str, Live]:
@@ -95,7 +96,7 @@ class HostProvider:
                 out.update(got)
         return out
 
-    def diff(self, instances: Sequence[Instance[Desired]], live: Mapping[str, Live]) -> list[Change]:
+    def diff(self, instances: Sequence[Instance[HostResource]], live: Mapping[str, Live]) -> list[Change]:
         changed: dict[str, bool] = {}
         out = []
         for inst in instances:
@@ -113,7 +114,8 @@ class HostProvider:
                               tuple(fields), fingerprint(state), inst.desired_digest))
         return out
 
-    def apply(self, target: str, steps: Sequence[tuple[Instance[Desired], Change]], ctx: Context) -> Iterator[Result]:
+    def apply(self, target: str, steps: Sequence[tuple[Instance[HostResource], Change]],
+              ctx: Context) -> Iterator[Result]:
         host = steps[0][0].desired.host
         with self._limit(host):  # (a host that cannot be reached is reported per step)
             yield from system_for(host).apply(steps, _transport(host, ctx), ctx, target)
@@ -141,8 +143,8 @@ def _content(res: FileResource, spec: Spec) -> bytes:
     return source_path(spec.doc, res.source or "").read_bytes()
 
 
-def _by_target(instances: Sequence[Instance[Desired]]) -> dict[str, list[Instance[Desired]]]:
-    out: dict[str, list[Instance[Desired]]] = {}
+def _by_target(instances: Sequence[Instance[HostResource]]) -> dict[str, list[Instance[HostResource]]]:
+    out: dict[str, list[Instance[HostResource]]] = {}
     for inst in instances:
         out.setdefault(inst.target, []).append(inst)
     return out

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from providers.contract import Change, Instance, Result
-from providers.hosts.model import Desired
+from providers.hosts.model import HostResource
 
 
 def rolled(result: Result, i: int, failed: int | None, undone: dict[int, str],
-           steps: Sequence[tuple[Instance[Desired], Change]]) -> Result:
+           steps: Sequence[tuple[Instance[HostResource], Change]]) -> Result:
     """A step's result once its host was rolled back after step `failed` failed."""
     if failed is None or not undone:
         return result

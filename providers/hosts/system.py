@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from providers.context import Context
     from providers.contract import Action, Change, FieldChange, Instance, Live, Result
-    from providers.hosts.model import Desired, HostInfo
+    from providers.hosts.model import HostInfo, HostResource
     from providers.hosts.transport import Transport
     from specs.hoststate import AnyResource
 
@@ -23,21 +23,21 @@ class HostSystem(Protocol):
         """Why the resource cannot be on this host's system ("" when it can): a spec problem, before any read."""
         ...
 
-    def read(self, items: Sequence[Desired], transport: Transport, target: str) -> list[Live]:
+    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Live]:
         """The live state of each item, in order, in one round trip (TransportError when it fails)."""
         ...
 
-    def diff(self, d: Desired, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+    def diff(self, d: HostResource, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
         """Pure. `changed`: which resources before it on this host change (for notify)."""
         ...
 
-    def apply(self, steps: Sequence[tuple[Instance[Desired], Change]], transport: Transport, ctx: Context,
+    def apply(self, steps: Sequence[tuple[Instance[HostResource], Change]], transport: Transport, ctx: Context,
               target: str) -> Iterator[Result]:
         """The changes of one host, in order, a result for each; the first failure stops the rest, and with
         rollback on, the finished steps are undone."""
         ...
 
-    def undo(self, steps: Sequence[tuple[Instance[Desired], Change]], transport: Transport) -> Iterator[Result]:
+    def undo(self, steps: Sequence[tuple[Instance[HostResource], Change]], transport: Transport) -> Iterator[Result]:
         """`recon rollback`: finished steps of an interrupted apply undone, newest first."""
         ...
 

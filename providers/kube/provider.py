@@ -36,7 +36,7 @@ OWNER = "owner of "  # a FieldChange path prefix: the field changes manager (the
 
 
 @dataclass(frozen=True)
-class Desired:
+class KubeObject:
     obj: Obj
     where: Where
     settings: Kubernetes
@@ -83,7 +83,7 @@ class KubeProvider:
         for obj in build(spec.name, body, spec.labels, base):
             digest = fingerprint([obj.shown, k8s.model_dump()])
             out.append(Instance(f"{spec.address}/{obj.resource}", target, spec.address, obj.resource,
-                                Desired(obj, where, k8s), digest))
+                                KubeObject(obj, where, k8s), digest))
         return out
 
     def lock_key(self, inst: Instance) -> str:
@@ -123,7 +123,7 @@ class KubeProvider:
                 found = [i for i in _listed(ctx, o.where, o.namespace, o.kind) if i["metadata"]["name"] == o.name]
                 out[inst.id] = {"exists": bool(found)}
                 continue
-            d: Desired = inst.desired
+            d: KubeObject = inst.desired
             ctx.reporter.report(Reading(inst.target, inst.address))
             live = next((i for i in _listed(ctx, d.where, d.obj.namespace, d.obj.kind)
                          if i["metadata"]["name"] == d.obj.name), None)
@@ -207,7 +207,7 @@ def _recon_owned(live: dict[str, Any]) -> tuple[set[str], dict[str, list[str]]]:
     return mine, owners
 
 
-def _state(d: Desired, live: dict[str, Any] | None) -> dict[str, Any]:
+def _state(d: KubeObject, live: dict[str, Any] | None) -> dict[str, Any]:
     """What the plan needs of a live object, secrets masked: the values at the fields recon manages."""
     want = d.obj.flat
     if live is None:
@@ -222,7 +222,7 @@ def _state(d: Desired, live: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -> dict[str, Any]:
-    d: Desired = inst.desired
+    d: KubeObject = inst.desired
     force = force or d.settings.forceConflicts
     conn = cluster(ctx, d.where)
     try:
@@ -249,7 +249,7 @@ def _manager(message: str) -> str:
 
 
 def _diff(inst: Instance, state: Live) -> Change:
-    d: Desired = inst.desired
+    d: KubeObject = inst.desired
     kind = d.obj.kind
     fields: list[FieldChange] = []
     risks: tuple[str, ...] = ()
@@ -285,7 +285,7 @@ def _diff(inst: Instance, state: Live) -> Change:
                   fingerprint({"live": state["live"], "owners": state["owners"]}), inst.desired_digest, risks=risks)
 
 
-def _as_applied(d: Desired, state: Live) -> list[FieldChange]:
+def _as_applied(d: KubeObject, state: Live) -> list[FieldChange]:
     """The fields whose live value is not the one recon applies (when no dry run says what the server makes
     of them)."""
     want, have = d.obj.shown, state["live"]
@@ -323,7 +323,7 @@ def _apply_one(inst: Instance, change: Change, ctx: Context) -> str:
         o = inst.desired
         cluster(ctx, o.where).delete(o.kind, o.namespace, o.name)
         return f"{o.kind} {o.namespace}/{o.name} deleted (no spec declares Model/{o.model})"
-    d: Desired = inst.desired
+    d: KubeObject = inst.desired
     conn = cluster(ctx, d.where)
     force = d.settings.forceConflicts or any(f.path.startswith(OWNER) for f in change.fields)
     config = _with_commit(d.obj.config, ctx.commit)

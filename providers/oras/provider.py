@@ -27,7 +27,7 @@ from specs.ref import Reference, parse
 
 
 @dataclass(frozen=True)
-class Desired:
+class OciBundle:
     ref: Reference
     source: Path
     entries: tuple[Entry, ...]
@@ -59,7 +59,7 @@ class _Stores:
 class BundleProvider:
     kinds = ("Bundle",)
 
-    def expand(self, spec: Spec, project: Project) -> list[Instance[Desired]]:
+    def expand(self, spec: Spec, project: Project) -> list[Instance[OciBundle]]:
         body = spec.body
         assert isinstance(body, BundleSpec)
         base = Path(spec.doc.file).parent
@@ -68,15 +68,15 @@ class BundleProvider:
         entries = tuple(scan.entries(source, body.include, body.exclude))
         annotations = {"org.opencontainers.image.title": spec.name, **body.annotations}
         artifact = bundle.build(entries, annotations, body.artifactType or bundle.ARTIFACT_TYPE)
-        desired = Desired(ref, source, entries, artifact, body, base, annotations)
+        desired = OciBundle(ref, source, entries, artifact, body, base, annotations)
         return [Instance(spec.address, str(ref), spec.address, "bundle", desired, artifact.digest)]
 
-    def lock_key(self, inst: Instance[Desired]) -> str:
+    def lock_key(self, inst: Instance[OciBundle]) -> str:
         """Pushes to one repository take turns."""
         ref: Reference = inst.desired.ref
         return f"oci/{ref.registry}/{ref.repository}" if ref.registry else f"oci-layout/{ref.repository}"
 
-    def _store(self, desired: Desired, ctx: Context) -> ops.Store:
+    def _store(self, desired: OciBundle, ctx: Context) -> ops.Store:
         stores = ctx.session("bundles", _Stores).open
         key = str(desired.ref)
         store = stores.get(key)
@@ -84,7 +84,7 @@ class BundleProvider:
             store = stores[key] = ops.store_for(desired.ref, desired.credentials(), desired.spec.plainHttp)
         return store
 
-    def read(self, instances: Sequence[Instance[Desired]], ctx: Context) -> dict[str, Live]:
+    def read(self, instances: Sequence[Instance[OciBundle]], ctx: Context) -> dict[str, Live]:
         cache = BlobCache()
         stores = [self._store(inst.desired, ctx) for inst in instances]  # made here: ctx is not thread-safe
 
@@ -103,10 +103,10 @@ class BundleProvider:
             states = list(pool.map(one, zip(instances, stores, strict=True)))
         return {inst.id: state for inst, state in zip(instances, states, strict=True)}
 
-    def diff(self, instances: Sequence[Instance[Desired]], live: Mapping[str, Live]) -> list[Change]:
+    def diff(self, instances: Sequence[Instance[OciBundle]], live: Mapping[str, Live]) -> list[Change]:
         return [_diff(inst, live.get(inst.id)) for inst in instances]
 
-    def apply(self, target: str, steps: Sequence[tuple[Instance[Desired], Change]], ctx: Context) -> Iterator[Result]:
+    def apply(self, target: str, steps: Sequence[tuple[Instance[OciBundle], Change]], ctx: Context) -> Iterator[Result]:
         for inst, change in steps:
             started = time.monotonic()
             d = inst.desired
@@ -122,7 +122,7 @@ class BundleProvider:
             yield Result(change.id, True, seconds=time.monotonic() - started, note=message)
 
 
-def _with_revision(d: Desired, sha: str) -> Artifact:
+def _with_revision(d: OciBundle, sha: str) -> Artifact:
     """The artifact as pushed: with the git commit it came from, unless the spec names a revision itself."""
     if not sha or bundle.REVISION in d.annotations:
         return d.artifact
@@ -140,7 +140,7 @@ def _upload_bytes(entries: Sequence[Entry], known: set[str]) -> int:
     return sum(unique.values())
 
 
-def _diff(inst: Instance[Desired], state: Live) -> Change:
+def _diff(inst: Instance[OciBundle], state: Live) -> Change:
     d = inst.desired
     fp = fingerprint(state)
 

@@ -52,7 +52,7 @@ def set_at(doc: Any, loc: Loc, value: Any) -> None:
         node[last] = value
 
 
-class Planner(Protocol):
+class Drafter(Protocol):
     """Turns a request into a draft. The built-in one is rule-based (reconciler/draft/rules.py); a language
     model planner is a class with this method, named by RECON_DRAFT_PLANNER=module:Class. Whatever it
     returns is validated like any spec before it is shown or written."""

@@ -38,7 +38,7 @@ ALIASES = {"apache": ["apache2", "httpd"], "ssh": ["ssh", "sshd"], "mysql": ["my
 _PATHLIKE = re.compile(r"^(?:[A-Za-z]:[\\/]|/|\.{0,2}/|[\w.-]+[/\\])\S*$|^\S+\.[A-Za-z0-9]{1,5}$")
 
 
-class RulePlanner:
+class RuleDrafter:
     def draft(self, request: str, catalog: Catalog, specs_dir: Path, today: str) -> Draft:
         return _Rules(request, catalog, specs_dir, today).run()
 
@@ -410,4 +410,4 @@ def _previous_tag(model: Spec) -> str:
     return ""
 
 
-__all__ = ["RulePlanner", "words"]
+__all__ = ["RuleDrafter", "words"]

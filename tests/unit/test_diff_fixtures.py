@@ -13,7 +13,7 @@ import pytest
 from pydantic import TypeAdapter
 from ruamel.yaml import YAML
 
-from providers.hosts.model import Desired, HostInfo
+from providers.hosts.model import HostInfo, HostResource
 from providers.hosts.posix.resources import MODULES, command, service
 from specs.hoststate import CommandResource, FileResource, Resource, ServiceResource
 
@@ -30,7 +30,7 @@ def test_diff_fixture(path: Path) -> None:
     case = _load(path)
     res = TypeAdapter(Resource).validate_python(case["resource"])
     content = res.content.encode() if isinstance(res, FileResource) and res.content is not None else None
-    desired = Desired(res, HostInfo("h", "local", None), f"{res.type}:{res.key()}", content,
+    desired = HostResource(res, HostInfo("h", "local", None), f"{res.type}:{res.key()}", content,
                       tuple(case.get("notified_by", ())))
     if isinstance(res, CommandResource):
         action, reason, fields = command.diff(desired, case["live"], case.get("changed", {}))

@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.draft.catalog import Catalog
 from reconciler.draft.model import Draft
-from reconciler.draft.rules import RulePlanner
+from reconciler.draft.rules import RuleDrafter
 from specs.project import load_project
 
 SPECS = {
@@ -135,7 +135,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def drafted(specs: Path, request: str) -> Draft:
-    return RulePlanner().draft(request, Catalog.of(load_project([str(specs)], preflight=False)), specs, "2026-11-23")
+    return RuleDrafter().draft(request, Catalog.of(load_project([str(specs)], preflight=False)), specs, "2026-11-23")
 
 
 # request -> what the draft must be: {address: {place: value}} for edits and new specs, "?text" for a question;

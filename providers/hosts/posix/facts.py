@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from providers.hosts.model import Desired, host_path, q
+from providers.hosts.model import HostResource, host_path, q
 from providers.hosts.posix.resources import package, service, user
 from providers.hosts.posix.resources.command import env_prefix
 from specs.hoststate import (
@@ -35,7 +35,7 @@ _TYPES = {"regular file": "file", "regular empty file": "file", "directory": "di
           "symbolic link": "symlink"}
 
 
-def script(items: Sequence[Desired]) -> str:
+def script(items: Sequence[HostResource]) -> str:
     # each path, and the backup an interrupted apply may have left beside it
     paths = [p for d in items if isinstance(d.res, FileResource | DirectoryResource) for p in (d.path, d.path + BAK)]
     files = [d.path for d in items if isinstance(d.res, FileResource)]
@@ -73,7 +73,7 @@ def _feed(paths: Sequence[str]) -> str:
     return "printf '%s\\0' " + " ".join(q(p) for p in paths)
 
 
-def parse(items: Sequence[Desired], out: bytes) -> list[dict[str, Any] | None]:
+def parse(items: Sequence[HostResource], out: bytes) -> list[dict[str, Any] | None]:
     """The live state of each item, in order: None when a path does not exist."""
     fields = out.decode("utf-8", "surrogateescape").split("\0")
     sections: dict[str, list[str]] = {}

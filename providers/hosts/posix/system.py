@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from providers.context import Context, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Result
-from providers.hosts.model import Desired, HostInfo
+from providers.hosts.model import HostInfo, HostResource
 from providers.hosts.posix import facts
 from providers.hosts.posix.resources import MODULES, command, service
 from providers.hosts.posix.resources.common import clean_path
@@ -50,7 +50,7 @@ class Posix:
             return f"service name {res.name!r} is not a Linux service name (letters, digits, @ . _ -)"
         return ""
 
-    def read(self, items: Sequence[Desired], transport: Transport, target: str) -> list[Live]:
+    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Live]:
         done = transport.run(facts.script(list(items)))
         if done.rc != 0:
             raise TransportError(f"{target}: reading facts failed: {tail(done.stderr)}")
@@ -59,14 +59,14 @@ class Posix:
         except ValueError as exc:
             raise TransportError(f"{target}: {exc}: {tail(done.stderr)}") from None
 
-    def diff(self, d: Desired, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+    def diff(self, d: HostResource, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
         if isinstance(d.res, CommandResource):
             return command.diff(d, live, changed)
         if isinstance(d.res, ServiceResource):
             return service.diff(d, live, changed)
         return MODULES[d.res.type].diff(d, live)
 
-    def apply(self, steps: Sequence[tuple[Instance[Desired], Change]], transport: Transport, ctx: Context,
+    def apply(self, steps: Sequence[tuple[Instance[HostResource], Change]], transport: Transport, ctx: Context,
               target: str) -> Iterator[Result]:
         mark = "@@recon-" + secrets.token_hex(8)
         started = time.monotonic()
@@ -113,7 +113,7 @@ class Posix:
             else:
                 yield Result(change.id, False, ended)
 
-    def undo(self, steps: Sequence[tuple[Instance[Desired], Change]], transport: Transport) -> Iterator[Result]:
+    def undo(self, steps: Sequence[tuple[Instance[HostResource], Change]], transport: Transport) -> Iterator[Result]:
         undoable = [(i, c) for i, c in steps if i.resource != "command"]
         for inst, change in steps:
             if inst.resource == "command":
@@ -143,7 +143,7 @@ class Posix:
 POSIX = Posix()
 
 
-def _undo_script(steps: Sequence[tuple[Instance[Desired], Change]], mark: str) -> str:
+def _undo_script(steps: Sequence[tuple[Instance[HostResource], Change]], mark: str) -> str:
     """Undo finished steps newest first, each reported as `MARK i rc [base64 output]`, its backup removed after."""
     lines = ["LC_ALL=C; export LC_ALL"]
     for i, (inst, change) in reversed(list(enumerate(steps))):
@@ -157,7 +157,7 @@ def _undo_script(steps: Sequence[tuple[Instance[Desired], Change]], mark: str) -
     return "\n".join(lines) + "\n"
 
 
-def _change_script(steps: Sequence[tuple[Instance[Desired], Change]], mark: str) -> str:
+def _change_script(steps: Sequence[tuple[Instance[HostResource], Change]], mark: str) -> str:
     """One script for all changes of a host: each step a function, reported as `MARK i 0` when it
     succeeds, `MARK i rc base64(output tail)` when it fails (only then are processes spent on it).
 
@@ -203,6 +203,6 @@ def _change_script(steps: Sequence[tuple[Instance[Desired], Change]], mark: str)
     return "\n".join(lines) + "\n"
 
 
-def _undoable(inst: Instance[Desired]) -> bool:
+def _undoable(inst: Instance[HostResource]) -> bool:
     """Commands cannot be undone; other steps can unless their HostState turned rollback off."""
     return bool(inst.desired.rollback) and inst.resource != "command"

@@ -18,7 +18,7 @@ from typing import Any
 
 from providers.context import Context, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Result
-from providers.hosts.model import Desired, HostInfo
+from providers.hosts.model import HostInfo, HostResource
 from providers.hosts.results import rolled, tail  # the same reporting as on POSIX hosts
 from providers.hosts.transport import Transport
 from providers.hosts.windows.powershell import call, script
@@ -42,7 +42,7 @@ class Windows:
                     "source to install it (no version: the MSI says which)")
         return ""
 
-    def read(self, items: Sequence[Desired], transport: Transport, target: str) -> list[Live]:
+    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Live]:
         done = transport.run(script([MODULES[d.res.type].fact(i, d) for i, d in enumerate(items)]))
         facts: dict[int, dict[str, Any]] = {}
         said: list[str] = []
@@ -61,10 +61,10 @@ class Windows:
                                      "the name (the service name, not its display name)")
         return [facts[i] for i in range(len(items))]
 
-    def diff(self, d: Desired, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+    def diff(self, d: HostResource, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
         return MODULES[d.res.type].diff(d, live or {}, changed)
 
-    def apply(self, steps: Sequence[tuple[Instance[Desired], Change]], transport: Transport, ctx: Context,
+    def apply(self, steps: Sequence[tuple[Instance[HostResource], Change]], transport: Transport, ctx: Context,
               target: str) -> Iterator[Result]:
         host = steps[0][0].desired.host
         chunk = (host.winrm.chunkKiB if host.winrm else 256) * 1024
@@ -108,7 +108,7 @@ class Windows:
                 yield Result(change.id, False, lost if lost and i == len(reported) else (
                     f"not run: {lost}" if lost else ended))
 
-    def undo(self, steps: Sequence[tuple[Instance[Desired], Change]], transport: Transport) -> Iterator[Result]:
+    def undo(self, steps: Sequence[tuple[Instance[HostResource], Change]], transport: Transport) -> Iterator[Result]:
         """`recon rollback` after an interrupted apply: the finished steps undone, newest first."""
         got = _undo_steps(steps, len(steps) - 1, transport)
         for i, (_, change) in enumerate(steps):
@@ -119,20 +119,21 @@ class Windows:
 WINDOWS = Windows()
 
 
-def _step_calls(i: int, d: Desired, change: Change, chunk: int) -> list[str]:
+def _step_calls(i: int, d: HostResource, change: Change, chunk: int) -> list[str]:
     if [f.path for f in change.fields] == ["backup"]:  # only a leftover backup to remove
         return [call("Recon-Clean", getattr(d.res, "path", "")), call("Recon-Ok", i)]
     return MODULES[d.res.type].steps(i, d, change, chunk)
 
 
-def _undo_calls(i: int, d: Desired, change: Change) -> list[str]:
+def _undo_calls(i: int, d: HostResource, change: Change) -> list[str]:
     """The calls that undo step i, or [] when it cannot be undone (commands, processes stopped)."""
     if [f.path for f in change.fields] == ["backup"] or not d.rollback:
         return []
     return MODULES[d.res.type].undo(i, d, change)
 
 
-def _undo_steps(steps: Sequence[tuple[Instance[Desired], Change]], last: int, transport: Transport) -> dict[int, str]:
+def _undo_steps(steps: Sequence[tuple[Instance[HostResource], Change]], last: int,
+                transport: Transport) -> dict[int, str]:
     """Undo steps last..0, newest first, in one script: step -> "" when undone, else why not. Steps that cannot
     be undone are not in it; when the host cannot be reached, every step is, with why."""
     calls = [c for i in range(last, -1, -1) for c in _undo_calls(i, steps[i][0].desired, steps[i][1])]

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from providers.contract import Action, FieldChange
 from providers.hosts import guards
-from providers.hosts.model import Desired, q
+from providers.hosts.model import HostResource, q
 from specs.hoststate import CommandResource
 
 diff = guards.command_diff  # the same on every system: guards and notify decide
 
 
-def script(desired: Desired[CommandResource], action: Action, fields: list[FieldChange]) -> str:
+def script(desired: HostResource[CommandResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
     return f"{env_prefix(desired)}sh -c {q(res.run)} </dev/null"
 
 
-def env_prefix(desired: Desired) -> str:
+def env_prefix(desired: HostResource) -> str:
     """Commands see the host's root as $RECON_ROOT ('' when none) and start in it."""
     root = desired.host.root or ""
     return f"cd {q(root or '/')} && RECON_ROOT={q(root)} "
 
 
-def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def undo(desired: HostResource, action: Action, fields: list[FieldChange]) -> str:
     return ":"  # what a command did cannot be known, so it cannot be undone
 
 
-def clean(desired: Desired, action: Action) -> str:
+def clean(desired: HostResource, action: Action) -> str:
     return ":"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from providers.contract import Action, FieldChange
-from providers.hosts.model import Desired, q
+from providers.hosts.model import HostResource, q
 from specs.hoststate import DirectoryResource, FileResource
 
 
-def attr_changes(desired: Desired, live: dict[str, Any] | None) -> list[FieldChange]:
+def attr_changes(desired: HostResource, live: dict[str, Any] | None) -> list[FieldChange]:
     """mode, owner and group, where the spec sets them and the live value differs."""
     res = desired.res
     out = []
@@ -21,7 +21,7 @@ def attr_changes(desired: Desired, live: dict[str, Any] | None) -> list[FieldCha
     return out
 
 
-def attr_script(desired: Desired[FileResource | DirectoryResource], target: str,
+def attr_script(desired: HostResource[FileResource | DirectoryResource], target: str,
                 fields: list[FieldChange]) -> list[str]:
     """chmod and chown lines for the attribute changes, applied to `target` (already quoted)."""
     lines = []
@@ -49,18 +49,18 @@ def type_name(live: dict[str, Any] | None) -> str:
     return str(live.get("type", "missing"))
 
 
-def backup_path(desired: Desired) -> str:
+def backup_path(desired: HostResource) -> str:
     """Where a step keeps what it replaced or removed, beside it (same filesystem: restoring is a rename)."""
     return q(desired.path + ".recon-bak")
 
 
-def move_aside(desired: Desired) -> str:
+def move_aside(desired: HostResource) -> str:
     """Instead of removing the path: keep it as the backup."""
     path, bak = q(desired.path), backup_path(desired)
     return f"rm -rf -- {bak}; mv -- {path} {bak}"
 
 
-def undo_path(desired: Desired, action: Action, fields: list[FieldChange], created: str) -> str:
+def undo_path(desired: HostResource, action: Action, fields: list[FieldChange], created: str) -> str:
     """Shell that puts a path back as it was before the step: from the backup where there is one,
     by removing what `create` made (`created`), or by resetting mode and ownership."""
     path, bak = q(desired.path), backup_path(desired)
@@ -78,5 +78,5 @@ def undo_path(desired: Desired, action: Action, fields: list[FieldChange], creat
     return "\n".join(lines) or ":"
 
 
-def clean_path(desired: Desired) -> str:
+def clean_path(desired: HostResource) -> str:
     return f"rm -rf -- {backup_path(desired)}"

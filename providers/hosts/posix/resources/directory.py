@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers.contract import Action, FieldChange
-from providers.hosts.model import Desired, q
+from providers.hosts.model import HostResource, q
 from providers.hosts.posix.resources.common import (
     absent,
     attr_changes,
@@ -18,7 +18,8 @@ from providers.hosts.posix.resources.common import (
 from specs.hoststate import DirectoryResource
 
 
-def diff(desired: Desired[DirectoryResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+def diff(desired: HostResource[DirectoryResource],
+         live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
     path = res.path
     kind = type_name(live)
@@ -38,7 +39,7 @@ def diff(desired: Desired[DirectoryResource], live: dict[str, Any] | None) -> tu
     return "update", f"directory {path} differs in {', '.join(f.path for f in fields)}", fields
 
 
-def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def script(desired: HostResource, action: Action, fields: list[FieldChange]) -> str:
     path = q(desired.path)
     if action == "delete":
         return move_aside(desired)
@@ -51,9 +52,9 @@ def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
     return "\n".join(lines)
 
 
-def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def undo(desired: HostResource, action: Action, fields: list[FieldChange]) -> str:
     return undo_path(desired, action, fields, f"rmdir -- {q(desired.path)} 2>/dev/null || true")
 
 
-def clean(desired: Desired, action: Action) -> str:
+def clean(desired: HostResource, action: Action) -> str:
     return clean_path(desired)

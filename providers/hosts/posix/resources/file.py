@@ -8,7 +8,7 @@ import posixpath
 from typing import Any
 
 from providers.contract import Action, FieldChange
-from providers.hosts.model import Desired, q
+from providers.hosts.model import HostResource, q
 from providers.hosts.posix.resources.common import (
     absent,
     attr_changes,
@@ -34,7 +34,7 @@ def describe(sha256: str | None, size: int | None, sensitive: bool) -> str | Non
     return f"sha256:{sha256[:12]} ({size} bytes)"
 
 
-def diff(desired: Desired[FileResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+def diff(desired: HostResource[FileResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
     path = res.path
     kind = type_name(live)
@@ -74,7 +74,7 @@ def write_bytes(data: bytes, target: str) -> str:
     return f"base64 -d > {target} <<'RECON_EOF'\n{payload}RECON_EOF"
 
 
-def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def script(desired: HostResource, action: Action, fields: list[FieldChange]) -> str:
     path = q(desired.path)
     if action == "delete":
         return move_aside(desired)
@@ -104,10 +104,10 @@ def script(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
     return "\n".join(lines)
 
 
-def undo(desired: Desired, action: Action, fields: list[FieldChange]) -> str:
+def undo(desired: HostResource, action: Action, fields: list[FieldChange]) -> str:
     tmp = q(desired.path + ".recon-tmp")
     return f"rm -f -- {tmp}\n" + undo_path(desired, action, fields, f"rm -f -- {q(desired.path)}")
 
 
-def clean(desired: Desired, action: Action) -> str:
+def clean(desired: HostResource, action: Action) -> str:
     return clean_path(desired)

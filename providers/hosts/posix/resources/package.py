@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers.contract import Action, FieldChange
-from providers.hosts.model import Desired
+from providers.hosts.model import HostResource
 from specs.hoststate import PackageResource
 
 APT = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold"
@@ -23,7 +23,7 @@ def facts(name: str, index: int) -> str:
     )
 
 
-def diff(desired: Desired[PackageResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+def diff(desired: HostResource[PackageResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
     live = live or {"manager": "none", "version": None}
     have = live.get("version")
@@ -59,12 +59,12 @@ def _run(res: PackageResource, action: Action, version: str | None) -> str:
     )
 
 
-def script(desired: Desired[PackageResource], action: Action, fields: list[FieldChange]) -> str:
+def script(desired: HostResource[PackageResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
     return _run(res, action, res.version)
 
 
-def undo(desired: Desired[PackageResource], action: Action, fields: list[FieldChange]) -> str:
+def undo(desired: HostResource[PackageResource], action: Action, fields: list[FieldChange]) -> str:
     """Remove what was installed; put back the version that was there (if the repository still has it)."""
     res = desired.res
     before = next((f.before for f in fields if f.path == "version"), None)
@@ -73,5 +73,5 @@ def undo(desired: Desired[PackageResource], action: Action, fields: list[FieldCh
     return _run(res, "create", before)
 
 
-def clean(desired: Desired, action: Action) -> str:
+def clean(desired: HostResource, action: Action) -> str:
     return ":"

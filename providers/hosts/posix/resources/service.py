@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from providers.contract import Action, FieldChange
-from providers.hosts.model import Desired, q
+from providers.hosts.model import HostResource, q
 from specs.hoststate import ServiceResource
 
 
@@ -30,7 +30,7 @@ def facts(name: str, index: int) -> str:
 
 
 def diff(
-    desired: Desired[ServiceResource], live: dict[str, Any] | None, changed: Mapping[str, bool]
+    desired: HostResource[ServiceResource], live: dict[str, Any] | None, changed: Mapping[str, bool]
 ) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
     live = live or {"manager": "missing", "running": False, "enabled": False}
@@ -53,7 +53,7 @@ def diff(
         f" and {'enabled' if enabled else 'disabled'}" if res.enabled is not None else ""), []
 
 
-def script(desired: Desired[ServiceResource], action: Action, fields: list[FieldChange]) -> str:
+def script(desired: HostResource[ServiceResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
     n = q(res.name)
     names = {f.path for f in fields}
@@ -77,7 +77,7 @@ def script(desired: Desired[ServiceResource], action: Action, fields: list[Field
     )
 
 
-def undo(desired: Desired[ServiceResource], action: Action, fields: list[FieldChange]) -> str:
+def undo(desired: HostResource[ServiceResource], action: Action, fields: list[FieldChange]) -> str:
     """Back to the state before the step; a restart is repeated, so the restored files are loaded."""
     res = desired.res
     before = {f.path: f.before for f in fields}
@@ -86,8 +86,9 @@ def undo(desired: Desired[ServiceResource], action: Action, fields: list[FieldCh
         "enabled": bool(before["enabled"]) if "enabled" in before else res.enabled,
     })
     reverse = [FieldChange(f.path, f.after, f.before) for f in fields if f.path in ("state", "enabled")]
-    return script(Desired(back, desired.host, desired.key), "restart" if action == "restart" else "update", reverse)
+    again: Action = "restart" if action == "restart" else "update"
+    return script(HostResource(back, desired.host, desired.key), again, reverse)
 
 
-def clean(desired: Desired, action: Action) -> str:
+def clean(desired: HostResource, action: Action) -> str:
     return ":"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers.contract import Action, FieldChange
-from providers.hosts.model import Desired, q
+from providers.hosts.model import HostResource, q
 from specs.hoststate import UserResource
 
 
@@ -27,7 +27,7 @@ def parse(passwd: str, groups: str) -> dict[str, Any] | None:
             "groups": sorted(primary_and_rest[1:])}  # `id -nG` lists the primary group first
 
 
-def diff(desired: Desired[UserResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
+def diff(desired: HostResource[UserResource], live: dict[str, Any] | None) -> tuple[Action, str, list[FieldChange]]:
     res = desired.res
     if res.state == "absent":
         if live is None:
@@ -57,7 +57,7 @@ def _options(res: UserResource, names: set[str]) -> str:
     return " ".join(opts)
 
 
-def script(desired: Desired[UserResource], action: Action, fields: list[FieldChange]) -> str:
+def script(desired: HostResource[UserResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
     names = {f.path for f in fields}
     if action == "delete":
@@ -67,7 +67,7 @@ def script(desired: Desired[UserResource], action: Action, fields: list[FieldCha
     return f"usermod {_options(res, names)} {res.name}"
 
 
-def undo(desired: Desired[UserResource], action: Action, fields: list[FieldChange]) -> str:
+def undo(desired: HostResource[UserResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
     if action == "create":
         return f"userdel -r {res.name} 2>/dev/null || userdel {res.name}"
@@ -77,5 +77,5 @@ def undo(desired: Desired[UserResource], action: Action, fields: list[FieldChang
     return ":"  # a deleted account (and its files' owner) cannot be brought back exactly
 
 
-def clean(desired: Desired, action: Action) -> str:
+def clean(desired: HostResource, action: Action) -> str:
     return ":"

@@ -7,27 +7,27 @@ from typing import Any
 
 from providers.contract import Action, Change, FieldChange
 from providers.hosts import guards
-from providers.hosts.model import Desired
+from providers.hosts.model import HostResource
 from providers.hosts.windows.powershell import call, encoded
 from specs.hoststate import CommandResource
 
 
-def fact(i: int, d: Desired[CommandResource]) -> str:
+def fact(i: int, d: HostResource[CommandResource]) -> str:
     res = d.res
     return call("Recon-GuardFact", i, res.creates or "", encoded(res.unless) if res.unless else "")
 
 
-def diff(d: Desired, live: dict[str, Any], changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+def diff(d: HostResource, live: dict[str, Any], changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
     return guards.command_diff(d, live, changed)
 
 
-def steps(i: int, d: Desired[CommandResource], change: Change, chunk: int) -> list[str]:
+def steps(i: int, d: HostResource[CommandResource], change: Change, chunk: int) -> list[str]:
     return [call("Recon-Run", i, encoded(d.res.run))]
 
 
-def undo(i: int, d: Desired, change: Change) -> list[str]:
+def undo(i: int, d: HostResource, change: Change) -> list[str]:
     return []
 
 
-def clean(d: Desired) -> list[str]:
+def clean(d: HostResource) -> list[str]:
     return []

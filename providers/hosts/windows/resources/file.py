@@ -8,21 +8,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from providers.contract import Action, Change, FieldChange
-from providers.hosts.model import Desired
+from providers.hosts.model import HostResource
 from providers.hosts.windows.powershell import call
 from providers.hosts.windows.resources.paths import path_diff, sha
 from specs.hoststate import FileResource
 
 
-def fact(i: int, d: Desired[FileResource]) -> str:
+def fact(i: int, d: HostResource[FileResource]) -> str:
     return call("Recon-FileFact", i, d.res.path)
 
 
-def diff(d: Desired, live: dict[str, Any], changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+def diff(d: HostResource, live: dict[str, Any], changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
     return path_diff(d, live)
 
 
-def steps(i: int, d: Desired[FileResource], change: Change, chunk: int) -> list[str]:
+def steps(i: int, d: HostResource[FileResource], change: Change, chunk: int) -> list[str]:
     res = d.res
     if change.action == "delete":
         return [call("Recon-Remove", i, res.path)]
@@ -33,10 +33,10 @@ def steps(i: int, d: Desired[FileResource], change: Change, chunk: int) -> list[
     return [*out, call("Recon-PutFile", i, res.path, sha(d), "/".join(res.whileStopped), res.verifySeconds, 120)]
 
 
-def undo(i: int, d: Desired[FileResource], change: Change) -> list[str]:
+def undo(i: int, d: HostResource[FileResource], change: Change) -> list[str]:
     return [call("Recon-UndoFile", i, d.res.path, "/".join(d.res.whileStopped), 120)]
 
 
-def clean(d: Desired[FileResource]) -> list[str]:
+def clean(d: HostResource[FileResource]) -> list[str]:
     """After the change script: the backup kept beside the file goes."""
     return [call("Recon-Clean", d.res.path)]

@@ -8,17 +8,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from providers.contract import Action, Change, FieldChange
-from providers.hosts.model import Desired
+from providers.hosts.model import HostResource
 from providers.hosts.windows.powershell import call
 from providers.hosts.windows.resources.paths import sha
 from specs.hoststate import PackageResource
 
 
-def fact(i: int, d: Desired[PackageResource]) -> str:
+def fact(i: int, d: HostResource[PackageResource]) -> str:
     return call("Recon-MsiFact", i, d.res.productCode or "")
 
 
-def diff(d: Desired[PackageResource], live: dict[str, Any],
+def diff(d: HostResource[PackageResource], live: dict[str, Any],
          changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
     res = d.res
     installed = bool(live.get("installed"))
@@ -30,7 +30,7 @@ def diff(d: Desired[PackageResource], live: dict[str, Any],
     return "noop", f"{res.name} is {'installed' if installed else 'not installed'}", []
 
 
-def steps(i: int, d: Desired[PackageResource], change: Change, chunk: int) -> list[str]:
+def steps(i: int, d: HostResource[PackageResource], change: Change, chunk: int) -> list[str]:
     res = d.res
     if change.action == "delete":
         return [call("Recon-Msi", i, "remove", "", res.productCode)]
@@ -42,9 +42,9 @@ def steps(i: int, d: Desired[PackageResource], change: Change, chunk: int) -> li
             call("Recon-Stage", i, staged, sha(d)), call("Recon-Msi", i, "install", staged, res.productCode)]
 
 
-def undo(i: int, d: Desired[PackageResource], change: Change) -> list[str]:
+def undo(i: int, d: HostResource[PackageResource], change: Change) -> list[str]:
     return [call("Recon-Msi", i, "remove", "", d.res.productCode)] if change.action == "create" else []
 
 
-def clean(d: Desired) -> list[str]:
+def clean(d: HostResource) -> list[str]:
     return []

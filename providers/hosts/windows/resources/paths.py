@@ -6,12 +6,12 @@ import hashlib
 from typing import Any
 
 from providers.contract import Action, FieldChange
-from providers.hosts.model import Desired
+from providers.hosts.model import HostResource
 from providers.secrets import keyed
 from specs.hoststate import DirectoryResource, FileResource
 
 
-def path_diff(d: Desired[FileResource | DirectoryResource],
+def path_diff(d: HostResource[FileResource | DirectoryResource],
               live: dict[str, Any]) -> tuple[Action, str, list[FieldChange]]:
     res = d.res
     is_file = isinstance(res, FileResource)
@@ -38,9 +38,9 @@ def path_diff(d: Desired[FileResource | DirectoryResource],
     return "noop", f"{res.path} is as wanted", []
 
 
-def sha(d: Desired) -> str:
+def sha(d: HostResource) -> str:
     return hashlib.sha256(d.content or b"").hexdigest()
 
 
-def shown(d: Desired, digest: str | None) -> str | None:
+def shown(d: HostResource, digest: str | None) -> str | None:
     return keyed(digest) if digest and getattr(d.res, "secret", False) else digest

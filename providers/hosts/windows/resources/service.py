@@ -6,18 +6,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from providers.contract import Action, Change, FieldChange
-from providers.hosts.model import Desired
+from providers.hosts.model import HostResource
 from providers.hosts.windows.powershell import call
 from specs.hoststate import ServiceResource
 
 STARTUP = {"automatic": "Automatic", "manual": "Manual", "disabled": "Disabled"}
 
 
-def fact(i: int, d: Desired[ServiceResource]) -> str:
+def fact(i: int, d: HostResource[ServiceResource]) -> str:
     return call("Recon-ServiceFact", i, d.res.name)
 
 
-def diff(d: Desired[ServiceResource], live: dict[str, Any],
+def diff(d: HostResource[ServiceResource], live: dict[str, Any],
          changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
     res = d.res
     fields = []
@@ -36,7 +36,7 @@ def diff(d: Desired[ServiceResource], live: dict[str, Any],
     return "noop", f"service {res.name} is {status.lower()} ({live.get('startup')})", []
 
 
-def steps(i: int, d: Desired[ServiceResource], change: Change, chunk: int) -> list[str]:
+def steps(i: int, d: HostResource[ServiceResource], change: Change, chunk: int) -> list[str]:
     res = d.res
     fields = {f.path: f for f in change.fields}
     want = "Restart" if change.action == "restart" else (
@@ -45,7 +45,7 @@ def steps(i: int, d: Desired[ServiceResource], change: Change, chunk: int) -> li
     return [call("Recon-Service", i, res.name, want, startup, res.timeout)]
 
 
-def undo(i: int, d: Desired[ServiceResource], change: Change) -> list[str]:
+def undo(i: int, d: HostResource[ServiceResource], change: Change) -> list[str]:
     res = d.res
     fields = {f.path: f for f in change.fields}
     was = str(fields["state"].before) if "state" in fields else ""
@@ -54,5 +54,5 @@ def undo(i: int, d: Desired[ServiceResource], change: Change) -> list[str]:
     return [call("Recon-Service", i, res.name, want, startup, res.timeout)]
 
 
-def clean(d: Desired) -> list[str]:
+def clean(d: HostResource) -> list[str]:
     return []
