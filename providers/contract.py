@@ -102,17 +102,27 @@ class Result:
 Live = Any  # plain JSON data, or None when the resource does not exist
 
 
+DesiredT = TypeVar("DesiredT")
+LiveT = TypeVar("LiveT")
+
+
 @runtime_checkable
-class Provider(Protocol):
+class Provider(Protocol[DesiredT, LiveT]):
+    """Generic in the provider's desired state (what expand puts in each Instance) and its live state (what read
+    returns per instance: plain JSON data, since the engine fingerprints it). A provider module states which
+    with a line the type checker verifies, e.g. `_: type[Provider[HostResource, Facts]] = HostProvider`; the
+    engine handles `Provider[Any, Any]`."""
+
     kinds: ClassVar[tuple[str, ...]]
 
-    def expand(self, spec: Spec, project: Project) -> list[Instance]: ...
+    def expand(self, spec: Spec, project: Project) -> list[Instance[DesiredT]]: ...
 
-    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]: ...
+    def read(self, instances: Sequence[Instance[DesiredT]], ctx: Context) -> dict[str, LiveT]: ...
 
-    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]: ...
+    def diff(self, instances: Sequence[Instance[DesiredT]], live: Mapping[str, LiveT]) -> list[Change]: ...
 
-    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]: ...
+    def apply(self, target: str, steps: Sequence[tuple[Instance[DesiredT], Change]],
+              ctx: Context) -> Iterator[Result]: ...
 
 
 @runtime_checkable

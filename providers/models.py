@@ -7,10 +7,10 @@ on Docker the target is "docker".
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from providers.context import Context
-from providers.contract import Change, Instance, Live, Result
+from providers.contract import Change, Instance, Provider, Result
 from providers.docker.provider import DockerProvider
 from specs.errors import Diagnostic
 from specs.model import ModelSpec
@@ -18,7 +18,7 @@ from specs.project import Project, Spec
 
 
 class ModelProvider:
-    kinds = ("Model",)
+    kinds: ClassVar[tuple[str, ...]] = ("Model",)
 
     def __init__(self) -> None:
         self.docker = DockerProvider()
@@ -65,16 +65,21 @@ class ModelProvider:
     def lock_key(self, inst: Instance) -> str:
         return self._of(inst.target).lock_key(inst)
 
-    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
-        out: dict[str, Live] = {}
+    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
         for provider in (self.docker, self.kube):
             mine = [i for i in instances if self._of(i.target) is provider]
             if mine:
                 out.update(provider.read(mine, ctx))
         return out
 
-    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]:
+    def diff(self, instances: Sequence[Instance], live: Mapping[str, dict[str, Any]]) -> list[Change]:
         return self._of(instances[0].target).diff(instances, live) if instances else []
 
     def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
         return self._of(target).apply(target, steps, ctx)
+
+
+# hands each Model to the Docker or the Kubernetes provider: their desired states differ, their live states are
+# JSON objects
+_: type[Provider[Any, dict[str, Any]]] = ModelProvider  # the contract, typed (mypy checks it)

@@ -13,6 +13,7 @@ import hashlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from providers.context import Context, StepDone
 from providers.contract import Change, FieldChange, Instance, Live, Result, fingerprint
@@ -36,7 +37,7 @@ WORLD = World()
 
 
 class FakeProvider:
-    kinds = ("HostState",)
+    kinds: ClassVar[tuple[str, ...]] = ("HostState",)
 
     def expand(self, spec: Spec, project: Project) -> list[Instance]:
         body = spec.body

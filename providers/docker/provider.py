@@ -22,10 +22,10 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from providers.context import Context, Reading, StepDone
-from providers.contract import Action, Change, FieldChange, Instance, Live, Result, fingerprint
+from providers.contract import Action, Change, FieldChange, Instance, Live, Provider, Result, fingerprint
 from providers.docker.files import bundle_source, bundle_tree
 from providers.docker.model import DockerModel, Failed, L, Orphan, context_hash
 from providers.docker.replicas import converge, mine, remove
@@ -33,6 +33,9 @@ from providers.secrets import keyed
 from specs.errors import TransportError
 from specs.model import EnvFrom, ModelSpec
 from specs.project import Project, Spec
+
+Item = Instance[DockerModel | Orphan]
+ModelState = dict[str, Any]  # a Model's replicas as their labels say (and the image its tag names now)
 
 
 class _Engine:
@@ -49,22 +52,22 @@ class _Engine:
 
 
 class DockerProvider:
-    kinds = ("Model",)
+    kinds: ClassVar[tuple[str, ...]] = ("Model",)
 
-    def orphans(self, known: set[str], ctx: Context, prune: bool) -> list[Instance]:
+    def orphans(self, known: set[str], ctx: Context, prune: bool) -> list[Item]:
         containers = _list(_client(ctx))
         ctx.session("docker", _Engine).listed = containers  # the read that follows in this run uses this list
         found = {c["Labels"].get(f"{L}spec", "") for c in containers}
         return [_orphan(name, prune) for name in sorted(found - known - {""})]
 
-    def orphan(self, change: Change) -> Instance:
+    def orphan(self, change: Change) -> Item:
         return _orphan(change.spec, prune=True)
 
     def configured(self) -> bool:
         """An engine is named (DOCKER_HOST) or at its usual socket: worth asking for orphans with --prune."""
         return bool(os.environ.get("DOCKER_HOST")) or Path("/var/run/docker.sock").exists()
 
-    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+    def expand(self, spec: Spec, project: Project) -> list[Item]:
         body = spec.body
         assert isinstance(body, ModelSpec)
         base = Path(spec.doc.file).parent
@@ -94,17 +97,17 @@ class DockerProvider:
                                            sort_keys=True).encode()).hexdigest()[:16]
         return [Instance(spec.address, "docker", spec.address, "model", desired, digest)]
 
-    def lock_key(self, inst: Instance) -> str:
+    def lock_key(self, inst: Item) -> str:
         return f"docker/{inst.spec}"
 
-    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
+    def read(self, instances: Sequence[Item], ctx: Context) -> dict[str, ModelState]:
         api = _client(ctx)
         engine = ctx.session("docker", _Engine)
         listed, engine.listed = engine.listed, None
         containers = _list(api) if listed is None else listed
         images = _engine(api.images)
         ids = {tag: img["Id"] for img in images for tag in (img.get("RepoTags") or [])}
-        out: dict[str, Live] = {}
+        out: dict[str, ModelState] = {}
         for inst in instances:
             d = inst.desired
             ctx.reporter.report(Reading(inst.target, d.name))
@@ -122,11 +125,11 @@ class DockerProvider:
             }
         return out
 
-    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]:
+    def diff(self, instances: Sequence[Item], live: Mapping[str, ModelState]) -> list[Change]:
         return [_orphan_diff(inst, live.get(inst.id)) if inst.resource == "orphan" else _diff(inst, live.get(inst.id))
                 for inst in instances]
 
-    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+    def apply(self, target: str, steps: Sequence[tuple[Item, Change]], ctx: Context) -> Iterator[Result]:
         api = _client(ctx)
         for inst, change in steps:
             started = time.monotonic()
@@ -144,6 +147,9 @@ class DockerProvider:
                 continue
             ctx.reporter.report(StepDone(target, change.id, True))
             yield Result(change.id, True, seconds=time.monotonic() - started, note=note)
+
+
+_: type[Provider[DockerModel | Orphan, ModelState]] = DockerProvider  # the contract, typed (mypy checks it)
 
 
 def _orphan(name: str, prune: bool) -> Instance:

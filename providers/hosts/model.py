@@ -29,6 +29,9 @@ class HostInfo:
     concurrency: int = 20  # the HostGroup's limit of hosts read or changed at once
 
 
+Facts = dict[str, Any] | None  # the live state of one resource on a host (its facts); None: a path that is absent
+
+
 @dataclass(frozen=True)
 class HostResource(Generic[R]):
     """A resource on one host, typed by its kind of resource (`HostResource[FileResource]`)."""

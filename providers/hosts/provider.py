@@ -13,10 +13,11 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 from providers.context import Context, Reading
-from providers.contract import Change, FieldChange, Instance, Live, Result, fingerprint
-from providers.hosts.model import HostInfo, HostResource
+from providers.contract import Change, FieldChange, Instance, Provider, Result, fingerprint
+from providers.hosts.model import Facts, HostInfo, HostResource
 from providers.hosts.system import system_for
 from providers.hosts.transport import LocalTransport, Transport
 from providers.secrets import keyed
@@ -27,7 +28,7 @@ from specs.project import Project, Spec
 
 
 class HostProvider:
-    kinds = ("HostState",)
+    kinds: ClassVar[tuple[str, ...]] = ("HostState",)
 
     def __init__(self) -> None:
         self._limits: dict[str, threading.Semaphore] = {}
@@ -79,10 +80,10 @@ class HostProvider:
         """Applies to one host group take turns."""
         return f"hostgroup/{inst.desired.host.group}"
 
-    def read(self, instances: Sequence[Instance[HostResource]], ctx: Context) -> dict[str, Live]:
+    def read(self, instances: Sequence[Instance[HostResource]], ctx: Context) -> dict[str, Facts]:
         by_host = _by_target(instances)
 
-        def one(target: str) -> dict[str, Live]:
+        def one(target: str) -> dict[str, Facts]:
             items = by_host[target]
             ctx.reporter.report(Reading(target, f"{len(items)} resources"))
             host = items[0].desired.host
@@ -90,13 +91,13 @@ class HostProvider:
                 found = system_for(host).read([i.desired for i in items], _transport(host, ctx), target)
             return {i.id: state for i, state in zip(items, found, strict=True)}
 
-        out: dict[str, Live] = {}
+        out: dict[str, Facts] = {}
         with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(by_host)))) as pool:
             for got in pool.map(one, list(by_host)):
                 out.update(got)
         return out
 
-    def diff(self, instances: Sequence[Instance[HostResource]], live: Mapping[str, Live]) -> list[Change]:
+    def diff(self, instances: Sequence[Instance[HostResource]], live: Mapping[str, Facts]) -> list[Change]:
         changed: dict[str, bool] = {}
         out = []
         for inst in instances:
@@ -119,6 +120,9 @@ class HostProvider:
         host = steps[0][0].desired.host
         with self._limit(host):  # (a host that cannot be reached is reported per step)
             yield from system_for(host).apply(steps, _transport(host, ctx), ctx, target)
+
+
+_: type[Provider[HostResource, Facts]] = HostProvider  # the contract, typed (mypy checks it)
 
 
 def _fits(spec: Spec, body: HostStateSpec, host: HostInfo) -> None:

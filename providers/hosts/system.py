@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from providers.context import Context
-    from providers.contract import Action, Change, FieldChange, Instance, Live, Result
-    from providers.hosts.model import HostInfo, HostResource
+    from providers.contract import Action, Change, FieldChange, Instance, Result
+    from providers.hosts.model import Facts, HostInfo, HostResource
     from providers.hosts.transport import Transport
     from specs.hoststate import AnyResource
 
@@ -23,11 +23,11 @@ class HostSystem(Protocol):
         """Why the resource cannot be on this host's system ("" when it can): a spec problem, before any read."""
         ...
 
-    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Live]:
+    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Facts]:
         """The live state of each item, in order, in one round trip (TransportError when it fails)."""
         ...
 
-    def diff(self, d: HostResource, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+    def diff(self, d: HostResource, live: Facts, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
         """Pure. `changed`: which resources before it on this host change (for notify)."""
         ...
 

@@ -20,10 +20,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from providers.context import Context, Reading, StepDone
-from providers.contract import Action, Change, FieldChange, Instance, Live, Result, fingerprint
+from providers.contract import Action, Change, FieldChange, Instance, Live, Provider, Result, fingerprint
 from providers.kube.client import KINDS, ApiFailure, Where, cluster, session
 from providers.kube.manifests import COMMIT, MODEL, SELECTOR, Obj, build, flatten, mask, owned_paths
 from providers.kube.rollout import wait_rollout
@@ -52,12 +52,16 @@ class Orphan:
     prune: bool
 
 
+Item = Instance[KubeObject | Orphan]
+ObjectState = dict[str, Any]  # the live object on the fields recon manages, its owners, what a dry run changes
+
+
 def target_of(where: Where, namespace: str) -> str:
     return f"k8s{':' + where.context if where.context else ''}/{namespace}"
 
 
 class KubeProvider:
-    kinds = ("Model",)
+    kinds: ClassVar[tuple[str, ...]] = ("Model",)
 
     def __init__(self) -> None:
         self.wheres: dict[str, Where] = {}  # target -> cluster, as the specs expanded in this run name it
@@ -73,23 +77,23 @@ class KubeProvider:
         self.wheres[target] = where
         return where, target
 
-    def expand(self, spec: Spec, project: Project) -> list[Instance]:
+    def expand(self, spec: Spec, project: Project) -> list[Item]:
         body = spec.body
         assert isinstance(body, ModelSpec)
         k8s = body.k8s
         base = Path(spec.doc.file).parent
         where, target = self._locate(spec)
-        out = []
+        out: list[Item] = []
         for obj in build(spec.name, body, spec.labels, base):
             digest = fingerprint([obj.shown, k8s.model_dump()])
             out.append(Instance(f"{spec.address}/{obj.resource}", target, spec.address, obj.resource,
                                 KubeObject(obj, where, k8s), digest))
         return out
 
-    def lock_key(self, inst: Instance) -> str:
+    def lock_key(self, inst: Item) -> str:
         return inst.target
 
-    def orphans(self, specs: Sequence[Spec], ctx: Context, prune: bool) -> list[Instance]:
+    def orphans(self, specs: Sequence[Spec], ctx: Context, prune: bool) -> list[Item]:
         declared: dict[str, set[str]] = {}
         for spec in specs:
             body = spec.body
@@ -106,7 +110,7 @@ class KubeProvider:
                         out.append(_orphan(target, Orphan(kind, item["metadata"]["name"], ns, model, where, prune)))
         return out
 
-    def orphan(self, change: Change) -> Instance:
+    def orphan(self, change: Change) -> Item:
         model = change.spec.split("/", 1)[1]
         kind = next(k for k in KINDS if change.address.endswith("/" + k.lower()))
         name = f"{model}-env" if kind == "Secret" else model
@@ -114,8 +118,8 @@ class KubeProvider:
         where = self.wheres.get(change.target) or Where(None, change.target.partition(":")[2].rsplit("/", 1)[0] or None)
         return _orphan(change.target, Orphan(kind, name, ns, model, where, prune=True))
 
-    def read(self, instances: Sequence[Instance], ctx: Context) -> dict[str, Live]:
-        out: dict[str, Live] = {}
+    def read(self, instances: Sequence[Item], ctx: Context) -> dict[str, ObjectState]:
+        out: dict[str, ObjectState] = {}
         todo: list[tuple[Instance, dict[str, Any]]] = []
         for inst in instances:
             if isinstance(inst.desired, Orphan):
@@ -140,11 +144,11 @@ class KubeProvider:
                     out[inst.id].update(dry)
         return out
 
-    def diff(self, instances: Sequence[Instance], live: Mapping[str, Live]) -> list[Change]:
+    def diff(self, instances: Sequence[Item], live: Mapping[str, ObjectState]) -> list[Change]:
         return [_orphan_diff(i, live.get(i.id)) if isinstance(i.desired, Orphan) else _diff(i, live[i.id])
                 for i in instances]
 
-    def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
+    def apply(self, target: str, steps: Sequence[tuple[Item, Change]], ctx: Context) -> Iterator[Result]:
         for inst, change in steps:
             started = time.monotonic()
             try:
@@ -159,6 +163,9 @@ class KubeProvider:
                 continue
             ctx.reporter.report(StepDone(target, change.id, True))
             yield Result(change.id, True, seconds=time.monotonic() - started, note=note)
+
+
+_: type[Provider[KubeObject | Orphan, ObjectState]] = KubeProvider  # the contract, typed (mypy checks it)
 
 
 class _RolloutFailed(Exception):

@@ -13,9 +13,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from providers.context import Context, Reading, StepDone
-from providers.contract import Change, FieldChange, Instance, Live, Result, fingerprint
+from providers.contract import Change, FieldChange, Instance, Provider, Result, fingerprint
 from providers.oras import bundle, ops, scan
 from providers.oras.bundle import Artifact, Entry
 from providers.oras.cache import BlobCache
@@ -44,6 +45,9 @@ class OciBundle:
                            creds.password.describe())
 
 
+TagState = dict[str, Any] | None  # what a tag points to (manifest digest, files, annotations); None: no such tag
+
+
 class _Stores:
     """The bundle provider's session: one store (registry client or layout) per reference for the run."""
 
@@ -57,7 +61,7 @@ class _Stores:
 
 
 class BundleProvider:
-    kinds = ("Bundle",)
+    kinds: ClassVar[tuple[str, ...]] = ("Bundle",)
 
     def expand(self, spec: Spec, project: Project) -> list[Instance[OciBundle]]:
         body = spec.body
@@ -84,11 +88,11 @@ class BundleProvider:
             store = stores[key] = ops.store_for(desired.ref, desired.credentials(), desired.spec.plainHttp)
         return store
 
-    def read(self, instances: Sequence[Instance[OciBundle]], ctx: Context) -> dict[str, Live]:
+    def read(self, instances: Sequence[Instance[OciBundle]], ctx: Context) -> dict[str, TagState]:
         cache = BlobCache()
         stores = [self._store(inst.desired, ctx) for inst in instances]  # made here: ctx is not thread-safe
 
-        def one(item: tuple[Instance, ops.Store]) -> Live:
+        def one(item: tuple[Instance[OciBundle], ops.Store]) -> TagState:
             inst, store = item
             ctx.reporter.report(Reading(inst.target, "manifest"))
             remote = ops.read(store, cache)
@@ -103,7 +107,7 @@ class BundleProvider:
             states = list(pool.map(one, zip(instances, stores, strict=True)))
         return {inst.id: state for inst, state in zip(instances, states, strict=True)}
 
-    def diff(self, instances: Sequence[Instance[OciBundle]], live: Mapping[str, Live]) -> list[Change]:
+    def diff(self, instances: Sequence[Instance[OciBundle]], live: Mapping[str, TagState]) -> list[Change]:
         return [_diff(inst, live.get(inst.id)) for inst in instances]
 
     def apply(self, target: str, steps: Sequence[tuple[Instance[OciBundle], Change]], ctx: Context) -> Iterator[Result]:
@@ -120,6 +124,9 @@ class BundleProvider:
                        f"({bundle.human(stats.bytes)}), {stats.present} already there")
             ctx.reporter.report(StepDone(target, change.id, True))
             yield Result(change.id, True, seconds=time.monotonic() - started, note=message)
+
+
+_: type[Provider[OciBundle, TagState]] = BundleProvider  # the contract, typed (mypy checks it)
 
 
 def _with_revision(d: OciBundle, sha: str) -> Artifact:
@@ -140,7 +147,7 @@ def _upload_bytes(entries: Sequence[Entry], known: set[str]) -> int:
     return sum(unique.values())
 
 
-def _diff(inst: Instance[OciBundle], state: Live) -> Change:
+def _diff(inst: Instance[OciBundle], state: TagState) -> Change:
     d = inst.desired
     fp = fingerprint(state)
 

@@ -134,3 +134,14 @@ def test_provider_commands_come_through_the_registry() -> None:
     assert set(providers.commands()) == {"bundle"}
     cli = (ROOT / "reconciler" / "cli.py").read_text(encoding="utf-8")
     assert "providers.oras" not in cli
+
+
+@pytest.mark.parametrize("kind", sorted(providers.PROVIDERS))
+def test_every_registered_provider_states_its_desired_and_live_types(kind: str) -> None:
+    """A line `_: type[Provider[D, L]] = Class` in the provider's module, which mypy checks (as a Go
+    `var _ resource.Resource = &X{}` assertion): the contract is implemented with those types."""
+    module, _, cls = providers.PROVIDERS[kind].path.partition(":")
+    tree = ast.parse((ROOT / Path(*module.split("."))).with_suffix(".py").read_text(encoding="utf-8"))
+    stated = [node for node in tree.body if isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Name)
+              and node.value.id == cls and ast.unparse(node.annotation).startswith("type[Provider[")]
+    assert len(stated) == 1

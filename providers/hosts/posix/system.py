@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 
 from providers.context import Context, StepDone
-from providers.contract import Action, Change, FieldChange, Instance, Live, Result
-from providers.hosts.model import HostInfo, HostResource
+from providers.contract import Action, Change, FieldChange, Instance, Result
+from providers.hosts.model import Facts, HostInfo, HostResource
 from providers.hosts.posix import facts
 from providers.hosts.posix.resources import MODULES, command, service
 from providers.hosts.posix.resources.common import clean_path
@@ -50,7 +50,7 @@ class Posix:
             return f"service name {res.name!r} is not a Linux service name (letters, digits, @ . _ -)"
         return ""
 
-    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Live]:
+    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Facts]:
         done = transport.run(facts.script(list(items)))
         if done.rc != 0:
             raise TransportError(f"{target}: reading facts failed: {tail(done.stderr)}")
@@ -59,7 +59,7 @@ class Posix:
         except ValueError as exc:
             raise TransportError(f"{target}: {exc}: {tail(done.stderr)}") from None
 
-    def diff(self, d: HostResource, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+    def diff(self, d: HostResource, live: Facts, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
         if isinstance(d.res, CommandResource):
             return command.diff(d, live, changed)
         if isinstance(d.res, ServiceResource):

@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from providers.context import Context, StepDone
-from providers.contract import Action, Change, FieldChange, Instance, Live, Result
-from providers.hosts.model import HostInfo, HostResource
+from providers.contract import Action, Change, FieldChange, Instance, Result
+from providers.hosts.model import Facts, HostInfo, HostResource
 from providers.hosts.results import rolled, tail  # the same reporting as on POSIX hosts
 from providers.hosts.transport import Transport
 from providers.hosts.windows.powershell import call, script
@@ -42,7 +42,7 @@ class Windows:
                     "source to install it (no version: the MSI says which)")
         return ""
 
-    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Live]:
+    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Facts]:
         done = transport.run(script([MODULES[d.res.type].fact(i, d) for i, d in enumerate(items)]))
         facts: dict[int, dict[str, Any]] = {}
         said: list[str] = []
@@ -61,7 +61,7 @@ class Windows:
                                      "the name (the service name, not its display name)")
         return [facts[i] for i in range(len(items))]
 
-    def diff(self, d: HostResource, live: Live, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
+    def diff(self, d: HostResource, live: Facts, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
         return MODULES[d.res.type].diff(d, live or {}, changed)
 
     def apply(self, steps: Sequence[tuple[Instance[HostResource], Change]], transport: Transport, ctx: Context,
