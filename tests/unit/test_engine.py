@@ -29,12 +29,22 @@ spec:
   hosts: [{name: a1}, {name: a2}, {name: b1}]
 """
 
+PROD = '{name: prod, match: {specs: ["HostState/app"]}, confirm: true}'
+
 
 def state(name: str, files: dict[str, str], depends: str = "", strategy: str = "") -> str:
     resources = "".join(f"    - {{type: file, path: {p}, content: {c!r}}}\n" for p, c in files.items())
     meta = f"\n  dependsOn: [{depends}]" if depends else ""
     return (f"apiVersion: recon/v1\nkind: HostState\nmetadata:\n  name: {name}{meta}\nspec:\n  group: web\n"
             f"{textwrap.indent(strategy, '  ')}  resources:\n{resources}")
+
+
+def policy_doc(environments: str = "", rules: str = "") -> str:
+    """A Policy spec with these YAML list items (one per line) under environments and rules."""
+    def block(name: str, items: str) -> str:
+        return f"  {name}:\n" + "".join(f"    - {line}\n" for line in items.strip().splitlines()) if items else ""
+    return "apiVersion: recon/v1\nkind: Policy\nmetadata: {name: rules}\nspec:\n" + block(
+        "environments", environments) + block("rules", rules)
 
 
 @pytest.fixture(autouse=True)
@@ -149,17 +159,9 @@ def test_locks_are_named_by_the_provider_or_else_by_the_spec(tmp_path: Path, mon
 
 
 def test_policy_is_first_match_and_an_allow_before_a_deny_carves_an_exception(tmp_path: Path) -> None:
-    pol = """\
-apiVersion: recon/v1
-kind: Policy
-metadata: {name: rules}
-spec:
-  environments:
-    - {name: prod, match: {specs: ["HostState/app"]}, confirm: true}
-  rules:
-    - {name: a1-ok, effect: allow, when: {targets: ["a1"]}}
-    - {name: no-prod, effect: deny, when: {environments: [prod]}, message: frozen}
-"""
+    pol = policy_doc(PROD, """
+{name: a1-ok, effect: allow, when: {targets: ["a1"]}}
+{name: no-prod, effect: deny, when: {environments: [prod]}, message: frozen}""")
     p = project(tmp_path, state("app", {"/a": "1"}), pol)
     changes = {c.id: c for c in plan(p, tmp_path).changes}
     assert changes["HostState/app/file:/a@a1"].denied == ""
@@ -183,14 +185,7 @@ def test_a_provider_without_the_orphans_ability_is_never_asked_for_orphans(tmp_p
 def test_the_gate_decides_without_a_terminal_and_asks_only_on_one(tmp_path: Path) -> None:
     from reconciler.gate import decide
 
-    pol = """\
-apiVersion: recon/v1
-kind: Policy
-metadata: {name: rules}
-spec:
-  environments:
-    - {name: prod, match: {specs: ["HostState/app"]}, confirm: true}
-"""
+    pol = policy_doc(PROD)
     p = project(tmp_path, state("app", {"/a": "1"}), state("other", {"/b": "2"}), pol)
     the_plan = plan(p, tmp_path)
     envs = policy.confirmations(the_plan.pending, p)
@@ -215,14 +210,7 @@ def test_the_gate_refuses_a_denied_plan_and_records_it(tmp_path: Path) -> None:
     from reconciler.audit import Audit, default_path
     from specs.errors import RefusedError
 
-    pol = """\
-apiVersion: recon/v1
-kind: Policy
-metadata: {name: rules}
-spec:
-  rules:
-    - {name: frozen, effect: deny, when: {targets: ["b1"]}}
-"""
+    pol = policy_doc(rules='{name: frozen, effect: deny, when: {targets: ["b1"]}}')
     p = project(tmp_path, state("app", {"/a": "1"}), pol)
     the_plan = plan(p, tmp_path)
     asked: list[object] = []
