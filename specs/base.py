@@ -16,7 +16,7 @@ from specs.loader import Document, Loc
 
 API_VERSION = "recon/v1"
 NAME_RE = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
-SECRET_FIELDS = ("password", "identity", "becomePassword", "token")
+SECRET_FIELDS = ("password", "identity", "becomePassword", "token", "dsn")
 ADDRESS_RE = re.compile(r"^([A-Za-z]+)/([a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?)$")
 
 
@@ -183,10 +183,12 @@ def _explain(err: Any, model: type[BaseModel], loc: Loc) -> tuple[str, str | Non
             hint = f'quote the value: "{inp}"' if not isinstance(inp, bool) else 'quote the value, e.g. "true"'
         if field == "mode":
             hint = 'write the mode as a quoted octal string, e.g. mode: "0644"'
-        if field in SECRET_FIELDS and isinstance(inp, str):
+        secret = field in SECRET_FIELDS or err.get("ctx", {}).get("class_name") == "SecretRef"
+        if secret and isinstance(inp, str):
             hint = "a secret is a reference, never the value: {env: NAME} or {file: path}"
         expected = {"dict": "mapping", "dictionary": "mapping", "model": "mapping"}.get(expected, expected)
-        return f"expected a {expected}, got {got} {_short(inp)}".rstrip(), hint
+        shown = "(not shown: it may be the secret itself)" if secret else _short(inp)
+        return f"expected a {expected}, got {got} {shown}".rstrip(), hint
     if kind == "literal_error":
         return f"{_short(inp)} is not a choice here", f"use one of: {err.get('ctx', {}).get('expected', '')}"
     if kind == "string_pattern_mismatch":
