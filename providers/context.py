@@ -98,6 +98,16 @@ class Context:
     # each provider's session for the run, by name: shared by copies of the context (dataclasses.replace)
     sessions: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _halt: list[str] = field(default_factory=list, repr=False, compare=False)  # shared by copies, as sessions
+
+    def halt(self, why: str) -> None:
+        """No new step may start (e.g. the locks were lost); steps under way finish."""
+        self._halt.append(why)
+
+    @property
+    def halted(self) -> str:
+        """Why no new step may start, or ""."""
+        return self._halt[0] if self._halt else ""
 
     def session(self, name: str, make: Callable[[], S]) -> S:
         """The named provider session of this run, made by `make` on first use (from any thread)."""

@@ -1,28 +1,40 @@
-"""The audit log: an append-only SQLite table of events, one run (a plan or an apply) at a time.
+"""The audit log: an append-only table of events, one run (a plan or an apply) at a time, in SQLite on
+this machine or in PostgreSQL shared by every runner (reconciler/state.py chooses).
 
-- Append-only: triggers refuse UPDATE and DELETE; a run is its events (start, policy, refused,
-  begin, step, result, end), so a run killed mid-way still shows every step it reported.
-- Safe with several writers: WAL journal, a busy timeout, and a retry on "database is locked".
+- Append-only, enforced by the database: triggers refuse UPDATE and DELETE (and TRUNCATE in
+  PostgreSQL); a run is its events (start, policy, refused, begin, step, result, end), so a run
+  killed mid-way still shows every step it reported.
+- Tamper-evident: every event carries the hash of the one before it and its own (sha256 over the
+  previous hash and its columns), appended under a lock so the chain has no forks. Someone who drops
+  the triggers and rewrites a row breaks the chain at that row: `recon audit verify` names it, and
+  `recon audit` warns. (Events removed from the end leave a shorter, valid chain: the journal of
+  each apply, and CI logs, hold the other copy.)
+- Safe with several writers: SQLite's WAL, a busy timeout and retries; PostgreSQL's advisory lock.
 - Never holds a secret: what is written is what plans show (masked values, keyed hashes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from reconciler.identity import who
+from reconciler.state import _ADVISORY, Backend, guarded
 from specs.errors import UsageError
 
-SCHEMA = """
+COLUMNS = ("run_id", "at", "event", "command", "plan_id", "request_id", "change_id", "ok", "message", "data")
+
+SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL,
@@ -34,7 +46,9 @@ CREATE TABLE IF NOT EXISTS events (
     change_id TEXT NOT NULL DEFAULT '',
     ok INTEGER,
     message TEXT NOT NULL DEFAULT '',
-    data TEXT NOT NULL DEFAULT '{}'
+    data TEXT NOT NULL DEFAULT '{}',
+    prev TEXT NOT NULL DEFAULT '',
+    hash TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
 CREATE INDEX IF NOT EXISTS events_plan ON events (plan_id, event);
@@ -45,23 +59,73 @@ CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
+POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGSERIAL PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    command TEXT NOT NULL DEFAULT '',
+    plan_id TEXT NOT NULL DEFAULT '',
+    request_id TEXT NOT NULL DEFAULT '',
+    change_id TEXT NOT NULL DEFAULT '',
+    ok INTEGER,
+    message TEXT NOT NULL DEFAULT '',
+    data TEXT NOT NULL DEFAULT '{}',
+    prev TEXT NOT NULL DEFAULT '',
+    hash TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
+CREATE INDEX IF NOT EXISTS events_plan ON events (plan_id, event);
+CREATE INDEX IF NOT EXISTS events_request ON events (request_id, event);
+CREATE OR REPLACE FUNCTION recon_append_only() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE OR REPLACE TRIGGER events_no_change BEFORE UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION recon_append_only();
+CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION recon_append_only();
+CREATE TABLE IF NOT EXISTS locks (
+    key TEXT PRIMARY KEY,
+    token TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    since TIMESTAMPTZ NOT NULL,
+    expires TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recon_schema (version INTEGER NOT NULL);
+INSERT INTO recon_schema (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM recon_schema);
+"""
+
 
 def default_path(state_dir: Path) -> Path:
     return Path(os.environ.get("RECON_AUDIT") or state_dir / "audit.db")
 
 
-class Audit:
+def chain_hash(prev: str, row: Sequence[Any]) -> str:
+    """The hash of an event: sha256 over the previous event's hash and this event's columns."""
+    text = json.dumps([prev, *row], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Sqlite:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._retry(lambda: self._db.executescript(SCHEMA))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise UsageError(f"the audit log {path} cannot be opened: {exc}; set RECON_AUDIT or --state-dir to a "
+                             "directory you may write") from None
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._retry(lambda: self.db.executescript(SQLITE_SCHEMA))
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(events)")}
+        for column in ("prev", "hash"):  # a log written before the chain: its old events stay unchained
+            if column not in columns:
+                self._retry(lambda c=column: self.db.execute(f"ALTER TABLE events ADD COLUMN {c} TEXT NOT NULL "
+                                                             "DEFAULT ''"))
 
     def _retry(self, work: Any) -> Any:
-        for attempt in range(20):
+        for attempt in range(40):
             try:
                 return work()
             except sqlite3.OperationalError as exc:
@@ -69,6 +133,77 @@ class Audit:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise UsageError(f"the audit log {self.path} stayed locked by another writer; try again")
+
+    def append(self, row: tuple[Any, ...]) -> None:
+        def work() -> None:
+            self.db.execute("BEGIN IMMEDIATE")  # the writer lock first: the chain has no forks
+            try:
+                last = self.db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+                prev = last[0] if last else ""
+                self.db.execute(f"INSERT INTO events ({', '.join(COLUMNS)}, prev, hash) VALUES "
+                                f"({', '.join('?' * (len(COLUMNS) + 2))})", (*row, prev, chain_hash(prev, row)))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        self._retry(work)
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.db.execute(sql, tuple(args)).fetchall()
+
+    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        yield from self.db.execute(sql)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _Postgres:
+    def __init__(self, b: Backend) -> None:
+        self.b = b
+        self.db = b.connect()
+        with guarded(b, "creating its tables"):
+            if self.db.execute("SELECT to_regclass('recon_schema')").fetchone()[0] is None:
+                with self.db.transaction():
+                    self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY,))
+                    self.db.execute(POSTGRES_SCHEMA)
+
+    def append(self, row: tuple[Any, ...]) -> None:
+        with guarded(self.b, "writing the audit log"), self.db.transaction():
+            self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY,))  # the chain has no forks
+            last = self.db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            prev = last[0] if last else ""
+            self.db.execute(f"INSERT INTO events ({', '.join(COLUMNS)}, prev, hash) VALUES "
+                            f"({', '.join(['%s'] * (len(COLUMNS) + 2))})", (*row, prev, chain_hash(prev, row)))
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with guarded(self.b, "reading the audit log"):
+            return list(self.db.execute(sql.replace("?", "%s"), tuple(args)).fetchall())
+
+    def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        with guarded(self.b, "reading the audit log"), self.db.cursor() as cur:
+            yield from cur.stream(sql)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_audit(state_dir: Path) -> Audit:
+    """The audit log of this repository's state backend."""
+    from reconciler.state import backend
+
+    return Audit(backend(state_dir))
+
+
+class Audit:
+    def __init__(self, where: Backend | Path) -> None:
+        if isinstance(where, Path):
+            where = Backend("sqlite", where.parent, where=str(where))
+        self.backend = where
+        self.where = where.where if where.kind == "postgres" else str(default_path(where.state_dir))
+        self._store: _Sqlite | _Postgres = (
+            _Postgres(where) if where.kind == "postgres" else _Sqlite(default_path(where.state_dir)))
+        self._lock = threading.Lock()
 
     def start(self, command: str, plan_id: str = "", request_id: str = "", **data: Any) -> Run:
         run = Run(self, uuid.uuid4().hex[:12], command, plan_id, request_id)
@@ -80,24 +215,24 @@ class Audit:
                run.request_id, change_id, None if ok is None else int(ok), message,
                json.dumps(data, sort_keys=True, default=str))
         with self._lock:
-            self._retry(lambda: self._db.execute(
-                "INSERT INTO events (run_id, at, event, command, plan_id, request_id, change_id, ok, message, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+            self._store.append(row)
 
     def finished(self, *, plan_id: str = "", request_id: str = "") -> dict[str, Any] | None:
         """The last apply that ended with every change done, for this plan id or request id."""
         column, value = ("plan_id", plan_id) if plan_id else ("request_id", request_id)
-        row = self._db.execute(
-            f"SELECT e.at, e.run_id, s.data FROM events e JOIN events s ON s.run_id = e.run_id AND s.event = 'start' "
-            f"WHERE e.{column} = ? AND e.event = 'end' AND e.command = 'apply' AND e.ok = 1 "
-            "ORDER BY e.seq DESC LIMIT 1", (value,)).fetchone()
-        if row is None:
+        with self._lock:
+            rows = self._store.query(
+                f"SELECT e.at, e.run_id, s.data FROM events e JOIN events s ON s.run_id = e.run_id AND "
+                f"s.event = 'start' WHERE e.{column} = ? AND e.event = 'end' AND e.command = 'apply' AND e.ok = 1 "
+                "ORDER BY e.seq DESC LIMIT 1", (value,))
+        if not rows:
             return None
-        return {"at": row[0], "run": row[1], **json.loads(row[2])}
+        return {"at": rows[0][0], "run": rows[0][1], **json.loads(rows[0][2])}
 
     def applied(self) -> dict[str, str]:
         """Change id -> the desired digest it was last applied with (the baseline of drift)."""
-        rows = self._db.execute("SELECT change_id, data FROM events WHERE event = 'applied' ORDER BY seq")
+        with self._lock:
+            rows = self._store.query("SELECT change_id, data FROM events WHERE event = 'applied' ORDER BY seq")
         return {change: json.loads(data).get("desired", "") for change, data in rows}
 
     def runs(self, since: datetime | None = None, resource: str = "", plan_id: str = "",
@@ -113,30 +248,58 @@ class Audit:
         if resource:
             where.append("run_id IN (SELECT run_id FROM events WHERE change_id LIKE ? ESCAPE '\\')")
             args.append(_like(resource))
-        starts = self._db.execute(
-            f"SELECT run_id, at, command, plan_id, request_id, data FROM events WHERE {' AND '.join(where)} "
-            "ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
-        out = []
-        for run_id, at, command, pid, rid, data in starts:
-            events = [dict(zip(("at", "event", "change", "ok", "message", "data"), e, strict=True))
-                      for e in self._db.execute(
-                          "SELECT at, event, change_id, ok, message, data FROM events WHERE run_id = ? ORDER BY seq",
-                          (run_id,))]
-            for e in events:
-                e["ok"] = None if e["ok"] is None else bool(e["ok"])
-                e["data"] = json.loads(e["data"])
-            end = next((e for e in reversed(events) if e["event"] in ("end", "refused")), None)
-            outcome = ("interrupted" if end is None else "refused" if end["event"] == "refused"
-                       else "ok" if end["ok"] else "failed")
-            if resource:
-                events = [e for e in events if e["change"] and _glob_like(resource, e["change"])]
-            out.append({"run": run_id, "at": at, "command": command, "plan_id": pid, "request_id": rid,
-                        "outcome": outcome, **json.loads(data), "events": events})
+        with self._lock:
+            starts = self._store.query(
+                f"SELECT run_id, at, command, plan_id, request_id, data FROM events WHERE {' AND '.join(where)} "
+                "ORDER BY seq DESC LIMIT ?", (*args, limit))
+            out = []
+            for run_id, at, command, pid, rid, data in starts:
+                events = [dict(zip(("at", "event", "change", "ok", "message", "data"), e, strict=True))
+                          for e in self._store.query(
+                              "SELECT at, event, change_id, ok, message, data FROM events WHERE run_id = ? "
+                              "ORDER BY seq", (run_id,))]
+                for e in events:
+                    e["ok"] = None if e["ok"] is None else bool(e["ok"])
+                    e["data"] = json.loads(e["data"])
+                end = next((e for e in reversed(events) if e["event"] in ("end", "refused")), None)
+                outcome = ("interrupted" if end is None else "refused" if end["event"] == "refused"
+                           else "ok" if end["ok"] else "failed")
+                if resource:
+                    events = [e for e in events if e["change"] and _glob_like(resource, e["change"])]
+                out.append({"run": run_id, "at": at, "command": command, "plan_id": pid, "request_id": rid,
+                            "outcome": outcome, **json.loads(data), "events": events})
         return out
+
+    def verify(self) -> Verdict:
+        """Walk the chain from the first event: the count, and the first broken link (if any)."""
+        prev, count, unchained = "", 0, 0
+        with self._lock:
+            for seq, *row, was, digest in self._store.rows(
+                    f"SELECT seq, {', '.join(COLUMNS)}, prev, hash FROM events ORDER BY seq"):
+                count += 1
+                if not digest and not prev:  # written before the log was chained
+                    unchained += 1
+                    continue
+                what = f"event {seq} ({row[2]} of run {row[0]} at {row[1]})"
+                if was != prev:
+                    return Verdict(count, unchained, f"{what} does not follow the event before it: an event was "
+                                   "removed or inserted there")
+                if chain_hash(prev, row) != digest:
+                    return Verdict(count, unchained, f"{what} was changed after it was written (its content does "
+                                   "not match its hash)")
+                prev = digest
+        return Verdict(count, unchained, "")
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._store.close()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    events: int  # read until the first broken link, or all
+    unchained: int  # written before the log was chained (older recon)
+    broken: str  # the first broken link, or "" when the chain holds
 
 
 @dataclass

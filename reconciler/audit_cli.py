@@ -1,4 +1,4 @@
-"""`recon audit` (list the audit log) and `recon lock list|break`."""
+"""`recon audit` (list the audit log), `recon audit verify` (its hash chain) and `recon lock list|break`."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ from specs.errors import ExitCode
 
 StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal, audit log and locks.")]
 lock_app = typer.Typer(help="See and break apply locks.", no_args_is_help=True, rich_markup_mode=None)
+audit_app = typer.Typer(help="The audit log: every plan and apply, who ran it where, from which commit, and what "
+                        "happened.", rich_markup_mode=None, invoke_without_command=True)
 
 
+@audit_app.callback()
 def audit(
+    ctx: typer.Context,
     since: Annotated[str | None, typer.Option("--since", help="Only runs since: 30m, 2h, 7d or a date.")] = None,
     resource: Annotated[str | None, typer.Option("--resource", help="Only runs (and events) touching this "
                                                  "resource: an id, a prefix of one, or a glob.")] = None,
@@ -25,17 +29,26 @@ def audit(
     state_dir: StateDir = Path(".recon"),
 ) -> int:
     """List the audit log: every plan and apply, who ran it where, from which commit, and what happened."""
+    if ctx.invoked_subcommand is not None:
+        return ExitCode.OK
     from reconciler.audit import Audit, default_path, parse_since
+    from reconciler.state import backend
 
-    path = default_path(state_dir)
-    if not path.exists():
+    where = backend(state_dir)
+    path = where.where if where.kind == "postgres" else str(default_path(state_dir))
+    broken = ""
+    if where.kind == "sqlite" and not default_path(state_dir).exists():
         runs: list[dict[str, Any]] = []
     else:
-        log = Audit(path)
+        log = Audit(where)
         try:
             runs = log.runs(parse_since(since) if since else None, resource or "", plan_id or "", limit)
+            broken = log.verify().broken
         finally:
             log.close()
+    if broken:
+        sys.stderr.write(f"warning: the audit log {path} has been tampered with: {broken}; "
+                         "see `recon audit verify`\n")
     if as_json:
         sys.stdout.write(json.dumps(runs, indent=2) + "\n")
         return ExitCode.OK
@@ -63,13 +76,35 @@ def audit(
     return ExitCode.OK
 
 
+@audit_app.command("verify")
+def verify(state_dir: StateDir = Path(".recon")) -> int:
+    """Check the audit log's hash chain from its first event: exit 0 when it holds, 2 naming the first
+    broken link (an event changed, removed or inserted after it was written)."""
+    from reconciler.audit import open_audit
+
+    log = open_audit(state_dir)
+    try:
+        verdict = log.verify()
+        where = log.where
+    finally:
+        log.close()
+    older = f" ({verdict.unchained} written before the log was chained)" if verdict.unchained else ""
+    if verdict.broken:
+        print(f"The audit log {where} is broken: {verdict.broken}. The {verdict.events - 1} events before it "
+              "hold.")
+        return ExitCode.CHANGES
+    print(f"The audit log {where} holds: {verdict.events} events{older}, each chained to the one before it.")
+    return ExitCode.OK
+
+
 @lock_app.command("list")
 def lock_list(state_dir: StateDir = Path(".recon"),
               as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> int:
     """Every lock: held now or left by a holder that is gone."""
     from reconciler.locks import holder_text, status
+    from reconciler.state import backend
 
-    found = status(state_dir)
+    found = status(backend(state_dir))
     if as_json:
         sys.stdout.write(json.dumps(found, indent=2) + "\n")
         return ExitCode.OK
@@ -86,7 +121,8 @@ def lock_break(key: Annotated[str, typer.Argument(help="The lock, as `recon lock
                state_dir: StateDir = Path(".recon")) -> int:
     """Remove a lock left by a holder that is gone; refused while a live process holds it."""
     from reconciler.locks import break_lock, holder_text
+    from reconciler.state import backend
 
-    info = break_lock(state_dir, key)
+    info = break_lock(backend(state_dir), key)
     print(f"Removed the lock {key}, left by {holder_text(info)}; nobody held it.")
     return ExitCode.OK

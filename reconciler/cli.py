@@ -156,14 +156,15 @@ def apply(
             project = load(list(the_plan.paths))
             items = planner.expand(project)  # once: for the locks, the stale check and the apply
             with gate.locked(project, the_plan.selection.get("target", ()), the_plan.selection.get("exclude", ()),
-                             state_dir, wait, waiting, the_plan.plan_id, items):
+                             state_dir, wait, waiting, the_plan.plan_id, items, ctx.halt):
                 outcome = gated(the_plan, project, True, items)
         else:
             chosen = spec_paths(paths)
             project = load(chosen)
             items = planner.expand(project)
             # the locks come first, as in Terraform: the plan then sees what an apply before this one did
-            with gate.locked(project, target or [], exclude or [], state_dir, wait, waiting, items=items):
+            with gate.locked(project, target or [], exclude or [], state_dir, wait, waiting, items=items,
+                             on_lost=ctx.halt):
                 the_plan = planner.make_plan(project, ctx, chosen, target or [], exclude or [], prune=prune,
                                              expanded=items)
                 for line in plan_lines(the_plan):
@@ -226,7 +227,7 @@ def schema(
 
 def _add_sub_commands() -> None:
     from providers import commands
-    from reconciler.audit_cli import audit, lock_app
+    from reconciler.audit_cli import audit_app, lock_app
     from reconciler.draft_cli import draft
     from reconciler.init_cli import check, init_app
     from reconciler.state_cli import drift, rollback
@@ -238,7 +239,7 @@ def _add_sub_commands() -> None:
     app.command()(rollback)
     app.command()(check)
     app.command()(draft)
-    app.command()(audit)
+    app.add_typer(audit_app, name="audit")
     app.add_typer(lock_app, name="lock")
 
 

@@ -204,6 +204,8 @@ def _run_wave(steps: list[Step], ctx: Context, journal: Journal, report: ApplyRe
 
     def one(group: list[Step]) -> list[Result]:
         provider, target = group[0][0], group[0][1].target
+        if ctx.halted:
+            return [Result(c.id, False, f"not run: {ctx.halted}") for _, _, c in group]
         try:
             if check:
                 moved = stale(group, ctx)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from reconciler.audit import Audit, Run, default_path
+from reconciler.audit import Run, open_audit
 from reconciler.identity import whoami
 from specs.errors import ExitCode, RefusedError, UsageError
 
@@ -43,7 +43,7 @@ def duration(text: str, option: str) -> float:
 
 def record_plan(plan: Plan, state_dir: Path, command: str = "plan") -> None:
     """A plan is audited too: who planned what, from which commit, and what policy said."""
-    audit = Audit(default_path(state_dir))
+    audit = open_audit(state_dir)
     try:
         run = audit.start(command, plan.plan_id, paths=list(plan.paths))
         _record_policy(run, plan)
@@ -61,16 +61,30 @@ def _record_policy(run: Run, plan: Plan) -> None:
 
 @contextmanager
 def locked(project: Project, targets: Sequence[str], excludes: Sequence[str], state_dir: Path, timeout: float,
-           on_wait: Callable[[str, str], None], plan_id: str = "", items: Items | None = None) -> Iterator[None]:
-    """Hold the locks of every target set the selected specs touch (host groups, repositories).
-    `on_wait(key, holder)` is called when another apply holds one; `items`: the project already expanded."""
+           on_wait: Callable[[str, str], None], plan_id: str = "", items: Items | None = None,
+           on_lost: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the locks of every target the selected specs touch (hosts, repositories, engines, namespaces).
+    `on_wait(key, holder)` is called when another apply holds one; `on_lost(why)` when held locks are lost
+    (the shared backend cannot renew them); `items`: the project already expanded."""
     from reconciler import executor, locks, planner
+    from reconciler.state import backend
 
     chosen = planner.select(project, planner.expand(project) if items is None else items, targets, excludes)
     keys = executor.lock_keys([(p, i, None) for p, i in chosen])
-    holder = {**whoami(), "plan_id": plan_id}
-    with locks.hold(state_dir, keys, holder, timeout, on_wait):
+    holder = {**whoami(), "plan_id": plan_id, **({"ci_run": ci_run()} if ci_run() else {})}
+    with locks.hold(backend(state_dir), keys, holder, timeout, on_wait, on_lost):
         yield
+
+
+def ci_run() -> str:
+    """The URL of the CI run recon runs in (GitHub Actions), or ""."""
+    import os
+
+    env = os.environ
+    if not env.get("GITHUB_RUN_ID"):
+        return ""
+    return (f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/"
+            f"{env['GITHUB_RUN_ID']}")
 
 
 @dataclass(frozen=True)
@@ -142,7 +156,7 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
         return Outcome(ExitCode.OK, nothing=f"Plan {plan.plan_id} has no changes. Nothing to do." if saved else "")
     # policy is decided again from the specs: what a saved plan file says of it is not trusted
     plan = dataclasses.replace(plan, changes=tuple(policy.annotate(project, plan.changes)))
-    audit = Audit(default_path(state_dir))
+    audit = open_audit(state_dir)
     try:
         done = audit.finished(request_id=request_id) if request_id else (
             audit.finished(plan_id=plan.plan_id) if saved else None)

@@ -25,7 +25,7 @@ def rollback(
 ) -> int:
     """Undo what an apply that was killed had finished (re-running apply finishes it instead)."""
     from reconciler import gate, recovery
-    from reconciler.audit import Audit, default_path
+    from reconciler.audit import open_audit
 
     found = recovery.interrupted(state_dir)
     console = base.console_for()
@@ -45,7 +45,7 @@ def rollback(
             raise RefusedError("rollback cancelled: the answer was not 'yes'")
     project = base.load(list(chosen.plan.paths) or base.spec_paths(paths))
     ctx = base.context(100, console)
-    audit = Audit(default_path(state_dir))
+    audit = open_audit(state_dir)
     try:
         run = audit.start("rollback", chosen.plan.plan_id, journal=chosen.journal.name)
         wait = gate.duration(lock_timeout, "--lock-timeout")
@@ -78,18 +78,15 @@ def drift(
     """Plan everything and tell drift (live moved away from what was applied) from pending changes (the
     specs moved away from live). Exit 0 when clean, 2 when there is drift or a pending change."""
     from reconciler import drift as driftmod
-    from reconciler.audit import Audit, default_path
+    from reconciler.audit import open_audit
     from reconciler.render.text import drift_lines
 
     project, the_plan = base.planned(paths, parallelism, state_dir, "drift")
-    audit_path = default_path(state_dir)
-    applied: dict[str, str] = {}
-    if audit_path.exists():
-        log = Audit(audit_path)
-        try:
-            applied = log.applied()
-        finally:
-            log.close()
+    log = open_audit(state_dir)  # (planning recorded the plan in it)
+    try:
+        applied = log.applied()
+    finally:
+        log.close()
     report = driftmod.classify(the_plan, project, applied)
     if as_json:
         sys.stdout.write(json.dumps(driftmod.to_json(the_plan, report), indent=2) + "\n")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -98,7 +99,11 @@ class DockerProvider:
         return [Instance(spec.address, "docker", spec.address, "model", desired, digest)]
 
     def lock_key(self, inst: Item) -> str:
-        return f"docker/{inst.spec}"
+        """Changes to one Model on one engine take turns (an engine on a Unix socket is this machine's)."""
+        engine = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        if engine.startswith("unix://"):
+            engine = f"{socket.gethostname()}{engine[len('unix://'):]}"
+        return f"docker/{engine}/{inst.spec}"
 
     def read(self, instances: Sequence[Item], ctx: Context) -> dict[str, ModelState]:
         api = _client(ctx)

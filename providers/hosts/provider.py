@@ -9,6 +9,7 @@ expands specs, bounds concurrency, and keeps one transport per host for the run.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -77,8 +78,12 @@ class HostProvider:
             yield from system_for(host).undo(steps, _transport(host, ctx))
 
     def lock_key(self, inst: Instance[HostResource]) -> str:
-        """Applies to one host group take turns."""
-        return f"hostgroup/{inst.desired.host.group}"
+        """Applies to one host take turns, however the host is named in the specs: its address and port (a
+        local host: this machine and its root)."""
+        host = inst.desired.host
+        if host.connection == "local":
+            return f"host/local/{socket.gethostname()}{host.root or '/'}"
+        return f"host/{host.connection}/{host.address}:{host.port}"
 
     def read(self, instances: Sequence[Instance[HostResource]], ctx: Context) -> dict[str, Facts]:
         by_host = _by_target(instances)

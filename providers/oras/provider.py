@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -78,7 +79,9 @@ class BundleProvider:
     def lock_key(self, inst: Instance[OciBundle]) -> str:
         """Pushes to one repository take turns."""
         ref: Reference = inst.desired.ref
-        return f"oci/{ref.registry}/{ref.repository}" if ref.registry else f"oci-layout/{ref.repository}"
+        if ref.registry:
+            return f"oci/{ref.registry}/{ref.repository}"
+        return f"oci-layout/{socket.gethostname()}{Path(ref.repository).resolve()}"
 
     def _store(self, desired: OciBundle, ctx: Context) -> ops.Store:
         stores = ctx.session("bundles", _Stores).open

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import time
@@ -131,6 +132,11 @@ def test_a_saved_plan_and_a_request_id_are_applied_once(tmp_path: Path) -> None:
     assert (tmp_path / "a-root" / "x").read_text() == "changed by hand"  # the work was done once
 
 
+def host_key(root: Path) -> str:
+    """The lock of a local host with this root, as recon names it."""
+    return f"host/local/{socket.gethostname()}{root.resolve()}"
+
+
 def _slow(tmp_path: Path, name: str, seconds: float) -> None:
     write(tmp_path / "specs", {f"g-{name}.yaml": group(name).replace("name: hosts", f"name: {name}"),
                                f"s-{name}.yaml": hoststate(name, f"- type: command\n  id: slow\n"
@@ -144,20 +150,21 @@ def test_two_applies_on_one_group_take_turns_and_on_two_groups_run_together(tmp_
     (tmp_path / "a-root").mkdir()
     holder = subprocess.Popen([*RECON, "apply", "--auto-approve", "specs/g-a.yaml", "specs/s-a.yaml"],
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    key = host_key(tmp_path / "a-root")  # locks are keyed by what is changed: the host (here, a local root)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not list((tmp_path / ".recon" / "locks").glob("*.lock")):
-        time.sleep(0.1)
-    time.sleep(0.5)
     listed = recon("lock", "list", cwd=tmp_path)
-    assert "hostgroup/a: held by" in listed.out and f"(pid {holder.pid})" in listed.out, listed.text
-    refused = recon("lock", "break", "hostgroup/a", cwd=tmp_path)
+    while time.monotonic() < deadline and f"{key}: held by" not in listed.out:
+        time.sleep(0.2)
+        listed = recon("lock", "list", cwd=tmp_path)
+    assert f"{key}: held by" in listed.out and f"(pid {holder.pid})" in listed.out, listed.text
+    refused = recon("lock", "break", key, cwd=tmp_path)
     assert refused.rc == 1 and "held by a live process" in refused.err
 
     # the same group, no waiting: refused at once with the holder's details
     (tmp_path / "specs" / "s-a.yaml").write_text((tmp_path / "specs" / "s-a.yaml").read_text())
     (tmp_path / "a2-root").mkdir()
     second = recon("apply", "--auto-approve", "specs/g-a.yaml", "specs/s-a.yaml", cwd=tmp_path)
-    assert second.rc == 1 and "hostgroup/a is locked by" in second.err and f"(pid {holder.pid})" in second.err
+    assert second.rc == 1 and f"{key} is locked by" in second.err and f"(pid {holder.pid})" in second.err
     # another group runs meanwhile
     _slow(tmp_path, "b", 0)
     (tmp_path / "b-root").mkdir()
@@ -167,7 +174,7 @@ def test_two_applies_on_one_group_take_turns_and_on_two_groups_run_together(tmp_
     # waiting: the same group again, with a timeout long enough
     waited = recon("apply", "--auto-approve", "--lock-timeout", "30s", "specs/g-a.yaml", "specs/s-a.yaml",
                    cwd=tmp_path)
-    assert waited.rc == 0 and "Waiting for the lock hostgroup/a" in waited.out, waited.text
+    assert waited.rc == 0 and f"Waiting for the lock {key}" in waited.out, waited.text
     assert holder.wait(timeout=30) == 0
 
 
@@ -189,8 +196,9 @@ def test_a_killed_apply_leaves_its_steps_in_the_audit_and_a_stale_lock_can_be_br
     assert done == ["HostState/app/file:/first@a"]
     assert _runs(tmp_path, "--resource", "HostState/app/file:/first")[0]["run"] == run["run"]
     listed = recon("lock", "list", cwd=tmp_path)
-    assert "hostgroup/hosts: free; last held by" in listed.out, listed.text
-    broken = recon("lock", "break", "hostgroup/hosts", cwd=tmp_path)
+    key = host_key(tmp_path / "a-root")
+    assert f"{key}: free; last held by" in listed.out, listed.text
+    broken = recon("lock", "break", key, cwd=tmp_path)
     assert broken.rc == 0 and "nobody held it" in broken.out
     (tmp_path / "specs" / "s.yaml").write_text(hoststate("app", "- type: file\n  path: /first\n  content: one\n"))
     assert recon("apply", "--auto-approve", cwd=tmp_path).rc == 0

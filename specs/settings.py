@@ -1,0 +1,90 @@
+"""Project settings: `recon.yaml` at the root of the repository (the git work tree, else the current
+directory). Today it chooses where recon keeps what it remembers:
+
+    state:
+      backend: postgres            # or sqlite (the default: .recon/ on this machine)
+      dsn: {env: RECON_STATE_DSN}  # a reference, never the DSN itself
+      lease: 30                    # seconds a lock outlives a holder that stopped renewing it
+
+CI overrides it by environment: RECON_STATE_BACKEND (sqlite or postgres) and RECON_STATE_DSN.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from specs.base import StrictModel, diagnostics_from
+from specs.errors import SpecError
+from specs.loader import load_files
+from specs.secrets import SecretRef
+
+FILE = "recon.yaml"
+
+
+class StateSettings(StrictModel):
+    backend: Literal["sqlite", "postgres"] = Field(
+        default="sqlite", description="Where locks, the audit log, the drift baseline and applied plans live: "
+        "`sqlite` in the state directory of this machine, `postgres` shared by every runner that reaches it.")
+    dsn: SecretRef | None = Field(default=None, description="postgres: the connection string, as a reference "
+                                  "(`{env: NAME}` or `{file: PATH}`), e.g. postgresql://recon@db:5432/recon.")
+    lease: int = Field(default=30, ge=5, le=3600, description="postgres: seconds a lock outlives a holder that "
+                       "stopped renewing it (a killed runner); renewed every third of it while an apply runs.")
+
+    @model_validator(mode="after")
+    def _dsn(self) -> StateSettings:
+        if self.backend == "postgres" and self.dsn is None:
+            raise ValueError("the postgres backend needs a dsn: give it as {env: NAME} or {file: PATH}")
+        return self
+
+
+class Settings(StrictModel):
+    state: StateSettings = Field(default_factory=StateSettings, description="The state backend.")
+
+
+def find(start: Path | None = None) -> Path | None:
+    """recon.yaml in the repository around `start` (the directory holding .git), else in `start`."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / FILE).is_file():
+            return d / FILE
+        if (d / ".git").exists():
+            return None
+    return None
+
+
+def load(start: Path | None = None) -> tuple[Settings, Path | None]:
+    """The settings, and the file they came from (None: defaults). SpecError with file and line when bad."""
+    path = find(start)
+    if path is None:
+        return Settings(), None
+    docs, bad = load_files([path])
+    if bad:
+        raise SpecError(bad)
+    data = docs[0].data if docs else {}
+    try:
+        return Settings.model_validate(data or {}), path
+    except ValidationError as exc:
+        raise SpecError(diagnostics_from(exc, docs[0], (), Settings, data)) from None
+
+
+def env_override(settings: Settings) -> Settings:
+    """RECON_STATE_BACKEND and RECON_STATE_DSN, for CI, over what the file says."""
+    backend = os.environ.get("RECON_STATE_BACKEND")
+    dsn = SecretRef(env="RECON_STATE_DSN") if os.environ.get("RECON_STATE_DSN") else settings.state.dsn
+    if not backend and dsn is settings.state.dsn:
+        return settings
+    chosen = backend or settings.state.backend
+    if chosen not in ("sqlite", "postgres"):
+        from specs.errors import UsageError
+
+        raise UsageError(f"RECON_STATE_BACKEND={chosen!r}: use sqlite or postgres")
+    if chosen == "postgres" and dsn is None:
+        from specs.errors import UsageError
+
+        raise UsageError("RECON_STATE_BACKEND=postgres needs RECON_STATE_DSN (or a dsn in recon.yaml)")
+    state = StateSettings.model_validate({"backend": chosen, "dsn": dsn, "lease": settings.state.lease})
+    return Settings(state=state)
