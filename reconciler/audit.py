@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
 CREATE INDEX IF NOT EXISTS events_plan ON events (plan_id, event);
 CREATE INDEX IF NOT EXISTS events_request ON events (request_id, event);
+CREATE TABLE IF NOT EXISTS plans (plan_id TEXT PRIMARY KEY, at TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -91,6 +92,7 @@ CREATE TABLE IF NOT EXISTS locks (
     since TIMESTAMPTZ NOT NULL,
     expires TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS plans (plan_id TEXT PRIMARY KEY, at TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS recon_schema (version INTEGER NOT NULL);
 INSERT INTO recon_schema (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM recon_schema);
 """
@@ -149,7 +151,13 @@ class _Sqlite:
         self._retry(work)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.db.execute(sql, tuple(args)).fetchall()
+        return list(self._retry(lambda: self.db.execute(sql, tuple(args)).fetchall()))
+
+    def copy(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany(f"INSERT INTO events ({', '.join(COLUMNS)}, prev, hash) VALUES "
+                            f"({', '.join('?' * (len(COLUMNS) + 2))})", rows)
+        self.db.execute("COMMIT")
 
     def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
         yield from self.db.execute(sql)
@@ -178,7 +186,15 @@ class _Postgres:
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with guarded(self.b, "reading the audit log"):
-            return list(self.db.execute(sql.replace("?", "%s"), tuple(args)).fetchall())
+            cur = self.db.execute(sql.replace("?", "%s"), tuple(args))
+            return list(cur.fetchall()) if cur.description else []
+
+    def copy(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        with guarded(self.b, "copying into the audit log"), self.db.transaction():
+            self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY,))
+            with self.db.cursor() as cur:
+                cur.executemany(f"INSERT INTO events ({', '.join(COLUMNS)}, prev, hash) VALUES "
+                                f"({', '.join(['%s'] * (len(COLUMNS) + 2))})", rows)
 
     def rows(self, sql: str) -> Iterator[tuple[Any, ...]]:
         with guarded(self.b, "reading the audit log"), self.db.cursor() as cur:
@@ -289,6 +305,33 @@ class Audit:
                                    "not match its hash)")
                 prev = digest
         return Verdict(count, unchained, "")
+
+    def save_plan(self, plan_id: str, text: str) -> None:
+        """Keep a saved plan by its id (the first one kept stays: the id is a digest of what it holds)."""
+        at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            self._store.query("INSERT INTO plans (plan_id, at, data) VALUES (?, ?, ?) ON CONFLICT (plan_id) DO NOTHING",
+                              (plan_id, at, text))
+
+    def load_plan(self, plan_id: str) -> str | None:
+        with self._lock:
+            rows = self._store.query("SELECT data FROM plans WHERE plan_id = ?", (plan_id,))
+        return str(rows[0][0]) if rows else None
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._store.query("SELECT count(*) FROM events")[0][0])
+
+    def copy_to(self, target: Audit) -> int:
+        """Every event of this log, in order and with its hashes, into an empty log: the chain verifies there
+        as here (`recon state migrate`). The number of events copied."""
+        if target.count():
+            raise UsageError(f"the audit log {target.where} already holds events; migrate into an empty one (a "
+                             "chain cannot be spliced into another without rewriting it)")
+        rows = list(self._store.rows(f"SELECT {', '.join(COLUMNS)}, prev, hash FROM events ORDER BY seq"))
+        with target._lock:
+            target._store.copy(rows)
+        return len(rows)
 
     def close(self) -> None:
         with self._lock:

@@ -95,8 +95,9 @@ def plan(
     force_conflicts: ForceConflicts = False,
 ) -> int:
     """Read the live state, diff it against the specs, and show what apply would do."""
-    _, the_plan = planned(paths, parallelism, state_dir, "plan", force_conflicts, targets=target or [],
-                           excludes=exclude or [], changed_since=changed_since or "", prune=prune)
+    _, the_plan = planned(paths, parallelism, state_dir, "plan", force_conflicts, out is not None,
+                          targets=target or [], excludes=exclude or [], changed_since=changed_since or "",
+                          prune=prune)
     if out is not None:
         write_plan(the_plan, out)
     print_plan(the_plan, as_json, verbose, markdown)
@@ -110,7 +111,8 @@ def plan(
 @app.command()
 def apply(
     paths: Annotated[
-        list[str] | None, typer.Argument(help="A saved plan (plan.json), or spec files or directories.")
+        list[str] | None, typer.Argument(help="A saved plan (plan.json, or a plan id kept in the state backend), "
+                                         "or spec files or directories.")
     ] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
     confirm: Annotated[
@@ -152,7 +154,7 @@ def apply(
             if target or exclude or force_conflicts:
                 raise UsageError("--target, --exclude and --force-conflicts go with `recon plan`; a saved plan holds "
                                  "them")
-            the_plan = read_plan(saved)
+            the_plan = read_plan(saved, state_dir)
             project = load(list(the_plan.paths))
             items = planner.expand(project)  # once: for the locks, the stale check and the apply
             with gate.locked(project, the_plan.selection.get("target", ()), the_plan.selection.get("exclude", ()),
@@ -195,18 +197,22 @@ def _outcome(console: Console, outcome: Outcome) -> int:
     if outcome.report is not None:
         for line in report_lines(outcome.report):
             console.print(line)
+    if outcome.warning:
+        console.print(f"[red]error:[/red] {esc(outcome.warning)}")
     return int(outcome.code)
 
 
 @app.command()
 def show(
-    plan_file: Annotated[Path, typer.Argument(help="A plan saved with `recon plan --out`.")],
+    plan: Annotated[str, typer.Argument(metavar="PLAN", help="A plan saved with `recon plan --out FILE`: the file, "
+                                        "or its id (kept in the state backend).")],
     as_json: JsonOut = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list unchanged resources.")] = False,
     markdown: MarkdownOut = False,
+    state_dir: StateDir = Path(".recon"),
 ) -> int:
     """Show a saved plan."""
-    print_plan(read_plan(plan_file), as_json, verbose, markdown)
+    print_plan(read_plan(saved_plan([plan]) or Path(plan), state_dir), as_json, verbose, markdown)
     return ExitCode.OK
 
 
@@ -230,7 +236,7 @@ def _add_sub_commands() -> None:
     from reconciler.audit_cli import audit_app, lock_app
     from reconciler.draft_cli import draft
     from reconciler.init_cli import check, init_app
-    from reconciler.state_cli import drift, rollback
+    from reconciler.state_cli import drift, rollback, state_app
 
     for name, group in commands().items():  # the providers' own (recon bundle …), through the registry
         app.add_typer(group, name=name)
@@ -241,6 +247,7 @@ def _add_sub_commands() -> None:
     app.command()(draft)
     app.add_typer(audit_app, name="audit")
     app.add_typer(lock_app, name="lock")
+    app.add_typer(state_app, name="state")
 
 
 _add_sub_commands()

@@ -5,6 +5,7 @@ apply, show, validate, schema) and the *_cli.py modules; cli.py puts them togeth
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -54,8 +55,9 @@ def load(paths: list[str], preflight: bool = True) -> Project:
 
 
 def planned(paths: list[str] | None, parallelism: int, state_dir: Path, command: str,
-             force_conflicts: bool = False, **selection: Any) -> tuple[Project, Plan]:
-    """Load the specs, plan them against the live state, and audit the plan (as `command`)."""
+            force_conflicts: bool = False, save: bool = False, **selection: Any) -> tuple[Project, Plan]:
+    """Load the specs, plan them against the live state, and audit the plan (as `command`); `save`: keep the
+    plan by its id in the state backend."""
     from reconciler import gate
     from reconciler.planner import make_plan
 
@@ -66,7 +68,7 @@ def planned(paths: list[str] | None, parallelism: int, state_dir: Path, command:
         the_plan = make_plan(project, ctx, chosen, **selection)
     finally:
         ctx.close()
-    gate.record_plan(the_plan, state_dir, command)
+    gate.record_plan(the_plan, state_dir, command, save)
     return project, the_plan
 
 
@@ -96,15 +98,33 @@ def print_plan(the_plan: Plan, as_json: bool, verbose: bool, markdown: bool = Fa
         console.print(line)
 
 
-def saved_plan(args: list[str]) -> Path | None:
+PLAN_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+def saved_plan(args: list[str]) -> Path | str | None:
+    """A saved plan named on the command line: a plan file, or a plan id kept in the state backend."""
     if len(args) == 1 and args[0].endswith(".json"):
         return Path(args[0])
+    if len(args) == 1 and PLAN_ID.match(args[0]) and not Path(args[0]).exists():
+        return args[0]
     return None
 
 
-def read_plan(path: Path) -> Plan:
+def read_plan(path: Path | str, state_dir: Path = Path(".recon")) -> Plan:
     from reconciler.plan import Plan
 
+    if isinstance(path, str):  # a plan id
+        from reconciler.audit import open_audit
+
+        log = open_audit(state_dir)
+        try:
+            text = log.load_plan(path)
+            where = log.where
+        finally:
+            log.close()
+        if text is None:
+            raise UsageError(f"no plan {path} is kept in {where}; plans are kept by `recon plan --out FILE`")
+        return Plan.from_json(json.loads(text), f"plan {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

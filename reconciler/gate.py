@@ -41,10 +41,15 @@ def duration(text: str, option: str) -> float:
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 
-def record_plan(plan: Plan, state_dir: Path, command: str = "plan") -> None:
-    """A plan is audited too: who planned what, from which commit, and what policy said."""
+def record_plan(plan: Plan, state_dir: Path, command: str = "plan", save: bool = False) -> None:
+    """A plan is audited too: who planned what, from which commit, and what policy said. `save`: keep the
+    plan itself by its id (`recon plan --out`), so any runner of the backend can show or apply it by id."""
     audit = open_audit(state_dir)
     try:
+        if save:
+            import json
+
+            audit.save_plan(plan.plan_id, json.dumps(plan.to_json(), sort_keys=True))
         run = audit.start(command, plan.plan_id, paths=list(plan.paths))
         _record_policy(run, plan)
         run.write("end", ok=True, summary=dict(plan.counts()))
@@ -142,6 +147,7 @@ class Outcome:
     code: ExitCode
     report: ApplyReport | None = None
     nothing: str = ""  # a line saying why nothing was done (no changes; already applied)
+    warning: str = ""  # a line to show after the report (the audit log was lost mid-apply)
 
 
 def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved: bool, auto_approve: bool,
@@ -150,7 +156,7 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
     """Gate the plan, then apply it; the caller holds the locks. `ask(decision)`: True when the user confirmed
     on the terminal. RefusedError (exit 3) when the plan may not go ahead."""
     from reconciler import executor, policy
-    from reconciler.journal import Journal
+    from reconciler.journal import Journal, sync
 
     if not plan.pending:
         return Outcome(ExitCode.OK, nothing=f"Plan {plan.plan_id} has no changes. Nothing to do." if saved else "")
@@ -158,6 +164,7 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
     plan = dataclasses.replace(plan, changes=tuple(policy.annotate(project, plan.changes)))
     audit = open_audit(state_dir)
     try:
+        sync(state_dir, audit)  # what an apply that lost the audit log did, recorded now
         done = audit.finished(request_id=request_id) if request_id else (
             audit.finished(plan_id=plan.plan_id) if saved else None)
         if done is not None:
@@ -172,12 +179,12 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
         if refusal:
             run.write("refused", ok=False, message=refusal)
             raise RefusedError(refusal)
-        journal = Journal(state_dir, plan.plan_id, run, plan)
+        journal = Journal(state_dir, plan.plan_id, run, plan, on_lost=ctx.halt)
         try:
             report = executor.apply(plan, project, ctx, journal, items)
             desired = {c.id: c.desired for c in plan.changes}
             for r in report.succeeded:  # what the specs said when the resource was last made so: drift's baseline
-                run.write("applied", change=r.change_id, ok=True, desired=desired.get(r.change_id, ""))
+                journal.write("applied", change=r.change_id, ok=True, desired=desired.get(r.change_id, ""))
             journal.write("end", ok=not report.failed, succeeded=len(report.succeeded), failed=len(report.failed),
                           seconds=round(report.seconds, 3))
         except BaseException as exc:
@@ -187,6 +194,10 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
             journal.close()
     finally:
         audit.close()
+    if journal.lost:
+        return Outcome(ExitCode.ERROR, report, warning=f"the audit log could not be written during the apply "
+                       f"({journal.lost}); no step started after that. What was done is in {journal.path}; the next "
+                       "apply records it in the audit log")
     return Outcome(ExitCode.ERROR if report.failed else ExitCode.OK, report)
 
 

@@ -272,8 +272,14 @@ class _Leases:
     def _release(self) -> None:
         if self.conn is None:
             return
-        with contextlib.suppress(Exception):  # a lease not released expires on its own
-            self.conn.execute("DELETE FROM locks WHERE token = %s", (self.token,))
+        for attempt in range(2):  # the connection may be the one that broke: then once more on a new one
+            try:
+                if attempt:
+                    self.conn = self.b.connect()
+                self.conn.execute("DELETE FROM locks WHERE token = %s", (self.token,))
+                break
+            except Exception:  # a lease not released expires on its own
+                continue
         with contextlib.suppress(Exception):
             self.conn.close()
         self.conn = None

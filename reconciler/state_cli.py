@@ -99,3 +99,44 @@ def drift(
         for line in drift_lines(the_plan, report):
             console.print(line)
     return ExitCode.OK if report.clean else ExitCode.CHANGES
+
+
+state_app = typer.Typer(help="The state backend: where locks, the audit log and applied plans live.",
+                        no_args_is_help=True, rich_markup_mode=None)
+
+
+@state_app.command("migrate")
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="The backend to copy into: postgres (as recon.yaml or "
+                                    "RECON_STATE_BACKEND and RECON_STATE_DSN name it).")],
+    state_dir: StateDir = Path(".recon"),
+) -> int:
+    """Copy this machine's audit log (the history, the drift baseline, the applied plans) into the shared
+    backend, every event with its hash, so the chain verifies there; locks are not copied (they are held
+    only while an apply runs)."""
+    from reconciler.audit import Audit, default_path
+    from reconciler.state import Backend, backend
+    from specs.errors import UsageError
+
+    if to != "postgres":
+        raise UsageError(f"--to {to}: recon migrates from sqlite to postgres")
+    target = backend(state_dir)
+    if target.kind != "postgres":
+        raise UsageError("--to postgres: no postgres backend is chosen; set state.backend and state.dsn in "
+                         "recon.yaml, or RECON_STATE_BACKEND=postgres and RECON_STATE_DSN")
+    source_path = default_path(state_dir)
+    if not source_path.exists():
+        raise UsageError(f"there is no local audit log at {source_path} to migrate")
+    source, dest = Audit(Backend("sqlite", state_dir, where=str(source_path))), Audit(target)
+    try:
+        if source.verify().broken:
+            raise UsageError(f"the local audit log {source_path} does not verify (`recon audit verify`); it was "
+                             "not copied")
+        copied = source.copy_to(dest)
+        verdict = dest.verify()
+    finally:
+        source.close()
+        dest.close()
+    base.console_for().print(f"Copied {copied} events from {source_path} to {target.where}; its chain "
+                             f"{'holds' if not verdict.broken else 'does not hold: ' + verdict.broken}.")
+    return ExitCode.OK if not verdict.broken else ExitCode.ERROR

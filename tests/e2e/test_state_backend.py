@@ -217,3 +217,98 @@ def test_bad_state_settings_are_one_clear_message(tmp_path: Path, settings: str,
     assert got.rc == 1 and says in got.err and "internal error" not in got.err, got.text
     assert "pw@db" not in got.text
     assert not (tmp_path / "box" / "a").exists()
+
+
+def test_twenty_applies_at_once_over_five_targets_never_overlap_and_are_each_recorded_once(
+        tmp_path: Path, dsn: str) -> None:
+    import os
+
+    env = shared(dsn)
+    targets = [tmp_path / f"box{t}" for t in range(5)]
+    works = []
+    for i in range(20):
+        guard = (f"- type: command\n  id: step-{i}\n  creates: /done-{i}\n  run: >-\n"
+                 f"    if [ -e busy ]; then echo {i} >> overlaps; fi; touch busy; sleep 0.3; rm busy; touch done-{i}\n")
+        works.append(runner(tmp_path, f"runner{i}", targets[i % 5], guard))
+    procs = [subprocess.Popen([*RECON, "apply", "--auto-approve", "--lock-timeout", "120s"], cwd=w,
+                              env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for w in works]
+    outcomes = [(p.wait(timeout=240), p.stdout.read() if p.stdout else "", p.stderr.read() if p.stderr else "")
+                for p in procs]
+    assert all(rc == 0 for rc, _, _ in outcomes), [o for o in outcomes if o[0]]
+    assert not any((t / "overlaps").exists() for t in targets)  # never two applies on one target at once
+    assert all((targets[i % 5] / f"done-{i}").exists() for i in range(20))
+    runs = json.loads(recon("audit", "--json", "--limit", "100", cwd=works[0], env=env).out)
+    applies = [r for r in runs if r["command"] == "apply"]
+    assert len(applies) == 20 and {r["outcome"] for r in applies} == {"ok"}
+    assert sorted(r["pid"] for r in applies) == sorted(p.pid for p in procs)  # each once
+    assert recon("audit", "verify", cwd=works[0], env=env).rc == 0  # twenty writers, one unbroken chain
+
+
+def test_local_history_migrates_into_postgres_with_its_chain(tmp_path: Path, dsn: str) -> None:
+    env = shared(dsn)
+    target = tmp_path / "box"
+    work = runner(tmp_path, "one", target, "- {type: file, path: /a, content: one}")
+    assert recon("apply", "--auto-approve", cwd=work).rc == 0  # sqlite: this machine's history
+    local = json.loads(recon("audit", "--json", cwd=work).out)
+    moved = recon("state", "migrate", "--to", "postgres", cwd=work, env=env)
+    assert moved.rc == 0 and "its chain holds" in moved.out, moved.text
+    assert json.loads(recon("audit", "--json", cwd=work, env=env).out) == local
+    assert recon("audit", "verify", cwd=work, env=env).rc == 0
+    (target / "a").write_text("changed by hand")
+    fresh = runner(tmp_path, "two", target, "- {type: file, path: /a, content: one}")
+    report = json.loads(recon("drift", "--json", cwd=fresh, env=env).out)
+    assert [c["id"] for c in report["drift"]] == ["HostState/app/file:/a@box"]  # the baseline came along
+    again = recon("state", "migrate", "--to", "postgres", cwd=work, env=env)
+    assert again.rc == 1 and "already holds events" in again.err
+
+
+def test_a_plan_saved_on_one_runner_is_shown_and_applied_by_its_id_on_another(tmp_path: Path, dsn: str) -> None:
+    env = shared(dsn)
+    target = tmp_path / "box"
+    first = runner(tmp_path, "pr", target, "- {type: file, path: /a, content: one}")
+    second = runner(tmp_path, "merge", target, "- {type: file, path: /a, content: one}")
+    planned = recon("plan", "--out", "plan.json", "--json", cwd=first, env=env)
+    plan_id = json.loads(planned.out)["plan_id"]
+    shown = recon("show", plan_id, "--json", cwd=second, env=env)
+    assert shown.rc == 0 and json.loads(shown.out) == json.loads(planned.out), shown.text
+    applied = recon("apply", plan_id, cwd=second, env=env)
+    assert applied.rc == 0 and (target / "a").read_text() == "one", applied.text
+    assert "was already applied" in recon("apply", plan_id, cwd=first, env=env).out
+    missing = recon("show", "0123456789ab", cwd=second, env=env)
+    assert missing.rc == 1 and "no plan 0123456789ab is kept in postgres://recon@127.0.0.1:" in missing.err
+
+
+def test_a_backend_lost_mid_apply_starts_no_new_step_and_the_next_apply_records_what_was_done(
+        tmp_path: Path, dsn: str, pg: postgres.Postgres) -> None:
+    import os
+
+    env = shared(dsn)
+    target = tmp_path / "box"
+    work = runner(tmp_path, "one", target, "- type: command\n  id: slow\n  run: touch started; sleep 3; touch "
+                  "slow-done\n  creates: /slow-done\n", "state:\n  backend: postgres\n  dsn: {env: RECON_STATE_DSN}\n"
+                  "  lease: 6\n")
+    (work / "specs" / "later.yaml").write_text(
+        "apiVersion: recon/v1\nkind: HostState\nmetadata: {name: later, dependsOn: [HostState/app]}\nspec:\n"
+        "  group: hosts\n  resources:\n    - {type: file, path: /b, content: later}\n")
+    proc = subprocess.Popen([*RECON, "apply", "--auto-approve"], cwd=work, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not (target / "started").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    db = dsn.rsplit("/", 1)[1]
+    pg.sql("postgres", f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    assert "the audit log could not be written during the apply" in out and "no step started after that" in out
+    assert (target / "slow-done").exists() and not (target / "b").exists()  # the step under way finished; no new one
+    assert "HostState/later/file:/b@box" in out and "not run:" in out
+    again = recon("apply", "--auto-approve", "--lock-timeout", "30s", cwd=work, env=env)
+    assert again.rc == 0 and (target / "b").read_text() == "later", again.text
+    runs = json.loads(recon("audit", "--json", cwd=work, env=env).out)
+    (lost,) = [r for r in runs if any(e["event"] == "synced" for e in r["events"])]
+    assert lost["command"] == "apply" and lost["pid"] == proc.pid
+    events = [(e["event"], e["change"]) for e in lost["events"]]
+    assert ("applied", "HostState/app/command:slow@box") in events and events.count(("end", "")) == 1, events
+    assert recon("audit", "verify", cwd=work, env=env).rc == 0
