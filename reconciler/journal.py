@@ -63,6 +63,7 @@ class Journal:
                     return
                 self.lost = str(exc)
             self.write("audit-lost", since=index, message=self.lost)
+            self.path.with_suffix(".audit-lost").touch()  # what sync looks for: no journal is read in vain
             if self.on_lost is not None:
                 self.on_lost(f"the audit log cannot be written ({self.lost})")
 
@@ -83,10 +84,12 @@ def sync(state_dir: Path, audit: Any) -> int:
     from reconciler.audit import Run
 
     copied = 0
-    for path in sorted((state_dir / "journal").glob("*.jsonl")) if (state_dir / "journal").is_dir() else []:
+    for marker in sorted((state_dir / "journal").glob("*.audit-lost")) if (state_dir / "journal").is_dir() else []:
+        path = marker.with_suffix(".jsonl")
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         lost = next((r for r in records if r.get("event") == "audit-lost"), None)
         if lost is None or any(r.get("event") == "audit-synced" for r in records) or not records[0].get("run"):
+            marker.unlink()
             continue
         start = records[0]
         run = Run(audit, start["run"], start.get("command", "apply"), start.get("plan_id", ""),
@@ -99,5 +102,6 @@ def sync(state_dir: Path, audit: Any) -> int:
         with path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                                  "event": "audit-synced", "events": len(missing)}) + "\n")
+        marker.unlink()
         copied += len(missing)
     return copied

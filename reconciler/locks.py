@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from reconciler.state import Backend, guarded
 from specs.errors import ReconError
 
+POLL = 0.05  # seconds between tries of a lock another apply holds (a waiter's cost: one try)
 Waiting = Callable[[str, str], None]  # (key, holder) when another apply holds it and we wait
 
 
@@ -172,7 +173,7 @@ def _take(key: str, record: dict[str, Any], timeout: float, waiting: Waiting | N
             if not told and waiting is not None:
                 waiting(key, holder_text(info))
                 told = True
-            time.sleep(0.1)
+            time.sleep(POLL)
             continue
         try:
             same = os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
@@ -248,7 +249,7 @@ class _Leases:
             if not told and self.waiting is not None:
                 self.waiting(key, holder_text(info))
                 told = True
-            time.sleep(0.2)
+            time.sleep(POLL)
 
     def _renew(self) -> None:
         while not self.stop.wait(self.b.lease / 3):

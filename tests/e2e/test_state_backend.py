@@ -312,3 +312,11 @@ def test_a_backend_lost_mid_apply_starts_no_new_step_and_the_next_apply_records_
     events = [(e["event"], e["change"]) for e in lost["events"]]
     assert ("applied", "HostState/app/command:slow@box") in events and events.count(("end", "")) == 1, events
     assert recon("audit", "verify", cwd=work, env=env).rc == 0
+
+
+def test_an_audit_log_that_cannot_be_made_is_one_message(tmp_path: Path) -> None:
+    work = runner(tmp_path, "one", tmp_path / "box", "- {type: file, path: /a, content: one}")
+    (tmp_path / "file").write_text("not a directory")
+    got = recon("apply", "--auto-approve", cwd=work, env={"RECON_AUDIT": str(tmp_path / "file" / "audit.db")})
+    assert got.rc == 1 and f"the audit log {tmp_path / 'file' / 'audit.db'} cannot be opened" in got.err, got.text
+    assert "internal error" not in got.text and not (tmp_path / "box" / "a").exists()
