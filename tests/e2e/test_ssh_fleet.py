@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -603,3 +604,40 @@ def test_resident_planner_plans_the_fleet_as_recon_does(fleet: fleetmod.Fleet, t
         assert (got.rc, got.out, got.err) == (cold.rc, cold.out, cold.err)
     outside = recon("validate", cwd=cwd, env=warm_env(runtime))  # another network namespace: not this planner's
     assert outside.rc == 0 and not SERVED.search(outside.err), outside.text
+
+
+def test_two_runners_on_one_group_take_turns_through_a_shared_postgres(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    """Separate processes, working and state directories, the group named differently in each: the locks are
+    the hosts' (by address), kept in PostgreSQL, which the runners in the fleet's namespace reach by its socket."""
+    from tests.peers import postgres
+
+    pg = postgres.start()
+    try:
+        pg.create_db("turns")
+        env = {"RECON_STATE_BACKEND": "postgres",
+               "RECON_STATE_DSN": f"postgresql://recon:{pg.password}@/turns?host={pg.root}&port={pg.port}"}
+        marker = f"/srv/turns-{tmp_path.name}"
+        slow = (f"apiVersion: recon/v1\nkind: HostState\nmetadata: {{name: slow}}\nspec:\n  group: GROUP\n"
+                f"  resources:\n    - {{type: command, id: slow, run: 'sleep 3; touch {marker}', creates: {marker}}}\n")
+        one = project(tmp_path / "one", group_yaml(fleet), slow.replace("GROUP", "web"))
+        two = project(tmp_path / "two", group_yaml(fleet).replace("name: web", "name: fleet"),
+                      slow.replace("GROUP", "fleet"))
+        full = {**os.environ, **env}
+        holder = subprocess.Popen([*fleet.exec_prefix, *RECON, "apply", "--auto-approve"], cwd=one, env=full,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first_key = f"host/ssh/{fleet.hosts[0].address}:22"
+        deadline = time.monotonic() + 30
+        while f"{first_key}: held by" not in (listed := recon("lock", "list", cwd=two, env=env,
+                                                             prefix=fleet.exec_prefix)).out:
+            assert time.monotonic() < deadline and holder.poll() is None, listed.text
+            time.sleep(0.2)
+        refused = recon("apply", "--auto-approve", cwd=two, env=env, prefix=fleet.exec_prefix)
+        assert refused.rc == 1 and f"{first_key} is locked by" in refused.err, refused.text
+        waited = recon("apply", "--auto-approve", "--lock-timeout", "60s", cwd=two, env=env, prefix=fleet.exec_prefix)
+        assert waited.rc == 0 and "Waiting for the lock host/ssh/" in waited.out and "No changes" in waited.out, \
+            waited.text
+        assert holder.wait(timeout=60) == 0
+    finally:
+        for i in range(len(fleet.hosts)):
+            fleet.ssh(i, "rm -f /srv/turns-*")
+        pg.stop()
