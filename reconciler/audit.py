@@ -93,6 +93,24 @@ CREATE TABLE IF NOT EXISTS locks (
     expires TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS plans (plan_id TEXT PRIMARY KEY, at TEXT NOT NULL, data TEXT NOT NULL);
+CREATE OR REPLACE FUNCTION recon_field(t TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS
+    $$ SELECT length(t)::text || ':' || t || ';' $$;
+-- one round trip per event: the chain's lock, the previous hash and the insert (the hash as chain_hash makes it)
+CREATE OR REPLACE FUNCTION recon_append(r_run TEXT, r_at TEXT, r_event TEXT, r_command TEXT, r_plan TEXT,
+        r_request TEXT, r_change TEXT, r_ok INTEGER, r_message TEXT, r_data TEXT) RETURNS VOID LANGUAGE plpgsql AS $$
+DECLARE
+    last TEXT;
+BEGIN
+    PERFORM pg_advisory_xact_lock(ADVISORY);
+    SELECT hash INTO last FROM events ORDER BY seq DESC LIMIT 1;
+    last := coalesce(last, '');
+    INSERT INTO events (run_id, at, event, command, plan_id, request_id, change_id, ok, message, data, prev, hash)
+    VALUES (r_run, r_at, r_event, r_command, r_plan, r_request, r_change, r_ok, r_message, r_data, last,
+            encode(sha256(convert_to(recon_field(last) || recon_field(r_run) || recon_field(r_at)
+                || recon_field(r_event) || recon_field(r_command) || recon_field(r_plan) || recon_field(r_request)
+                || recon_field(r_change) || recon_field(coalesce(r_ok::text, '')) || recon_field(r_message)
+                || recon_field(r_data), 'UTF8')), 'hex'));
+END $$;
 CREATE TABLE IF NOT EXISTS recon_schema (version INTEGER NOT NULL);
 INSERT INTO recon_schema (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM recon_schema);
 """
@@ -103,9 +121,10 @@ def default_path(state_dir: Path) -> Path:
 
 
 def chain_hash(prev: str, row: Sequence[Any]) -> str:
-    """The hash of an event: sha256 over the previous event's hash and this event's columns."""
-    text = json.dumps([prev, *row], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The hash of an event: sha256 over the previous event's hash and this event's columns, each written as
+    `LENGTH:TEXT;` (a missing `ok` as empty text). PostgreSQL computes the same in recon_append()."""
+    fields = [prev, *("" if v is None else str(v) for v in row)]
+    return hashlib.sha256("".join(f"{len(f)}:{f};" for f in fields).encode()).hexdigest()
 
 
 class _Sqlite:
@@ -171,18 +190,11 @@ class _Postgres:
         self.b = b
         self.db = b.connect()
         with guarded(b, "creating its tables"):
-            if self.db.execute("SELECT to_regclass('recon_schema')").fetchone()[0] is None:
-                with self.db.transaction():
-                    self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY,))
-                    self.db.execute(POSTGRES_SCHEMA)
+            ensure_schema(self.db)
 
     def append(self, row: tuple[Any, ...]) -> None:
-        with guarded(self.b, "writing the audit log"), self.db.transaction():
-            self.db.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY,))  # the chain has no forks
-            last = self.db.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-            prev = last[0] if last else ""
-            self.db.execute(f"INSERT INTO events ({', '.join(COLUMNS)}, prev, hash) VALUES "
-                            f"({', '.join(['%s'] * (len(COLUMNS) + 2))})", (*row, prev, chain_hash(prev, row)))
+        with guarded(self.b, "writing the audit log"):  # under the chain's lock, so the chain has no forks
+            self.db.execute(f"SELECT recon_append({', '.join(['%s'] * len(COLUMNS))})", row)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with guarded(self.b, "reading the audit log"):
@@ -202,6 +214,14 @@ class _Postgres:
 
     def close(self) -> None:
         self.db.close()
+
+
+def ensure_schema(conn: Any) -> None:
+    """The tables and functions of a postgres backend, made once (by whichever runner comes first)."""
+    if conn.execute("SELECT to_regclass('recon_schema')").fetchone()[0] is None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY,))
+            conn.execute(POSTGRES_SCHEMA.replace("ADVISORY", str(_ADVISORY)))
 
 
 def open_audit(state_dir: Path) -> Audit:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconciler.audit import ensure_schema
 from reconciler.state import Backend, guarded
 from specs.errors import ReconError
 
@@ -81,7 +82,7 @@ def status(b: Backend) -> list[dict[str, Any]]:
         conn = b.connect()
         try:
             with guarded(b, "listing locks"):
-                _schema(conn)
+                ensure_schema(conn)
                 rows = conn.execute("SELECT key, holder, expires > now(), expires FROM locks ORDER BY key").fetchall()
         finally:
             conn.close()
@@ -107,7 +108,7 @@ def break_lock(b: Backend, key: str) -> dict[str, Any]:
         conn = b.connect()
         try:
             with guarded(b, "breaking a lock"):
-                _schema(conn)
+                ensure_schema(conn)
                 row = conn.execute("SELECT holder, expires > now() FROM locks WHERE key = %s", (key,)).fetchone()
                 if row is None:
                     raise LockError(f"there is no lock {key} in {b.where}")
@@ -191,16 +192,6 @@ def _take(key: str, record: dict[str, Any], timeout: float, waiting: Waiting | N
 
 # -- leases (postgres backend) --
 
-def _schema(conn: Any) -> None:
-    if conn.execute("SELECT to_regclass('recon_schema')").fetchone()[0] is None:
-        from reconciler.audit import POSTGRES_SCHEMA
-        from reconciler.state import _ADVISORY
-
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY,))
-            conn.execute(POSTGRES_SCHEMA)
-
-
 class _Leases:
     def __init__(self, b: Backend, keys: list[str], record: dict[str, Any], timeout: float,
                  waiting: Waiting | None, on_lost: Callable[[str], None] | None) -> None:
@@ -215,7 +206,7 @@ class _Leases:
         self.conn = self.b.connect()
         try:
             with guarded(self.b, "taking locks"):
-                _schema(self.conn)
+                ensure_schema(self.conn)
                 for key in self.keys:
                     self._take(key)
         except BaseException:

@@ -7,14 +7,13 @@ take a Backend.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specs.errors import ReconError, TransportError, UsageError
+from specs.errors import TransportError, UsageError
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,6 @@ def _password(dsn: str) -> str:
         return ""
 
 
-class Lost(ReconError):
-    """The connection to the state backend broke while an apply held its locks."""
-
-
 @contextmanager
 def guarded(b: Backend, what: str) -> Iterator[None]:
     """Turn a driver error into one message naming the backend."""
@@ -98,4 +93,3 @@ def guarded(b: Backend, what: str) -> Iterator[None]:
 
 
 _ADVISORY = 0x7265636F6E  # 'recon': serialises schema creation and appends to the audit chain
-_schema_lock = threading.Lock()

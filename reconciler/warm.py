@@ -207,6 +207,23 @@ def _preload() -> None:
             cls.model_rebuild(force=True)
 
 
+
+def _shared_driver(env: dict[str, str], cwd_fd: int) -> None:
+    """Import the postgres driver (about 0.2 s) once, before the fork, when a caller's state backend is
+    postgres (its environment, or the recon.yaml of its repository): its later runs fork with it loaded."""
+    if "psycopg" in sys.modules:
+        return
+    chosen = env.get("RECON_STATE_BACKEND", "")
+    if not chosen:
+        from specs.settings import find
+
+        with contextlib.suppress(OSError):
+            found = find(Path(os.readlink(f"/proc/self/fd/{cwd_fd}")))
+            chosen = "postgres" if found is not None and "postgres" in found.read_text(encoding="utf-8") else ""
+    if chosen == "postgres":
+        with contextlib.suppress(ImportError):
+            import psycopg  # noqa: F401
+
 class _Resident:
     def __init__(self, path: Path, idle: float) -> None:
         self.path = path
@@ -293,6 +310,7 @@ class _Resident:
                 os.close(fd)
             return None
         conn.settimeout(None)
+        _shared_driver(head["env"], fds[3])
         pid = os.fork()
         if pid == 0:
             try:
