@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from specs import API_VERSION, KINDS
 from specs.base import Metadata
+from specs.kinds import API_VERSION, KINDS
 
 
 def json_schema() -> dict[str, Any]:

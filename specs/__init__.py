@@ -1,18 +1,3 @@
-"""The spec kinds users write. One explicit list: a kind exists when it is named here."""
-
-from specs.base import API_VERSION, Envelope, KindSpec
-from specs.bundle import BundleSpec
-from specs.hostgroup import HostGroupSpec
-from specs.hoststate import HostStateSpec
-from specs.model import ModelSpec
-from specs.policy import PolicySpec
-
-KINDS: dict[str, type[KindSpec]] = {
-    "Bundle": BundleSpec,
-    "HostGroup": HostGroupSpec,
-    "HostState": HostStateSpec,
-    "Model": ModelSpec,
-    "Policy": PolicySpec,
-}
-
-__all__ = ["API_VERSION", "KINDS", "Envelope", "KindSpec"]
+"""The language users write: spec kinds (`specs.kinds.KINDS`), the YAML loader with positions, the
+error tree and diagnostics, references between specs. Imports nothing itself, so that a module
+taking only the error tree (`specs.errors`) does not load pydantic and every kind."""

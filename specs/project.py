@@ -9,9 +9,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from specs import API_VERSION, KINDS, Envelope, KindSpec, graph
+from specs import graph
 from specs.base import ADDRESS_RE, diagnostics_from
 from specs.errors import Diagnostic, SpecError
+from specs.kinds import API_VERSION, KINDS, Envelope, KindSpec
 from specs.loader import Document, Loc, find_spec_files, load_files
 
 

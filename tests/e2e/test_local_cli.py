@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from specs import KINDS
+from specs.kinds import KINDS
 from tests.conftest import ROOT, Outcome, recon
 
 QUICKSTART = ROOT / "examples" / "quickstart"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from specs import KINDS
+from specs.kinds import KINDS
 
 GROUP = """\
 apiVersion: recon/v1
