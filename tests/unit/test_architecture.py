@@ -145,3 +145,15 @@ def test_every_registered_provider_states_its_desired_and_live_types(kind: str) 
     stated = [node for node in tree.body if isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Name)
               and node.value.id == cls and ast.unparse(node.annotation).startswith("type[Provider[")]
     assert len(stated) == 1
+
+
+def test_the_error_tree_and_the_registry_import_no_spec_models() -> None:
+    """`recon --help` builds the CLI, which takes the error tree and the providers' commands: neither may
+    load pydantic and every spec kind (it once doubled --help's time)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, specs.errors, providers, reconciler.cli; "
+             "print(sorted(m for m in ('pydantic', 'specs.kinds', 'ruamel.yaml') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
