@@ -34,9 +34,9 @@ from specs.errors import UsageError
 
 COLUMNS = ("run_id", "at", "event", "command", "plan_id", "request_id", "change_id", "ok", "message", "data")
 
-SQLITE_SCHEMA = """
+EVENTS = """
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {seq},
     run_id TEXT NOT NULL,
     at TEXT NOT NULL,
     event TEXT NOT NULL,
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS events (
     change_id TEXT NOT NULL DEFAULT '',
     ok INTEGER,
     message TEXT NOT NULL DEFAULT '',
-    data TEXT NOT NULL DEFAULT '{}',
+    data TEXT NOT NULL DEFAULT '{{}}',
     prev TEXT NOT NULL DEFAULT '',
     hash TEXT NOT NULL DEFAULT ''
 );
@@ -54,31 +54,16 @@ CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
 CREATE INDEX IF NOT EXISTS events_plan ON events (plan_id, event);
 CREATE INDEX IF NOT EXISTS events_request ON events (request_id, event);
 CREATE TABLE IF NOT EXISTS plans (plan_id TEXT PRIMARY KEY, at TEXT NOT NULL, data TEXT NOT NULL);
+"""
+
+SQLITE_SCHEMA = EVENTS.format(seq="INTEGER PRIMARY KEY AUTOINCREMENT") + """
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
-POSTGRES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq BIGSERIAL PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    at TEXT NOT NULL,
-    event TEXT NOT NULL,
-    command TEXT NOT NULL DEFAULT '',
-    plan_id TEXT NOT NULL DEFAULT '',
-    request_id TEXT NOT NULL DEFAULT '',
-    change_id TEXT NOT NULL DEFAULT '',
-    ok INTEGER,
-    message TEXT NOT NULL DEFAULT '',
-    data TEXT NOT NULL DEFAULT '{}',
-    prev TEXT NOT NULL DEFAULT '',
-    hash TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
-CREATE INDEX IF NOT EXISTS events_plan ON events (plan_id, event);
-CREATE INDEX IF NOT EXISTS events_request ON events (request_id, event);
+POSTGRES_SCHEMA = EVENTS.format(seq="BIGSERIAL PRIMARY KEY") + """
 CREATE OR REPLACE FUNCTION recon_append_only() RETURNS trigger LANGUAGE plpgsql AS
     $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
 CREATE OR REPLACE TRIGGER events_no_change BEFORE UPDATE OR DELETE ON events
@@ -92,7 +77,6 @@ CREATE TABLE IF NOT EXISTS locks (
     since TIMESTAMPTZ NOT NULL,
     expires TIMESTAMPTZ NOT NULL
 );
-CREATE TABLE IF NOT EXISTS plans (plan_id TEXT PRIMARY KEY, at TEXT NOT NULL, data TEXT NOT NULL);
 CREATE OR REPLACE FUNCTION recon_field(t TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS
     $$ SELECT length(t)::text || ':' || t || ';' $$;
 -- one round trip per event: the chain's lock, the previous hash and the insert (the hash as chain_hash makes it)
