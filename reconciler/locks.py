@@ -141,7 +141,11 @@ def _dir() -> Path:
         return Path(os.environ["RECON_LOCK_DIR"])
     from providers.rundir import runtime_dir
 
-    return runtime_dir() / "locks"
+    try:
+        return runtime_dir() / "locks"
+    except OSError as exc:  # not this user's alone, or not to be made
+        raise LockError(f"no directory for locks: {exc}; set RECON_LOCK_DIR to a directory only you may "
+                        "write, or use the postgres state backend") from None
 
 
 def _file(key: str) -> Path:

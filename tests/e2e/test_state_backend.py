@@ -320,3 +320,13 @@ def test_an_audit_log_that_cannot_be_made_is_one_message(tmp_path: Path) -> None
     got = recon("apply", "--auto-approve", cwd=work, env={"RECON_AUDIT": str(tmp_path / "file" / "audit.db")})
     assert got.rc == 1 and f"the audit log {tmp_path / 'file' / 'audit.db'} cannot be opened" in got.err, got.text
     assert "internal error" not in got.text and not (tmp_path / "box" / "a").exists()
+
+
+def test_a_lock_directory_others_may_enter_is_refused_with_the_fix(tmp_path: Path) -> None:
+    work = runner(tmp_path, "one", tmp_path / "box", "- {type: file, path: /a, content: one}")
+    shared_dir = tmp_path / "run"
+    (shared_dir / "recon").mkdir(parents=True)
+    (shared_dir / "recon").chmod(0o777)
+    got = recon("apply", "--auto-approve", cwd=work, env={"XDG_RUNTIME_DIR": str(shared_dir)})
+    assert got.rc == 1 and "no directory for locks:" in got.err and "RECON_LOCK_DIR" in got.err, got.text
+    assert "internal error" not in got.text and not (tmp_path / "box" / "a").exists()
