@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
 
 from providers.contract import Change
 from specs.globs import glob_match
@@ -28,7 +30,7 @@ def environment_of(spec: Spec, environments: Sequence[Environment]) -> Environme
         m = env.match
         if m.labels and all(spec.labels.get(k) == v for k, v in m.labels.items()):
             return env
-        if any(glob_match(g, spec.doc.file) for g in m.paths):
+        if m.paths and any(glob_match(g, repo_path(spec.doc.file)) for g in m.paths):
             return env
         if any(glob_match(g, spec.address) for g in m.specs):
             return env
@@ -94,3 +96,16 @@ def _field_matches(cond: FieldCondition, c: Change) -> bool:
     except (TypeError, ValueError):
         return False
     return (cond.above is not None and number > cond.above) or (cond.below is not None and number < cond.below)
+
+
+@lru_cache(maxsize=4096)
+def repo_path(file: str) -> str:
+    """A spec file's path relative to its repository's root (the directory holding .git, else the current
+    directory), with '/': the same however recon was started (`specs`, `./specs`, an absolute path, or from
+    another directory), so environment paths cannot be sidestepped by how the specs are named."""
+    path = Path(file).resolve()
+    root = next((d for d in path.parents if (d / ".git").exists()), None) or Path.cwd().resolve()
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()

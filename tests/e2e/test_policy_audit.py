@@ -269,3 +269,22 @@ def test_a_saved_plan_edited_to_drop_a_denial_is_still_refused(tmp_path: Path) -
     got = recon("apply", "plan.json", "--confirm", data["plan_id"], cwd=tmp_path)
     assert got.rc == 3 and "no-deletes-in-prod" in got.err, got.text
     assert (tmp_path / "a-root" / "etc" / "old.conf").exists()
+
+
+def test_environment_paths_match_the_repository_path_however_the_specs_are_named(tmp_path: Path) -> None:
+    """A spec below specs/prod/ is in prod whether recon is given `specs`, `./specs`, an absolute path or
+    `repo/specs` from the directory above (before, the last two needed no confirmation)."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "a-root").mkdir()
+    write(repo / "specs", {"g.yaml": group("a"), "policy.yaml": (
+        "apiVersion: recon/v1\nkind: Policy\nmetadata: {name: envs}\nspec:\n  environments:\n"
+        "    - {name: prod, match: {paths: ['specs/prod/**']}, confirm: true}\n")})
+    write(repo / "specs" / "prod", {"s.yaml": hoststate("app", "- type: file\n  path: /x\n  content: one\n")})
+    for cwd, paths in ((repo, "specs"), (repo, "./specs"), (repo, str(repo / "specs")), (tmp_path, "repo/specs")):
+        got = recon("plan", paths, "--json", cwd=cwd)
+        assert got.rc == 0, got.text
+        (change,) = [c for c in json.loads(got.out)["changes"] if c["action"] != "noop"]
+        assert change["environment"] == "prod" and "prod needs confirmation" in change["risks"], (paths, change)
+        refused = recon("apply", paths, "--auto-approve", cwd=cwd)
+        assert refused.rc == 3 and "needs a confirmation" in refused.err, (paths, refused.text)
