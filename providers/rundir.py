@@ -22,3 +22,11 @@ def runtime_dir() -> Path:
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise NotPrivate(f"{base} is not a directory only you can enter")
     return base
+
+
+def resident_env(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment a resident process (the SSH agent, the resident planner) starts with: what finding
+    programs, files and the locale needs, and `extra` names; never the caller's secrets, which would otherwise
+    sit in it for as long as it lives. Each request brings what it needs."""
+    keep = ("PATH", "HOME", "LANG", "TMPDIR", "XDG_RUNTIME_DIR", "PYTHONPATH", *extra)
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith("LC_")}

@@ -161,8 +161,9 @@ def _start(path: Path, idle: float) -> None:
     environment is the minimum; each run gets its client's."""
     import subprocess
 
-    keep = ("PATH", "HOME", "LANG", "TMPDIR", "XDG_RUNTIME_DIR", "PYTHONPATH")
-    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("LC_")}
+    from providers.rundir import resident_env
+
+    env = resident_env()
     with contextlib.suppress(OSError):
         subprocess.Popen([sys.executable, "-m", "reconciler.warm", str(path), str(idle)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

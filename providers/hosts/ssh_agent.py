@@ -92,9 +92,13 @@ class AgentTransport:
             except OSError:
                 sock.close()
             if attempt == 0 and AgentTransport._started.acquire(blocking=False):
+                from providers.rundir import resident_env
+
+                # the user's ssh-agent for hosts without an identity; no other variable of this run
                 subprocess.Popen([sys.executable, "-m", "providers.hosts.ssh_agent", str(path)],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True, cwd=Path(__file__).resolve().parents[2])
+                                 start_new_session=True, cwd=Path(__file__).resolve().parents[2],
+                                 env=resident_env(("SSH_AUTH_SOCK",)))
             time.sleep(0.05)
         return None
 

@@ -564,10 +564,14 @@ def test_connections_kept_between_runs_by_the_agent(fleet: fleetmod.Fleet, tmp_p
 
     state = STATE.replace("<h1>hello from recon</h1>", f"<h1>{tmp_path.name}</h1>")  # pending on every host
     cwd = project(tmp_path, group_yaml(fleet, extra="\n    persist: 2"), state)
-    on = {"RECON_SSH_PERSIST": "1"}
+    on = {"RECON_SSH_PERSIST": "1", "DEPLOY_TOKEN": "s3cret-of-the-caller"}
     sizes = _log_sizes(fleet)
     first = recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix, env=on)
     assert first.rc == 2, first.text
+    agents = subprocess.run(["pgrep", "-f", "providers.hosts.ssh_agent"], capture_output=True, text=True).stdout.split()
+    assert agents
+    for pid in agents:  # the agent lives on, with none of the caller's variables but what it needs
+        assert b"s3cret-of-the-caller" not in Path(f"/proc/{pid}/environ").read_bytes()
     again = recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix, env=on)
     assert again.rc == 2 and again.out.splitlines()[1:] == first.out.splitlines()[1:], again.text
     for log in _log_since(fleet, sizes):  # two plans, one connection per host
