@@ -14,6 +14,8 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
+from specs.errors import UsageError
+
 
 @lru_cache(maxsize=1)
 def hash_key() -> bytes:
@@ -22,6 +24,7 @@ def hash_key() -> bytes:
         return env.encode()
     base = Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")) / "recon"
     path = base / "hash-key"
+    why = "it could not be read"
     for _ in range(2):
         try:
             return path.read_bytes()
@@ -31,15 +34,20 @@ def hash_key() -> bytes:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 continue  # another process made it just now: read that one
-            except OSError:
+            except OSError as exc:
+                why = exc.strerror or str(exc)
                 break
             key = secrets.token_hex(32).encode()
             with os.fdopen(fd, "wb") as out:
                 out.write(key)
             return key
-        except OSError:
+        except OSError as exc:
+            why = exc.strerror or str(exc)
             break
-    return b"recon-no-key"  # no usable config directory: hashes are keyed, but not by a private key
+    # never a constant key instead: a hash of a short secret under a known key can be reversed by guessing
+    raise UsageError(f"no key to hash secrets with: {path} cannot be made ({why}); set RECON_HASH_KEY to a "
+                     "long random value (the same on every machine that applies saved plans), or make "
+                     f"{base} writable")
 
 
 def keyed(value: str | bytes) -> str:

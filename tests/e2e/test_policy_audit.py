@@ -288,3 +288,14 @@ def test_environment_paths_match_the_repository_path_however_the_specs_are_named
         assert change["environment"] == "prod" and "prod needs confirmation" in change["risks"], (paths, change)
         refused = recon("apply", paths, "--auto-approve", cwd=cwd)
         assert refused.rc == 3 and "needs a confirmation" in refused.err, (paths, refused.text)
+
+
+def test_no_key_for_hashing_secrets_is_an_error_with_the_fix_never_a_constant_key(tmp_path: Path) -> None:
+    write(tmp_path / "specs", {"g.yaml": group("a"), "s.yaml": hoststate(
+        "app", "- type: file\n  path: /token\n  contentFrom: {env: APP_TOKEN}\n  mode: \"0600\"\n")})
+    (tmp_path / "a-root").mkdir()
+    (tmp_path / "not-a-dir").write_text("")
+    env = {"RECON_HASH_KEY": "", "XDG_CONFIG_HOME": str(tmp_path / "not-a-dir"), "APP_TOKEN": "tok-123"}
+    got = recon("plan", cwd=tmp_path, env=env)
+    assert got.rc == 1 and "no key to hash secrets with:" in got.err and "set RECON_HASH_KEY" in got.err, got.text
+    assert "internal error" not in got.text and "tok-123" not in got.text
