@@ -53,7 +53,8 @@ def audit(
         sys.stdout.write(json.dumps(runs, indent=2) + "\n")
         return ExitCode.OK
     from rich.console import Console
-    from rich.markup import escape
+
+    from reconciler.render.safe import esc as escape
 
     console = Console(highlight=False, soft_wrap=True)
     if not runs:

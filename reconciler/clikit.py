@@ -144,7 +144,9 @@ def write_plan(the_plan: Plan, out: Path) -> None:
 def esc(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    from reconciler.render.safe import visible
+
+    return escape(visible(text, lines=True))
 
 
 def diag(text: str) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from providers.contract import Change
 from reconciler.plan import Plan
+from reconciler.render.safe import visible
 from reconciler.render.text import grouped, summary_line
 
 if TYPE_CHECKING:
@@ -31,12 +32,12 @@ TARGET_ROWS = 30
 
 
 def _code(text: str) -> str:
-    return "<code>" + html.escape(text) + "</code>"
+    return "<code>" + _html(text) + "</code>"
 
 
 def _cell(value: Any) -> str:
     text = value if isinstance(value, str) else "(none)" if value is None else json.dumps(value)
-    return html.escape(text).replace("|", "&#124;").replace("\n", " ")
+    return _html(text).replace("|", "&#124;").replace("\n", " ")
 
 
 def _priority(c: Change) -> int:
@@ -50,10 +51,10 @@ def _section(c: Change, targets: list[str]) -> tuple[str, str]:
     """(one-line form, full collapsible form) of a change."""
     names = [t for t in targets if t]
     where = f" @ {', '.join(names[:5])}{f' and {len(names) - 5} more' if len(names) > 5 else ''}" if names else ""
-    flags = f" ⚠ {html.escape(', '.join(c.risks))}" if c.risks else ""
-    denied = f" ❌ denied by {html.escape(c.denied)}" if c.denied else ""
-    head = f"{SYMBOL[c.action]} {_code(c.address)}{html.escape(where)}{flags}{denied}"
-    body = [f"<details><summary>{head}</summary>", "", html.escape(c.reason), ""]
+    flags = f" ⚠ {_html(', '.join(c.risks))}" if c.risks else ""
+    denied = f" ❌ denied by {_html(c.denied)}" if c.denied else ""
+    head = f"{SYMBOL[c.action]} {_code(c.address)}{_html(where)}{flags}{denied}"
+    body = [f"<details><summary>{head}</summary>", "", _html(c.reason), ""]
     if c.fields:
         body += ["| field | before | after |", "|---|---|---|"]
         body += [f"| {_cell(f.path)} | {_cell(f.before)} | {_cell(f.after)} |" for f in c.fields[:50]]
@@ -79,7 +80,7 @@ def _targets_table(changes: Sequence[Change]) -> list[str]:
 def render(plan: Plan, title: str = "recon plan", limit: int = COMMENT_LIMIT, full_plan_at: str = "",
            sections: Sequence[tuple[str, Sequence[Change]]] = (), marker: str = "") -> str:
     """The Markdown of a plan; `sections` (title, changes) replaces the single list (drift reports)."""
-    parts = ([marker] if marker else []) + [f"### {html.escape(title)} {_code(plan.plan_id)}", "",
+    parts = ([marker] if marker else []) + [f"### {_html(title)} {_code(plan.plan_id)}", "",
                                             f"**{summary_line(plan)}**", ""]
     pending = plan.pending
     if not pending and not sections:
@@ -89,7 +90,7 @@ def render(plan: Plan, title: str = "recon plan", limit: int = COMMENT_LIMIT, fu
     if plan.denied:
         parts.append(f"❌ **{len(plan.denied)} change(s) denied by policy**: apply will refuse this plan.")
     if risky:
-        parts.append("⚠ **Risks:** " + ", ".join(f"{n} × {html.escape(r)}" for r, n in sorted(risky.items())))
+        parts.append("⚠ **Risks:** " + ", ".join(f"{n} × {_html(r)}" for r, n in sorted(risky.items())))
     parts += ["", *_targets_table(pending), ""]
     blocks = sections or [("Changes", pending)]
     items: list[tuple[int, int, str, str, str]] = []  # (priority, order, section title, short, full)
@@ -118,7 +119,7 @@ def _fit(head: list[str], items: list[tuple[int, int, str, str, str]], titles: l
     for title in titles:
         mine = [(o, chosen[o]) for (_, o, t, _, _) in items if t == title and o in chosen]
         if len(titles) > 1 or title != "Changes":
-            body += [f"#### {html.escape(title)}", ""]
+            body += [f"#### {_html(title)}", ""]
         body += [text for _, text in sorted(mine)]
         body.append("")
     left = len(items) - len(chosen)
@@ -132,8 +133,8 @@ def _fit(head: list[str], items: list[tuple[int, int, str, str, str]], titles: l
 
 def render_drift(plan: Plan, report: DriftReport, limit: int = COMMENT_LIMIT, full_plan_at: str = "",
                  marker: str = "") -> str:
-    expired = "".join(f"\n> ⏰ Expired ignore rule, no longer applied: {html.escape(e)}" for e in report.expired)
-    ignored = "".join(f"\n- {_code(c.id)}: {html.escape(why)}" for c, why in report.ignored)
+    expired = "".join(f"\n> ⏰ Expired ignore rule, no longer applied: {_html(e)}" for e in report.expired)
+    ignored = "".join(f"\n- {_code(c.id)}: {_html(why)}" for c, why in report.ignored)
     sections = [(t, cs) for t, cs in (("Drift: live moved away from what was applied", report.drift),
                                       ("Pending: the specs moved away from live", report.pending)) if cs]
     if report.clean:
@@ -142,3 +143,8 @@ def render_drift(plan: Plan, report: DriftReport, limit: int = COMMENT_LIMIT, fu
         return "\n".join(text) + expired + (f"\n\nIgnored drift:{ignored}" if ignored else "") + "\n"
     body = render(plan, "recon drift", limit - len(expired) - len(ignored) - 40, full_plan_at, sections, marker)
     return body + expired + (f"\n\nIgnored drift:{ignored}\n" if ignored else "")
+
+
+def _html(text: str) -> str:
+    """HTML-escaped, control characters shown as escapes (a file name cannot forge the comment)."""
+    return html.escape(visible(text))

@@ -8,10 +8,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from providers.context import ApplyEnded, ApplyStarted, Event, Note, StepDone, Tick
 from providers.progress import transfer_bar
+from reconciler.render.safe import esc as escape
 
 
 class ConsoleReporter:

@@ -6,11 +6,10 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from providers.contract import Change
 from reconciler.executor import ApplyReport
 from reconciler.plan import Plan
+from reconciler.render.safe import esc as escape
 
 if TYPE_CHECKING:
     from reconciler.drift import Report as DriftReport

@@ -301,3 +301,17 @@ def test_schema_lists_every_kind(tmp_path: Path) -> None:
     assert sorted(schema["properties"]["kind"]["enum"]) == sorted(KINDS)
     assert "HostStateSpec" in schema["$defs"] and "FileResource" in schema["$defs"]
     assert schema["$defs"]["FileResource"]["properties"]["content"]["description"]
+
+
+def test_control_characters_from_specs_are_shown_escaped_in_every_text_output(tmp_path: Path) -> None:
+    """A name with an ANSI escape or a bidirectional override cannot move the cursor, hide text or reorder
+    what a reviewer reads in a plan, an apply's progress or a PR comment (issue 18, case 10)."""
+    write(tmp_path / "specs", {"g.yaml": group("a"), "s.yaml": hoststate(
+        "app", '- {type: file, path: "/a\\e[2J\\u202eb", content: x}\n')})
+    (tmp_path / "a-root").mkdir()
+    for args in (("plan",), ("plan", "--markdown"), ("apply", "--auto-approve"), ("audit",)):
+        got = recon(*args, cwd=tmp_path)
+        assert got.rc == 0, got.text
+        assert "\x1b" not in got.text and "\u202e" not in got.text, (args, got.text)
+        if args[0] != "audit":
+            assert "/a\\x1b[2J\\u202eb" in got.text, (args, got.text)
