@@ -111,12 +111,20 @@ def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
     except OSError as exc:
         return [], [Diagnostic(f"cannot read: {exc.strerror}", name)]
 
+    if len(raw) > MAX_BYTES:
+        return [], [Diagnostic(f"the file has {len(raw)} bytes; a spec file may have {MAX_BYTES}", name, 1, 1,
+                               hint="split it into several files")]
     yaml = YAML(typ="safe", pure=False)  # libyaml-backed parser when ruamel.yaml.clib is there
     docs: list[Document] = []
     try:
         for index, node in enumerate(yaml.compose_all(text)):
             if node is None:
                 continue
+            too_big = _too_big(node)
+            if too_big:
+                line = node.start_mark.line + 1
+                return [], [Diagnostic(too_big, name, line, node.start_mark.column + 1, None,
+                                       "write the values out; a spec is small, flat data")]
             data = yaml.constructor.construct_document(node)
             if data is None:
                 continue
@@ -139,12 +147,45 @@ def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
         return [], [Diagnostic(f"invalid YAML: {problem}", name, line, col, None, hint)]
     except YAMLError as exc:
         return [], [Diagnostic(f"invalid YAML: {exc}", name)]
+    except RecursionError:
+        return [], [Diagnostic(f"invalid YAML: nested deeper than {MAX_DEPTH} levels", name, 1, 1,
+                               hint="a spec is small, flat data: write it with fewer levels")]
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        return [], [Diagnostic(f"invalid YAML value: {str(exc).split(';')[0]}", name, 1, 1,
+                               hint="write the value as a quoted string, or a smaller number")]
     if not docs:
         return [], [Diagnostic(
             "the file holds no spec", name, 1, 1,
             hint="add a document with apiVersion, kind, metadata and spec, or delete the file",
         )]
     return docs, []
+
+
+MAX_BYTES = 10 << 20  # a spec file larger than this is refused: specs are small
+MAX_VALUES = 200_000  # values in one document, aliases counted each time they are used (alias bombs)
+MAX_DEPTH = 64  # levels of nesting in one document
+
+
+def _too_big(root: Any) -> str:
+    """Why a composed document is too big to build (too many values once aliases expand, or too deep),
+    found in bounded time; "" when it is not."""
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    todo: list[tuple[Any, int]] = [(root, 1)]
+    seen = 0
+    while todo:
+        node, depth = todo.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return (f"the document holds more than {MAX_VALUES} values once its aliases are expanded (aliases "
+                    "of aliases grow without end)")
+        if depth > MAX_DEPTH:
+            return f"the document is nested deeper than {MAX_DEPTH} levels"
+        if isinstance(node, MappingNode):
+            todo.extend((n, depth + 1) for pair in node.value for n in pair)
+        elif isinstance(node, SequenceNode):
+            todo.extend((n, depth + 1) for n in node.value)
+    return ""
 
 
 def _positions(node: Any, loc: Loc, out: dict[Loc, tuple[int, int]]) -> None:
@@ -166,4 +207,18 @@ def _positions(node: Any, loc: Loc, out: dict[Loc, tuple[int, int]]) -> None:
 def _canonical(data: Any) -> str:
     import json
 
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    try:
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):  # keys of several types (1: and a:), or floats JSON has no word for
+        return json.dumps(_plain(data), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _plain(data: Any) -> Any:
+    """Mapping keys as text naming their type, floats as their repr: what a digest can sort and write."""
+    if isinstance(data, dict):
+        return {k if isinstance(k, str) else f"{type(k).__name__}:{k!r}": _plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_plain(v) for v in data]
+    if isinstance(data, float):
+        return repr(data)
+    return data

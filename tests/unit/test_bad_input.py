@@ -138,6 +138,19 @@ CASES = {
         "b.yaml:7:30: spec.credentials.password: expected a mapping, got str (not shown: it may be the secret itself)",
         "a secret is a reference, never the value: {env: NAME} or {file: path}",
     ),
+    "alias-bomb": (
+        {"a.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi", strict=True))},
+        "a.yaml:1:1: the document holds more than 200000 values once its aliases are expanded", None,
+    ),
+    "deep-nesting": ({"a.yaml": "a: " + "[" * 5000 + "]" * 5000 + "\n"},
+                     "a.yaml:1:1: the document is nested deeper than 64 levels", None),
+    "long-integer": (
+        {"a.yaml": "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: x}\nspec: {concurrency: " + "9" * 6000
+                   + "}\n"},
+        "a.yaml:1:1: invalid YAML value: Exceeds the limit (4300 digits) for integer string conversion",
+        "write the value as a quoted string, or a smaller number",
+    ),
     "bad-yaml": (
         {"a.yaml": "apiVersion: recon/v1\nkind: [HostState\nmetadata: {}\n"},
         "a.yaml:3:9: invalid YAML", "fix the YAML syntax",
