@@ -111,7 +111,8 @@ def plan(
 @app.command()
 def apply(
     paths: Annotated[
-        list[str] | None, typer.Argument(help="A saved plan (plan.json, or a plan id kept in the state backend), "
+        list[str] | None, typer.Argument(metavar="[PLAN | PATHS...]",
+                                         help="A saved plan (plan.json, or a plan id kept in the state backend), "
                                          "or spec files or directories.")
     ] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,

@@ -21,9 +21,12 @@ if TYPE_CHECKING:
     from reconciler.plan import Plan
     from specs.project import Project
 
-Paths = Annotated[list[str] | None, typer.Argument(help="Spec files or directories (default: specs/).")]
-Target = Annotated[list[str] | None, typer.Option("--target", "-t", help="Only resources matching ADDR (repeatable).")]
-Exclude = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out resources matching ADDR.")]
+Paths = Annotated[list[str] | None, typer.Argument(metavar="[PATHS]...",
+                                                   help="Spec files or directories (default: specs/).")]
+Target = Annotated[list[str] | None, typer.Option("--target", "-t", metavar="ADDR",
+                                                  help="Only resources matching ADDR (repeatable).")]
+Exclude = Annotated[list[str] | None, typer.Option("--exclude", "-x", metavar="ADDR",
+                                                   help="Leave out resources matching ADDR (repeatable).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")]
 MarkdownOut = Annotated[bool, typer.Option("--markdown", help="Print Markdown (PR comments, job summaries).")]
 Prune = Annotated[bool, typer.Option("--prune", help="Also delete what recon made that no spec declares any "

@@ -31,7 +31,8 @@ def _planner() -> object:
 
 def draft(
     request: Annotated[str, typer.Argument(help='What you want, e.g. "restart apache on all web servers".')],
-    paths: Annotated[list[str] | None, typer.Option("--specs", help="The specs directory (default: specs/).")] = None,
+    paths: Annotated[list[str] | None, typer.Option("--specs", metavar="DIR",
+                                                    help="The specs directory (default: specs/).")] = None,
     write: Annotated[bool, typer.Option("--write", help="Write the draft under the specs directory, then plan.")]
     = False,
     yes: Annotated[bool, typer.Option("--yes", help="Write a draft that needs a confirmation (it stops, removes "

@@ -14,7 +14,7 @@ from reconciler import __version__, policy
 from reconciler.gitinfo import describe
 from reconciler.plan import FORMAT_VERSION, Plan, plan_id
 from specs import graph
-from specs.errors import Diagnostic
+from specs.errors import Diagnostic, UsageError
 from specs.project import Project
 
 
@@ -44,7 +44,11 @@ def matches(patterns: Sequence[str], inst: Instance) -> bool:
 def select(
     project: Project, items: list[tuple[Provider, Instance]], targets: Sequence[str], excludes: Sequence[str]
 ) -> list[tuple[Provider, Instance]]:
-    """--target keeps what matches plus the specs those depend on; --exclude then drops what matches."""
+    """--target keeps what matches plus the specs those depend on; --exclude then drops what matches. A --target
+    that matches nothing is a UsageError (a typo would otherwise plan nothing and say "No changes")."""
+    for pattern in targets:
+        if not any(matches([pattern], i) for _, i in items):
+            raise UsageError(f"--target {pattern} matches no resource of these specs; {_closest(pattern, items)}")
     if targets:
         chosen = {i.id for _, i in items if matches(targets, i)}
         needed = _dependencies(project, {i.spec for _, i in items if i.id in chosen})
@@ -52,6 +56,17 @@ def select(
     if excludes:
         items = [(p, i) for p, i in items if not matches(excludes, i)]
     return items
+
+
+def _closest(pattern: str, items: Sequence[tuple[Provider, Instance]]) -> str:
+    import difflib
+
+    names = sorted({i.address for _, i in items} | {i.spec for _, i in items})
+    close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.5)
+    if close:
+        return "did you mean " + " or ".join(close) + "?"
+    example = names[0] if names else "HostState/app/file:/etc/app.conf"
+    return f"addresses look like {example} (a prefix or a glob works too; `recon plan --json` lists them)"
 
 
 def _dependencies(project: Project, specs: set[str]) -> set[str]:

@@ -28,8 +28,8 @@ def summary_line(plan: Plan) -> str:
 
 def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
     targets = {c.target for c in plan.changes if c.target}
-    yield (f"[bold]Plan {plan.plan_id}[/bold] · {len(plan.specs)} specs · {len(plan.changes)} resources"
-           f" on {len(targets)} target{'s' if len(targets) != 1 else ''}")
+    yield (f"[bold]Plan {plan.plan_id}[/bold] · {_count(len(plan.specs), 'spec')} · "
+           f"{_count(len(plan.changes), 'resource')} on {_count(len(targets), 'target')}")
     selection = [f"--{k} {' '.join(v)}" for k, v in plan.selection.items() if v]
     if selection:
         yield f"[yellow]Selected with {escape(' '.join(selection))}: other resources are not in this plan.[/]"
@@ -44,6 +44,10 @@ def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
         yield ""
     yield f"[bold]Plan:[/bold] {summary_line(plan)}"
     yield from policy_lines(plan)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def policy_lines(plan: Plan) -> Iterator[str]:

@@ -315,3 +315,18 @@ def test_control_characters_from_specs_are_shown_escaped_in_every_text_output(tm
         assert "\x1b" not in got.text and "\u202e" not in got.text, (args, got.text)
         if args[0] != "audit":
             assert "/a\\x1b[2J\\u202eb" in got.text, (args, got.text)
+
+
+def test_a_target_that_matches_nothing_is_an_error_with_the_closest_addresses(tmp_path: Path) -> None:
+    write(tmp_path / "specs", {"g.yaml": group("a"), "s.yaml": hoststate("app", "- {type: file, path: /etc/app.conf, "
+                                                                            "content: x}\n")})
+    (tmp_path / "a-root").mkdir()
+    typo = recon("plan", "--target", "HostState/app/file:/etc/app.cnf", cwd=tmp_path)
+    assert typo.rc == 1 and "--target HostState/app/file:/etc/app.cnf matches no resource" in typo.err, typo.text
+    assert "did you mean HostState/app/file:/etc/app.conf or" in typo.err
+    unknown = recon("apply", "--auto-approve", "--target", "nothing", cwd=tmp_path)
+    assert unknown.rc == 1 and "addresses look like" in unknown.err and not (tmp_path / "a-root" / "etc").exists()
+    plan = recon("plan", cwd=tmp_path)
+    assert " · 2 specs · 1 resource on 1 target" in plan.out.splitlines()[0], plan.out  # counted in words
+    helped = recon("plan", "--help", cwd=tmp_path)
+    assert "--target ADDR" in helped.out and "--target <list[str]>" not in helped.out
