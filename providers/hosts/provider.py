@@ -109,10 +109,10 @@ class HostProvider:
             desired = inst.desired
             state = live.get(inst.id)
             action, reason, fields = system_for(desired.host).diff(desired, state, changed)
-            if action == "noop" and isinstance(state, dict) and state.get("backup"):
-                bak = getattr(desired.res, "path", "") + ".recon-bak"
-                action, reason = "update", f"{bak}, left by an interrupted apply, is still there"
-                fields = [FieldChange("backup", bak, None)]
+            if action == "noop" and isinstance(state, dict) and (state.get("backup") or state.get("stray")):
+                left = getattr(desired.res, "path", "") + (".recon-bak" if state.get("backup") else ".recon-tmp")
+                action, reason = "update", f"{left}, left by an interrupted apply, is still there"
+                fields = [FieldChange("backup", left, None)]
             changed[desired.key] = action != "noop"
             if isinstance(desired.res, FileResource) and desired.res.secret and state and state.get("sha256"):
                 state = {**state, "sha256": keyed(state["sha256"])}  # the fingerprint must not hash a secret plainly

@@ -299,3 +299,34 @@ def test_no_key_for_hashing_secrets_is_an_error_with_the_fix_never_a_constant_ke
     got = recon("plan", cwd=tmp_path, env=env)
     assert got.rc == 1 and "no key to hash secrets with:" in got.err and "set RECON_HASH_KEY" in got.err, got.text
     assert "internal error" not in got.text and "tok-123" not in got.text
+
+
+def test_a_secret_file_is_owner_only_from_its_first_byte_and_a_leftover_temporary_is_found_and_removed(
+        tmp_path: Path) -> None:
+    """The new content is written under umask 077 and only then given its mode (before, it was written 0644
+    and chmodded after: a killed apply left part of a secret readable). A temporary an apply left behind is in
+    the next plan and removed by the next apply (issue 18, case 7)."""
+    from providers.hosts.model import HostInfo, HostResource
+    from providers.hosts.posix.resources import file as filemod
+    from specs.hoststate import FileResource
+
+    res = FileResource.model_validate({"type": "file", "path": "/etc/token", "content": "s3cret", "mode": "0600"})
+    script = filemod.script(HostResource(res, HostInfo("a", "local", None), "file:/etc/token", b"s3cret"),
+                            "create", [])
+    lines = script.splitlines()
+    at = next(i for i, line in enumerate(lines) if "s3cret" in line)
+    assert lines[at - 1] == "umask 077" and lines[at + 1] == "umask 022", script
+    assert at < next(i for i, line in enumerate(lines) if "chmod 0600" in line)
+
+    write(tmp_path / "specs", {"g.yaml": group("a"), "s.yaml": hoststate(
+        "app", "- type: file\n  path: /token\n  contentFrom: {env: APP_TOKEN}\n  mode: \"0600\"\n")})
+    (tmp_path / "a-root").mkdir()
+    env = {"APP_TOKEN": "tok-123"}
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    assert (tmp_path / "a-root" / "token").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "a-root" / "token.recon-tmp").write_text("tok-")  # what a kill mid-write used to leave, 0644
+    planned = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env)
+    assert planned.rc == 2 and "/token.recon-tmp, left by an interrupted apply, is still there" in planned.out
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    assert not (tmp_path / "a-root" / "token.recon-tmp").exists()
+    assert_converged(tmp_path, env=env)

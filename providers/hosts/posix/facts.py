@@ -31,13 +31,15 @@ from specs.hoststate import (
 
 _SECTION = "@@recon-facts@@"
 BAK = ".recon-bak"  # the suffix of backups kept beside a changed path (resources/common.py)
+TMP = ".recon-tmp"  # the suffix of a file's new content while it is written (resources/file.py)
 _TYPES = {"regular file": "file", "regular empty file": "file", "directory": "directory",
           "symbolic link": "symlink"}
 
 
 def script(items: Sequence[HostResource]) -> str:
-    # each path, and the backup an interrupted apply may have left beside it
+    # each path, and the backup (or a file's half-written new content) an interrupted apply may have left beside it
     paths = [p for d in items if isinstance(d.res, FileResource | DirectoryResource) for p in (d.path, d.path + BAK)]
+    paths += [d.path + TMP for d in items if isinstance(d.res, FileResource)]
     files = [d.path for d in items if isinstance(d.res, FileResource)]
     lines = ["LC_ALL=C; export LC_ALL", f"printf '%s\\0' {_SECTION}stat"]
     if paths:
@@ -129,5 +131,7 @@ def parse(items: Sequence[HostResource], out: bytes) -> list[dict[str, Any] | No
                 st = {k: v for k, v in st.items() if k != "size"}
             if d.path + BAK in stats:
                 st = {**(st or {"type": "missing"}), "backup": True}
+            if d.path + TMP in stats:
+                st = {**(st or {"type": "missing"}), "stray": True}
             live.append(st)
     return live

@@ -79,4 +79,5 @@ def undo_path(desired: HostResource, action: Action, fields: list[FieldChange], 
 
 
 def clean_path(desired: HostResource) -> str:
-    return f"rm -rf -- {backup_path(desired)}"
+    """Remove what a step leaves beside the path: its backup, and a file's new content if it was not moved."""
+    return f"rm -rf -- {backup_path(desired)} {q(desired.path + '.recon-tmp')}"

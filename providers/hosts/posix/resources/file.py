@@ -88,15 +88,22 @@ def script(desired: HostResource, action: Action, fields: list[FieldChange]) -> 
         assert desired.content is not None
         tmp = q(desired.path + ".recon-tmp")
         parent = q(posixpath.dirname(desired.path) or "/")
+        res = desired.res
+        # the new content is written owner-only from its first byte (umask 077), then given its mode: a secret
+        # never sits readable by others, even half-written by an apply that was killed (the next plan shows and
+        # removes such a leftover); a temporary already there is removed, never written through
         lines += [
             f"[ -d {parent} ] || mkdir -p -- {parent}",
+            f"rm -f -- {tmp}",
+            "umask 077",
             write_bytes(desired.content, tmp),
-            f"if [ -e {path} ]; then chmod --reference={path} -- {tmp}; "
-            f"chown --reference={path} -- {tmp} 2>/dev/null || true; fi",
+            "umask 022",
+            (f"if [ -e {path} ]; then chown --reference={path} -- {tmp} 2>/dev/null || true; fi; "
+             f"chmod {res.mode} -- {tmp}") if getattr(res, "mode", None) else
+            (f"if [ -e {path} ]; then chmod --reference={path} -- {tmp}; chown --reference={path} -- {tmp} "
+             f"2>/dev/null || true; else chmod 644 -- {tmp}; fi"),
         ]
-        attrs = attr_changes(desired, None)
-        if action in ("create", "replace"):  # a new file is 0644 under umask 022: no chmod needed for that
-            attrs = [f for f in attrs if not (f.path == "mode" and f.after == "0644")]
+        attrs = [f for f in attr_changes(desired, None) if f.path != "mode"]  # the mode is set above
         lines += attr_script(desired, tmp, attrs)
         lines.append(f"mv -f -- {tmp} {path}")
     else:
