@@ -103,8 +103,10 @@ def repo_path(file: str) -> str:
     """A spec file's path relative to its repository's root (the directory holding .git, else the current
     directory), with '/': the same however recon was started (`specs`, `./specs`, an absolute path, or from
     another directory), so environment paths cannot be sidestepped by how the specs are named."""
+    from specs.settings import repo_root
+
     path = Path(file).resolve()
-    root = next((d for d in path.parents if (d / ".git").exists()), None) or Path.cwd().resolve()
+    root = repo_root(path.parent) or Path.cwd().resolve()
     try:
         return path.relative_to(root).as_posix()
     except ValueError:

@@ -45,13 +45,21 @@ class Settings(StrictModel):
     state: StateSettings = Field(default_factory=StateSettings, description="The state backend.")
 
 
+def repo_root(start: Path) -> Path | None:
+    """The repository `start` is in: the nearest directory holding .git, from `start` up; None outside one."""
+    here = start.resolve()
+    return next((d for d in (here, *here.parents) if (d / ".git").exists()), None)
+
+
 def find(start: Path | None = None) -> Path | None:
-    """recon.yaml in the repository around `start` (the directory holding .git), else in `start`."""
+    """recon.yaml in the repository around `start` (up to the directory holding .git), else in `start` or
+    above it."""
     here = (start or Path.cwd()).resolve()
+    root = repo_root(here)
     for d in (here, *here.parents):
         if (d / FILE).is_file():
             return d / FILE
-        if (d / ".git").exists():
+        if d == root:
             return None
     return None
 
