@@ -27,6 +27,7 @@ from reconciler.clikit import (
     diag,
     esc,
     load,
+    lock_waiting,
     planned,
     print_plan,
     read_plan,
@@ -140,9 +141,7 @@ def apply(
     console = console_for()
     wait = gate.duration(lock_timeout, "--lock-timeout")
     ctx = context(parallelism, console, force_conflicts)
-
-    def waiting(key: str, holder: str) -> None:
-        console.print(f"[yellow]Waiting for the lock {key}[/yellow], held by {holder} (up to {wait:g}s)…")
+    waiting = lock_waiting(console, wait)
 
     def gated(the_plan: Plan, project: Project, saved: bool, items: gate.Items) -> Outcome:
         return gate.apply(the_plan, project, ctx, state_dir, saved=saved, auto_approve=auto_approve, confirm=confirm,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -83,6 +84,14 @@ def context(parallelism: int, console: Console | None = None, force_conflicts: b
     reporter = make_reporter(console or console_for(stderr=True), bars=sys.stderr.isatty())
     return Context(reporter=reporter, concurrency=parallelism, force_conflicts=force_conflicts,
                    commit=describe().get("sha", ""))
+
+
+def lock_waiting(console: Console, wait: float) -> Callable[[str, str], None]:
+    """What a waiting apply or rollback says, once, when another holds a lock it needs."""
+    def say(key: str, holder: str) -> None:
+        console.print(f"[yellow]Waiting for the lock {key}[/yellow], held by {holder} (up to {wait:g}s)…")
+
+    return say
 
 
 def print_plan(the_plan: Plan, as_json: bool, verbose: bool, markdown: bool = False) -> None:

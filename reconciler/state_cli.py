@@ -49,9 +49,7 @@ def rollback(
     try:
         run = audit.start("rollback", chosen.plan.plan_id, journal=chosen.journal.name)
         wait = gate.duration(lock_timeout, "--lock-timeout")
-        with gate.locked(project, (), (), state_dir, wait, lambda key, holder: console.print(
-                f"[yellow]Waiting for the lock {key}[/yellow], held by {holder} (up to {wait:g}s)…"),
-                         chosen.plan.plan_id):
+        with gate.locked(project, (), (), state_dir, wait, base.lock_waiting(console, wait), chosen.plan.plan_id):
             results = recovery.rollback(chosen, project, ctx, state_dir)
         for r in results:
             run.write("undone", change=r.change_id, ok=r.ok, message=r.message)
