@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from reconciler.audit import Run, open_audit
-from reconciler.identity import whoami
+from reconciler.identity import ci_run, whoami
 from specs.errors import ExitCode, RefusedError, UsageError
 
 if TYPE_CHECKING:
@@ -76,20 +76,10 @@ def locked(project: Project, targets: Sequence[str], excludes: Sequence[str], st
 
     chosen = planner.select(project, planner.expand(project) if items is None else items, targets, excludes)
     keys = executor.lock_keys([(p, i, None) for p, i in chosen])
-    holder = {**whoami(), "plan_id": plan_id, **({"ci_run": ci_run()} if ci_run() else {})}
+    run = ci_run()
+    holder = {**whoami(), "plan_id": plan_id, **({"ci_run": run} if run else {})}
     with locks.hold(backend(state_dir), keys, holder, timeout, on_wait, on_lost):
         yield
-
-
-def ci_run() -> str:
-    """The URL of the CI run recon runs in (GitHub Actions), or ""."""
-    import os
-
-    env = os.environ
-    if not env.get("GITHUB_RUN_ID"):
-        return ""
-    return (f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/"
-            f"{env['GITHUB_RUN_ID']}")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,15 @@ def who() -> dict[str, Any]:
     return {**whoami(), "ci": ci, "git": describe()}
 
 
+def ci_run() -> str:
+    """The URL of the CI run recon runs in (GitHub Actions), or ""."""
+    env = os.environ
+    if not env.get("GITHUB_RUN_ID"):
+        return ""
+    return (f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/"
+            f"{env['GITHUB_RUN_ID']}")
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
