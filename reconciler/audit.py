@@ -216,9 +216,7 @@ def open_audit(state_dir: Path) -> Audit:
 
 
 class Audit:
-    def __init__(self, where: Backend | Path) -> None:
-        if isinstance(where, Path):
-            where = Backend("sqlite", where.parent, where=str(where))
+    def __init__(self, where: Backend) -> None:
         self.backend = where
         self.where = where.where if where.kind == "postgres" else str(default_path(where.state_dir))
         self._store: _Sqlite | _Postgres = (

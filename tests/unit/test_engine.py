@@ -207,7 +207,7 @@ def test_the_gate_decides_without_a_terminal_and_asks_only_on_one(tmp_path: Path
 
 def test_the_gate_refuses_a_denied_plan_and_records_it(tmp_path: Path) -> None:
     from reconciler import gate
-    from reconciler.audit import Audit, default_path
+    from reconciler.audit import open_audit
     from specs.errors import RefusedError
 
     pol = policy_doc(rules='{name: frozen, effect: deny, when: {targets: ["b1"]}}')
@@ -218,7 +218,7 @@ def test_the_gate_refuses_a_denied_plan_and_records_it(tmp_path: Path) -> None:
         gate.apply(the_plan, p, Context(), tmp_path / ".recon", saved=False, auto_approve=True, confirm=None,
                    request_id=None, terminal=True, ask=lambda d: asked.append(d) or True)
     assert asked == []
-    audit = Audit(default_path(tmp_path / ".recon"))
+    audit = open_audit(tmp_path / ".recon")
     try:
         (run,) = audit.runs()
     finally:
