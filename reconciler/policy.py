@@ -102,11 +102,14 @@ def _field_matches(cond: FieldCondition, c: Change) -> bool:
 def repo_path(file: str) -> str:
     """A spec file's path relative to its repository's root (the directory holding .git, else the current
     directory), with '/': the same however recon was started (`specs`, `./specs`, an absolute path, or from
-    another directory), so environment paths cannot be sidestepped by how the specs are named."""
+    another directory), so environment paths cannot be sidestepped by how the specs are named. The path as
+    the specs directory holds it, not where a link points: a link in specs/prod/ is a spec in prod."""
+    import os
+
     from specs.settings import repo_root
 
-    path = Path(file).resolve()
-    root = repo_root(path.parent) or Path.cwd().resolve()
+    path = Path(os.path.abspath(file))
+    root = repo_root(path.parent) or Path(os.path.abspath(os.getcwd()))
     try:
         return path.relative_to(root).as_posix()
     except ValueError:

@@ -46,8 +46,9 @@ class Settings(StrictModel):
 
 
 def repo_root(start: Path) -> Path | None:
-    """The repository `start` is in: the nearest directory holding .git, from `start` up; None outside one."""
-    here = start.resolve()
+    """The repository `start` is in: the nearest directory holding .git, from `start` up (by the path as
+    written, links not followed: a link must not move a file into another directory); None outside one."""
+    here = Path(os.path.abspath(start))
     return next((d for d in (here, *here.parents) if (d / ".git").exists()), None)
 
 

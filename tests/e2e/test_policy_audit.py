@@ -281,11 +281,17 @@ def test_environment_paths_match_the_repository_path_however_the_specs_are_named
         "apiVersion: recon/v1\nkind: Policy\nmetadata: {name: envs}\nspec:\n  environments:\n"
         "    - {name: prod, match: {paths: ['specs/prod/**']}, confirm: true}\n")})
     write(repo / "specs" / "prod", {"s.yaml": hoststate("app", "- type: file\n  path: /x\n  content: one\n")})
+    # a pull request cannot take a spec out of prod by making it a link to a file elsewhere
+    (repo / "elsewhere").mkdir()
+    (repo / "elsewhere" / "linked.yaml").write_text(hoststate("linked", "- type: file\n  path: /y\n  content: one\n"))
+    (repo / "specs" / "prod" / "linked.yaml").symlink_to(repo / "elsewhere" / "linked.yaml")
     for cwd, paths in ((repo, "specs"), (repo, "./specs"), (repo, str(repo / "specs")), (tmp_path, "repo/specs")):
         got = recon("plan", paths, "--json", cwd=cwd)
         assert got.rc == 0, got.text
-        (change,) = [c for c in json.loads(got.out)["changes"] if c["action"] != "noop"]
-        assert change["environment"] == "prod" and "prod needs confirmation" in change["risks"], (paths, change)
+        changes = [c for c in json.loads(got.out)["changes"] if c["action"] != "noop"]
+        assert len(changes) == 2, changes
+        for change in changes:
+            assert change["environment"] == "prod" and "prod needs confirmation" in change["risks"], (paths, change)
         refused = recon("apply", paths, "--auto-approve", cwd=cwd)
         assert refused.rc == 3 and "needs a confirmation" in refused.err, (paths, refused.text)
 
