@@ -81,12 +81,15 @@ def load(start: Path | None = None) -> tuple[Settings, Path | None]:
 
 
 def env_override(settings: Settings) -> Settings:
-    """RECON_STATE_BACKEND and RECON_STATE_DSN, for CI, over what the file says."""
+    """RECON_STATE_BACKEND and RECON_STATE_DSN, for CI, over what the file says. A DSN in the environment
+    means postgres unless RECON_STATE_BACKEND says otherwise: recon.yaml is in the repository, and a pull
+    request must not turn CI's shared state off by writing `backend: sqlite` there."""
     backend = os.environ.get("RECON_STATE_BACKEND")
-    dsn = SecretRef(env="RECON_STATE_DSN") if os.environ.get("RECON_STATE_DSN") else settings.state.dsn
-    if not backend and dsn is settings.state.dsn:
+    given = bool(os.environ.get("RECON_STATE_DSN"))
+    dsn = SecretRef(env="RECON_STATE_DSN") if given else settings.state.dsn
+    if not backend and not given:
         return settings
-    chosen = backend or settings.state.backend
+    chosen = backend or ("postgres" if given else settings.state.backend)
     if chosen not in ("sqlite", "postgres"):
         from specs.errors import UsageError
 

@@ -330,3 +330,14 @@ def test_a_lock_directory_others_may_enter_is_refused_with_the_fix(tmp_path: Pat
     got = recon("apply", "--auto-approve", cwd=work, env={"XDG_RUNTIME_DIR": str(shared_dir)})
     assert got.rc == 1 and "no directory for locks:" in got.err and "RECON_LOCK_DIR" in got.err, got.text
     assert "internal error" not in got.text and not (tmp_path / "box" / "a").exists()
+
+
+def test_a_dsn_in_the_environment_wins_over_a_recon_yaml_a_pull_request_edited(tmp_path: Path, dsn: str) -> None:
+    """recon.yaml is in the repository, so a pull request may write `backend: sqlite` there; CI's shared state,
+    given by RECON_STATE_DSN, is used all the same (before, the file's backend won when only the DSN was set)."""
+    work = runner(tmp_path, "one", tmp_path / "box", "- {type: file, path: /a, content: one}",
+                  "state:\n  backend: sqlite\n")
+    assert recon("apply", "--auto-approve", cwd=work, env={"RECON_STATE_DSN": dsn}).rc == 0
+    verified = recon("audit", "verify", cwd=work, env={"RECON_STATE_DSN": dsn})
+    assert verified.rc == 0 and "postgres://recon@127.0.0.1:" in verified.out, verified.text
+    assert not (work / ".recon" / "audit.db").exists()
