@@ -1,4 +1,4 @@
-"""The resident planner: `recon plan` and `recon validate` without Python's start-up.
+"""The resident planner: `recon plan`, `recon validate` and a scripted `recon apply` without Python's start-up.
 
 Most of a small plan's time is start-up, not work: the interpreter, typer, pydantic and the spec
 models, rich, ruamel (about 0.25 s, where the plan of 20 SSH hosts over kept connections takes
@@ -18,6 +18,12 @@ upgrade starts a new one), reached over a Unix socket in a directory only the us
 peer's uid checked. Linux only (it needs `pidfd_open`); anywhere else, and when anything about the
 hand-over fails, the `recon` process simply plans by itself.
 
+`recon apply` is served too when its standard input is not a terminal (CI, scripts, `--auto-approve`
+from a pipe): the run's child leads its own process group, which is not the terminal's foreground
+group, so a prompt read from a terminal would stop it (SIGTTIN); with a terminal on stdin apply
+keeps its own process. For an apply the saving is the start-up and, with the postgres state
+backend, the driver's import (about 0.2 s), which the planner has done before the fork.
+
 Protocol: the client sends a 4-byte length and a JSON header (`argv`, `env`, `umask`, `encodings`)
 with four descriptors (stdin, stdout, stderr, the working directory); the planner answers JSON
 lines: `{"pid": N}`, then `{"status": WAITSTATUS}` when the child has exited.
@@ -35,14 +41,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SERVED = ("plan", "validate")  # read-only: apply and rollback keep their own process (prompts, journal)
+SERVED = ("plan", "validate")
+SERVED_UNATTENDED = ("apply",)  # only without a terminal on stdin: a prompt from a background group would stop
+
+
+def served(argv: list[str]) -> bool:
+    """Whether this run may be handed to the resident planner."""
+    if not argv:
+        return False
+    if argv[0] in SERVED:
+        return True
+    if argv[0] in SERVED_UNATTENDED:
+        try:
+            return not os.isatty(0)
+        except OSError:
+            return False
+    return False
 _SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 
 
 def main() -> None:
     """The `recon` console script: hand the run to the resident planner, else run it here."""
     argv = sys.argv[1:]
-    idle = _idle() if argv and argv[0] in SERVED else 0.0
+    idle = _idle() if served(argv) else 0.0
     path = socket_path() if idle > 0 else None
     if path is not None:
         code = _handed(path, argv)

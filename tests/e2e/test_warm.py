@@ -153,3 +153,65 @@ def test_code_stamp_follows_every_module_file(tmp_path: Path) -> None:
     second = code_stamp([pkg])
     (pkg / "b.py").write_text("")
     assert code_stamp([pkg]) != second
+
+
+def test_unattended_apply_is_served_and_is_the_apply_recon_makes_by_itself(tmp_path: Path, runtime: Path) -> None:
+    """An apply with no terminal on stdin (CI, scripts) is served: the same output, exit code, files and
+    audit record as an apply in its own process, and a second apply of the same plan is refused alike."""
+    runs = {}
+    for name in ("cold", "warm"):
+        cwd = tmp_path / name
+        shutil.copytree(QUICKSTART, cwd / "specs")
+        env = {"RECON_QUICKSTART_ROOT": str(cwd / "root")}
+        if name == "warm":
+            start_planner(runtime, cwd, env)
+            env = {**env, **warm_env(runtime)}
+        else:
+            env = {**env, "RECON_WARM": "0"}
+        got = recon("apply", "--auto-approve", cwd=cwd, env=env)
+        if name == "warm":
+            _, got = served(got)
+        again = recon("plan", "--detailed-exitcode", cwd=cwd, env=env)
+        audit = recon("audit", "--json", cwd=cwd, env={**env, "RECON_WARM": "0"})
+        runs[name] = (got, again, audit, sorted(p.relative_to(cwd / "root").as_posix()
+                                                 for p in (cwd / "root").rglob("*")))
+    (cold, cold_again, _, cold_files), (warm, warm_again, warm_audit, warm_files) = runs["cold"], runs["warm"]
+    strip = re.compile(r"\b[0-9a-f]{12,64}\b|\d+(\.\d+)? ?m?s\b")  # plan ids, digests of timestamps, durations
+    assert warm.rc == cold.rc == 0, warm.text
+    assert strip.sub("", warm.out) == strip.sub("", cold.out)
+    assert warm_files == cold_files and warm_files
+    assert warm_again.rc == cold_again.rc == 0
+    assert warm_audit.rc == 0 and '"apply"' in warm_audit.out and "Traceback" not in warm_audit.text
+
+
+def test_apply_with_a_terminal_on_stdin_keeps_its_own_process(quickstart: tuple[Path, dict[str, str]],
+                                                              runtime: Path) -> None:
+    """A prompt read from the terminal by a process outside the terminal's foreground group would stop
+    it (SIGTTIN), so an apply whose stdin is a terminal is never handed to the planner."""
+    cwd, env = quickstart
+    start_planner(runtime, cwd, env)
+    leader, follower = os.openpty()
+    try:
+        done = subprocess.run([*RECON, "apply", "--auto-approve"], cwd=cwd, stdin=follower, capture_output=True,
+                              text=True, env={**os.environ, **env, **warm_env(runtime)}, timeout=120, check=False)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 0, done.stderr
+    assert not SERVED.search(done.stderr), "an apply with a terminal on stdin was served"
+
+
+def test_ctrl_c_reaches_a_served_apply(tmp_path: Path, runtime: Path) -> None:
+    marker = tmp_path / "guard-running"
+    _slow_project(tmp_path, marker)
+    start_planner(runtime, tmp_path, {})
+    proc = subprocess.Popen([*RECON, "apply", "--auto-approve"], cwd=tmp_path, env={**os.environ, **warm_env(runtime)},
+                            text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    match = SERVED.match(proc.stderr.readline())
+    assert match
+    _wait_for(marker)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, out, err)
+    assert _gone(int(match.group(1)))
