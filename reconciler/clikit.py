@@ -53,9 +53,16 @@ def spec_paths(paths: list[str] | None) -> list[str]:
 
 
 def load(paths: list[str], preflight: bool = True) -> Project:
+    """The specs, checked; and their sources, which must stay in the repository (policy.source_problems)."""
+    from reconciler.policy import source_problems
+    from specs.errors import SpecError
     from specs.project import load_project
 
-    return load_project(paths, preflight)
+    project = load_project(paths, preflight)
+    problems = source_problems(project)
+    if problems:
+        raise SpecError(problems)
+    return project
 
 
 def planned(paths: list[str] | None, parallelism: int, state_dir: Path, command: str,

@@ -23,6 +23,7 @@ from providers.contract import Change, Instance, Provider, Result, WithLocking
 from reconciler import planner
 from reconciler.journal import Journal
 from reconciler.plan import Plan
+from reconciler.policy import POLICY_RESOURCE
 from specs.base import Strategy
 from specs.errors import ReconError, StalePlanError
 from specs.project import Project
@@ -66,6 +67,8 @@ def resolve(plan: Plan, project: Project, items: Sequence[tuple[Provider, Instan
     by_id = {inst.id: (prov, inst) for prov, inst in (planner.expand(project) if items is None else items)}
     steps: list[Step] = []
     for change in plan.pending:
+        if change.resource == POLICY_RESOURCE:
+            continue  # a Policy change is reviewed in the plan and takes effect once merged: nothing to run
         found = by_id.get(change.id) or planner.orphan(change)
         if found is None:
             problems.append(f"{change.id}: no longer in the specs")

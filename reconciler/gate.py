@@ -58,8 +58,11 @@ def record_plan(plan: Plan, state_dir: Path, command: str = "plan", save: bool =
 
 
 def _record_policy(run: Run, plan: Plan) -> None:
+    """Who was checked against which Policy, and what it said of each change it had a word on."""
+    if plan.policy:
+        run.write("policy", ok=True, **{k: v for k, v in plan.policy.items() if k not in ("ok", "kind")})
     for c in plan.pending:
-        if c.denied or c.environment or c.risks:
+        if c.denied or c.environment or c.risks or c.resource == "policy":
             run.write("policy", change=c.id, ok=not c.denied, message=c.denied, environment=c.environment,
                       risks=list(c.risks), action=c.action)
 
@@ -151,7 +154,13 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
     if not plan.pending:
         return Outcome(ExitCode.OK, nothing=f"Plan {plan.plan_id} has no changes. Nothing to do." if saved else "")
     # policy is decided again from the specs: what a saved plan file says of it is not trusted
-    plan = dataclasses.replace(plan, changes=tuple(policy.annotate(project, plan.changes)))
+    gov = policy.governing(project)
+    if saved and plan.policy.get("digest", "") != gov.digest:
+        from reconciler.executor import replan_command
+        from specs.errors import StalePlanError
+
+        raise StalePlanError([f"the Policy moved since the plan (now: {gov.source})"], replan_command(plan))
+    plan = dataclasses.replace(plan, changes=tuple(policy.annotate(project, plan.changes)), policy=gov.record())
     audit = open_audit(state_dir)
     try:
         sync(state_dir, audit)  # what an apply that lost the audit log did, recorded now

@@ -30,6 +30,7 @@ class Plan:
     changes: tuple[Change, ...]
     selection: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --target / --exclude / --changed-since
     git: dict[str, Any] = field(default_factory=dict)  # commit sha, branch, dirty: where the specs came from
+    policy: dict[str, Any] = field(default_factory=dict)  # the governing Policy: source, subject, digest (policy.py)
 
     @property
     def pending(self) -> list[Change]:
@@ -77,16 +78,19 @@ class Plan:
                 paths=tuple(data["paths"]), specs=dict(data["specs"]),
                 order=tuple(tuple(w) for w in data["order"]), changes=changes,
                 selection={k: tuple(v) for k, v in data.get("selection", {}).items()},
-                git=dict(data.get("git", {})),
+                git=dict(data.get("git", {})), policy=dict(data.get("policy", {})),
             )
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{source} is not a valid recon plan (bad or missing {exc}); re-plan") from None
 
 
-def plan_id(recon_version: str, specs: dict[str, str], changes: Iterable[Change]) -> str:
-    """Hash of the spec digests, the live fingerprints, the desired states and the recon version."""
+def plan_id(recon_version: str, specs: dict[str, str], changes: Iterable[Change], policy: str = "") -> str:
+    """Hash of the spec digests, the live fingerprints, the desired states, the governing Policy's digest
+    and the recon version."""
     h = hashlib.sha256()
     h.update(f"recon {recon_version} format {FORMAT_VERSION}\n".encode())
+    if policy:
+        h.update(f"policy {policy}\n".encode())
     for addr in sorted(specs):
         h.update(f"spec {addr} {specs[addr]}\n".encode())
     for c in sorted(changes, key=lambda c: c.id):

@@ -121,10 +121,11 @@ def make_plan(
         items += orphans(project, ctx, prune)
     live = read_live(items, ctx)
     changes = policy.annotate(project, diff_all(items, live))
+    gov = policy.governing(project)
     specs = {addr: s.doc.digest for addr, s in sorted(project.specs.items())}
     return Plan(
         format_version=FORMAT_VERSION,
-        plan_id=plan_id(__version__, specs, changes),
+        plan_id=plan_id(__version__, specs, changes, gov.digest),
         recon_version=__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         paths=tuple(paths),
@@ -134,6 +135,7 @@ def make_plan(
         selection={"target": tuple(targets), "exclude": tuple(excludes),
                    **({"changed-since": (changed_since,)} if changed_since else {})},
         git=describe(),
+        policy=gov.record(),
     )
 
 
@@ -150,7 +152,7 @@ def changed_specs(project: Project, since: str) -> list[str]:
     hit = set()
     for addr, spec in project.specs.items():
         own = Path(spec.doc.file).resolve()
-        inputs = [p.resolve() for p in spec.body.inputs(spec.doc)]
+        inputs = [p.resolve() for _, p in spec.body.inputs(spec.doc)]
         if own in changed or any(c == i or i in c.parents for c in changed for i in inputs):
             hit.add(addr)
     return sorted(hit | graph.dependents(project.edges, hit))

@@ -1,27 +1,236 @@
-"""Policy on a plan: which environment each change belongs to, which rule allows or denies it, and
-its risk flags. Pure: it reads the Policy specs and the changes, and returns annotated changes."""
+"""Policy on a plan: which Policy governs a run, which environment each change belongs to, which rule
+allows or denies it, and its risk flags.
+
+The governing Policy is never what the paths of a run happen to include: it is every Policy document
+of the repository (found with `git grep`, the work tree's untracked files too), plus any among the
+specs given. Where it is trusted from:
+- `RECON_POLICY_REF` (the Action sets it to the base of a pull request, or the commit before a push):
+  the Policy documents of the repository at that git ref. The work tree's Policy, where it differs,
+  is *proposed*: its denies count (a change can always make itself stricter), its allows, teams and
+  the switching off of a trusted deny do not, and each proposed difference is a change of the plan
+  (resource `policy`, kind Policy) that the trusted rules decide like any other: a trusted rule
+  `when: {kinds: [Policy]}` is the Policy's own approval rule. While a trusted Policy exists, a
+  Policy change that no trusted rule allows is denied.
+- `RECON_POLICY` (a file or directory outside what a change can edit, pinned by whoever runs CI): the
+  same, with those files trusted.
+- neither: the repository's own Policy is trusted as it is (a laptop, where the user is the author).
+
+Decisions: within one Policy the first matching rule decides; across Policies a deny wins.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from providers.contract import Change
+from providers.contract import Change, FieldChange
+from specs.errors import Diagnostic, UsageError
 from specs.globs import glob_match
-from specs.policy import Environment, FieldCondition, PolicySpec, When
-from specs.project import Project, Spec
+from specs.loader import Document, load_bytes, load_files
+from specs.policy import Environment, FieldCondition, PolicySpec, Rule, When
+from specs.project import Project, Spec, project_of
 
 RISKY_ACTIONS = ("delete", "replace", "restart")
+POLICY_RESOURCE = "policy"  # the resource of a Policy change: reviewed in the plan, never applied by a provider
+_KIND_RE = r"^kind:[[:space:]]*[\"']?Policy[\"']?[[:space:]]*(#.*)?$"
 
 
-def _policies(project: Project) -> list[tuple[str, PolicySpec]]:
+@dataclass(frozen=True)
+class Governing:
+    """The Policy in force for a run, and what the run's specs would change of it."""
+
+    source: str  # where the trusted Policy was read: "work tree", "git REF (sha)", "file PATH"
+    subject: str  # who the rules' subjects are checked against
+    trusted: tuple[Spec, ...]
+    proposed: tuple[Spec, ...] = ()  # Policies of the work tree that differ from (or are not in) the trusted
+    removed: tuple[Spec, ...] = ()  # trusted Policies the work tree no longer has
+    digest: str = ""  # of every Policy document read: a saved plan is stale when it moved
+    changes: tuple[Change, ...] = field(default=())  # the proposed differences, as changes of the plan
+
+    @property
+    def environments(self) -> list[Environment]:
+        """The trusted environments first, then those only a proposed Policy adds (they can only add
+        confirmations: a spec a trusted environment selects stays in it)."""
+        return [e for s in (*self.trusted, *self.proposed) for e in _body(s).environments]
+
+    def teams(self, trusted_only: bool) -> set[str]:
+        specs = self.trusted if trusted_only else (*self.trusted, *self.proposed)
+        return {name for s in specs for name, users in _body(s).teams.items() if self.subject in users}
+
+    def record(self) -> dict[str, Any]:
+        """What the audit keeps: who was checked against which Policy."""
+        return {"source": self.source, "subject": self.subject, "teams": sorted(self.teams(True)),
+                "digest": self.digest, "trusted": [s.address for s in self.trusted],
+                "proposed": [s.address for s in self.proposed], "removed": [s.address for s in self.removed]}
+
+
+def _body(spec: Spec) -> PolicySpec:
+    assert isinstance(spec.body, PolicySpec)
+    return spec.body
+
+
+def subject() -> str:
+    """Who runs recon, for the rules' subjects: in GitHub Actions the actor it vouches for (GITHUB_ACTOR, which
+    a workflow cannot override: GitHub sets the GITHUB_* variables itself), else the OS user. Never a name
+    taken from the repository, such as a commit's author."""
+    if os.environ.get("GITHUB_ACTIONS") == "true" and os.environ.get("GITHUB_ACTOR"):
+        return os.environ["GITHUB_ACTOR"]
+    from reconciler.identity import whoami
+
+    return str(whoami()["user"])
+
+
+def governing(project: Project) -> Governing:
+    """The Policy that governs a run of this project (see the module's doc). SpecError for a bad Policy
+    document, wherever it was read; UsageError for a trusted ref or path that cannot be read."""
+    ref = os.environ.get("RECON_POLICY_REF", "").strip()
+    pinned = os.environ.get("RECON_POLICY", "").strip()
+    roots = sorted({r for r in (_repo(f) for f in project.files) if r is not None})
+    key = (tuple(sorted((s.address, s.doc.file, s.doc.digest) for s in project.of_kind("Policy"))),
+           tuple(roots), ref, pinned, subject())
+    if key not in _CACHE:
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[key] = _governing(key, tuple(project.of_kind("Policy")))
+    return _CACHE[key]
+
+
+_CACHE: dict[tuple[Any, ...], Governing] = {}
+
+
+def _repo(file: str) -> str | None:
+    from specs.settings import repo_root
+
+    root = repo_root(Path(os.path.abspath(file)).parent)
+    return str(root) if root is not None else None
+
+
+def _governing(key: tuple[Any, ...], given: tuple[Spec, ...]) -> Governing:
+    _, roots, ref, pinned, who = key
+    current = _current(given, roots)
+    if ref:
+        trusted, source = _at_ref(ref, roots), f"git {ref}"
+        sha = _git(["rev-parse", "--short=12", ref + "^{commit}"], roots[0]) if roots else None
+        source += f" ({sha.strip()})" if sha else ""
+    elif pinned:
+        trusted, source = _pinned(Path(pinned)), f"file {pinned}"
+    else:
+        trusted, source = current, "work tree"
+    by_addr = {s.address: s for s in trusted}
+    now = {s.address: s for s in current}
+    proposed = tuple(s for s in current if s.address not in by_addr or by_addr[s.address].doc.digest != s.doc.digest)
+    removed = tuple(s for s in trusted if s.address not in now)
+    digest = hashlib.sha256("".join(f"{t} {s.address} {s.doc.digest}\n" for t, group in
+                                    (("trusted", trusted), ("proposed", proposed), ("removed", removed))
+                                    for s in group).encode()).hexdigest()[:16]
+    gov = Governing(source, who, trusted, proposed, removed, digest)
+    return replace(gov, changes=tuple(annotate_with(gov, _policy_changes(gov, by_addr))))
+
+
+def _current(given: Sequence[Spec], roots: Sequence[str]) -> tuple[Spec, ...]:
+    """The Policy documents of the repository's work tree, and those among the given specs."""
+    seen = {os.path.abspath(s.doc.file) for s in given}
+    files = []
+    for root in roots:
+        out = _git(["grep", "-l", "-I", "-E", "--untracked", _KIND_RE, "--", "*.yaml", "*.yml"], root) or ""
+        files += [p for p in (os.path.join(root, n) for n in out.splitlines() if n) if os.path.abspath(p) not in seen]
+    docs, bad = load_files([Path(f) for f in sorted(files)])
+    return _policies([*(s.doc for s in given), *(d for d in docs if _kind(d) == "Policy")], bad)
+
+
+def _at_ref(ref: str, roots: Sequence[str]) -> tuple[Spec, ...]:
+    if not roots:
+        raise UsageError(f"RECON_POLICY_REF={ref}: the specs are not in a git repository, so the Policy cannot be "
+                         "read at a ref; run in the repository, or give RECON_POLICY=PATH instead")
+    docs: list[Document] = []
+    bad: list[Diagnostic] = []
+    for root in roots:
+        if _git(["rev-parse", "--verify", "--quiet", ref + "^{commit}"], root) is None:
+            raise UsageError(f"RECON_POLICY_REF={ref}: no such commit, branch or tag in {root} (fetch it first, e.g. "
+                             f"`git fetch origin {ref}`; CI checkouts are often shallow: fetch-depth: 0)")
+        out = _git(["grep", "-l", "-I", "-E", _KIND_RE, ref, "--", "*.yaml", "*.yml"], root) or ""
+        for name in sorted(n for n in out.splitlines() if n):
+            raw = _git_bytes(["show", name], root)
+            got, problems = load_bytes(name, raw or b"")
+            docs += [d for d in got if _kind(d) == "Policy"]
+            bad += problems
+    return _policies(docs, bad)
+
+
+def _pinned(path: Path) -> tuple[Spec, ...]:
+    from specs.loader import find_spec_files
+
+    if not path.exists():
+        raise UsageError(f"RECON_POLICY={path}: no such file or directory; give the trusted Policy's file or "
+                         "directory, or unset RECON_POLICY to use the repository's")
+    files, bad = find_spec_files([path])
+    docs, more = load_files(files)
+    return _policies([d for d in docs if _kind(d) == "Policy"], [*bad, *more])
+
+
+def _policies(docs: Sequence[Document], bad: Sequence[Diagnostic]) -> tuple[Spec, ...]:
+    project = project_of(docs, sorted({d.file for d in docs}), list(bad), preflight=False)
+    return tuple(sorted(project.of_kind("Policy"), key=lambda s: s.name))
+
+
+def _kind(doc: Document) -> Any:
+    return doc.data.get("kind") if isinstance(doc.data, dict) else None
+
+
+def _git(args: list[str], cwd: str) -> str | None:
+    raw = _git_bytes(args, cwd)
+    return raw.decode("utf-8", "replace") if raw is not None else None
+
+
+def _git_bytes(args: list[str], cwd: str) -> bytes | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _policy_changes(gov: Governing, trusted: dict[str, Spec]) -> list[Change]:
+    """Each proposed difference of the Policy as a change: its rules, environments, teams and drift rules."""
     out = []
-    for spec in sorted(project.of_kind("Policy"), key=lambda s: s.name):
-        assert isinstance(spec.body, PolicySpec)
-        out.append((spec.address, spec.body))
+    for spec in gov.proposed:
+        before = trusted.get(spec.address)
+        out.append(_change(spec, "update" if before else "create", _fields(before, spec)))
+    for spec in gov.removed:
+        out.append(_change(spec, "delete", _fields(spec, None)))
     return out
+
+
+def _change(spec: Spec, action: str, fields: tuple[FieldChange, ...]) -> Change:
+    return Change(address=f"{spec.address}/{POLICY_RESOURCE}", target="", spec=spec.address,
+                  resource=POLICY_RESOURCE, action=action,  # type: ignore[arg-type]
+                  reason="the Policy in force differs (it takes effect once merged)", fields=fields,
+                  desired=spec.doc.digest if action != "delete" else "")
+
+
+def _fields(before: Spec | None, after: Spec | None) -> tuple[FieldChange, ...]:
+    def items(spec: Spec | None) -> dict[str, str]:
+        if spec is None:
+            return {}
+        body = _body(spec)
+        got: dict[str, str] = {}
+        for section in ("environments", "rules", "driftIgnore"):
+            for i, entry in enumerate(getattr(body, section)):
+                name = getattr(entry, "name", None) or str(i)
+                got[f"{section}[{name}]"] = entry.model_dump_json(exclude_defaults=True)
+        for team, users in body.teams.items():
+            got[f"teams[{team}]"] = ", ".join(users)
+        return got
+
+    old, new = items(before), items(after)
+    return tuple(FieldChange(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
+                 if old.get(k) != new.get(k))
 
 
 def environment_of(spec: Spec, environments: Sequence[Environment]) -> Environment | None:
@@ -38,35 +247,65 @@ def environment_of(spec: Spec, environments: Sequence[Environment]) -> Environme
 
 
 def annotate(project: Project, changes: Sequence[Change]) -> list[Change]:
-    """Each change with its environment, risk flags, and the rule that denied it (if any)."""
-    policies = _policies(project)
-    environments = [e for _, p in policies for e in p.environments]
-    rules = [(addr, r) for addr, p in policies for r in p.rules]
+    """Each change with its environment, risk flags, and the rule that denied it (if any), under the governing
+    Policy; Policy changes are not taken from `changes` but from the governing Policy (see governing)."""
+    gov = governing(project)
+    specs = {**project.specs}
+    return annotate_with(gov, [c for c in changes if c.resource != POLICY_RESOURCE], specs) + list(gov.changes)
+
+
+def annotate_with(gov: Governing, changes: Sequence[Change], specs: dict[str, Spec] | None = None) -> list[Change]:
+    environments = gov.environments
+    policy_specs = {s.address: s for s in (*gov.trusted, *gov.proposed, *gov.removed)}
     out = []
     for c in changes:
-        spec = project.specs.get(c.spec)
+        spec = (specs or {}).get(c.spec) or (policy_specs.get(c.spec) if c.resource == POLICY_RESOURCE else None)
         env = environment_of(spec, environments) if spec is not None else None
         risks: list[str] = [*c.risks, *([c.action] if c.action in RISKY_ACTIONS else [])]  # the provider's first
         if env is not None and env.confirm and c.is_change:
             risks.append(f"{env.name} needs confirmation")
-        denied = ""
-        if c.is_change:
-            for addr, rule in rules:
-                if _matches(rule.when, c, env.name if env else "", spec):
-                    if rule.effect == "deny":
-                        denied = f"{addr} rule {rule.name}" + (f": {rule.message}" if rule.message else "")
-                    break
+        denied = _decide(gov, c, env.name if env else "") if c.is_change else ""
         out.append(replace(c, environment=env.name if env else "", risks=tuple(risks), denied=denied))
     return out
 
 
+def _decide(gov: Governing, c: Change, env: str) -> str:
+    """The deny that holds for a change ("" when it is allowed): per Policy the first matching rule; a deny
+    of any trusted Policy wins; a proposed Policy adds denies only."""
+    teams = gov.teams(trusted_only=True)
+    allowed_by: str = ""
+    for spec in gov.trusted:
+        rule = _first(_body(spec).rules, c, env, gov.subject, teams)
+        if rule is not None and rule.effect == "deny":
+            return _why(spec, rule)
+        if rule is not None:
+            allowed_by = allowed_by or f"{spec.address} rule {rule.name}"
+    proposed_teams = gov.teams(trusted_only=False)
+    for spec in gov.proposed:
+        rule = _first(_body(spec).rules, c, env, gov.subject, proposed_teams)
+        if rule is not None and rule.effect == "deny":
+            return _why(spec, rule) + " (proposed)"
+    if c.resource == POLICY_RESOURCE and gov.trusted and not allowed_by:
+        return (f"the trusted Policy ({gov.source}): no rule allows {gov.subject} to change the Policy; add one "
+                "there, e.g. {name: policy-owners, effect: allow, when: {kinds: [Policy], subjects: [team:NAME]}}")
+    return ""
+
+
+def _why(spec: Spec, rule: Rule) -> str:
+    return f"{spec.address} rule {rule.name}" + (f": {rule.message}" if rule.message else "")
+
+
+def _first(rules: Sequence[Rule], c: Change, env: str, who: str, teams: set[str]) -> Rule | None:
+    return next((r for r in rules if _matches(r.when, c, env, who, teams)), None)
+
+
 def confirmations(changes: Sequence[Change], project: Project) -> list[str]:
     """Environments of pending changes that need a confirmation, sorted."""
-    needed = {e.name for _, p in _policies(project) for e in p.environments if e.confirm}
+    needed = {e.name for e in governing(project).environments if e.confirm}
     return sorted({c.environment for c in changes if c.is_change and c.environment in needed})
 
 
-def _matches(when: When, c: Change, env: str, spec: Spec | None) -> bool:
+def _matches(when: When, c: Change, env: str, who: str = "", teams: set[str] | None = None) -> bool:
     kind = c.spec.split("/", 1)[0]
     checks = [
         (when.environments, lambda: env in when.environments),
@@ -76,6 +315,7 @@ def _matches(when: When, c: Change, env: str, spec: Spec | None) -> bool:
         (when.actions, lambda: c.action in when.actions),
         (when.targets, lambda: any(glob_match(g, c.target) for g in when.targets)),
         (when.addresses, lambda: any(glob_match(g, c.address) for g in when.addresses)),
+        (when.subjects, lambda: who in when.subjects or any(f"team:{t}" in when.subjects for t in teams or ())),
     ]
     if not all(test() for given, test in checks if given):
         return False
@@ -103,9 +343,12 @@ def repo_path(file: str) -> str:
     """A spec file's path relative to its repository's root (the directory holding .git, else the current
     directory), with '/': the same however recon was started (`specs`, `./specs`, an absolute path, or from
     another directory), so environment paths cannot be sidestepped by how the specs are named. The path as
-    the specs directory holds it, not where a link points: a link in specs/prod/ is a spec in prod."""
-    import os
-
+    the specs directory holds it, not where a link points: a link in specs/prod/ is a spec in prod. A file
+    read from git at a ref (REF:path) is its path."""
+    if ":" in file and not os.path.exists(file):
+        ref_path = file.split(":", 1)[1]
+        if ref_path and not ref_path.startswith("/"):
+            return ref_path
     from specs.settings import repo_root
 
     path = Path(os.path.abspath(file))
@@ -114,3 +357,29 @@ def repo_path(file: str) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def source_problems(project: Project) -> list[Diagnostic]:
+    """Every source a spec reads (file and installer sources, bundle sources, build contexts) must resolve,
+    links followed, inside the repository of its spec (the current directory outside one), or inside a
+    source root of the trusted Policy: a change must not copy files of the machine recon runs on (its SSH
+    keys, /etc/shadow) to a target or a registry."""
+    from specs.settings import repo_root
+
+    allowed = [os.path.realpath(r) for s in governing(project).trusted for r in _body(s).sourceRoots]
+    out = []
+    for spec in project.specs.values():
+        for loc, path in spec.body.inputs(spec.doc):
+            root = repo_root(Path(os.path.abspath(spec.doc.file)).parent) or Path(os.getcwd())
+            real = os.path.realpath(path)
+            if any(_within(real, r) for r in (os.path.realpath(root), *allowed)):
+                continue
+            via = "" if real == os.path.abspath(path) else f" (through a link: it resolves to {real})"
+            out.append(spec.doc.diagnostic(
+                ("spec", *loc), f"{path} is outside the repository {root}{via}",
+                "keep sources in the repository, or list their directory under sourceRoots of the trusted Policy"))
+    return out
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")

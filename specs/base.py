@@ -99,8 +99,9 @@ class KindSpec(StrictModel):
         """Semantic checks beyond the schema; field paths are relative to `spec`."""
         return []
 
-    def inputs(self, doc: Document) -> list[Path]:
-        """Files and directories besides its own file whose content this spec reads (e.g. sources)."""
+    def inputs(self, doc: Document) -> list[tuple[Loc, Path]]:
+        """Files and directories besides its own file whose content this spec reads (e.g. sources), each with
+        the field that names it (relative to `spec`)."""
         return []
 
     def preflight(self, doc: Document) -> list[Problem]:

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from specs.base import KindSpec, Problem, StrictModel
 from specs.errors import UsageError
 from specs.hostgroup import expand_vars
-from specs.loader import Document
+from specs.loader import Document, Loc
 from specs.secrets import SecretRef
 
 
@@ -97,8 +97,8 @@ class BundleSpec(KindSpec):
                                    "set it, or point 'password' at where the secret is"))
         return out
 
-    def inputs(self, doc: Document) -> list[Path]:
-        return [self.source_dir(doc)]
+    def inputs(self, doc: Document) -> list[tuple[Loc, Path]]:
+        return [(("source",), self.source_dir(doc))]
 
     def source_dir(self, doc: Document) -> Path:
         return Path(doc.file).parent / self.source

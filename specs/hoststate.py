@@ -211,8 +211,8 @@ class HostStateSpec(KindSpec):
     def preflight(self, doc: Document) -> list[Problem]:
         return _secret_problems(list(self.resources), doc)
 
-    def inputs(self, doc: Document) -> list[Path]:
-        return [source_path(doc, r.source) for r in self.resources
+    def inputs(self, doc: Document) -> list[tuple[Loc, Path]]:
+        return [(("resources", i, "source"), source_path(doc, r.source)) for i, r in enumerate(self.resources)
                 if isinstance(r, FileResource | PackageResource) and r.source]
 
     def problems(self, doc: Document) -> list[Problem]:

@@ -99,18 +99,24 @@ def load_files(files: Sequence[Path]) -> tuple[list[Document], list[Diagnostic]]
 
 
 def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
     name = str(path)
     try:
         raw = path.read_bytes()
+    except OSError as exc:
+        return [], [Diagnostic(f"cannot read: {exc.strerror}", name)]
+    return load_bytes(name, raw)
+
+
+def load_bytes(name: str, raw: bytes) -> tuple[list[Document], list[Diagnostic]]:
+    """The documents of one spec file's content; `name` is what diagnostics call it (a path, or REF:path for a
+    file read from git)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return [], [Diagnostic(f"not UTF-8 text (byte {exc.start})", name, hint="save the file as UTF-8")]
-    except OSError as exc:
-        return [], [Diagnostic(f"cannot read: {exc.strerror}", name)]
-
     if len(raw) > MAX_BYTES:
         return [], [Diagnostic(f"the file has {len(raw)} bytes; a spec file may have {MAX_BYTES}", name, 1, 1,
                                hint="split it into several files")]

@@ -200,8 +200,8 @@ class ModelSpec(KindSpec):
                                        "set it, or point valueFrom at where the secret is"))
         return out
 
-    def inputs(self, doc: Document) -> list[Path]:
-        return [self.context_dir(doc)] if self.build is not None else []
+    def inputs(self, doc: Document) -> list[tuple[Loc, Path]]:
+        return [(("build", "context"), self.context_dir(doc))] if self.build is not None else []
 
     def context_dir(self, doc: Document) -> Path:
         assert self.build is not None

@@ -1,10 +1,16 @@
-"""Policy: environments (which specs belong to which, and which need a confirmation) and rules that
-allow or deny changes. Rules are read in order, across Policy specs sorted by name; the first rule
-that matches a change decides; a change no rule matches is allowed."""
+"""Policy: environments (which specs belong to which, and which need a confirmation), teams, and rules
+that allow or deny changes, and who may make them.
+
+Within one Policy spec the rules are read in order and the first that matches a change decides that
+Policy's verdict; across Policy specs a deny wins (so an exception is written above the deny it
+excepts, in the same Policy: a Policy that sorts first cannot switch another's deny off). A change no
+rule matches is allowed. Which Policy governs, and what a pull request may change of it, is decided
+by reconciler/policy.py (the trusted Policy)."""
 
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -15,6 +21,7 @@ from specs.errors import Diagnostic
 from specs.loader import Document
 
 ACTIONS = ("create", "update", "replace", "delete", "restart", "run")
+SUBJECT_RE = re.compile(r"^(team:)?[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
 
 class Match(StrictModel):
@@ -66,6 +73,17 @@ class When(StrictModel):
     targets: list[str] = Field(default_factory=list, description="Globs of targets (hosts, registries).")
     addresses: list[str] = Field(default_factory=list, description="Globs of resource addresses.")
     field: FieldCondition | None = Field(default=None, description="A condition on a field's new value.")
+    subjects: list[str] = Field(
+        default_factory=list,
+        description="Who runs recon: user names and `team:NAME` (a team of this Policy's teams). The user is the "
+        "actor GitHub Actions vouches for (GITHUB_ACTOR) in a workflow, else the OS user; never a commit's author.")
+
+    @model_validator(mode="after")
+    def _subjects(self) -> When:
+        for s in self.subjects:
+            if not SUBJECT_RE.match(s):
+                raise ValueError(f"subject {s!r}: write a user name (e.g. alice) or team:NAME (e.g. team:ops)")
+        return self
 
 
 class Rule(StrictModel):
@@ -92,9 +110,19 @@ class PolicySpec(KindSpec):
     environments: list[Environment] = Field(default_factory=list, description="Environments and their specs.")
     rules: list[Rule] = Field(default_factory=list, description="Allow and deny rules, first match decides.")
     driftIgnore: list[DriftIgnore] = Field(default_factory=list, description="Drift to leave out of drift reports.")
+    sourceRoots: list[str] = Field(
+        default_factory=list, description="Directories outside the repository that file and bundle sources may be "
+        "read from (absolute paths), e.g. /srv/models. Sources resolve inside the repository otherwise; only the "
+        "trusted Policy's roots count.")
+    teams: dict[str, list[str]] = Field(
+        default_factory=dict, description="Teams for rules' subjects (`team:NAME`): the user names of each.")
 
     def problems(self, doc: Document) -> list[Problem]:
         out: list[Problem] = []
+        for i, root in enumerate(self.sourceRoots):
+            if not root.startswith("/") or root.rstrip("/") == "":
+                out.append(Problem(("sourceRoots", i), f"source root {root!r} is not an absolute directory",
+                                   "give an absolute path other than /, e.g. /srv/models"))
         names = [e.name for e in self.environments]
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -109,12 +137,18 @@ class PolicySpec(KindSpec):
 
     @classmethod
     def project_problems(cls, specs: Sequence[tuple[KindSpec, Document]]) -> list[Diagnostic]:
-        """Rules may only name environments some Policy declares."""
+        """Rules may only name environments and teams some Policy declares."""
         policies = [(body, doc) for body, doc in specs if isinstance(body, PolicySpec)]
         known = {e.name for body, _ in policies for e in body.environments}
+        teams = {t for body, _ in policies for t in body.teams}
         out: list[Diagnostic] = []
         for body, doc in policies:
             for i, rule in enumerate(body.rules):
+                for j, subject in enumerate(rule.when.subjects):
+                    if subject.startswith("team:") and subject[5:] not in teams:
+                        out.append(doc.diagnostic(
+                            ("spec", "rules", i, "when", "subjects", j), f"no Policy declares team '{subject[5:]}'",
+                            f"declare it under teams, or use one of: {', '.join(sorted(teams)) or '(none)'}"))
                 for j, env in enumerate(rule.when.environments):
                     if env not in known:
                         out.append(doc.diagnostic(

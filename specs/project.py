@@ -50,7 +50,15 @@ def load_project(paths: Sequence[str | Path], preflight: bool = True) -> Project
     files, problems = find_spec_files(paths)
     docs, bad = load_files(files)
     problems.extend(bad)
-    unreadable = bool(bad)  # a file that did not load may declare what others refer to
+    return project_of(docs, [str(f) for f in files], problems, preflight)
+
+
+def project_of(docs: Sequence[Document], files: Sequence[str], problems: list[Diagnostic] | None = None,
+               preflight: bool = True) -> Project:
+    """A Project of documents already loaded (from files, or from git at a ref); `problems` found on the way
+    are reported with its own. SpecError with every problem at once."""
+    problems = list(problems or [])
+    unreadable = bool(problems)  # a file that did not load may declare what others refer to
     specs: dict[str, Spec] = {}
     invalid: set[str] = set()  # declared but invalid: references to them are not reported again
     for doc in docs:
@@ -80,7 +88,7 @@ def load_project(paths: Sequence[str | Path], preflight: bool = True) -> Project
         problems.extend(model.project_problems([(s.body, s.doc) for s in specs.values() if s.kind == kind]))
     if problems:
         raise SpecError(problems)
-    return Project(specs, edges, [str(f) for f in files])
+    return Project(specs, edges, list(files))
 
 
 def _declared(doc: Document) -> str:

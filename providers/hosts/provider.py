@@ -92,6 +92,12 @@ class HostProvider:
             items = by_host[target]
             ctx.reporter.report(Reading(target, f"{len(items)} resources"))
             host = items[0].desired.host
+            if host.root is not None:
+                for i in items:
+                    escape = _escapes(host.root, i.desired.path)
+                    if escape:
+                        raise TransportError(f"{target}: {getattr(i.desired.res, 'path', '')}: {escape}, outside the "
+                                             f"host's root {host.root}; remove the link, or point the root elsewhere")
             with self._limit(host):
                 found = system_for(host).read([i.desired for i in items], _transport(host, ctx), target)
             return {i.id: state for i, state in zip(items, found, strict=True)}
@@ -210,3 +216,20 @@ def _transport(host: HostInfo, ctx: Context) -> Transport:
             raise TransportError(f"{host.name}: connection {host.connection!r} is not supported")
         opened[key] = transport
     return transport
+
+
+def _escapes(root: str, path: str) -> str:
+    """How a path below a local root leads out of it through a link ("" when it does not): recon would read and
+    write where the link points (root/srv -> /elsewhere)."""
+    if not path:
+        return ""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
+        return ""
+    here = root.rstrip("/")
+    for part in path[len(here):].strip("/").split("/"):
+        here = f"{here}/{part}"
+        if os.path.islink(here):
+            return f"{here} is a link to {os.readlink(here)}"
+    return f"it resolves to {real}"

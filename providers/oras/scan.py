@@ -40,10 +40,12 @@ def selected(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
 
 def files(source: Path, include: Sequence[str] = (), exclude: Sequence[str] = (),
           what: str = "bundle source") -> list[tuple[str, os.stat_result]]:
-    """(relative path, stat) of the selected regular files, symlinks to files followed; sorted by path."""
+    """(relative path, stat) of the selected regular files, symlinks to files inside the source followed (a link
+    out of it is an error); sorted by path."""
     if not source.is_dir():
         raise UsageError(f"{what} {source} is not a directory")
     out: list[tuple[str, os.stat_result]] = []
+    real_source = os.path.realpath(source)
     stack = [("", str(source))]
     while stack:
         rel, absdir = stack.pop()
@@ -62,6 +64,10 @@ def files(source: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()
                     raise UsageError(f"{what}: {de.path} is a broken symlink; remove it or exclude it") from None
                 if de.is_symlink() and not os.path.isfile(de.path):
                     raise UsageError(f"{what}: {de.path} is a symlink to a directory; exclude it or copy it")
+                if de.is_symlink() and not os.path.realpath(de.path).startswith(real_source.rstrip("/") + "/"):
+                    # a link out of the source would publish a file of this machine (ln -s /etc/shadow model/x)
+                    raise UsageError(f"{what}: {de.path} is a symlink to {os.path.realpath(de.path)}, outside the "
+                                     "source directory; copy the file in, or remove or exclude the link")
                 if selected(relpath, include, exclude):
                     out.append((relpath, st))
     out.sort()

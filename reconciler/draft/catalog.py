@@ -8,7 +8,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from reconciler.policy import _policies, environment_of
+from reconciler.policy import environment_of, governing
 from specs.hostgroup import HostGroupSpec
 from specs.project import Project, Spec
 
@@ -43,7 +43,7 @@ class Catalog:
 
     @classmethod
     def of(cls, project: Project) -> Catalog:
-        envs = [e for _, p in _policies(project) for e in p.environments]
+        envs = governing(project).environments
         found = {}
         for spec in project.specs.values():
             env = environment_of(spec, envs)
@@ -55,7 +55,7 @@ class Catalog:
         return sorted(self.project.of_kind(kind), key=lambda s: s.name)
 
     def environment_names(self) -> set[str]:
-        return {e.name for _, p in _policies(self.project) for e in p.environments}
+        return {e.name for e in governing(self.project).environments}
 
     def group(self, phrase: str) -> Found:
         """The HostGroup a phrase such as "CIS servers" or "all web servers" names, by name, labels or host."""

@@ -87,6 +87,12 @@ def render(plan: Plan, title: str = "recon plan", limit: int = COMMENT_LIMIT, fu
         parts.append("✅ **No changes.** Live state matches the specs.")
         return "\n".join(parts) + "\n"
     risky = Counter(r for c in pending for r in c.risks)
+    source = plan.policy.get("source", "")
+    if source and source != "work tree":
+        proposed = sum(1 for c in pending if c.resource == "policy")
+        parts.append(f"🔒 Policy in force: {_html(source)}, checked as {_html(plan.policy.get('subject', '?'))}"
+                     + (f"; **{proposed} proposed Policy change(s)**, in force once merged" if proposed else "")
+                     + ".")
     if plan.denied:
         parts.append(f"❌ **{len(plan.denied)} change(s) denied by policy**: apply will refuse this plan.")
     if risky:

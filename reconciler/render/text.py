@@ -51,7 +51,14 @@ def _count(n: int, noun: str) -> str:
 
 
 def policy_lines(plan: Plan) -> Iterator[str]:
-    """What policy says of the plan: denied changes (apply will refuse) and the confirmations it needs."""
+    """What policy says of the plan: which Policy decided it and for whom, denied changes (apply will refuse)
+    and the confirmations it needs."""
+    source = plan.policy.get("source", "")
+    if source and source != "work tree":
+        proposed = sum(1 for c in plan.pending if c.resource == "policy")
+        yield (f"[bold]Policy in force:[/] {escape(source)}, checked as {escape(plan.policy.get('subject', '?'))}"
+               + (f"; this change proposes {_count(proposed, 'Policy change')} (in force once merged)"
+                  if proposed else "") + ".")
     if plan.denied:
         yield (f"[bold red]Denied by policy:[/] {len(plan.denied)} change{'s' if len(plan.denied) != 1 else ''}; "
                "apply will refuse this plan (exit 3) until the specs or the policy change.")

@@ -1,0 +1,266 @@
+"""The trusted Policy (issue 18): what the Policy forbids stays forbidden whatever a pull request changes. Each
+attack a pull request's author could try is a test here, with the real CLI on real git repositories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import recon
+from tests.e2e.test_local_cli import group, hoststate, write
+
+GUARD = """\
+apiVersion: recon/v1
+kind: Policy
+metadata: {name: guard}
+spec:
+  environments:
+    - {name: prod, match: {paths: ["specs/prod/**"]}, confirm: true}
+  teams:
+    platform: [alice]
+  rules:
+    - name: policy-owners
+      effect: allow
+      when: {kinds: [Policy], subjects: ["team:platform"]}
+    - name: no-deletes-in-prod
+      effect: deny
+      when: {environments: [prod], actions: [delete]}
+      message: deletes in prod go through a change request
+"""
+
+ALLOW_ALL = """\
+apiVersion: recon/v1
+kind: Policy
+metadata: {name: a-exceptions}
+spec:
+  rules:
+    - {name: everything, effect: allow}
+"""
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "alice", "GIT_AUTHOR_EMAIL": "alice@example.com",  # the commit says alice ...
+           "GIT_COMMITTER_NAME": "alice", "GIT_COMMITTER_EMAIL": "alice@example.com"}
+AS_MALLORY = {"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "mallory"}  # ... the platform vouches for mallory
+AS_ALICE = {"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "alice"}
+
+
+def _git(repo: Path, *args: str) -> str:
+    import os
+
+    done = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, capture_output=True, text=True,
+                          check=True)
+    return done.stdout.strip()
+
+
+def _repo(tmp_path: Path) -> Path:
+    """main: the guard Policy, a host group and a prod spec that deletes /etc/old.conf (denied)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "a-root" / "etc").mkdir(parents=True)
+    (repo / "a-root" / "etc" / "old.conf").write_text("keep me\n")
+    write(repo / "specs", {"policy.yaml": GUARD, "hosts.yaml": group("a")})  # the root: specs/../a-root
+    write(repo / "specs" / "prod", {"app.yaml": hoststate("app", "- type: file\n  path: /etc/old.conf\n"
+                                                                 "  state: absent\n")})
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "main")
+    return repo
+
+
+def _pr(repo: Path, files: dict[str, str]) -> None:
+    _git(repo, "checkout", "-q", "-b", "pr")
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "a pull request")
+
+
+def _changes(got_out: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {c["id"]: c for c in json.loads(got_out)["changes"] if c["action"] != "noop"}
+
+
+def test_the_policy_governs_whatever_paths_are_given(tmp_path: Path) -> None:
+    """Case 1: leaving the Policy's file out of the paths left the Policy out (the delete applied, exit 0)."""
+    repo = _repo(tmp_path)
+    for paths in (["specs/hosts.yaml", "specs/prod"], ["specs"]):
+        got = recon("apply", *paths, "--auto-approve", cwd=repo)
+        assert got.rc == 3 and "no-deletes-in-prod" in got.err, (paths, got.text)
+    plan = recon("plan", "specs/hosts.yaml", "specs/prod", "--json", cwd=repo)
+    assert plan.rc == 0, plan.text
+    [change] = _changes(plan.out).values()
+    assert change["denied"].startswith("Policy/guard rule no-deletes-in-prod") and change["environment"] == "prod"
+    assert (repo / "a-root" / "etc" / "old.conf").exists()
+
+
+def test_a_policy_that_sorts_first_cannot_switch_a_deny_off(tmp_path: Path) -> None:
+    """Case 3: Policy/a-exceptions with an allow-all rule won first-match over Policy/guard's deny."""
+    repo = _repo(tmp_path)
+    (repo / "specs" / "exceptions.yaml").write_text(ALLOW_ALL)
+    plan = recon("plan", "--json", "specs", cwd=repo)
+    [change] = _changes(plan.out).values()
+    assert change["denied"].startswith("Policy/guard rule no-deletes-in-prod"), change
+    got = recon("apply", "specs", "--confirm", json.loads(plan.out)["plan_id"], cwd=repo)
+    assert got.rc == 3, got.text
+    assert (repo / "a-root" / "etc" / "old.conf").exists()
+
+
+def test_in_ci_the_base_branch_policy_governs_and_a_pull_request_cannot_weaken_it(tmp_path: Path) -> None:
+    """A pull request that deletes the deny, drops prod's confirmation and adds an allow-all Policy: with the
+    base branch's Policy trusted, the delete is still denied and still needs confirmation, and the Policy
+    change itself is shown and denied: mallory is not in the trusted Policy's policy-owners."""
+    repo = _repo(tmp_path)
+    weakened = GUARD.replace("confirm: true", "confirm: false").split("    - name: no-deletes-in-prod")[0]
+    _pr(repo, {"specs/policy.yaml": weakened, "specs/exceptions.yaml": ALLOW_ALL})
+    env = {"RECON_POLICY_REF": "main", **AS_MALLORY}
+    plan = recon("plan", "--json", "specs", cwd=repo, env=env)
+    assert plan.rc == 0, plan.text
+    changes = _changes(plan.out)
+    delete = changes["HostState/app/file:/etc/old.conf@a"]
+    assert delete["denied"].startswith("Policy/guard rule no-deletes-in-prod")
+    assert "prod needs confirmation" in delete["risks"]
+    guard, new = changes["Policy/guard/policy"], changes["Policy/a-exceptions/policy"]
+    assert (guard["action"], new["action"]) == ("update", "create")
+    assert [f["path"] for f in guard["fields"]] == ["environments[prod]", "rules[no-deletes-in-prod]"]
+    assert guard["denied"].startswith("the trusted Policy (git main (") and new["denied"]
+    assert "no rule allows mallory to change the Policy" in guard["denied"]
+    assert json.loads(plan.out)["policy"]["subject"] == "mallory"
+    text = recon("plan", "specs", cwd=repo, env=env)
+    assert "Policy in force: git main (" in text.out and "checked as mallory" in text.out, text.out
+    assert "~ update  Policy/guard/policy" in text.out
+    got = recon("apply", "specs", "--auto-approve", cwd=repo, env=env)
+    assert got.rc == 3, got.text
+    assert (repo / "a-root" / "etc" / "old.conf").exists()
+    # locally, without a trusted ref, the repository's Policy is the author's own: the weakened one governs,
+    # but even there the allow-all of another Policy does not switch a deny off (a deny wins across Policies)
+    local = recon("plan", "--json", "specs", cwd=repo)
+    assert not any(c["resource"] == "policy" for c in _changes(local.out).values())
+
+
+def test_a_policy_change_is_allowed_by_the_trusted_approval_rule_for_its_subjects_only(tmp_path: Path) -> None:
+    """The trusted policy-owners rule allows team platform (alice) to change the Policy; the actor is who
+    the platform vouches for, not the commit's author (alice wrote every commit here)."""
+    repo = _repo(tmp_path)
+    stricter = GUARD + ("    - name: no-updates-in-prod\n      effect: deny\n"
+                        "      when: {environments: [prod], actions: [update, create]}\n")
+    _pr(repo, {"specs/policy.yaml": stricter, "specs/prod/app.yaml": hoststate(
+        "app", "- type: file\n  path: /etc/new.conf\n  content: x\n")})
+    for who, ok in ((AS_ALICE, True), (AS_MALLORY, False)):
+        plan = recon("plan", "--json", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", **who})
+        changes = _changes(plan.out)
+        assert bool(changes["Policy/guard/policy"]["denied"]) is not ok, (who, changes)
+        # a proposed deny counts at once: a change can always make itself stricter
+        assert changes["HostState/app/file:/etc/new.conf@a"]["denied"] == (
+            "Policy/guard rule no-updates-in-prod (proposed)")
+    got = recon("audit", "--json", cwd=repo)
+    runs = json.loads(got.out)
+    checked = [e["data"] for r in runs for e in r["events"] if e["event"] == "policy" and not e["change"]]
+    assert {e["subject"] for e in checked} == {"alice", "mallory"}
+    assert all(e["source"].startswith("git main (") and e["trusted"] == ["Policy/guard"] for e in checked)
+    assert {tuple(e["teams"]) for e in checked} == {("platform",), ()}
+
+
+def test_subjects_decide_who_may_apply_an_environment(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    (repo / "specs" / "prod" / "app.yaml").write_text(hoststate("app", "- type: file\n  path: /etc/new.conf\n"
+                                                                       "  content: x\n"))
+    (repo / "specs" / "policy.yaml").write_text(GUARD + (
+        "    - {name: platform-applies-prod, effect: allow,\n"
+        "       when: {environments: [prod], subjects: ['team:platform']}}\n"
+        "    - {name: only-platform-in-prod, effect: deny, when: {environments: [prod]},\n"
+        "       message: ask team platform}\n"))
+    mallory = recon("plan", "--json", "specs", cwd=repo, env=AS_MALLORY)
+    [change] = _changes(mallory.out).values()
+    assert change["denied"] == "Policy/guard rule only-platform-in-prod: ask team platform"
+    alice = recon("plan", "--json", "specs", cwd=repo, env=AS_ALICE)
+    pid = json.loads(alice.out)["plan_id"]
+    [change] = _changes(alice.out).values()
+    assert change["denied"] == ""
+    assert recon("apply", "specs", "--confirm", pid, cwd=repo, env=AS_ALICE).rc == 0
+    assert (repo / "a-root" / "etc" / "new.conf").read_text() == "x"
+    # outside GitHub Actions a GITHUB_ACTOR is not vouched for by anyone: the OS user is the subject
+    local = recon("plan", "--json", "specs", cwd=repo, env={"GITHUB_ACTOR": "alice"})
+    assert json.loads(local.out)["policy"]["subject"] != "alice"
+
+
+def test_a_pinned_policy_file_governs_and_a_bad_ref_is_one_clear_error(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    pinned = tmp_path / "trusted"
+    pinned.mkdir()
+    (pinned / "guard.yaml").write_text(GUARD)
+    (repo / "specs" / "policy.yaml").write_text(ALLOW_ALL.replace("a-exceptions", "guard"))  # the PR's version
+    got = recon("apply", "specs", "--auto-approve", cwd=repo, env={"RECON_POLICY": str(pinned)})
+    assert got.rc == 3 and "no-deletes-in-prod" in got.err, got.text
+    bad = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "no-such-branch"})
+    assert bad.rc == 1 and "RECON_POLICY_REF=no-such-branch: no such commit" in bad.err, bad.text
+    assert "Traceback" not in bad.text
+    (pinned / "guard.yaml").write_text(GUARD.replace("effect: deny", "effect: maybe"))
+    broken = recon("plan", "specs", cwd=repo, env={"RECON_POLICY": str(pinned)})
+    assert broken.rc == 1 and "guard.yaml:" in broken.err and "effect" in broken.err, broken.text
+
+
+# Files leaving the machine recon runs on (cases 4 to 6): sources stay in the repository, roots are not escaped.
+
+def test_a_file_source_outside_the_repository_is_refused_with_its_line(tmp_path: Path) -> None:
+    """Case 4: `source: ../../../../../etc/shadow` or `/etc/hostname` validated, and shadow was copied to the
+    target; a link in the repository to a file outside it is the same attack."""
+    repo = _repo(tmp_path)
+    (repo / "specs" / "files").mkdir()
+    (repo / "specs" / "files" / "ok.conf").write_text("inside\n")
+    (repo / "specs" / "files" / "hostname").symlink_to("/etc/hostname")
+    (repo / "specs" / "prod" / "app.yaml").unlink()
+    for source in ("../../../../../../../../etc/hostname", "/etc/hostname", "files/hostname"):
+        (repo / "specs" / "app.yaml").write_text(hoststate("app", (
+            "- type: file\n  path: /etc/ok.conf\n  source: files/ok.conf\n"
+            f"- type: file\n  path: /etc/stolen\n  source: {source}\n")))
+        for command in (("validate", "specs"), ("plan", "specs"), ("apply", "specs", "--auto-approve")):
+            got = recon(*command, cwd=repo)
+            assert got.rc == 1, (source, command, got.text)
+            assert "specs/app.yaml:" in got.err and "resources[1].source" in got.err, got.text
+            assert "outside the repository" in got.err and "sourceRoots" in got.err, got.text
+            assert "Traceback" not in got.text
+    assert not (repo / "a-root" / "etc" / "stolen").exists()
+    # a source root of the trusted Policy allows more
+    (repo / "specs" / "policy.yaml").write_text(GUARD.replace("  teams:", "  sourceRoots: [/etc]\n  teams:"))
+    (repo / "specs" / "app.yaml").write_text(hoststate("app", "- type: file\n  path: /etc/copy\n"
+                                                              "  source: /etc/hostname\n"))
+    allowed = recon("validate", "specs", cwd=repo)
+    assert allowed.rc == 0, allowed.text
+
+
+def test_a_bundle_cannot_publish_files_outside_its_source(tmp_path: Path) -> None:
+    """Case 5: a link in the bundle's source to /etc/hostname was published; `source: /etc/ssh` planned the
+    host's private keys."""
+    repo = tmp_path / "repo"
+    (repo / "specs").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    (repo / "model").mkdir()
+    (repo / "model" / "weights.bin").write_bytes(b"w" * 100)
+    (repo / "model" / "x").symlink_to("/etc/hostname")
+    bundle = ("apiVersion: recon/v1\nkind: Bundle\nmetadata: {name: churn}\nspec:\n"
+              "  source: SOURCE\n  ref: oci-layout:../layout:v1\n")
+    (repo / "specs" / "bundle.yaml").write_text(bundle.replace("SOURCE", "../model"))
+    env = {"RECON_CACHE_DIR": str(tmp_path / "cache")}
+    got = recon("apply", "--auto-approve", "specs", cwd=repo, env=env)
+    assert got.rc == 1 and "is a symlink to /etc/hostname, outside the source directory" in got.err, got.text
+    assert not (repo / "layout").exists()
+    (repo / "model" / "x").unlink()
+    (repo / "model" / "inner").symlink_to("weights.bin")  # a link inside the source is fine
+    assert recon("apply", "--auto-approve", "specs", cwd=repo, env=env).rc == 0
+    (repo / "specs" / "bundle.yaml").write_text(bundle.replace("SOURCE", "/etc/ssh") + "  include: ['ssh_host_*']\n")
+    got = recon("plan", "specs", cwd=repo, env=env)
+    assert got.rc == 1 and "specs/bundle.yaml:" in got.err and "/etc/ssh is outside the repository" in got.err
+
+
+def test_a_link_inside_a_local_root_does_not_lead_recon_out_of_it(tmp_path: Path) -> None:
+    """Case 6: root/srv -> elsewhere made recon write outside the root."""
+    repo = _repo(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / "a-root" / "srv").symlink_to(elsewhere)
+    (repo / "specs" / "prod" / "app.yaml").write_text(hoststate("app", "- type: file\n  path: /srv/app.conf\n"
+                                                                       "  content: x\n"))
+    for command in (("plan", "specs"), ("apply", "specs", "--confirm", "whatever")):
+        got = recon(*command, cwd=repo)
+        assert got.rc == 1, got.text
+        assert f"a-root/srv is a link to {elsewhere}, outside the host's root" in got.err, got.text
+    assert list(elsewhere.iterdir()) == []
