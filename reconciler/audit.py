@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -180,6 +181,13 @@ class _Postgres:
         with guarded(self.b, "writing the audit log"):  # under the chain's lock, so the chain has no forks
             self.db.execute(f"SELECT recon_append({', '.join(['%s'] * len(COLUMNS))})", row)
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Appends sent together (libpq's pipeline mode: one round trip, not one each) in one transaction:
+        all of them are in the log, or none."""
+        with guarded(self.b, "writing the audit log"), self.db.pipeline(), self.db.transaction():
+            yield
+
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with guarded(self.b, "reading the audit log"):
             cur = self.db.execute(sql.replace("?", "%s"), tuple(args))
@@ -221,7 +229,7 @@ class Audit:
         self.where = where.where if where.kind == "postgres" else str(default_path(where.state_dir))
         self._store: _Sqlite | _Postgres = (
             _Postgres(where) if where.kind == "postgres" else _Sqlite(default_path(where.state_dir)))
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a batch holds it around its appends
 
     def start(self, command: str, plan_id: str = "", request_id: str = "", **data: Any) -> Run:
         run = Run(self, uuid.uuid4().hex[:12], command, plan_id, request_id)
@@ -234,6 +242,16 @@ class Audit:
                json.dumps(data, sort_keys=True, default=str))
         with self._lock:
             self._store.append(row)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Appends made inside are written together, all or none (postgres: one round trip); SQLite writes
+        each at once, as outside."""
+        if isinstance(self._store, _Postgres):
+            with self._lock, self._store.batch():
+                yield
+        else:
+            yield
 
     def finished(self, *, plan_id: str = "", request_id: str = "") -> dict[str, Any] | None:
         """The last apply that ended with every change done, for this plan id or request id."""

@@ -182,10 +182,11 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
         try:
             report = executor.apply(plan, project, ctx, journal, items)
             desired = {c.id: c.desired for c in plan.changes}
-            for r in report.succeeded:  # what the specs said when the resource was last made so: drift's baseline
-                journal.write("applied", change=r.change_id, ok=True, desired=desired.get(r.change_id, ""))
-            journal.write("end", ok=not report.failed, succeeded=len(report.succeeded), failed=len(report.failed),
-                          seconds=round(report.seconds, 3))
+            with journal.batch():
+                for r in report.succeeded:  # what the specs said when the resource was last made so: drift's baseline
+                    journal.write("applied", change=r.change_id, ok=True, desired=desired.get(r.change_id, ""))
+                journal.write("end", ok=not report.failed, succeeded=len(report.succeeded),
+                              failed=len(report.failed), seconds=round(report.seconds, 3))
         except BaseException as exc:
             journal.write("end", ok=False, message=f"{type(exc).__name__}: {exc}")
             raise

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,14 +59,31 @@ class Journal:
         try:
             copy_to_audit(self.audit, record)
         except ReconError as exc:
-            with self._lock:
-                if self.lost:
-                    return
-                self.lost = str(exc)
-            self.write("audit-lost", since=index, message=self.lost)
-            self.path.with_suffix(".audit-lost").touch()  # what sync looks for: no journal is read in vain
-            if self.on_lost is not None:
-                self.on_lost(f"the audit log cannot be written ({self.lost})")
+            self._lose(str(exc), index)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Records written inside reach the audit log together, all or none (one round trip to a postgres
+        backend); when they cannot, the journal keeps them for the next apply to copy, as for one record."""
+        if self.audit is None or self.lost:
+            yield
+            return
+        first = self.lines
+        try:
+            with self.audit.audit.batch():
+                yield
+        except ReconError as exc:
+            self._lose(str(exc), first)
+
+    def _lose(self, why: str, since: int) -> None:
+        with self._lock:
+            if self.lost:
+                return
+            self.lost = why
+        self.write("audit-lost", since=since, message=self.lost)
+        self.path.with_suffix(".audit-lost").touch()  # what sync looks for: no journal is read in vain
+        if self.on_lost is not None:
+            self.on_lost(f"the audit log cannot be written ({self.lost})")
 
     def close(self) -> None:
         with self._lock:
