@@ -42,6 +42,26 @@ class Where:
         return f"k8s:{self.kubeconfig or ''}:{self.context or ''}"
 
 
+def server_of(where: Where) -> str:
+    """The API server URL a kubeconfig and context lead to (read without the client, for lock keys): the same
+    cluster under two context names, or two kubeconfig files, is one cluster. The Where's key when it cannot be
+    read (the run then fails on connecting, with the reason)."""
+    from ruamel.yaml import YAML
+
+    path = where.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
+        Path.home() / ".kube" / "config")
+    try:
+        data = YAML(typ="safe", pure=False).load(Path(path).read_text(encoding="utf-8")) or {}
+        context = where.context or data.get("current-context")
+        ctx = next(c["context"] for c in data.get("contexts") or [] if c.get("name") == context)
+        cluster = next(c["cluster"] for c in data.get("clusters") or [] if c.get("name") == ctx.get("cluster"))
+        return str(cluster["server"]).rstrip("/")
+    except Exception:
+        if not Path(path).is_file() and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return f"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ.get('KUBERNETES_SERVICE_PORT', '443')}"
+        return where.key
+
+
 class Cluster:
     """One cluster: the official client's ApiClient (kubeconfig, authentication, TLS) with paths built here.
     The typed APIs (AppsV1Api, CoreV1Api) are not used: importing them builds some 300 model classes,

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from providers.context import Context, Reading, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Provider, Result, fingerprint
-from providers.kube.client import KINDS, ApiFailure, Where, cluster, session
+from providers.kube.client import KINDS, ApiFailure, Where, cluster, server_of, session
 from providers.kube.manifests import COMMIT, MODEL, SELECTOR, Obj, build, flatten, mask, owned_paths
 from providers.kube.rollout import wait_rollout
 from specs.errors import TransportError
@@ -91,7 +91,10 @@ class KubeProvider:
         return out
 
     def lock_key(self, inst: Item) -> str:
-        return inst.target
+        """Applies to one namespace of one cluster take turns, however the specs name the cluster (kubeconfig,
+        context): keyed by its API server's URL."""
+        namespace = inst.target.rsplit("/", 1)[1]
+        return f"k8s/{server_of(inst.desired.where)}/{namespace}"
 
     def orphans(self, specs: Sequence[Spec], ctx: Context, prune: bool) -> list[Item]:
         declared: dict[str, set[str]] = {}
