@@ -38,7 +38,7 @@ def main() -> None:
             root = Path(tmp)
             specs(f, root)
             cmd = [*f.exec_prefix, RECON]
-            times: dict[str, dict[str, list[float]]] = {b: {"noop": [], "apply": []} for b in backends}
+            times: dict[str, dict[str, list[float]]] = {b: {"noop": [], "apply": [], "cold": []} for b in backends}
             for env in backends.values():  # converge first (and start the resident planner, SSH agent)
                 measure([*cmd, "apply", "--auto-approve", "specs"], cwd=root, env=env)
             for _ in range(runs):
@@ -50,9 +50,16 @@ def main() -> None:
                         f.ssh(i, "rm -f /srv/bench/f0.conf")
                     times[name]["apply"].append(
                         measure([*cmd, "apply", "--auto-approve", "specs"], cwd=root, env=env).seconds)
+            for _ in range(runs):  # as the Action runs it: one process per run, no resident planner
+                for name, env in backends.items():
+                    for i in range(len(f.hosts)):
+                        f.ssh(i, "rm -f /srv/bench/f0.conf")
+                    times[name]["cold"].append(measure([*cmd, "apply", "--auto-approve", "specs"], cwd=root,
+                                                       env={**env, "RECON_WARM": "0"}).seconds)
         print(f"| {hosts} hosts, median of {runs} | sqlite | postgres | added |")
         print("|---|---|---|---|")
-        for what, label in (("noop", "no-op plan"), ("apply", "apply (one file per host)")):
+        for what, label in (("noop", "no-op plan"), ("apply", "apply (one file per host)"),
+                            ("cold", "apply, own process (RECON_WARM=0, as the Action runs it)")):
             a, b = statistics.median(times["sqlite"][what]), statistics.median(times["postgres"][what])
             print(f"| {label} | {a:.3f} s | {b:.3f} s | {1000 * (b - a):+.0f} ms ({100 * (b - a) / a:+.1f} %) |")
         locks(pg)
