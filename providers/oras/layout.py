@@ -12,14 +12,13 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from providers.oras.registry import BLOCK, Progress
-from providers.oras.scan import write_atomically
+from providers.oras.scan import sweep, temporary, write_atomically
 from specs.errors import TransportError
 from specs.ref import Reference
 
@@ -31,6 +30,7 @@ class LayoutStore:
     def __init__(self, ref: Reference):
         self.ref = ref
         self.root = Path(ref.repository)
+        self._swept = False
 
     def __str__(self) -> str:
         return str(self.ref)
@@ -67,10 +67,14 @@ class LayoutStore:
     def put_blob(self, digest: str, size: int, source: Path | bytes, progress: Progress | None = None) -> None:
         dest = self._blob(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        if not self._swept:  # what killed pushes left: removed by the next push
+            self._swept = True
+            sweep(dest.parent, ".tmp-")
+            sweep(self.root, ".tmp-")
+        fd, tmp = temporary(dest.parent, ".tmp-")
         h = hashlib.sha256()
         try:
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(os.dup(fd), "wb") as out:  # fd stays open: the temporary stays locked until renamed
                 if isinstance(source, bytes):
                     out.write(source)
                     h.update(source)
@@ -88,6 +92,8 @@ class LayoutStore:
         except BaseException:
             os.unlink(tmp)
             raise
+        finally:
+            os.close(fd)
 
     def get_blob(self, digest: str) -> Iterator[bytes]:
         try:

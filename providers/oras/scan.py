@@ -109,15 +109,64 @@ class DigestIndex:
 def write_atomically(path: Path, data: bytes) -> None:
     """Write beside the file, then rename over it: readers see the old content or the new, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = temporary(path.parent, ".tmp-")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(os.dup(fd), "wb") as out:  # fd stays open: the temporary stays locked until renamed
             out.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
+
+
+def temporary(directory: Path, prefix: str) -> tuple[int, str]:
+    """A new temporary file in `directory` (mkstemp), locked (flock) while its descriptor is open: a writer that
+    was killed leaves it unlocked, which is how `sweep` tells a leftover from a write in progress."""
+    import fcntl
+
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, tmp
+
+
+SWEEP_AGE = 60.0  # seconds: a temporary younger than this may be one whose writer has not locked it yet
+
+
+def sweep(directory: Path, prefix: str) -> int:
+    """Remove the temporaries (`temporary`) that a killed writer left in `directory`: those no process holds
+    locked, and not made in the last minute (between mkstemp and flock a new one is unlocked). The number
+    removed."""
+    import fcntl
+
+    removed = 0
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix)]
+    except OSError:
+        return 0
+    for name in names:
+        path = directory / name
+        try:
+            if time.time() - os.lstat(path).st_mtime < SWEEP_AGE:
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a write in progress
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def sha256_file(path: Path) -> str:

@@ -399,3 +399,69 @@ def test_an_unreachable_registry_is_one_clear_error(tmp_path: Path) -> None:
     got = recon("plan", cwd=tmp_path, env=_env(tmp_path))
     assert got.rc == 1 and "Traceback" not in got.err
     assert f"registry 127.0.0.1:{port} cannot be reached: connection refused" in got.err, got.err
+
+
+def test_a_refused_path_leaves_the_target_directory_as_it_was(tmp_path: Path, reg: peers.Registry) -> None:
+    """Issue 18 case 14: a pull refused for one unsafe path had already written the files before it."""
+    ref = f"{reg.host}/attack/partial:v1"
+    _raw_push(RegistryStore(parse(ref)), {"a.txt": b"first\n", "sub/file.txt": b"data\n"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "sub").symlink_to(outside)
+    got = recon("bundle", "pull", ref, "dest", cwd=tmp_path, env=_env(tmp_path))
+    assert got.rc == 1 and "is a symlink" in got.err, got.text
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["sub"]  # a.txt was not written either
+    assert list(outside.iterdir()) == []
+
+
+def test_a_blob_written_through_a_pulled_file_is_not_handed_out_again(tmp_path: Path) -> None:
+    """Issue 18 case 15: root writes into read-only files; the write went through the hard link into the cache,
+    and later pulls handed the corrupted file out, exit 0. Here the mode is even put back to read-only."""
+    model = _project(tmp_path, "oci-layout:../layout:v1")
+    env = _env(tmp_path)
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    assert recon("bundle", "pull", "oci-layout:layout:v1", "out1", cwd=tmp_path, env=env).rc == 0
+    victim = tmp_path / "out1" / "weights.bin"
+    mode = victim.stat().st_mode & 0o777
+    victim.chmod(0o644)
+    raw = bytearray(victim.read_bytes())
+    raw[10] ^= 0xFF
+    with open(victim, "r+b") as fh:  # in place, same size, as root would without a chmod
+        fh.write(bytes(raw))
+    victim.chmod(mode)
+    again = recon("bundle", "pull", "oci-layout:layout:v1", "out2", cwd=tmp_path, env=env)
+    assert again.rc == 0, again.text
+    assert (tmp_path / "out2" / "weights.bin").read_bytes() == (model / "weights.bin").read_bytes()
+    assert recon("bundle", "verify", "out2", cwd=tmp_path, env=env).rc == 0
+
+
+def test_temporaries_of_killed_pushes_and_pulls_are_removed_by_the_next_one(tmp_path: Path) -> None:
+    """Issue 18 case 14: killed pushes to an oci-layout left .tmp-* blobs that no later run removed. A writer
+    holds its temporary locked; what no one holds is a leftover."""
+    from providers.oras.scan import temporary
+
+    _project(tmp_path, "oci-layout:../layout:v1")
+    env = _env(tmp_path)
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    blobs = tmp_path / "layout" / "blobs" / "sha256"
+    cache = tmp_path / "cache" / "blobs" / "sha256"
+    assert recon("bundle", "pull", "oci-layout:layout:v1", "out", cwd=tmp_path, env=env).rc == 0
+    left = [blobs / ".tmp-killed", tmp_path / "layout" / ".tmp-index", cache / ".part-killed"]
+    for path in left:
+        path.write_bytes(b"half a blob")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))  # left an hour ago
+    fd, busy = temporary(blobs, ".tmp-")  # a push in progress in another process
+    try:
+        (tmp_path / "model" / "README.md").write_text("# churn model, v2\n")
+        assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+        (tmp_path / "out").rename(tmp_path / "old")
+        for f in cache.iterdir():
+            if not f.name.startswith("."):
+                f.chmod(0o644)
+                f.unlink()  # so the pull fetches (and sweeps)
+        assert recon("bundle", "pull", "oci-layout:layout:v1", "out", cwd=tmp_path, env=env).rc == 0
+        assert [p for p in left if p.exists()] == []
+        assert Path(busy).exists()
+    finally:
+        os.close(fd)
