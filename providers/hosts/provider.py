@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from providers.context import Context, Reading
 from providers.contract import Change, FieldChange, Instance, Provider, Result, fingerprint
-from providers.hosts.model import Facts, HostInfo, HostResource
+from providers.hosts.model import Facts, HostInfo, HostResource, Payload
 from providers.hosts.system import system_for
 from providers.hosts.transport import LocalTransport, Transport
 from providers.secrets import keyed
@@ -52,17 +52,19 @@ class HostProvider:
         for res in body.resources:
             for target in res.notify:
                 notifiers.setdefault(target, []).append(f"{res.type}:{res.key()}")
+        contents: dict[int, Payload] = {}  # read (or hashed) once for every host
+        for i, res in enumerate(body.resources):
+            if isinstance(res, FileResource) and res.state == "present":
+                contents[i] = _content(res, spec)
+            elif isinstance(res, PackageResource) and res.source is not None and res.state == "present":
+                contents[i] = Payload.of_file(source_path(spec.doc, res.source))  # an MSI, sent to Windows hosts
         out = []
         for host in group.body.hosts:
             info = _host_info(host, group.body, group.name, base)
             _fits(spec, body, info)
-            for res in body.resources:
+            for i, res in enumerate(body.resources):
                 key = f"{res.type}:{res.key()}"
-                content = None
-                if isinstance(res, FileResource) and res.state == "present":
-                    content = _content(res, spec)
-                elif isinstance(res, PackageResource) and res.source is not None and res.state == "present":
-                    content = source_path(spec.doc, res.source).read_bytes()  # an MSI, sent to Windows hosts
+                content = contents.get(i)
                 handler = isinstance(res, CommandResource | ServiceResource)
                 by = tuple(notifiers.get(res.key(), ())) if handler else ()
                 desired = HostResource(res, info, key, content, by, body.rollback)
@@ -150,12 +152,12 @@ def _fits(spec: Spec, body: HostStateSpec, host: HostInfo) -> None:
         raise SpecError(problems)
 
 
-def _content(res: FileResource, spec: Spec) -> bytes:
+def _content(res: FileResource, spec: Spec) -> Payload:
     if res.content is not None:
-        return res.content.encode()
+        return Payload.of_bytes(res.content.encode())
     if res.contentFrom is not None:
-        return res.contentFrom.resolve(Path(spec.doc.file).parent).get_secret_value().encode()
-    return source_path(spec.doc, res.source or "").read_bytes()
+        return Payload.of_bytes(res.contentFrom.resolve(Path(spec.doc.file).parent).get_secret_value().encode())
+    return Payload.of_file(source_path(spec.doc, res.source or ""))
 
 
 def _by_target(instances: Sequence[Instance[HostResource]]) -> dict[str, list[Instance[HostResource]]]:

@@ -10,12 +10,12 @@ import io
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from providers.hosts.model import HostInfo
-from providers.hosts.transport import RunResult
+from providers.hosts.model import HostInfo, Payload
+from providers.hosts.transport import RunResult, Script, whole
 from specs.errors import TransportError
 
 
@@ -134,11 +134,11 @@ class SshTransport:
                 self._client = self._connect()
             return self._client
 
-    def run(self, script: str, on_line: Callable[[bytes], None] | None = None) -> RunResult:
+    def run(self, script: Script, on_line: Callable[[bytes], None] | None = None) -> RunResult:
         import paramiko
 
         client = self.client()
-        command, stdin = "sh -s", script.encode()
+        command, stdin = "sh -s", whole(script).encode()
         if self.settings.become:
             if self.settings.becomePassword is None:
                 command = "sudo -n -- sh -s"
@@ -172,6 +172,50 @@ class SshTransport:
             )
         return RunResult(rc, bytes(out), err)
 
+    def put(self, payload: Payload, remote: str) -> None:
+        self.put_stream(payload.chunks(), remote)
+
+    def put_stream(self, chunks: Iterable[bytes], remote: str) -> None:
+        """`put` from chunks: `cat` on the host reads them from the channel, never more than a window at once."""
+        import posixpath
+
+        import paramiko
+
+        from providers.hosts.model import q
+        from providers.hosts.transport import PUT_SCRIPT
+
+        inner = PUT_SCRIPT.format(parent=q(posixpath.dirname(remote) or "/"), tmp=q(remote))
+        command, first = f"sh -c {q(inner)}", b""
+        if self.settings.become:
+            if self.settings.becomePassword is None:
+                command = f"sudo -n -- {command}"
+            else:
+                secret = (self.secret("becomePassword") or "").strip()
+                command, first = f"sudo -S -p '' -- {command}", secret.encode() + b"\n"
+        try:
+            chan = self.client().get_transport().open_session()
+            try:
+                chan.exec_command(command)
+                try:
+                    if first:
+                        chan.sendall(first)
+                    for chunk in chunks:
+                        chan.sendall(chunk)
+                    chan.shutdown_write()
+                except OSError:
+                    if not chan.exit_status_ready():
+                        raise
+                    # the writer on the host gave up (a full disk): its own words say why, below
+                err = chan.makefile_stderr("rb").read()
+                rc = chan.recv_exit_status()
+            finally:
+                chan.close()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(f"{self.where}: connection lost while sending {remote}: {exc}",
+                                 transient=True) from None
+        if rc != 0:
+            raise TransportError(f"{self.where}: cannot write {remote}: {tail_text(err)}")
+
     def close(self) -> None:
         with self._lock:
             for client in (self._client, self._jump):
@@ -190,3 +234,7 @@ def _feed(chan: Any, data: bytes) -> None:
     except (paramiko.SSHException, OSError, EOFError):
         pass
 
+
+
+def tail_text(err: bytes) -> str:
+    return err.decode("utf-8", "replace").strip()[-300:] or "(no message)"

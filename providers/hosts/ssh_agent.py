@@ -26,12 +26,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from providers.hosts.model import HostInfo
-from providers.hosts.transport import RunResult
+from providers.hosts.model import HostInfo, Payload
+from providers.hosts.transport import RunResult, Script, whole
 from specs.errors import TransportError
 
 
@@ -102,12 +102,12 @@ class AgentTransport:
             time.sleep(0.05)
         return None
 
-    def run(self, script: str, on_line: Callable[[bytes], None] | None = None) -> RunResult:
+    def run(self, script: Script, on_line: Callable[[bytes], None] | None = None) -> RunResult:
         assert self.host.ssh is not None
         sock = self._connect()
         if sock is None:  # no agent could start: connect from this process
             return self.direct.run(script, on_line)
-        data = script.encode()
+        data = whole(script).encode()
         head = {"host": _host_json(self.host), "secrets": self._secrets(), "size": len(data),
                 "idle": self.host.ssh.persist}
         with sock, sock.makefile("rb") as answers:
@@ -122,6 +122,25 @@ class AgentTransport:
                 else:
                     return RunResult(int(msg["rc"]), base64.b64decode(msg["stdout"]), base64.b64decode(msg["stderr"]))
         raise TransportError(f"{self.host.name}: the SSH agent went away during the script", transient=True)
+
+    def put(self, payload: Payload, remote: str) -> None:
+        """Through the agent too (its connection is the warm one): the chunks follow the request on the socket."""
+        assert self.host.ssh is not None
+        sock = self._connect()
+        if sock is None:
+            return self.direct.put(payload, remote)
+        head = {"host": _host_json(self.host), "secrets": self._secrets(), "put": remote, "size": payload.size,
+                "idle": self.host.ssh.persist}
+        with sock, sock.makefile("rb") as answers:
+            sock.sendall(json.dumps(head).encode() + b"\n")
+            for chunk in payload.chunks():
+                sock.sendall(chunk)
+            for raw in answers:
+                msg = json.loads(raw)
+                if "error" in msg:
+                    raise TransportError(msg["error"], transient=bool(msg.get("transient")))
+                return None
+        raise TransportError(f"{self.host.name}: the SSH agent went away while sending {remote}", transient=True)
 
     def close(self) -> None:
         self.direct.close()  # the agent's connection stays, for the next run
@@ -179,12 +198,16 @@ class _Agent:
                 return
             reader = conn.makefile("rb")
             head = json.loads(reader.readline())
-            script = reader.read(head["size"]).decode()
             self.idle = float(head.get("idle") or self.idle)
             key = self.key(head)
 
             def send(msg: dict[str, Any]) -> None:  # from this thread only: run() reports lines in it
                 conn.sendall(json.dumps(msg).encode() + b"\n")
+
+            if "put" in head:
+                self.put(key, head, reader, send)
+                return
+            script = reader.read(head["size"]).decode()
 
             def on_line(line: bytes) -> None:
                 send({"line": base64.b64encode(line).decode()})
@@ -207,6 +230,30 @@ class _Agent:
             with self.lock:
                 self.busy -= 1
                 self.last = time.monotonic()
+
+    def put(self, key: str, head: dict[str, Any], reader: Any, send: Callable[[dict[str, Any]], None]) -> None:
+        """Stream a client's payload into the host: a chunk at a time from the socket to the channel."""
+        left = int(head["size"])
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal left
+            while left > 0:
+                chunk = reader.read(min(left, 1 << 20))
+                if not chunk:
+                    raise TransportError(f"{head['host']['name']}: the client went away while sending {head['put']}")
+                left -= len(chunk)
+                yield chunk
+
+        try:
+            self.transport(key, head).put_stream(chunks(), str(head["put"]))
+        except TransportError as exc:
+            with self.lock:
+                gone = self.conns.pop(key, None)
+            if gone is not None:
+                gone.close()
+            send({"error": str(exc), "transient": exc.transient})
+            return
+        send({"ok": True})
 
     def run(self) -> None:
         import fcntl

@@ -6,15 +6,19 @@ limit, and the same scripts serve the local machine now and SSH hosts later.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from specs.errors import TransportError
+
+if TYPE_CHECKING:
+    from providers.hosts.model import Payload
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,20 @@ class RunResult:
     stderr: bytes
 
 
+Script = str | Iterable[str]  # a script, or its pieces made as they are sent (a large file's chunks)
+
+
+def whole(script: Script) -> str:
+    return script if isinstance(script, str) else "".join(script)
+
+
 class Transport(Protocol):
-    def run(self, script: str, on_line: Callable[[bytes], None] | None = None) -> RunResult: ...
+    def run(self, script: Script, on_line: Callable[[bytes], None] | None = None) -> RunResult: ...
+
+    def put(self, payload: Payload, remote: str) -> None:
+        """Stream `payload` into the new file `remote` (its directory made), owner-only from the first byte,
+        never written through a link or a file already there; memory bounded by a chunk."""
+        ...
 
     def close(self) -> None: ...
 
@@ -41,8 +57,8 @@ class LocalTransport:
             "LC_ALL": "C",
         }
 
-    def run(self, script: str, on_line: Callable[[bytes], None] | None = None) -> RunResult:
-        data = script.encode()
+    def run(self, script: Script, on_line: Callable[[bytes], None] | None = None) -> RunResult:
+        data = whole(script).encode()
         try:
             if on_line is None:
                 done = subprocess.run(
@@ -82,5 +98,20 @@ class LocalTransport:
             err.seek(0)
             return RunResult(rc, bytes(out), err.read())
 
+    def put(self, payload: Payload, remote: str) -> None:
+        try:
+            os.makedirs(os.path.dirname(remote) or "/", exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(remote)
+            fd = os.open(remote, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise TransportError(f"cannot write {remote}: {exc.strerror}") from None
+        with os.fdopen(fd, "wb") as out:
+            for chunk in payload.chunks():
+                out.write(chunk)
+
     def close(self) -> None:
         return None
+
+
+PUT_SCRIPT = "mkdir -p -- {parent} && rm -f -- {tmp} && umask 077 && set -C && cat > {tmp}"

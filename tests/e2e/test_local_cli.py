@@ -330,3 +330,29 @@ def test_a_target_that_matches_nothing_is_an_error_with_the_closest_addresses(tm
     assert " · 2 specs · 1 resource on 1 target" in plan.out.splitlines()[0], plan.out  # counted in words
     helped = recon("plan", "--help", cwd=tmp_path)
     assert "--target ADDR" in helped.out and "--target <list[str]>" not in helped.out
+
+
+def test_a_large_source_is_copied_in_chunks_and_re_plans_empty(tmp_path: Path) -> None:
+    """Issue 18 case 12 on a local root: a source larger than the inline limit is streamed (never held whole),
+    owner-only until it is renamed into place with its mode."""
+    import hashlib
+    import os
+
+    from providers.hosts.model import INLINE_MAX
+
+    big = os.urandom(INLINE_MAX * 2 + 7)
+    write(tmp_path / "specs", {"g.yaml": group("a"), "s.yaml": hoststate(
+        "big", "- type: file\n  path: /srv/model.bin\n  source: model.bin\n  mode: '0644'\n")})
+    (tmp_path / "specs" / "model.bin").write_bytes(big)
+    (tmp_path / "a-root").mkdir()
+    got = recon("apply", "--auto-approve", cwd=tmp_path)
+    assert got.rc == 0, got.text
+    target = tmp_path / "a-root" / "srv" / "model.bin"
+    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(big).digest()
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.bin"]
+    assert_converged(tmp_path)
+    (tmp_path / "specs" / "model.bin").write_bytes(big[::-1])
+    assert recon("apply", "--auto-approve", cwd=tmp_path).rc == 0
+    assert target.read_bytes() == big[::-1]
+    assert_converged(tmp_path)

@@ -312,12 +312,13 @@ def test_a_secret_file_is_owner_only_from_its_first_byte_and_a_leftover_temporar
     """The new content is written under umask 077 and only then given its mode (before, it was written 0644
     and chmodded after: a killed apply left part of a secret readable). A temporary an apply left behind is in
     the next plan and removed by the next apply (issue 18, case 7)."""
-    from providers.hosts.model import HostInfo, HostResource
+    from providers.hosts.model import HostInfo, HostResource, Payload
     from providers.hosts.posix.resources import file as filemod
     from specs.hoststate import FileResource
 
     res = FileResource.model_validate({"type": "file", "path": "/etc/token", "content": "s3cret", "mode": "0600"})
-    script = filemod.script(HostResource(res, HostInfo("a", "local", None), "file:/etc/token", b"s3cret"),
+    script = filemod.script(HostResource(res, HostInfo("a", "local", None), "file:/etc/token",
+                                         Payload.of_bytes(b"s3cret")),
                             "create", [])
     lines = script.splitlines()
     at = next(i for i, line in enumerate(lines) if "s3cret" in line)

@@ -645,3 +645,38 @@ def test_two_runners_on_one_group_take_turns_through_a_shared_postgres(fleet: fl
         for i in range(len(fleet.hosts)):
             fleet.ssh(i, "rm -f /srv/turns-*")
         pg.stop()
+
+
+def test_a_large_file_is_streamed_to_every_host(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    """Issue 18 case 12: content larger than the inline limit travels beside the script, a chunk at a time,
+    through the agent and without it, as root and with become; owner-only from the first byte."""
+    from providers.hosts.model import INLINE_MAX
+
+    big = os.urandom(INLINE_MAX * 3 + 123)
+    hosts = fleet.hosts[:2]
+    for i in range(2):
+        fleet.ssh(i, "id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh -p '*' deploy; echo 'deploy ALL=(ALL) "
+                     "NOPASSWD: ALL' > /etc/sudoers.d/deploy; chmod 440 /etc/sudoers.d/deploy; rm -rf /srv/big")
+    state = ("apiVersion: recon/v1\nkind: HostState\nmetadata: {name: big}\nspec:\n  group: web\n  resources:\n"
+             "    - {type: file, path: /srv/big/model.bin, source: model.bin, mode: '0640'}\n")
+    for name, extra, user, env in (("agent", "", "root", {}), ("direct", "", "root", {"RECON_SSH_PERSIST": "0"}),
+                                   ("become", "\n    become: true", "deploy", {})):
+        cwd = project(tmp_path / name, group_yaml(fleet, hosts, extra=extra).replace("user: root", f"user: {user}"),
+                      state)
+        (cwd / "specs" / "model.bin").write_bytes(big)
+        got = recon("apply", "--auto-approve", cwd=cwd, prefix=fleet.exec_prefix, env=env)
+        assert got.rc == 0, (name, got.text)
+        for i in range(2):
+            digest = fleet.ssh(i, "sha256sum /srv/big/model.bin; stat -c '%a %s' /srv/big/model.bin").split()
+            assert digest[0] == hashlib.sha256(big).hexdigest() and digest[2:] == ["640", str(len(big))], (name, digest)
+            assert fleet.ssh(i, "ls -a /srv/big").split() == [".", "..", "model.bin"]  # no temporary left
+        again = recon("plan", "--detailed-exitcode", cwd=cwd, prefix=fleet.exec_prefix, env=env)
+        assert again.rc == 0, (name, again.text)
+        big = big[::-1]  # the next case changes the content
+    # the source changed between plan and apply: what was planned is not what would be sent
+    cwd = tmp_path / "agent"
+    (cwd / "specs" / "model.bin").write_bytes(os.urandom(INLINE_MAX * 2))
+    assert recon("plan", "--out", "p.json", cwd=cwd, prefix=fleet.exec_prefix).rc == 0
+    (cwd / "specs" / "model.bin").write_bytes(os.urandom(INLINE_MAX * 2))
+    stale = recon("apply", "p.json", cwd=cwd, prefix=fleet.exec_prefix)
+    assert stale.rc != 0 and "Traceback" not in stale.text, stale.text

@@ -352,3 +352,48 @@ def test_an_msi_package_installed_then_removed(tmp_path: Path, fleet: WinFleet, 
     spec.write_text(wrong)
     refused = _run(fleet, tmp_path, "plan")
     assert refused.rc == 1 and "on Windows a package is an MSI: give its productCode" in refused.err, refused.text
+
+
+def test_a_401_without_an_ntlm_challenge_is_one_clear_message(tmp_path: Path) -> None:
+    """Issue 18 case 13: a listener that answers 401 offering only Negotiate (Kerberos) ended in "internal
+    error" (requests-ntlm raises PermissionError)."""
+    import http.server
+    import threading
+
+    class OnlyNegotiate(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", "Negotiate")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OnlyNegotiate)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "specs").mkdir()
+        (tmp_path / "specs" / "g.yaml").write_text(textwrap.dedent(f"""\
+            apiVersion: recon/v1
+            kind: HostGroup
+            metadata: {{name: win}}
+            spec:
+              connection: winrm
+              winrm: {{user: Administrator, password: {{env: P}}, transport: ntlm, scheme: http}}
+              hosts: [{{name: w1, address: 127.0.0.1, port: {server.server_port}}}]
+            ---
+            apiVersion: recon/v1
+            kind: HostState
+            metadata: {{name: s}}
+            spec:
+              group: win
+              resources: [{{type: service, name: Spooler, state: running}}]
+            """))
+        got = recon("plan", cwd=tmp_path, env={"P": "secret-password"})
+        assert got.rc == 1, got.text
+        assert "w1: " in got.err and "401 without an NTLM challenge" in got.err and "winrm.transport" in got.err
+        assert "internal error" not in got.text and "Traceback" not in got.text and "secret-password" not in got.text
+    finally:
+        server.shutdown()

@@ -13,7 +13,7 @@ import pytest
 from pydantic import TypeAdapter
 from ruamel.yaml import YAML
 
-from providers.hosts.model import HostInfo, HostResource
+from providers.hosts.model import HostInfo, HostResource, Payload
 from providers.hosts.posix.resources import MODULES, command, service
 from specs.hoststate import CommandResource, FileResource, Resource, ServiceResource
 
@@ -29,7 +29,8 @@ def _load(path: Path) -> dict[str, Any]:
 def test_diff_fixture(path: Path) -> None:
     case = _load(path)
     res = TypeAdapter(Resource).validate_python(case["resource"])
-    content = res.content.encode() if isinstance(res, FileResource) and res.content is not None else None
+    content = Payload.of_bytes(res.content.encode()) if isinstance(res, FileResource) and res.content is not None \
+        else None
     desired = HostResource(res, HostInfo("h", "local", None), f"{res.type}:{res.key()}", content,
                       tuple(case.get("notified_by", ())))
     if isinstance(res, CommandResource):

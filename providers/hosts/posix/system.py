@@ -19,6 +19,7 @@ from providers.contract import Action, Change, FieldChange, Instance, Result
 from providers.hosts.model import Facts, HostInfo, HostResource
 from providers.hosts.posix import facts
 from providers.hosts.posix.resources import MODULES, command, service
+from providers.hosts.posix.resources import file as filemod
 from providers.hosts.posix.resources.common import clean_path
 from providers.hosts.results import rolled, tail
 from providers.hosts.transport import Transport
@@ -95,6 +96,11 @@ class Posix:
         lost = ""
         ended = ""
         try:
+            for inst, change in steps:  # large contents first, each to the temporary its step renames into place
+                sent = filemod.streamed(inst.desired, change.action, list(change.fields)) \
+                    if inst.resource == "file" else None
+                if sent is not None:
+                    transport.put(sent[0], sent[1])
             done = transport.run(_change_script(steps, mark), on_line)
             ended = f"not run: the change script ended early: {tail(done.stderr)}"
         except TransportError as exc:  # the steps that reported before the host went away did happen

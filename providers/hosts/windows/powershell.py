@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable, Iterator
 
 # PowerShell treats these four as single quotes too; each is doubled like the ASCII one.
 _QUOTES = "'\u2018\u2019\u201a\u201b"
@@ -140,6 +141,13 @@ def call(name: str, *values: object) -> str:
 
 def script(calls: list[str]) -> str:
     return PRELUDE + BODY + "\n" + "\n".join(calls) + "\n"
+
+
+def streamed_script(calls: Iterable[str]) -> Iterator[str]:
+    """The same script as `script`, made a call at a time as it is sent (memory bounded by a call)."""
+    yield PRELUDE + BODY + "\n"
+    for c in calls:
+        yield c + "\n"
 
 
 def encoded(text: str) -> str:

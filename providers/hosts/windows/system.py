@@ -11,9 +11,10 @@ and is checked by sha256 on the host before it replaces anything (written beside
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from providers.context import Context, StepDone
@@ -21,7 +22,7 @@ from providers.contract import Action, Change, FieldChange, Instance, Result
 from providers.hosts.model import Facts, HostInfo, HostResource
 from providers.hosts.results import rolled, tail  # the same reporting as on POSIX hosts
 from providers.hosts.transport import Transport
-from providers.hosts.windows.powershell import call, script
+from providers.hosts.windows.powershell import call, script, streamed_script
 from providers.hosts.windows.resources import MODULES
 from specs.errors import TransportError
 from specs.hoststate import WINDOWS_PATH, AnyResource, PackageResource, ServiceResource
@@ -68,10 +69,9 @@ class Windows:
               target: str) -> Iterator[Result]:
         host = steps[0][0].desired.host
         chunk = (host.winrm.chunkKiB if host.winrm else 256) * 1024
-        calls: list[str] = []
-        for i, (inst, change) in enumerate(steps):
-            calls += _step_calls(i, inst.desired, change, chunk)
-        calls += [c for inst, _ in steps for c in MODULES[inst.resource].clean(inst.desired)]
+        calls = itertools.chain(  # made as they are sent: a large file's chunks are read one at a time
+            (c for i, (inst, change) in enumerate(steps) for c in _step_calls(i, inst.desired, change, chunk)),
+            (c for inst, _ in steps for c in MODULES[inst.resource].clean(inst.desired)))
         last = time.monotonic()
         reported: dict[int, Result] = {}
 
@@ -90,7 +90,7 @@ class Windows:
 
         lost = ""
         try:
-            done = transport.run(script(calls), on_line)
+            done = transport.run(streamed_script(calls), on_line)
             ended = f"not run: the change script ended early (exit {done.rc}): {tail(done.stderr)}"
         except TransportError as exc:
             lost, ended = str(exc), ""
@@ -119,7 +119,7 @@ class Windows:
 WINDOWS = Windows()
 
 
-def _step_calls(i: int, d: HostResource, change: Change, chunk: int) -> list[str]:
+def _step_calls(i: int, d: HostResource, change: Change, chunk: int) -> Iterable[str]:
     if [f.path for f in change.fields] == ["backup"]:  # only a leftover backup to remove
         return [call("Recon-Clean", getattr(d.res, "path", "")), call("Recon-Ok", i)]
     return MODULES[d.res.type].steps(i, d, change, chunk)

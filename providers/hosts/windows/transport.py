@@ -7,12 +7,12 @@ import contextlib
 import functools
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from providers.hosts.model import HostInfo
-from providers.hosts.transport import RunResult
+from providers.hosts.model import HostInfo, Payload
+from providers.hosts.transport import RunResult, Script
 from providers.hosts.windows.powershell import COMMAND
 from specs.errors import TransportError
 
@@ -66,6 +66,10 @@ class WinrmTransport:
         except InvalidCredentialsError:
             raise TransportError(f"{name}: {self.endpoint} refused the user {self.host.user!r} (401): check "
                                  "winrm.user and the password it refers to") from None
+        except PermissionError as exc:  # requests-ntlm: a 401 that offers no NTLM (e.g. Negotiate/Kerberos only)
+            raise TransportError(f"{name}: {self.endpoint} answered 401 without an NTLM challenge ({exc}): the "
+                                 "listener does not offer NTLM; use winrm.transport: kerberos (or basic over https), "
+                                 "or allow NTLM on the host") from None
         except requests.exceptions.SSLError:
             raise TransportError(f"{name}: the certificate of {self.endpoint} cannot be verified: give its CA in "
                                  "winrm.caFile (or validateCerts: false, on a test network only)") from None
@@ -82,18 +86,21 @@ class WinrmTransport:
             raise TransportError(f"{name}: {self.endpoint} answered something that is not WS-Management: is it "
                                  "a WinRM listener?") from None
 
-    def run(self, script: str, on_line: Callable[[bytes], None] | None = None) -> RunResult:
+    def run(self, script: Script, on_line: Callable[[bytes], None] | None = None) -> RunResult:
         from winrm.exceptions import WinRMOperationTimeoutError
 
         if self.protocol is None:
             self._open()
         p = self.protocol
         command = self._guard(lambda: p.run_command(self.shell, "powershell.exe", COMMAND))
-        data = script.encode()
-        pieces = [data[i:i + SEND] for i in range(0, len(data), SEND)] or [b""]
-        for n, piece in enumerate(pieces):
-            last = n == len(pieces) - 1
-            self._guard(functools.partial(p.send_command_input, self.shell, command, piece, end=last))
+        pieces = _pieces(script)
+        piece = next(pieces, b"")
+        while True:  # a piece ahead, to know which is the last
+            following = next(pieces, None)
+            self._guard(functools.partial(p.send_command_input, self.shell, command, piece, end=following is None))
+            if following is None:
+                break
+            piece = following
         out, err = bytearray(), bytearray()
         pending = b""
         while True:
@@ -115,6 +122,11 @@ class WinrmTransport:
         self._guard(lambda: p.cleanup_command(self.shell, command))
         return RunResult(rc, bytes(out), bytes(err))
 
+    def put(self, payload: Payload, remote: str) -> None:
+        """Windows hosts take contents as chunks inside the change script (resources/file.py), made as they are
+        sent; there is no separate upload."""
+        raise TransportError(f"{self.host.name}: WinRM hosts take contents inside the change script")
+
     def close(self) -> None:
         if self.protocol is not None and self.shell:
             with contextlib.suppress(Exception):
@@ -132,3 +144,15 @@ def _kerberos_reason(exc: Exception) -> str:
         return (f"{reason}: address the host by the name the KDC knows it by (HTTP/NAME, usually its DNS "
                 "name), not by an IP address or alias")
     return reason
+
+
+def _pieces(script: Script) -> Iterator[bytes]:
+    """The script's bytes in pieces of SEND, made as they are sent."""
+    buf = bytearray()
+    for part in ([script] if isinstance(script, str) else script):
+        buf += part.encode()
+        while len(buf) >= SEND:
+            yield bytes(buf[:SEND])
+            del buf[:SEND]
+    if buf:
+        yield bytes(buf)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import posixpath
 from typing import Any
 
 from providers.contract import Action, FieldChange
-from providers.hosts.model import HostResource, q
+from providers.hosts.model import HostResource, Payload, q
 from providers.hosts.posix.resources.common import (
     absent,
     attr_changes,
@@ -42,8 +41,8 @@ def diff(desired: HostResource[FileResource], live: dict[str, Any] | None) -> tu
         return absent("file", path, live)
     assert desired.content is not None
     sensitive = res.secret
-    want_sha = hashlib.sha256(desired.content).hexdigest()
-    after = describe(want_sha, len(desired.content), sensitive)
+    want_sha = desired.content.sha256
+    after = describe(want_sha, desired.content.size, sensitive)
     if kind == "missing":
         return "create", f"file {path} does not exist", [
             FieldChange("content", None, after), *attr_changes(desired, None)
@@ -92,12 +91,13 @@ def script(desired: HostResource, action: Action, fields: list[FieldChange]) -> 
         # the new content is written owner-only from its first byte (umask 077), then given its mode: a secret
         # never sits readable by others, even half-written by an apply that was killed (the next plan shows and
         # removes such a leftover); a temporary already there is removed, never written through
+        if desired.content.data is not None:
+            written = [f"[ -d {parent} ] || mkdir -p -- {parent}", f"rm -f -- {tmp}", "umask 077",
+                       write_bytes(desired.content.data, tmp), "umask 022"]
+        else:  # streamed before the script by the transport (streamed()), owner-only from its first byte too
+            written = [f"[ -f {tmp} ] || {{ echo 'the streamed content is missing' >&2; false; }}"]
         lines += [
-            f"[ -d {parent} ] || mkdir -p -- {parent}",
-            f"rm -f -- {tmp}",
-            "umask 077",
-            write_bytes(desired.content, tmp),
-            "umask 022",
+            *written,
             (f"if [ -e {path} ]; then chown --reference={path} -- {tmp} 2>/dev/null || true; fi; "
              f"chmod {res.mode} -- {tmp}") if getattr(res, "mode", None) else
             (f"if [ -e {path} ]; then chmod --reference={path} -- {tmp}; chown --reference={path} -- {tmp} "
@@ -118,3 +118,15 @@ def undo(desired: HostResource, action: Action, fields: list[FieldChange]) -> st
 
 def clean(desired: HostResource, action: Action) -> str:
     return clean_path(desired)
+
+
+def streamed(desired: HostResource, action: Action, fields: list[FieldChange]) -> tuple[Payload, str] | None:
+    """The payload to stream to the host before the change script, and where (the temporary beside the file):
+    content too large to travel inside the script."""
+    names = {f.path for f in fields}
+    content = desired.content
+    if content is None or content.data is not None or action == "delete":
+        return None
+    if action in ("create", "replace") or "content" in names:
+        return content, desired.path + ".recon-tmp"
+    return None

@@ -4,7 +4,7 @@ the old file, optionally while services are stopped; undone from the backup kept
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from providers.contract import Action, Change, FieldChange
@@ -22,15 +22,17 @@ def diff(d: HostResource, live: dict[str, Any], changed: Mapping[str, bool]) -> 
     return path_diff(d, live)
 
 
-def steps(i: int, d: HostResource[FileResource], change: Change, chunk: int) -> list[str]:
+def steps(i: int, d: HostResource[FileResource], change: Change, chunk: int) -> Iterator[str]:
+    """The calls of the step, made as they are sent: a large file is read a chunk at a time."""
     res = d.res
     if change.action == "delete":
-        return [call("Recon-Remove", i, res.path)]
-    data = d.content or b""
-    out = [call("Recon-Begin", res.path)]
-    out += [call("Recon-Chunk", res.path, base64.b64encode(data[n:n + chunk]).decode())
-            for n in range(0, len(data), chunk)]
-    return [*out, call("Recon-PutFile", i, res.path, sha(d), "/".join(res.whileStopped), res.verifySeconds, 120)]
+        yield call("Recon-Remove", i, res.path)
+        return
+    yield call("Recon-Begin", res.path)
+    if d.content is not None:
+        for piece in d.content.chunks(chunk):
+            yield call("Recon-Chunk", res.path, base64.b64encode(piece).decode())
+    yield call("Recon-PutFile", i, res.path, sha(d), "/".join(res.whileStopped), res.verifySeconds, 120)
 
 
 def undo(i: int, d: HostResource[FileResource], change: Change) -> list[str]:

@@ -4,7 +4,7 @@ removed with msiexec /x; an install is undone by removing what was installed."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from providers.contract import Action, Change, FieldChange
@@ -30,16 +30,19 @@ def diff(d: HostResource[PackageResource], live: dict[str, Any],
     return "noop", f"{res.name} is {'installed' if installed else 'not installed'}", []
 
 
-def steps(i: int, d: HostResource[PackageResource], change: Change, chunk: int) -> list[str]:
+def steps(i: int, d: HostResource[PackageResource], change: Change, chunk: int) -> Iterator[str]:
+    """The calls of the step, made as they are sent: the installer is read a chunk at a time."""
     res = d.res
     if change.action == "delete":
-        return [call("Recon-Msi", i, "remove", "", res.productCode)]
-    data = d.content or b""
+        yield call("Recon-Msi", i, "remove", "", res.productCode)
+        return
     staged = f"C:\\ProgramData\\recon\\msi\\{sha(d)}.msi"
-    return [call("Recon-Begin", staged),
-            *[call("Recon-Chunk", staged, base64.b64encode(data[n:n + chunk]).decode())
-              for n in range(0, len(data), chunk)],
-            call("Recon-Stage", i, staged, sha(d)), call("Recon-Msi", i, "install", staged, res.productCode)]
+    yield call("Recon-Begin", staged)
+    if d.content is not None:
+        for piece in d.content.chunks(chunk):
+            yield call("Recon-Chunk", staged, base64.b64encode(piece).decode())
+    yield call("Recon-Stage", i, staged, sha(d))
+    yield call("Recon-Msi", i, "install", staged, res.productCode)
 
 
 def undo(i: int, d: HostResource[PackageResource], change: Change) -> list[str]:

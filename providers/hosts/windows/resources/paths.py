@@ -34,12 +34,12 @@ def path_diff(d: HostResource[FileResource | DirectoryResource],
         return "update", f"{res.path} content differs{how}", [
             FieldChange("sha256", shown(d, live.get("sha256")), shown(d, sha(d))),
             FieldChange("size", None if getattr(res, "secret", False) else live.get("size"),
-                        None if getattr(res, "secret", False) else len(d.content or b""))]
+                        None if getattr(res, "secret", False) else (d.content.size if d.content else 0))]
     return "noop", f"{res.path} is as wanted", []
 
 
 def sha(d: HostResource) -> str:
-    return hashlib.sha256(d.content or b"").hexdigest()
+    return d.content.sha256 if d.content is not None else hashlib.sha256(b"").hexdigest()
 
 
 def shown(d: HostResource, digest: str | None) -> str | None:
