@@ -92,6 +92,32 @@ class GitHub:
         return "closed" if found else "none"
 
 
+def trusted_policy(event: dict[str, Any], cwd: Path) -> dict[str, str]:
+    """Where the Policy that governs this run is trusted from (reconciler/policy.py): the `policy-path` input
+    (RECON_POLICY), else the `policy-ref` input, else what the event says the change is measured against: a
+    pull request's base commit, or the commit before a push. The commit is fetched when a shallow checkout
+    lacks it. {} when there is none (a scheduled run: the checked-out Policy is the trusted one)."""
+    if _input("policy-path"):
+        return {"RECON_POLICY": _input("policy-path")}
+    ref = _input("policy-ref")
+    name = os.environ.get("GITHUB_EVENT_NAME", "")
+    if not ref and name in ("pull_request", "pull_request_target"):
+        ref = str(((event.get("pull_request") or {}).get("base") or {}).get("sha") or "")
+    elif not ref and name == "push":
+        before = str(event.get("before") or "")
+        ref = before if before.strip("0") else ""  # a new branch's push has no before
+    if not ref:
+        return {}
+    def have() -> bool:
+        return subprocess.run(["git", "cat-file", "-e", f"{ref}^{{commit}}"], cwd=cwd, capture_output=True,
+                              check=False).returncode == 0
+
+    if not have():
+        subprocess.run(["git", "fetch", "--no-tags", "--depth=1", "origin", ref], cwd=cwd, capture_output=True,
+                       check=False, timeout=120)
+    return {"RECON_POLICY_REF": ref}
+
+
 def _run(args: list[str], cwd: Path) -> tuple[int, str]:
     recon = Path(sys.executable).parent / "recon"
     command = [str(recon)] if recon.exists() else [sys.executable, "-m", "reconciler"]
@@ -128,6 +154,7 @@ def main() -> int:
     run_url = (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ.get('GITHUB_REPOSITORY', '')}"
                f"/actions/runs/{os.environ.get('GITHUB_RUN_ID', '')}")
     where = f"the `recon-plan` artifact of [this run]({run_url})"
+    os.environ.update(trusted_policy(event, cwd))  # for every recon run of this step
     marker = f"<!-- recon:{command}:{spec_path} -->"
 
     if command == "drift":

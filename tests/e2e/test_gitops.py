@@ -150,10 +150,12 @@ def github() -> Iterator[github_api.FakeGitHub]:
     gh.stop()
 
 
-def _action(repo: Path, gh: github_api.FakeGitHub, command: str, **inputs: str) -> tuple[int, dict[str, str], str]:
+def _action(repo: Path, gh: github_api.FakeGitHub, command: str, base: str = "",
+            **inputs: str) -> tuple[int, dict[str, str], str]:
     """The action's `Run recon` step, with the environment a real pull_request run gives it."""
     event = repo.parent / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 7}, "repository": {"full_name": "acme/models"}}))
+    pr: dict[str, object] = {"number": 7, **({"base": {"sha": base, "ref": "main"}} if base else {})}
+    event.write_text(json.dumps({"pull_request": pr, "repository": {"full_name": "acme/models"}}))
     out_file, summary = repo.parent / "output.txt", repo.parent / "summary.md"
     out_file.write_text("")
     summary.write_text("")
@@ -269,3 +271,37 @@ def test_the_action_fits_a_huge_plan_into_one_comment_with_every_delete(tmp_path
     for i in range(15):
         assert f"HostState/big/file:/old/obsolete-{i:02}.conf" in body
     assert "more change(s) not shown" in body and "recon-plan" in body and "/actions/runs/4242" in body
+
+
+GUARD = """\
+apiVersion: recon/v1
+kind: Policy
+metadata: {name: guard}
+spec:
+  rules:
+    - {name: app-is-frozen, effect: deny, when: {specs: [HostState/app]}, message: app is frozen this week}
+"""
+
+
+def test_the_action_trusts_the_base_commits_policy_not_the_pull_requests(tmp_path: Path,
+                                                                           github: github_api.FakeGitHub) -> None:
+    """Issue 18: in CI the Policy comes from the pull request's base. A pull request that deletes the deny and
+    changes the frozen spec is shown the Policy change and stays denied."""
+    (tmp_path / "repo").mkdir()
+    repo = _repo(tmp_path / "repo")
+    (repo / "specs" / "policy.yaml").write_text(GUARD)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "freeze app")
+    base = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-qb", "pr")
+    (repo / "specs" / "policy.yaml").write_text(GUARD.replace("effect: deny", "effect: allow"))
+    (repo / "specs" / "app.yaml").write_text(hoststate("app", "- type: file\n  path: /srv/app\n  content: v2\n",
+                                                       meta="  dependsOn: [HostState/base]\n"))
+    _git(repo, "commit", "-qam", "unfreeze app")
+    _, outputs, summary = _action(repo, github, "plan", base=base)
+    assert outputs["exit-code"] in ("2", "3"), summary  # (3 once issue 17 makes a denied plan fail the check)
+    [comment] = github.comments.values()
+    body = comment["body"]
+    assert f"Policy in force: git {base} ({base[:12]})" in body, body
+    assert "app is frozen this week" in body and "Policy/guard/policy" in body, body
+    assert "no rule allows" in body
