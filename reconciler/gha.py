@@ -16,13 +16,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from reconciler.plan import Plan
-from reconciler.render.markdown import COMMENT_LIMIT, SUMMARY_LIMIT, render, render_drift
+from reconciler.render.markdown import COMMENT_LIMIT, SUMMARY_LIMIT, render, render_drift, utf8
 
 ACTIONS = ("create", "update", "replace", "delete", "restart", "run")
 DRIFT_LABEL = "recon-drift"
@@ -30,6 +31,15 @@ DRIFT_LABEL = "recon-drift"
 
 def _input(name: str, default: str = "") -> str:
     return os.environ.get(f"INPUT_{name.upper().replace('-', '_')}", default).strip()
+
+
+class GitHubError(Exception):
+    """A call the token may not make (401/403: e.g. a pull request from a fork has a read-only token), or that
+    failed: the plan itself stands; the action says so and goes on."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class GitHub:
@@ -50,8 +60,10 @@ class GitHub:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 data = resp.read()
         except urllib.error.HTTPError as exc:
-            raise SystemExit(f"recon action: GitHub API {method} {path} answered {exc.code}: "
-                             f"{exc.read(500).decode(errors='replace')}") from None
+            raise GitHubError(exc.code, f"GitHub API {method} {path} answered {exc.code}: "
+                              f"{exc.read(500).decode(errors='replace')}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise GitHubError(0, f"GitHub API {method} {path} cannot be reached: {exc}") from None
         return json.loads(data) if data else None
 
     def all(self, path: str) -> list[Any]:
@@ -147,13 +159,13 @@ def main() -> int:
     cwd = Path(_input("working-directory", ".") or ".")
     spec_path = _input("path", "specs")
     extra = _input("args").split()
-    plan_file = Path(_input("plan-file", "recon-plan.json"))
+    plan_file = Path(_input("plan-file") or "recon-plan.json")  # GitHub hands an unset input over as ""
     event: dict[str, Any] = {}
     if os.environ.get("GITHUB_EVENT_PATH") and Path(os.environ["GITHUB_EVENT_PATH"]).exists():
         event = json.loads(Path(os.environ["GITHUB_EVENT_PATH"]).read_text())
     run_url = (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ.get('GITHUB_REPOSITORY', '')}"
                f"/actions/runs/{os.environ.get('GITHUB_RUN_ID', '')}")
-    where = f"the `recon-plan` artifact of [this run]({run_url})"
+    where = f"the `{_input('artifact-name') or 'recon-plan'}` artifact of [this run]({run_url})"
     os.environ.update(trusted_policy(event, cwd))  # for every recon run of this step
     marker = f"<!-- recon:{command}:{spec_path} -->"
 
@@ -176,37 +188,84 @@ def main() -> int:
                         ignored=[(by_id[d["id"]], d["ignore_reason"]) for d in data["ignored"] if d["id"] in by_id],
                         expired=list(data["expired_rules"]))
         body = render_drift(plan, report, COMMENT_LIMIT, where, marker)
-        _write("GITHUB_STEP_SUMMARY", render_drift(plan, report, SUMMARY_LIMIT, where))
+        _write("GITHUB_STEP_SUMMARY", render_drift(plan, report, SUMMARY_LIMIT, where, size=utf8))
         token = _input("token")
-        issue = GitHub(token).drift_issue(marker, body, not data["clean"]) if token else "no token"
+        try:
+            issue = GitHub(token).drift_issue(marker, body, not data["clean"]) if token else "no token"
+        except GitHubError as exc:
+            issue = _cannot("open or update the drift issue", exc)
         _outputs({"exit-code": rc, "plan-id": plan.plan_id, "has-changes": str(not data["clean"]).lower(),
                   "drift": len(data["drift"]), "pending": len(data["pending"]), "issue": issue})
         return _final(rc)
 
+    number = (event.get("pull_request") or {}).get("number")
+    token = _input("token")
+    described = plan_file
     if command == "plan":
+        (cwd / plan_file).unlink(missing_ok=True)  # a reused workspace's old plan is never posted again
         rc, _ = _run(["plan", spec_path, "--out", str(plan_file), "--detailed-exitcode", *extra], cwd)
     else:
         saved = _input("plan-file")
-        rc, _ = _run(["apply", saved] if saved else ["apply", spec_path, "--auto-approve", *extra], cwd)
-        if rc == 0 and not saved:
-            _run(["plan", spec_path, "--out", str(plan_file), *extra], cwd)
-    if not (cwd / plan_file).exists():
-        _outputs({"exit-code": rc})
+        rc, _ = _run(["apply", saved, *extra] if saved else ["apply", spec_path, "--auto-approve", *extra], cwd)
+        # the outputs and the summary describe what is left after the apply, never the plan before it
+        described = Path(tempfile.mkdtemp(prefix="recon-action-")) / "after.json"
+        if rc in (0, 1):
+            _run(["plan", spec_path, "--out", str(described), *_plan_args(extra)], cwd)
+    if not (cwd / described).exists():
+        outputs: dict[str, Any] = {"exit-code": rc}
+        if command == "plan" and number and token:  # the pull request must not keep showing an older plan
+            sha = os.environ.get("GITHUB_SHA", "")[:12]
+            body = (f"{marker}\n### recon plan failed\n\n❌ `recon plan` exited {rc} for {sha or 'this push'}; "
+                    f"nothing was planned. The reason is in the log of [this run]({run_url}).\n")
+            try:
+                outputs["comment"] = GitHub(token).upsert_comment(int(number), marker, body)
+            except GitHubError as exc:
+                outputs["comment"] = _cannot("comment on the pull request", exc)
+        _outputs(outputs)
         return rc
-    plan = Plan.from_json(json.loads((cwd / plan_file).read_text()))
+    plan = Plan.from_json(json.loads((cwd / described).read_text()))
+    if command == "plan" and plan.denied and rc in (0, 2):
+        rc = 3  # a plan that apply would refuse fails the check
     title = "recon plan" if command == "plan" else "recon apply: what is left after it"
-    _write("GITHUB_STEP_SUMMARY", render(plan, title, SUMMARY_LIMIT, where))
+    _write("GITHUB_STEP_SUMMARY", render(plan, title, SUMMARY_LIMIT, where, size=utf8))
     counts = plan.counts()
-    outputs: dict[str, Any] = {"exit-code": rc, "plan-id": plan.plan_id,
-                               "has-changes": str(bool(plan.pending)).lower(),
-                               **{a: counts.get(a, 0) for a in ACTIONS}}
-    number = (event.get("pull_request") or {}).get("number")
-    token = _input("token")
+    outputs = {"exit-code": rc, "plan-id": plan.plan_id, "has-changes": str(bool(plan.pending)).lower(),
+               **{a: counts.get(a, 0) for a in ACTIONS}}
     if command == "plan" and number and token:
-        outputs["comment"] = GitHub(token).upsert_comment(int(number), marker,
-                                                          render(plan, title, COMMENT_LIMIT, where, marker=marker))
+        try:
+            outputs["comment"] = GitHub(token).upsert_comment(
+                int(number), marker, render(plan, title, COMMENT_LIMIT, where, marker=marker))
+        except GitHubError as exc:
+            outputs["comment"] = _cannot("comment on the pull request", exc)
     _outputs(outputs)
     return _final(rc)
+
+
+APPLY_ONLY = {"--confirm": 1, "--request-id": 1, "--lock-timeout": 1, "--auto-approve": 0}
+
+
+def _plan_args(args: list[str]) -> list[str]:
+    """An apply's extra arguments as the plan after it takes them: without the options only apply has."""
+    out: list[str] = []
+    skip = 0
+    for arg in args:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in APPLY_ONLY:
+            skip = APPLY_ONLY[name] if "=" not in arg else 0
+            continue
+        out.append(arg)
+    return out
+
+
+def _cannot(what: str, exc: GitHubError) -> str:
+    """A GitHub call that failed: a warning in the log (an annotation on the run), never the step's failure."""
+    why = ("the token may not (a pull request from a fork gets a read-only token; give the job "
+           "`pull-requests: write` and `issues: write`)" if exc.code in (401, 403) else str(exc))
+    print(f"::warning title=recon action::could not {what}: {why}", file=sys.stderr)
+    return f"failed ({exc.code or 'unreachable'})"
 
 
 def _final(rc: int) -> int:

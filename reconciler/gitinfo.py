@@ -44,8 +44,11 @@ def changed_files(since: str, cwd: Path | None = None) -> set[Path]:
     if _git("rev-parse", "--verify", "--quiet", since + "^{commit}", cwd=cwd) is None:
         raise UsageError(f"--changed-since {since}: no such commit, branch or tag (fetch it first, e.g. "
                          f"`git fetch origin {since}`; CI checkouts are often shallow: fetch-depth: 0)")
+    # from where this branch left `since` (the merge base), as a pull request's diff is: when the base branch
+    # moved on, its own changes are not this branch's (diffing against its tip would plan them as reverts)
+    base = _git("merge-base", since, "HEAD", cwd=Path(top)) or since
     names: set[str] = set()
-    for args in (("diff", "--name-only", "-z", since), ("ls-files", "-z", "--others", "--exclude-standard")):
+    for args in (("diff", "--name-only", "-z", base), ("ls-files", "-z", "--others", "--exclude-standard")):
         out = _git(*args, cwd=Path(top))
         names.update(n for n in (out or "").split("\0") if n)
     return {Path(top) / n for n in names}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from providers.contract import Change
@@ -78,8 +78,10 @@ def _targets_table(changes: Sequence[Change]) -> list[str]:
 
 
 def render(plan: Plan, title: str = "recon plan", limit: int = COMMENT_LIMIT, full_plan_at: str = "",
-           sections: Sequence[tuple[str, Sequence[Change]]] = (), marker: str = "") -> str:
-    """The Markdown of a plan; `sections` (title, changes) replaces the single list (drift reports)."""
+           sections: Sequence[tuple[str, Sequence[Change]]] = (), marker: str = "",
+           size: Callable[[str], int] = len) -> str:
+    """The Markdown of a plan; `sections` (title, changes) replaces the single list (drift reports). `limit` is
+    in what `size` counts: characters (a comment's limit) or `utf8` bytes (the step summary's)."""
     parts = ([marker] if marker else []) + [f"### {_html(title)} {_code(plan.plan_id)}", "",
                                             f"**{summary_line(plan)}**", ""]
     pending = plan.pending
@@ -104,23 +106,28 @@ def render(plan: Plan, title: str = "recon plan", limit: int = COMMENT_LIMIT, fu
         for order, (c, targets) in enumerate(grouped(changes)):
             short, full = _section(c, targets)
             items.append((_priority(c), s_index * 1_000_000 + order, s_title, short, full))
-    return _fit(parts, items, [t for t, _ in blocks], limit, full_plan_at)
+    return _fit(parts, items, [t for t, _ in blocks], limit, full_plan_at, size)
+
+
+def utf8(text: str) -> int:
+    """The size GitHub's step summary limit counts: bytes."""
+    return len(text.encode())
 
 
 def _fit(head: list[str], items: list[tuple[int, int, str, str, str]], titles: list[str], limit: int,
-         full_plan_at: str) -> str:
+         full_plan_at: str, size: Callable[[str], int] = len) -> str:
     """Keep as many sections as fit, by priority; must-keep ones at least as one line each."""
     where = f" The full plan: {full_plan_at}." if full_plan_at else ""
-    reserve = 300 + len(where)
-    budget = limit - len("\n".join(head)) - reserve
+    reserve = 300 + size(where)
+    budget = limit - size("\n".join(head)) - reserve
     chosen: dict[int, str] = {}
     for prio, order, _, short, full in sorted(items, key=lambda i: (i[0], i[1])):
-        if len(full) + 1 <= budget:
+        if size(full) + 1 <= budget:
             chosen[order] = full
-            budget -= len(full) + 1
-        elif prio == 0 and len(short) + 1 <= budget:
+            budget -= size(full) + 1
+        elif prio == 0 and size(short) + 1 <= budget:
             chosen[order] = short
-            budget -= len(short) + 1
+            budget -= size(short) + 1
     body: list[str] = []
     for title in titles:
         mine = [(o, chosen[o]) for (_, o, t, _, _) in items if t == title and o in chosen]
@@ -132,13 +139,17 @@ def _fit(head: list[str], items: list[tuple[int, int, str, str, str]], titles: l
     tail = []
     if left or any(not text.startswith("<details>") for text in chosen.values()):
         tail.append(f"_… {left} more change(s) not shown, and some shown without details, to stay within "
-                    f"{limit:,} characters.{where}_")
+                    f"{limit:,} {'characters' if size is len else 'bytes'}.{where}_")
     text = "\n".join(head + body + tail) + "\n"
-    return text if len(text) <= limit else text[: limit - 40] + "\n\n_(cut to fit)_\n"
+    if size(text) <= limit:
+        return text
+    if size is len:
+        return text[: limit - 40] + "\n\n_(cut to fit)_\n"
+    return text.encode()[: limit - 40].decode(errors="ignore") + "\n\n_(cut to fit)_\n"
 
 
 def render_drift(plan: Plan, report: DriftReport, limit: int = COMMENT_LIMIT, full_plan_at: str = "",
-                 marker: str = "") -> str:
+                 marker: str = "", size: Callable[[str], int] = len) -> str:
     expired = "".join(f"\n> ⏰ Expired ignore rule, no longer applied: {_html(e)}" for e in report.expired)
     ignored = "".join(f"\n- {_code(c.id)}: {_html(why)}" for c, why in report.ignored)
     sections = [(t, cs) for t, cs in (("Drift: live moved away from what was applied", report.drift),
@@ -147,7 +158,8 @@ def render_drift(plan: Plan, report: DriftReport, limit: int = COMMENT_LIMIT, fu
         text = ([marker] if marker else []) + [f"### recon drift {_code(plan.plan_id)}", "",
                                                "✅ **No drift and nothing pending.**"]
         return "\n".join(text) + expired + (f"\n\nIgnored drift:{ignored}" if ignored else "") + "\n"
-    body = render(plan, "recon drift", limit - len(expired) - len(ignored) - 40, full_plan_at, sections, marker)
+    body = render(plan, "recon drift", limit - size(expired) - size(ignored) - 40, full_plan_at, sections, marker,
+                  size)
     return body + expired + (f"\n\nIgnored drift:{ignored}\n" if ignored else "")
 
 

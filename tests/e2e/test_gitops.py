@@ -168,6 +168,9 @@ def _action(repo: Path, gh: github_api.FakeGitHub, command: str, base: str = "",
     done = subprocess.run([str(Path(sys.executable).parent / "recon-action")], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     outputs = dict(line.split("=", 1) for line in out_file.read_text().splitlines() if "=" in line)
+    declared = YAML(typ="safe").load((ROOT / "action.yml").read_text())["outputs"]
+    assert set(outputs) <= set(declared), set(outputs) - set(declared)  # issue 17 (10): every output declared
+    assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, outputs, summary.read_text() + done.stderr
 
 
@@ -305,3 +308,123 @@ def test_the_action_trusts_the_base_commits_policy_not_the_pull_requests(tmp_pat
     assert f"Policy in force: git {base} ({base[:12]})" in body, body
     assert "app is frozen this week" in body and "Policy/guard/policy" in body, body
     assert "no rule allows" in body
+
+
+# Issue 17: the Action's steps as GitHub runs them. Each numbered defect is a test that failed before.
+
+def test_an_empty_plan_file_input_is_the_default_plan_file(tmp_path: Path, github: github_api.FakeGitHub) -> None:
+    """(1) GitHub hands an unset input over as an empty string: it became the current directory."""
+    (tmp_path / "repo").mkdir()
+    repo = _repo(tmp_path / "repo")
+    for command in ("plan", "drift"):
+        rc, outputs, summary = _action(repo, github, command, plan_file="")
+        assert rc == 0 and outputs["exit-code"] == "2" and outputs.get("plan-id"), (command, summary)
+    rc, outputs, summary = _action(repo, github, "apply", plan_file="")
+    assert rc == 0 and outputs["exit-code"] == "0" and outputs["has-changes"] == "false", summary
+
+
+PROD = """\
+apiVersion: recon/v1
+kind: Policy
+metadata: {name: envs}
+spec:
+  environments:
+    - {name: prod, match: {paths: ["specs/**"]}, confirm: true}
+"""
+
+
+def test_a_saved_plan_is_applied_with_the_args_and_the_outputs_describe_what_is_left(
+        tmp_path: Path, github: github_api.FakeGitHub) -> None:
+    """(2) `--confirm ID` in args never reached the apply of a saved plan (exit 3); (4) after it, the outputs
+    described the plan from before the apply (has-changes=true)."""
+    (tmp_path / "repo").mkdir()
+    repo = _repo(tmp_path / "repo")
+    (repo / "specs" / "policy.yaml").write_text(PROD)
+    rc, outputs, summary = _action(repo, github, "plan", plan_file="plan.json")
+    assert outputs["exit-code"] == "2", summary
+    pid = outputs["plan-id"]
+    rc, outputs, summary = _action(repo, github, "apply", plan_file="plan.json", args=f"--confirm {pid}")
+    assert rc == 0 and outputs["exit-code"] == "0", summary
+    assert outputs["has-changes"] == "false" and outputs["create"] == "0", outputs
+    assert "recon apply: what is left after it" in summary and "No changes." in summary
+
+
+def test_a_denied_plan_fails_the_check(tmp_path: Path, github: github_api.FakeGitHub) -> None:
+    """(3) A plan with a change the Policy denies left the check green (exit 0, output exit-code=2)."""
+    (tmp_path / "repo").mkdir()
+    repo = _repo(tmp_path / "repo")
+    (repo / "specs" / "policy.yaml").write_text(GUARD)
+    rc, outputs, _ = _action(repo, github, "plan")
+    assert rc == 3 and outputs["exit-code"] == "3"
+
+
+def test_the_step_summary_fits_github_s_limit_in_bytes() -> None:
+    """(6) GitHub drops a step summary over 1 MiB, counted in bytes; the renderer counted characters."""
+    from reconciler.render.markdown import SUMMARY_LIMIT, utf8
+
+    changes = tuple(Change(address=f"HostState/é/file:/srv/ü{i}", target="h", spec="HostState/é", resource="file",
+                           action="update", reason="ä" * 300, fields=(FieldChange("content", "ö" * 200, "ø" * 200),))
+                    for i in range(4000))
+    plan = Plan(format_version=FORMAT_VERSION, plan_id="0123456789ab", recon_version="t", created_at="",
+                paths=("specs",), specs={}, order=(), changes=changes)
+    text = render(plan, "recon plan", SUMMARY_LIMIT, size=utf8)
+    assert utf8(text) <= SUMMARY_LIMIT < utf8(render(plan, "recon plan", 10 * SUMMARY_LIMIT, size=utf8))
+    assert "bytes" in text
+
+
+def test_a_token_that_may_not_comment_keeps_the_plan_s_result(tmp_path: Path,
+                                                              github: github_api.FakeGitHub) -> None:
+    """(7) A pull request from a fork gets a read-only token: the comment's 403 failed the step (exit 1, no
+    outputs) although the plan itself succeeded."""
+    (tmp_path / "repo").mkdir()
+    repo = _repo(tmp_path / "repo")
+    rc, outputs, summary = _action(repo, github, "plan", token=github.read_only)
+    assert rc == 0 and outputs["exit-code"] == "2" and outputs["comment"] == "failed (403)", summary
+    assert "### recon plan" in summary and "read-only token" in summary and not github.comments
+
+
+def test_a_failed_plan_replaces_the_comment_and_an_old_plan_file_is_never_posted(
+        tmp_path: Path, github: github_api.FakeGitHub) -> None:
+    """(8) A failed run left the earlier comment as it was; a reused workspace's old plan file was posted."""
+    (tmp_path / "repo").mkdir()
+    repo = _repo(tmp_path / "repo")
+    assert _action(repo, github, "plan")[1]["comment"] == "created"
+    (repo / "specs" / "broken.yaml").write_text("kind: [\n")
+    rc, outputs, _ = _action(repo, github, "plan")
+    assert rc == 1 and outputs["exit-code"] == "1" and outputs["comment"] == "updated"
+    [comment] = github.comments.values()
+    assert "recon plan failed" in comment["body"] and "exited 1" in comment["body"], comment["body"]
+    assert not (repo / "recon-plan.json").exists()
+
+
+def test_changed_since_diffs_from_the_merge_base(tmp_path: Path) -> None:
+    """(9) --changed-since diffed against the base branch's tip: when main moved ahead, its change was planned
+    as a revert in the pull request."""
+    repo = _repo(tmp_path)
+    _git(repo, "checkout", "-qb", "pr")
+    (repo / "specs" / "app.yaml").write_text(hoststate("app", "- type: file\n  path: /srv/app\n  content: pr\n",
+                                                       meta="  dependsOn: [HostState/base]\n"))
+    _git(repo, "commit", "-qam", "the pull request")
+    _git(repo, "checkout", "-q", "main")
+    (repo / "specs" / "other.yaml").write_text(hoststate("other", "- type: file\n  path: /other\n  content: x\n"))
+    _git(repo, "commit", "-qam", "main moves on")
+    _git(repo, "checkout", "-q", "pr")
+    got = recon("plan", "--json", "--changed-since", "main", cwd=repo)
+    assert got.rc == 0, got.text
+    assert _specs_in(json.loads(got.out)) == {"HostState/app"}  # not HostState/other, which main changed
+
+
+def test_the_example_workflows_pass_outputs_through_env_and_keep_no_audit_on_the_runner() -> None:
+    """(10, 5) Step outputs interpolated straight into a `run:` script are a script injection; RECON_AUDIT on a
+    path a non-root runner cannot write failed every run."""
+    for workflow in (ROOT / "examples" / "github").glob("*.yml"):
+        text = workflow.read_text()
+        data = YAML(typ="safe").load(text)
+        for job in data["jobs"].values():
+            for step in job["steps"]:
+                assert "${{" not in str(step.get("run", "")), (workflow.name, step["run"])
+        assert "/var/lib/recon" not in text, workflow.name
+        assert "concurrency" in data, workflow.name
+    action = YAML(typ="safe").load((ROOT / "action.yml").read_text())
+    upload = next(s for s in action["runs"]["steps"] if "upload-artifact" in str(s.get("uses", "")))
+    assert "inputs.artifact-name" in upload["with"]["name"]

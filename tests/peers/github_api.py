@@ -21,6 +21,7 @@ class FakeGitHub:
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> comment (with issue number)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     token: str = "ghs_test_token"
+    read_only: str = "ghs_fork_token"  # a fork's pull request token: reads, and 403 on every write
 
     @property
     def url(self) -> str:
@@ -51,7 +52,10 @@ def start(repo: str = "acme/models") -> FakeGitHub:
             body = self._body()
             url = urlparse(self.path)
             state.requests.append((method, url.path, body))
-            if self.headers.get("Authorization") != f"Bearer {state.token}":
+            if self.headers.get("Authorization") == f"Bearer {state.read_only}" and method != "GET":
+                self._send(403, {"message": "Resource not accessible by integration"})
+                return
+            if self.headers.get("Authorization") not in (f"Bearer {state.token}", f"Bearer {state.read_only}"):
                 self._send(401, {"message": "Bad credentials"})
                 return
             base = f"/repos/{repo}"
