@@ -86,6 +86,12 @@ class GitHub:
         self.call("POST", f"/repos/{self.repo}/issues/{number}/comments", {"body": body})
         return "created"
 
+    def status(self, sha: str, context: str, state: str, description: str, url: str) -> str:
+        """A commit status (what branch protection can require), one per context: the latest wins."""
+        self.call("POST", f"/repos/{self.repo}/statuses/{sha}",
+                  {"state": state, "context": context, "description": description[:140], "target_url": url})
+        return state
+
     def drift_issue(self, marker: str, body: str, drifted: bool) -> str:
         """One open issue while there is drift: opened, updated, or closed when clean."""
         found = [i for i in self.all(f"/repos/{self.repo}/issues?state=open&labels={DRIFT_LABEL}")
@@ -211,8 +217,10 @@ def main() -> int:
         described = Path(tempfile.mkdtemp(prefix="recon-action-")) / "after.json"
         if rc in (0, 1):
             _run(["plan", spec_path, "--out", str(described), *_plan_args(extra)], cwd)
+    sha = str(((event.get("pull_request") or {}).get("head") or {}).get("sha") or os.environ.get("GITHUB_SHA", ""))
     if not (cwd / described).exists():
         outputs: dict[str, Any] = {"exit-code": rc}
+        _status(outputs, token, sha, command, spec_path, rc, None, run_url)
         if command == "plan" and number and token:  # the pull request must not keep showing an older plan
             sha = os.environ.get("GITHUB_SHA", "")[:12]
             body = (f"{marker}\n### recon plan failed\n\n❌ `recon plan` exited {rc} for {sha or 'this push'}; "
@@ -231,6 +239,7 @@ def main() -> int:
     counts = plan.counts()
     outputs = {"exit-code": rc, "plan-id": plan.plan_id, "has-changes": str(bool(plan.pending)).lower(),
                **{a: counts.get(a, 0) for a in ACTIONS}}
+    _status(outputs, token, sha, command, spec_path, rc, plan, run_url)
     if command == "plan" and number and token:
         try:
             outputs["comment"] = GitHub(token).upsert_comment(
@@ -239,6 +248,24 @@ def main() -> int:
             outputs["comment"] = _cannot("comment on the pull request", exc)
     _outputs(outputs)
     return _final(rc)
+
+
+def _status(outputs: dict[str, Any], token: str, sha: str, command: str, spec_path: str, rc: int, plan: Plan | None,
+            url: str) -> None:
+    """The commit status `recon/COMMAND: PATH` of this run (the `status` output): success for a plan that can
+    be applied (changes pending included), failure for one that would be refused, error for a run that failed."""
+    if not (token and sha):
+        return
+    if rc in (0, 2) and plan is not None:
+        state, why = "success", f"{len(plan.pending)} to change" if plan.pending else "no changes"
+    elif rc == 3:
+        state, why = "failure", "refused by policy" + (f": {len(plan.denied)} change(s) denied" if plan else "")
+    else:
+        state, why = "error", f"recon {command} exited {rc}"
+    try:
+        outputs["status"] = GitHub(token).status(sha, f"recon/{command}: {spec_path}", state, why, url)
+    except GitHubError as exc:
+        outputs["status"] = _cannot("set the commit status", exc)
 
 
 APPLY_ONLY = {"--confirm": 1, "--request-id": 1, "--lock-timeout": 1, "--auto-approve": 0}

@@ -150,6 +150,12 @@ def github() -> Iterator[github_api.FakeGitHub]:
     gh.stop()
 
 
+def _head(repo: Path) -> str:
+    """The commit a run is for (a repository without commits: none, as outside git)."""
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def _action(repo: Path, gh: github_api.FakeGitHub, command: str, base: str = "",
             **inputs: str) -> tuple[int, dict[str, str], str]:
     """The action's `Run recon` step, with the environment a real pull_request run gives it."""
@@ -162,7 +168,8 @@ def _action(repo: Path, gh: github_api.FakeGitHub, command: str, base: str = "",
     env = {**os.environ, "GITHUB_EVENT_PATH": str(event), "GITHUB_EVENT_NAME": "pull_request",
            "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(out_file), "GITHUB_API_URL": gh.url,
            "GITHUB_REPOSITORY": "acme/models", "GITHUB_SERVER_URL": "https://github.example.invalid",
-           "GITHUB_RUN_ID": "4242", "GITHUB_ACTIONS": "true", "INPUT_COMMAND": command, "INPUT_PATH": "specs",
+           "GITHUB_RUN_ID": "4242", "GITHUB_ACTIONS": "true", "GITHUB_SHA": _head(repo),
+           "INPUT_COMMAND": command, "INPUT_PATH": "specs",
            "INPUT_TOKEN": gh.token, "INPUT_WORKING_DIRECTORY": str(repo),
            **{f"INPUT_{k.upper()}": v for k, v in inputs.items()}}
     done = subprocess.run([str(Path(sys.executable).parent / "recon-action")], cwd=repo, env=env,
@@ -192,7 +199,7 @@ def test_the_action_comments_once_and_edits_that_comment(tmp_path: Path, github:
     assert outputs["comment"] == "updated"
     [comment] = github.comments.values()  # the same comment, edited
     assert "No changes." in comment["body"]
-    posts = [r for r in github.requests if r[0] == "POST"]
+    posts = [r for r in github.requests if r[0] == "POST" and "/statuses/" not in r[1]]
     assert len(posts) == 1
 
     # errors are errors: a broken spec fails the step with recon's exit code
@@ -356,6 +363,10 @@ def test_a_denied_plan_fails_the_check(tmp_path: Path, github: github_api.FakeGi
     (repo / "specs" / "policy.yaml").write_text(GUARD)
     rc, outputs, _ = _action(repo, github, "plan")
     assert rc == 3 and outputs["exit-code"] == "3"
+    # the commit status a branch protection rule can require
+    [status] = github.statuses[_git(repo, "rev-parse", "HEAD")]
+    assert (status["context"], status["state"], outputs["status"]) == ("recon/plan: specs", "failure", "failure")
+    assert "denied" in status["description"] and status["target_url"].endswith("/actions/runs/4242")
 
 
 def test_the_step_summary_fits_github_s_limit_in_bytes() -> None:
@@ -394,6 +405,7 @@ def test_a_failed_plan_replaces_the_comment_and_an_old_plan_file_is_never_posted
     assert rc == 1 and outputs["exit-code"] == "1" and outputs["comment"] == "updated"
     [comment] = github.comments.values()
     assert "recon plan failed" in comment["body"] and "exited 1" in comment["body"], comment["body"]
+    assert [st["state"] for st in github.statuses[_git(repo, "rev-parse", "HEAD")]] == ["success", "error"]
     assert not (repo / "recon-plan.json").exists()
 
 

@@ -20,6 +20,7 @@ class FakeGitHub:
     requests: list[tuple[str, str, Any]] = field(default_factory=list)  # (method, path, body)
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> comment (with issue number)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sha -> statuses, oldest first
     token: str = "ghs_test_token"
     read_only: str = "ghs_fork_token"  # a fork's pull request token: reads, and 403 on every write
 
@@ -79,6 +80,13 @@ def start(repo: str = "acme/models") -> FakeGitHub:
                     return
                 comment["body"] = body["body"]
                 self._send(200, comment)
+                return
+            if (m := re.fullmatch(base + r"/statuses/([0-9a-f]{40})", url.path)) and method == "POST":
+                if body.get("state") not in ("error", "failure", "pending", "success") or not body.get("context"):
+                    self._send(422, {"message": "Validation Failed"})
+                    return
+                state.statuses.setdefault(m[1], []).append(body)
+                self._send(201, body)
                 return
             if url.path == base + "/issues":
                 if method == "GET":
