@@ -1,0 +1,122 @@
+"""Issue 17: the three example workflows run job by job as GitHub runs them (tests/peers/gha_runner.py): a
+real clone for actions/checkout, action.yml's own steps (its `pip install` included, offline), the GitHub API
+test peer for comments, statuses and issues, and the shared state backend (a real PostgreSQL) that the
+examples point every runner at."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.test_local_cli import hoststate
+from tests.peers import github_api, postgres
+from tests.peers.gha_runner import Runner, condition, evaluate, interpolate
+
+EXAMPLES = ROOT / "examples" / "github"
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=alice", "-c", "user.email=alice@example.invalid", *args],
+                          cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@dataclass
+class World:
+    repo: Path  # where the commits are made; actions/checkout clones it
+    live: Path  # the managed host's root, outside every workspace
+    runner: Runner
+    gh: github_api.FakeGitHub
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    base = tmp_path_factory.mktemp("gha")
+    pg = postgres.start()
+    gh = github_api.start()
+    try:
+        pg.create_db("ci")
+        repo, live = base / "origin", base / "live"
+        (repo / "specs").mkdir(parents=True)
+        live.mkdir()
+        (repo / "specs" / "hosts.yaml").write_text(
+            "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: hosts}\nspec:\n"
+            f"  hosts: [{{name: app-1, root: {live}}}]\n")
+        (repo / "specs" / "app.yaml").write_text(hoststate("app", "- type: file\n  path: /srv/app.conf\n"
+                                                                  "  content: v1\n"))
+        _git(repo, "init", "-q", "-b", "main")
+        _git(repo, "add", ".")
+        _git(repo, "commit", "-qm", "specs")
+        runner = Runner(base / "runner", repo, api_url=gh.url, token=gh.token,
+                        secrets={"RECON_HASH_KEY": "k" * 32, "RECON_STATE_DSN": pg.dsn("ci")})
+        yield World(repo, live, runner, gh)
+    finally:
+        gh.stop()
+        pg.stop()
+
+
+def test_expressions_as_github_evaluates_them() -> None:
+    ctx = {"inputs": {"a": "", "b": "x"}, "steps": {"s": {"outputs": {"has-changes": "true"}}},
+           "github": {"event": {"inputs": {}}, "job": "plan"}, "__status": "success"}
+    assert evaluate("inputs.a || format('d-{0}', github.job)", ctx) == "d-plan"
+    assert evaluate("github.event.inputs.confirm && format('--confirm {0}', github.event.inputs.confirm) || ''",
+                    ctx) == ""
+    assert condition("steps.s.outputs.has-changes == 'TRUE'", ctx)  # comparisons ignore case
+    assert not condition("${{ inputs.a }}", ctx) and condition("always() && inputs.b != 'apply'", ctx)
+    assert interpolate("a ${{ inputs.b }} ${{ inputs.missing }}!", ctx) == "a x !"
+    assert interpolate("${{ inputs.b }}/${{ inputs.a || 'f.json' }}", ctx) == "x/f.json"
+
+
+def test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift(world: World) -> None:
+    repo, gh, runner = world.repo, world.gh, world.runner
+    main = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-qb", "feature")
+    (repo / "specs" / "app.yaml").write_text(hoststate("app", "- type: file\n  path: /srv/app.conf\n"
+                                                              "  content: v2\n"))
+    _git(repo, "commit", "-qam", "app v2")
+    head = _git(repo, "rev-parse", "HEAD")
+    pr = {"number": 5, "base": {"sha": main, "ref": "main"}, "head": {"sha": head, "ref": "feature"}}
+
+    plan = runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request", {"pull_request": pr}, head,
+                          "refs/pull/5/merge")
+    assert plan.ok, plan.log
+    recon = plan.step("recon").outputs
+    assert recon["exit-code"] == "2" and recon["has-changes"] == "true" and recon["comment"] == "created", recon
+    assert recon["status"] == "success" and gh.statuses[head][-1]["context"] == "recon/plan: specs"
+    [comment] = gh.comments.values()
+    assert comment["issue"] == 5 and "/srv/app.conf" in comment["body"]
+    assert f"plan {recon['plan-id']}, changes true" in plan.steps[-1].log  # outputs reach the script as env
+    assert (plan.artifacts / "recon-plan-plan-plan" / "recon-plan.json").exists()
+    assert "### recon plan" in plan.summary
+
+    _git(repo, "checkout", "-q", "main")
+    _git(repo, "merge", "-q", "--ff-only", "feature")
+    push = {"before": main, "after": head, "ref": "refs/heads/main"}
+    apply = runner.run_job(EXAMPLES / "apply-main.yml", "apply", "push", push, head, "refs/heads/main")
+    assert apply.ok, apply.log
+    assert apply.step("plan").outputs["has-changes"] == "true"
+    [applied] = [s for s in apply.steps if s.id.startswith("__step") and s.outputs.get("exit-code") is not None]
+    assert applied.outputs["exit-code"] == "0" and applied.outputs["has-changes"] == "false", applied.outputs
+    assert (world.live / "srv" / "app.conf").read_text() == "v2"
+    assert (apply.artifacts / "recon-plan-apply-plan" / "plan.json").exists()
+
+    # the nightly drift check runs on a fresh runner: the baseline is the shared backend's
+    (world.live / "srv" / "app.conf").write_text("edited by hand\n")
+    drift = runner.run_job(EXAMPLES / "drift-nightly.yml", "drift", "schedule", {"schedule": "17 3 * * *"}, head,
+                           "refs/heads/main")
+    assert drift.ok, drift.log
+    out = next(s for s in drift.steps if "issue" in s.outputs).outputs
+    assert (out["drift"], out["pending"], out["issue"]) == ("1", "0", "opened"), out
+    [issue] = gh.issues.values()
+    assert issue["state"] == "open" and "recon-drift" in issue["labels"] and "/srv/app.conf" in issue["body"]
+    (world.live / "srv" / "app.conf").write_text("v2")
+    clean = runner.run_job(EXAMPLES / "drift-nightly.yml", "drift", "schedule", {}, head, "refs/heads/main")
+    assert clean.ok, clean.log
+    assert next(s for s in clean.steps if "issue" in s.outputs).outputs["issue"] == "closed"
+    assert gh.issues[issue["number"]]["state"] == "closed"
+    assert json.loads((apply.artifacts / "recon-plan-apply-plan" / "plan.json").read_text())["changes"]
