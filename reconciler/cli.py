@@ -127,6 +127,10 @@ def apply(
     lock_timeout: Annotated[
         str, typer.Option("--lock-timeout", help="Wait this long for another apply's locks (e.g. 30s, 5m).")
     ] = "0s",
+    unreviewed: Annotated[
+        bool, typer.Option("--unreviewed", help="CI: no pull request reviewed this plan (its plan was stale, or "
+                           "there was none); goes ahead only where the trusted Policy allows (unreviewedApply).")
+    ] = False,
     target: Target = None,
     exclude: Exclude = None,
     prune: Prune = False,
@@ -146,7 +150,7 @@ def apply(
     def gated(the_plan: Plan, project: Project, saved: bool, items: gate.Items) -> Outcome:
         return gate.apply(the_plan, project, ctx, state_dir, saved=saved, auto_approve=auto_approve, confirm=confirm,
                           request_id=request_id, terminal=sys.stdin.isatty(), ask=lambda d: _ask(console, d),
-                          items=items)
+                          items=items, unreviewed=unreviewed)
 
     try:
         saved = saved_plan(paths or [])

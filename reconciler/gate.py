@@ -145,7 +145,7 @@ class Outcome:
 
 def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved: bool, auto_approve: bool,
           confirm: str | None, request_id: str | None, terminal: bool, ask: Callable[[Decision], bool],
-          items: Items | None = None) -> Outcome:
+          items: Items | None = None, unreviewed: bool = False) -> Outcome:
     """Gate the plan, then apply it; the caller holds the locks. `ask(decision)`: True when the user confirmed
     on the terminal. RefusedError (exit 3) when the plan may not go ahead."""
     from reconciler import executor, policy
@@ -169,8 +169,12 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
         if done is not None:
             return Outcome(ExitCode.OK, nothing=_already(done, request_id, plan.plan_id))
         run = audit.start("apply", plan.plan_id, request_id or "", saved=saved, paths=list(plan.paths),
-                          summary=dict(plan.counts()))
+                          summary=dict(plan.counts()), **({"unreviewed": True} if unreviewed else {}))
         _record_policy(run, plan)
+        refused = policy.unreviewed_refusal(project) if unreviewed else ""
+        if refused:
+            run.write("refused", ok=False, message=refused)
+            raise RefusedError(refused)
         decision = decide(plan, policy.confirmations(plan.pending, project), saved=saved, auto_approve=auto_approve,
                           confirm=confirm, terminal=terminal)
         refusal = decision.reason if decision.verdict == "refuse" else (

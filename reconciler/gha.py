@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -137,13 +138,78 @@ def trusted_policy(event: dict[str, Any], cwd: Path) -> dict[str, str]:
 
 
 def _run(args: list[str], cwd: Path) -> tuple[int, str]:
+    rc, out, _ = _run3(args, cwd)
+    return rc, out
+
+
+def _run3(args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """recon with these arguments: (exit code, stdout, stderr), both also passed on to the log."""
     recon = Path(sys.executable).parent / "recon"
     command = [str(recon)] if recon.exists() else [sys.executable, "-m", "reconciler"]
     env = {"RECON_WARM": "0", **os.environ}  # one run per job: no resident planner left behind (warm.py)
     done = subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
-    return done.returncode, done.stdout
+    return done.returncode, done.stdout, done.stderr
+
+
+PLAN_ID_MARK = re.compile(r"<!-- recon-plan-id: ([0-9a-f]{12}) -->")
+
+
+def _reviewed(token: str, sha: str, spec_path: str) -> tuple[int | None, str]:
+    """The pull request this commit came from, and the plan id its recon comment showed last ("": none)."""
+    gh = GitHub(token)
+    marker = f"<!-- recon:plan:{spec_path} -->"
+    for pr in gh.call("GET", f"/repos/{gh.repo}/commits/{sha}/pulls") or []:
+        for comment in gh.all(f"/repos/{gh.repo}/issues/{pr['number']}/comments"):
+            body = comment.get("body") or ""
+            found = PLAN_ID_MARK.search(body) if marker in body else None
+            if found:
+                return int(pr["number"]), found[1]
+        return int(pr["number"]), ""
+    return None, ""
+
+
+def apply_reviewed(token: str, sha: str, spec_path: str, extra: list[str], cwd: Path,
+                   run_url: str) -> tuple[int, dict[str, Any]]:
+    """On a merge: apply the plan the pull request showed, by its id (kept in the shared state backend), when it
+    is still fresh. Else (stale, or no reviewed plan) plan anew and apply with --unreviewed, which the trusted
+    Policy decides; the pull request is told which happened."""
+    outputs: dict[str, Any] = {}
+    try:
+        number, pid = _reviewed(token, sha, spec_path) if token and sha else (None, "")
+    except GitHubError as exc:
+        number, pid = None, ""
+        _cannot("find the pull request of this commit", exc)
+    why = "no pull request showed a plan for this commit"
+    if pid:
+        rc, _, err = _run3(["apply", pid, *extra], cwd)
+        if rc == 0 or ("stale" not in err and "no plan" not in err):
+            outputs["reviewed"] = pid
+            note = (f"✅ Applied the plan this pull request showed, `{pid}`." if rc == 0 else
+                    f"❌ Applying the reviewed plan `{pid}` failed (exit {rc}).")
+            _tell(token, number, f"{note} [The run]({run_url}).", outputs)
+            return rc, outputs
+        why = (f"the plan it showed, `{pid}`, is stale (the specs or the live state moved since)"
+               if "stale" in err else f"the plan it showed, `{pid}`, is not kept in the state backend")
+    rc, _, err = _run3(["apply", spec_path, "--auto-approve", "--unreviewed", *extra], cwd)
+    outputs["reviewed"] = "none"
+    if rc == 3 and "not reviewed" in err:
+        note = f"❌ Not applied: {why}, and the Policy does not allow applying unreviewed plans."
+    else:
+        note = f"⚠ {why[0].upper()}{why[1:]}: planned anew and applied unreviewed (exit {rc}), as the Policy allows."
+    _tell(token, number, f"{note} [The run]({run_url}).", outputs)
+    return rc, outputs
+
+
+def _tell(token: str, number: int | None, text: str, outputs: dict[str, Any]) -> None:
+    if not (token and number):
+        return
+    gh = GitHub(token)
+    try:
+        gh.call("POST", f"/repos/{gh.repo}/issues/{number}/comments", {"body": text})
+    except GitHubError as exc:
+        outputs["comment"] = _cannot("comment on the pull request", exc)
 
 
 def _write(path_var: str, text: str) -> None:
@@ -207,9 +273,15 @@ def main() -> int:
     number = (event.get("pull_request") or {}).get("number")
     token = _input("token")
     described = plan_file
+    more: dict[str, Any] = {}
     if command == "plan":
         (cwd / plan_file).unlink(missing_ok=True)  # a reused workspace's old plan is never posted again
         rc, _ = _run(["plan", spec_path, "--out", str(plan_file), "--detailed-exitcode", *extra], cwd)
+    elif _input("reviewed").lower() == "true" and not _input("plan-file"):
+        rc, more = apply_reviewed(token, sha_of(event), spec_path, extra, cwd, run_url)
+        described = Path(tempfile.mkdtemp(prefix="recon-action-")) / "after.json"
+        if rc in (0, 1, 3):
+            _run(["plan", spec_path, "--out", str(described), *_plan_args(extra)], cwd)
     else:
         saved = _input("plan-file")
         rc, _ = _run(["apply", saved, *extra] if saved else ["apply", spec_path, "--auto-approve", *extra], cwd)
@@ -217,9 +289,9 @@ def main() -> int:
         described = Path(tempfile.mkdtemp(prefix="recon-action-")) / "after.json"
         if rc in (0, 1):
             _run(["plan", spec_path, "--out", str(described), *_plan_args(extra)], cwd)
-    sha = str(((event.get("pull_request") or {}).get("head") or {}).get("sha") or os.environ.get("GITHUB_SHA", ""))
+    sha = sha_of(event)
     if not (cwd / described).exists():
-        outputs: dict[str, Any] = {"exit-code": rc}
+        outputs: dict[str, Any] = {"exit-code": rc, **more}
         _status(outputs, token, sha, command, spec_path, rc, None, run_url)
         if command == "plan" and number and token:  # the pull request must not keep showing an older plan
             sha = os.environ.get("GITHUB_SHA", "")[:12]
@@ -238,16 +310,23 @@ def main() -> int:
     _write("GITHUB_STEP_SUMMARY", render(plan, title, SUMMARY_LIMIT, where, size=utf8))
     counts = plan.counts()
     outputs = {"exit-code": rc, "plan-id": plan.plan_id, "has-changes": str(bool(plan.pending)).lower(),
-               **{a: counts.get(a, 0) for a in ACTIONS}}
+               **{a: counts.get(a, 0) for a in ACTIONS}, **more}
     _status(outputs, token, sha, command, spec_path, rc, plan, run_url)
     if command == "plan" and number and token:
         try:
+            body = render(plan, title, COMMENT_LIMIT - 40, where, marker=marker)
             outputs["comment"] = GitHub(token).upsert_comment(
-                int(number), marker, render(plan, title, COMMENT_LIMIT, where, marker=marker))
+                int(number), marker, f"{body}<!-- recon-plan-id: {plan.plan_id} -->\n")
         except GitHubError as exc:
             outputs["comment"] = _cannot("comment on the pull request", exc)
     _outputs(outputs)
     return _final(rc)
+
+
+def sha_of(event: dict[str, Any]) -> str:
+    """The commit a run is about: a pull request's head, else the commit the run is for."""
+    head = ((event.get("pull_request") or {}).get("head") or {}).get("sha")
+    return str(head or os.environ.get("GITHUB_SHA", ""))
 
 
 def _status(outputs: dict[str, Any], token: str, sha: str, command: str, spec_path: str, rc: int, plan: Plan | None,

@@ -383,3 +383,14 @@ def source_problems(project: Project) -> list[Diagnostic]:
 
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def unreviewed_refusal(project: Project) -> str:
+    """Why an apply no pull request reviewed may not go ahead ("" when it may): a trusted Policy that says
+    `unreviewedApply: refuse`, or trusted Policies none of which says allow."""
+    trusted = governing(project).trusted
+    said = {_body(s).unreviewedApply for s in trusted}
+    if "refuse" in said or (trusted and "allow" not in said):
+        return ("this plan was not reviewed in a pull request and the trusted Policy does not allow applying "
+                "unreviewed plans (unreviewedApply: allow); open a pull request, or apply the plan it reviewed")
+    return ""

@@ -110,6 +110,10 @@ class PolicySpec(KindSpec):
     environments: list[Environment] = Field(default_factory=list, description="Environments and their specs.")
     rules: list[Rule] = Field(default_factory=list, description="Allow and deny rules, first match decides.")
     driftIgnore: list[DriftIgnore] = Field(default_factory=list, description="Drift to leave out of drift reports.")
+    unreviewedApply: Literal["allow", "refuse"] | None = Field(
+        default=None, description="Whether CI may apply a plan no pull request reviewed (`recon apply --unreviewed`: "
+        "the reviewed plan was stale, or there was none). Refused while any trusted Policy exists, unless one says "
+        "allow.")
     sourceRoots: list[str] = Field(
         default_factory=list, description="Directories outside the repository that file and bundle sources may be "
         "read from (absolute paths), e.g. /srv/models. Sources resolve inside the repository otherwise; only the "

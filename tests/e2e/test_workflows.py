@@ -5,7 +5,6 @@ examples point every runner at."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,14 +95,15 @@ def test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift(world
 
     _git(repo, "checkout", "-q", "main")
     _git(repo, "merge", "-q", "--ff-only", "feature")
+    gh.pulls[head] = [{"number": 5, "state": "closed", "merged_at": "2026-11-30T12:00:00Z"}]
     push = {"before": main, "after": head, "ref": "refs/heads/main"}
     apply = runner.run_job(EXAMPLES / "apply-main.yml", "apply", "push", push, head, "refs/heads/main")
     assert apply.ok, apply.log
-    assert apply.step("plan").outputs["has-changes"] == "true"
-    [applied] = [s for s in apply.steps if s.id.startswith("__step") and s.outputs.get("exit-code") is not None]
-    assert applied.outputs["exit-code"] == "0" and applied.outputs["has-changes"] == "false", applied.outputs
+    out = apply.step("recon").outputs
+    assert out["reviewed"] == recon["plan-id"] and out["exit-code"] == "0" and out["has-changes"] == "false", out
     assert (world.live / "srv" / "app.conf").read_text() == "v2"
-    assert (apply.artifacts / "recon-plan-apply-plan" / "plan.json").exists()
+    told = [c["body"] for c in gh.comments.values() if c["issue"] == 5]
+    assert any(f"Applied the plan this pull request showed, `{recon['plan-id']}`" in b for b in told), told
 
     # the nightly drift check runs on a fresh runner: the baseline is the shared backend's
     (world.live / "srv" / "app.conf").write_text("edited by hand\n")
@@ -119,4 +119,51 @@ def test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift(world
     assert clean.ok, clean.log
     assert next(s for s in clean.steps if "issue" in s.outputs).outputs["issue"] == "closed"
     assert gh.issues[issue["number"]]["state"] == "closed"
-    assert json.loads((apply.artifacts / "recon-plan-apply-plan" / "plan.json").read_text())["changes"]
+
+
+def _pull_request(world: World, number: int, content: str) -> tuple[str, str, dict[str, object]]:
+    """A branch that changes the app's content, planned by plan-pr.yml: (base, head, the plan step's outputs)."""
+    repo = world.repo
+    base = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-qb", f"pr-{number}")
+    (repo / "specs" / "app.yaml").write_text(hoststate("app", f"- type: file\n  path: /srv/app.conf\n"
+                                                              f"  content: {content}\n"))
+    _git(repo, "commit", "-qam", f"app {content}")
+    head = _git(repo, "rev-parse", "HEAD")
+    pr = {"number": number, "base": {"sha": base, "ref": "main"}, "head": {"sha": head, "ref": f"pr-{number}"}}
+    plan = world.runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request", {"pull_request": pr}, head,
+                                f"refs/pull/{number}/merge")
+    assert plan.ok, plan.log
+    _git(repo, "checkout", "-q", "main")
+    _git(repo, "merge", "-q", "--ff-only", f"pr-{number}")
+    world.gh.pulls[head] = [{"number": number, "state": "closed"}]
+    return base, head, plan.step("recon").outputs
+
+
+def test_a_stale_reviewed_plan_is_applied_anew_only_where_the_policy_allows(world: World) -> None:
+    """The live state moved between the review and the merge: the reviewed plan is stale. Without a Policy the
+    Action plans anew and applies, and says so; with a trusted Policy that does not allow unreviewed plans it
+    refuses (exit 3) and says why."""
+    repo, gh = world.repo, world.gh
+    base, head, _ = _pull_request(world, 6, "v3")
+    (world.live / "srv" / "app.conf").write_text("moved after the review\n")
+    push = {"before": base, "after": head, "ref": "refs/heads/main"}
+    applied = world.runner.run_job(EXAMPLES / "apply-main.yml", "apply", "push", push, head, "refs/heads/main")
+    assert applied.ok, applied.log
+    assert applied.step("recon").outputs["reviewed"] == "none"
+    assert (world.live / "srv" / "app.conf").read_text() == "v3"
+    told = [c["body"] for c in gh.comments.values() if c["issue"] == 6]
+    assert any("is stale" in b and "applied unreviewed" in b for b in told), told
+
+    (repo / "specs" / "policy.yaml").write_text("apiVersion: recon/v1\nkind: Policy\nmetadata: {name: guard}\n"
+                                                "spec: {rules: []}\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "a Policy")
+    base, head, _ = _pull_request(world, 7, "v4")
+    (world.live / "srv" / "app.conf").write_text("moved again\n")
+    push = {"before": base, "after": head, "ref": "refs/heads/main"}
+    refused = world.runner.run_job(EXAMPLES / "apply-main.yml", "apply", "push", push, head, "refs/heads/main")
+    assert not refused.ok and refused.step("recon").outputs["exit-code"] == "3", refused.log
+    assert (world.live / "srv" / "app.conf").read_text() == "moved again\n"
+    told = [c["body"] for c in gh.comments.values() if c["issue"] == 7]
+    assert any("Not applied" in b and "does not allow applying unreviewed plans" in b for b in told), told

@@ -21,6 +21,7 @@ class FakeGitHub:
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> comment (with issue number)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sha -> statuses, oldest first
+    pulls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # commit sha -> pull requests with it
     token: str = "ghs_test_token"
     read_only: str = "ghs_fork_token"  # a fork's pull request token: reads, and 403 on every write
 
@@ -80,6 +81,9 @@ def start(repo: str = "acme/models") -> FakeGitHub:
                     return
                 comment["body"] = body["body"]
                 self._send(200, comment)
+                return
+            if (m := re.fullmatch(base + r"/commits/([0-9a-f]{40})/pulls", url.path)) and method == "GET":
+                self._send(200, state.pulls.get(m[1], []))
                 return
             if (m := re.fullmatch(base + r"/statuses/([0-9a-f]{40})", url.path)) and method == "POST":
                 if body.get("state") not in ("error", "failure", "pending", "success") or not body.get("context"):
