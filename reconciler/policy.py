@@ -361,18 +361,24 @@ def repo_path(file: str) -> str:
 
 def source_problems(project: Project) -> list[Diagnostic]:
     """Every source a spec reads (file and installer sources, bundle sources, build contexts) must resolve,
-    links followed, inside the repository of its spec (the current directory outside one), or inside a
+    links followed, inside the repository of its spec (outside one: the current directory, or the directory
+    above the specs, as a repository usually holds specs/ and what they refer to beside it), or inside a
     source root of the trusted Policy: a change must not copy files of the machine recon runs on (its SSH
     keys, /etc/shadow) to a target or a registry."""
     from specs.settings import repo_root
 
     allowed = [os.path.realpath(r) for s in governing(project).trusted for r in _body(s).sourceRoots]
+    dirs = [os.path.dirname(os.path.abspath(f)) for f in project.files]
+    # outside a git repository (no pull request to fear): the directory above the specs, or the current one
+    loose = [os.getcwd(), os.path.dirname(os.path.commonpath(dirs))] if dirs else [os.getcwd()]
     out = []
     for spec in project.specs.values():
         for loc, path in spec.body.inputs(spec.doc):
-            root = repo_root(Path(os.path.abspath(spec.doc.file)).parent) or Path(os.getcwd())
+            repo = repo_root(Path(os.path.abspath(spec.doc.file)).parent)
+            roots = [str(repo)] if repo is not None else loose
+            root = roots[-1]
             real = os.path.realpath(path)
-            if any(_within(real, r) for r in (os.path.realpath(root), *allowed)):
+            if any(_within(real, r) for r in (*(os.path.realpath(r) for r in roots), *allowed)):
                 continue
             via = "" if real == os.path.abspath(path) else f" (through a link: it resolves to {real})"
             out.append(spec.doc.diagnostic(
