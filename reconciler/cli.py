@@ -213,11 +213,27 @@ def show(
     as_json: JsonOut = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list unchanged resources.")] = False,
     markdown: MarkdownOut = False,
+    diff: Annotated[str | None, typer.Option("--diff", metavar="NEWER", help="Compare with another saved plan "
+                                             "(a file or an id): what it adds, drops and changes. Exit 2 if they "
+                                             "differ.")] = None,
     state_dir: StateDir = Path(".recon"),
 ) -> int:
-    """Show a saved plan."""
-    print_plan(read_plan(saved_plan([plan]) or Path(plan), state_dir), as_json, verbose, markdown)
-    return ExitCode.OK
+    """Show a saved plan, or how another differs from it."""
+    first = read_plan(saved_plan([plan]) or Path(plan), state_dir)
+    if diff is None:
+        print_plan(first, as_json, verbose, markdown)
+        return ExitCode.OK
+    from reconciler.plandiff import diff_plans
+    from reconciler.render.text import plan_diff_lines
+
+    found = diff_plans(first, read_plan(saved_plan([diff]) or Path(diff), state_dir))
+    if as_json:
+        sys.stdout.write(json.dumps(found.to_json(), indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        console = console_for()
+        for line in plan_diff_lines(found):
+            console.print(line)
+    return ExitCode.OK if found.same else ExitCode.CHANGES
 
 
 @app.command()

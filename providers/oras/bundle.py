@@ -34,6 +34,8 @@ TITLE = "org.opencontainers.image.title"
 FILEPATH = "org.cncf.model.filepath"
 METADATA = "org.cncf.model.file.metadata+json"
 TREE = "dev.recon.bundle.tree"
+UNPACK = "io.deis.oras.content.unpack"  # ORAS: this layer is a directory's tar.gz, to unpack on pull
+PACKED_DIR = "application/vnd.oci.image.layer.v1.tar+gzip"  # what oras gives a directory it packed
 REVISION = "org.opencontainers.image.revision"  # the git commit a push came from (not part of the comparison)
 MARKER = ".recon-bundle.json"  # written by pull beside the files; never part of a bundle
 
@@ -137,6 +139,12 @@ def parse(body: bytes, where: str) -> Parsed:
         if not raw:
             raise ManifestError(f"{where}: layer {i} has no file path annotation ({TITLE}); "
                                 "it is not a bundle of files (a tarball pushed by oras push of a directory?)")
+        # `oras push DIR`: the directory as one tar.gz, which oras unpacks on pull (the oras CLI marks it with the
+        # annotation, oras-py by the media type alone)
+        if str(notes.get(UNPACK, "")).lower() == "true" or layer.get("mediaType") == PACKED_DIR:
+            raise ManifestError(f"{where}: layer {raw!r} is a directory packed by oras push (a tar.gz to unpack, "
+                                f"{UNPACK}); a recon bundle holds one layer per file, titled with its path: push "
+                                "the files (`oras push REF $(find DIR -type f)`, or `recon bundle push DIR REF`)")
         path = safe_path(raw, where)
         digest = str(layer.get("digest", ""))
         if not _DIGEST.match(digest):

@@ -13,6 +13,7 @@ from reconciler.render.safe import esc as escape
 
 if TYPE_CHECKING:
     from reconciler.drift import Report as DriftReport
+    from reconciler.plandiff import PlanDiff
 
 SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("-/+", "magenta"),
           "delete": ("-", "red"), "restart": ("↻", "cyan"), "run": ("!", "cyan"), "noop": ("=", "dim")}
@@ -185,3 +186,29 @@ def drift_lines(plan: Plan, report: DriftReport) -> Iterator[str]:
         yield "[green]No drift and nothing pending.[/green]"
     else:
         yield f"[bold]{len(report.drift)} drifted, {len(report.pending)} pending.[/bold]"
+
+
+def plan_diff_lines(d: PlanDiff) -> Iterator[str]:
+    """`recon show OLD --diff NEW`: what the newer plan adds, drops and changes."""
+    if d.same:
+        yield f"Plans {d.old} and {d.new} make the same changes."
+        return
+    yield (f"[bold]Plan {d.old} → {d.new}[/bold]: {len(d.added)} added, {len(d.removed)} dropped, "
+           f"{len(d.changed)} changed.")
+    for cid in d.added:
+        yield f"  [green]+[/green] {escape(cid)}"
+    for cid in d.removed:
+        yield f"  [red]-[/red] {escape(cid)}"
+    for cid, items in d.changed.items():
+        yield f"  [yellow]~[/yellow] {escape(cid)}"
+        for item in items:
+            yield f"      {escape(item['path'])}: {escape(_short(item['old']))} → {escape(_short(item['new']))}"
+    if d.specs:
+        yield "  specs moved:"
+        for item in d.specs:
+            yield f"      {escape(item['path'])}: {escape(_short(item['old']))} → {escape(_short(item['new']))}"
+
+
+def _short(value: Any) -> str:
+    text = "(none)" if value is None else value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -356,3 +356,28 @@ def test_a_large_source_is_copied_in_chunks_and_re_plans_empty(tmp_path: Path) -
     assert recon("apply", "--auto-approve", cwd=tmp_path).rc == 0
     assert target.read_bytes() == big[::-1]
     assert_converged(tmp_path)
+
+
+def test_show_diff_compares_two_saved_plans(tmp_path: Path) -> None:
+    """Issue 24: deepdiff where a generic structural diff is the right tool: what a newer plan adds, drops and
+    changes against an older one (e.g. the reviewed plan against the one at merge)."""
+    import json
+
+    write(tmp_path / "specs", {"g.yaml": group("a"), "s.yaml": hoststate(
+        "app", "- type: file\n  path: /a\n  content: one\n- type: file\n  path: /b\n  content: two\n")})
+    (tmp_path / "a-root").mkdir()
+    assert recon("plan", "--out", "old.json", cwd=tmp_path).rc == 0
+    (tmp_path / "specs" / "s.yaml").write_text(hoststate(
+        "app", "- type: file\n  path: /a\n  content: uno\n- type: file\n  path: /c\n  content: tres\n"))
+    assert recon("plan", "--out", "new.json", cwd=tmp_path).rc == 0
+    same = recon("show", "old.json", "--diff", "old.json", cwd=tmp_path)
+    assert same.rc == 0 and "make the same changes" in same.out
+    got = recon("show", "old.json", "--diff", "new.json", "--json", cwd=tmp_path)
+    assert got.rc == 2, got.text
+    d = json.loads(got.out)
+    assert d["added"] == ["HostState/app/file:/c@a"] and d["removed"] == ["HostState/app/file:/b@a"]
+    [a] = [v for k, v in d["changed"].items() if k == "HostState/app/file:/a@a"]
+    assert {i["path"] for i in a} >= {"fields.content.after", "desired"}
+    assert d["specs"] and d["specs"][0]["path"] == "HostState/app"
+    text = recon("show", "old.json", "--diff", "new.json", cwd=tmp_path)
+    assert "1 added, 1 dropped, 1 changed" in text.out and "fields.content.after" in text.out, text.out
