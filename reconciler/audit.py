@@ -55,7 +55,12 @@ CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
 CREATE INDEX IF NOT EXISTS events_plan ON events (plan_id, event);
 CREATE INDEX IF NOT EXISTS events_request ON events (request_id, event);
 CREATE TABLE IF NOT EXISTS plans (plan_id TEXT PRIMARY KEY, at TEXT NOT NULL, data TEXT NOT NULL);
+CLAIMS"""
+
+CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, holder TEXT NOT NULL, at TEXT NOT NULL);
 """
+EVENTS = EVENTS.replace("CLAIMS", CLAIMS)
 
 SQLITE_SCHEMA = EVENTS.format(seq="INTEGER PRIMARY KEY AUTOINCREMENT") + """
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
@@ -210,10 +215,13 @@ class _Postgres:
 
 def ensure_schema(conn: Any) -> None:
     """The tables and functions of a postgres backend, made once (by whichever runner comes first)."""
-    if conn.execute("SELECT to_regclass('recon_schema')").fetchone()[0] is None:
+    schema, claims = conn.execute("SELECT to_regclass('recon_schema'), to_regclass('claims')").fetchone()
+    if schema is None:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY,))
             conn.execute(POSTGRES_SCHEMA.replace("ADVISORY", str(_ADVISORY)))
+    elif claims is None:  # a backend made before pull requests could hold their targets
+        conn.execute(CLAIMS)
 
 
 def open_audit(state_dir: Path) -> Audit:
@@ -337,6 +345,48 @@ class Audit:
         with self._lock:
             rows = self._store.query("SELECT data FROM plans WHERE plan_id = ?", (plan_id,))
         return str(rows[0][0]) if rows else None
+
+    def claim(self, keys: Sequence[str], owner: str, holder: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Hold these lock keys for `owner` (a pull request, `pr:N`) until released, in place of what it held
+        before: all of them, or none when another owner holds any (returned: key -> that owner and holder)."""
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        record = json.dumps(holder, sort_keys=True, default=str)
+        with self._lock:
+            taken: list[str] = []
+            conflicts: dict[str, dict[str, Any]] = {}
+            for key in sorted(set(keys)):
+                before = self._store.query("SELECT owner, holder, at FROM claims WHERE key = ?", (key,))
+                if before and before[0][0] != owner:
+                    conflicts[key] = {"owner": before[0][0], "holder": json.loads(before[0][1]), "at": before[0][2]}
+                    continue
+                if not before:
+                    self._store.query("INSERT INTO claims (key, owner, holder, at) VALUES (?, ?, ?, ?) "
+                                      "ON CONFLICT (key) DO NOTHING", (key, owner, record, at))
+                    now = self._store.query("SELECT owner, holder, at FROM claims WHERE key = ?", (key,))
+                    if now and now[0][0] != owner:  # another took it meanwhile
+                        conflicts[key] = {"owner": now[0][0], "holder": json.loads(now[0][1]), "at": now[0][2]}
+                        continue
+                    taken.append(key)
+            if conflicts:
+                for key in taken:
+                    self._store.query("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner))
+                return conflicts
+            mine = {row[0] for row in self._store.query("SELECT key FROM claims WHERE owner = ?", (owner,))}
+            for key in mine - set(keys):  # what the owner's plan no longer touches
+                self._store.query("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner))
+            return {}
+
+    def release(self, owner: str) -> list[str]:
+        """Let go of every key `owner` holds; the keys."""
+        with self._lock:
+            keys = [str(r[0]) for r in self._store.query("SELECT key FROM claims WHERE owner = ?", (owner,))]
+            self._store.query("DELETE FROM claims WHERE owner = ?", (owner,))
+        return sorted(keys)
+
+    def claims(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._store.query("SELECT key, owner, holder, at FROM claims ORDER BY key")
+        return [{"key": r[0], "owner": r[1], "holder": json.loads(r[2]), "at": r[3]} for r in rows]
 
     def count(self) -> int:
         with self._lock:

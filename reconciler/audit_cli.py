@@ -102,18 +102,43 @@ def verify(state_dir: StateDir = Path(".recon")) -> int:
 def lock_list(state_dir: StateDir = Path(".recon"),
               as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> int:
     """Every lock: held now or left by a holder that is gone."""
+    from reconciler.audit import open_audit
     from reconciler.locks import holder_text, status
     from reconciler.state import backend
 
     found = status(backend(state_dir))
+    audit = open_audit(state_dir)
+    try:
+        claims = audit.claims()
+    finally:
+        audit.close()
     if as_json:
-        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"locks": found, "claims": claims}, indent=2) + "\n")
         return ExitCode.OK
-    if not found:
+    if not found and not claims:
         print("No locks.")
     for lock in found:
         state = "held by" if lock["held"] else "free; last held by"
         print(f"{lock['key']}: {state} {holder_text(lock['holder'])}")
+    for c in claims:
+        print(f"{c['key']}: claimed by {c['owner']} (plan {c['holder'].get('plan_id', '?')}, since {c['at']}) until "
+              "it is merged or closed")
+    return ExitCode.OK
+
+
+@lock_app.command("release")
+def lock_release(owner: Annotated[str, typer.Option("--owner", help="Whose claims: e.g. pr:12.")],
+                 state_dir: StateDir = Path(".recon")) -> int:
+    """Let go of the targets an owner (a pull request) claimed with `recon plan --claim`: it was merged or
+    closed."""
+    from reconciler.audit import open_audit
+
+    audit = open_audit(state_dir)
+    try:
+        keys = audit.release(owner)
+    finally:
+        audit.close()
+    print(f"Released {len(keys)} target(s) {owner} held" + (f": {', '.join(keys)}" if keys else "") + ".")
     return ExitCode.OK
 
 

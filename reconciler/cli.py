@@ -22,6 +22,7 @@ from reconciler.clikit import (
     Prune,
     StateDir,
     Target,
+    claim_targets,
     console_for,
     context,
     diag,
@@ -94,16 +95,28 @@ def plan(
     markdown: MarkdownOut = False,
     prune: Prune = False,
     force_conflicts: ForceConflicts = False,
+    claim: Annotated[str | None, typer.Option(
+        "--claim", metavar="OWNER", help="Hold the targets this plan changes for OWNER (a pull request: pr:N) "
+        "until `recon lock release --owner OWNER`; refused (exit 3) while another owner holds one.")] = None,
 ) -> int:
     """Read the live state, diff it against the specs, and show what apply would do."""
-    _, the_plan = planned(paths, parallelism, state_dir, "plan", force_conflicts, out is not None,
-                          targets=target or [], excludes=exclude or [], changed_since=changed_since or "",
-                          prune=prune)
+    project, the_plan = planned(paths, parallelism, state_dir, "plan", force_conflicts, out is not None,
+                                targets=target or [], excludes=exclude or [], changed_since=changed_since or "",
+                                prune=prune)
     if out is not None:
         write_plan(the_plan, out)
     print_plan(the_plan, as_json, verbose, markdown)
     if out is not None and not as_json and not markdown:
         console_for().print(f"Saved to {out}. Apply exactly this plan with: recon apply {out}")
+    if claim:
+        held = claim_targets(project, the_plan, state_dir, claim)
+        if held:
+            err = console_for(stderr=True)
+            for key, other in sorted(held.items()):
+                err.print(f"[red]error:[/red] {esc(key)} is held by {esc(other['owner'])} (plan "
+                          f"{esc(other['holder'].get('plan_id', '?'))}, since {esc(other['at'])}): it changes the "
+                          f"same target; {esc(claim)} can be applied once {esc(other['owner'])} is merged or closed")
+            return ExitCode.REFUSED
     if detailed_exitcode and the_plan.pending:
         return ExitCode.CHANGES
     return ExitCode.OK

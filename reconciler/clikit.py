@@ -83,6 +83,23 @@ def planned(paths: list[str] | None, parallelism: int, state_dir: Path, command:
     return project, the_plan
 
 
+def claim_targets(project: Project, the_plan: Plan, state_dir: Path, owner: str) -> dict[str, dict[str, Any]]:
+    """Hold the lock keys of the targets the plan changes for `owner`, in the state backend; {} when held, else
+    the keys another owner holds (with its record)."""
+    from reconciler import executor, planner
+    from reconciler.audit import open_audit
+    from reconciler.identity import ci_run, whoami
+
+    pending = {c.id for c in the_plan.pending}
+    chosen = [(p, i, None) for p, i in planner.expand(project) if i.id in pending]
+    keys = executor.lock_keys(chosen)
+    audit = open_audit(state_dir)
+    try:
+        return audit.claim(keys, owner, {**whoami(), "plan_id": the_plan.plan_id, "ci_run": ci_run()})
+    finally:
+        audit.close()
+
+
 def context(parallelism: int, console: Console | None = None, force_conflicts: bool = False) -> Context:
     from providers.context import Context
     from reconciler.gitinfo import describe

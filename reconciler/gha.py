@@ -111,7 +111,7 @@ class GitHub:
         return "closed" if found else "none"
 
 
-def trusted_policy(event: dict[str, Any], cwd: Path) -> dict[str, str]:
+def trusted_policy(event: dict[str, Any], cwd: Path, name: str = "") -> dict[str, str]:
     """Where the Policy that governs this run is trusted from (reconciler/policy.py): the `policy-path` input
     (RECON_POLICY), else the `policy-ref` input, else what the event says the change is measured against: a
     pull request's base commit, or the commit before a push. The commit is fetched when a shallow checkout
@@ -119,7 +119,9 @@ def trusted_policy(event: dict[str, Any], cwd: Path) -> dict[str, str]:
     if _input("policy-path"):
         return {"RECON_POLICY": _input("policy-path")}
     ref = _input("policy-ref")
-    name = os.environ.get("GITHUB_EVENT_NAME", "")
+    name = name or os.environ.get("GITHUB_EVENT_NAME", "")
+    if name == "issue_comment" and event.get("pull_request"):  # a comment command: its pull request's base
+        name = "pull_request"
     if not ref and name in ("pull_request", "pull_request_target"):
         ref = str(((event.get("pull_request") or {}).get("base") or {}).get("sha") or "")
     elif not ref and name == "push":
@@ -159,14 +161,8 @@ PLAN_ID_MARK = re.compile(r"<!-- recon-plan-id: ([0-9a-f]{12}) -->")
 def _reviewed(token: str, sha: str, spec_path: str) -> tuple[int | None, str]:
     """The pull request this commit came from, and the plan id its recon comment showed last ("": none)."""
     gh = GitHub(token)
-    marker = f"<!-- recon:plan:{spec_path} -->"
     for pr in gh.call("GET", f"/repos/{gh.repo}/commits/{sha}/pulls") or []:
-        for comment in gh.all(f"/repos/{gh.repo}/issues/{pr['number']}/comments"):
-            body = comment.get("body") or ""
-            found = PLAN_ID_MARK.search(body) if marker in body else None
-            if found:
-                return int(pr["number"]), found[1]
-        return int(pr["number"]), ""
+        return _reviewed_pr(gh, int(pr["number"]), spec_path)
     return None, ""
 
 
@@ -188,12 +184,16 @@ def apply_reviewed(token: str, sha: str, spec_path: str, extra: list[str], cwd: 
             outputs["reviewed"] = pid
             note = (f"✅ Applied the plan this pull request showed, `{pid}`." if rc == 0 else
                     f"❌ Applying the reviewed plan `{pid}` failed (exit {rc}).")
+            if rc == 0 and number:
+                _run(["lock", "release", "--owner", f"pr:{number}"], cwd)  # merged: its targets are free again
             _tell(token, number, f"{note} [The run]({run_url}).", outputs)
             return rc, outputs
         why = (f"the plan it showed, `{pid}`, is stale (the specs or the live state moved since)"
                if "stale" in err else f"the plan it showed, `{pid}`, is not kept in the state backend")
     rc, _, err = _run3(["apply", spec_path, "--auto-approve", "--unreviewed", *extra], cwd)
     outputs["reviewed"] = "none"
+    if rc == 0 and number:
+        _run(["lock", "release", "--owner", f"pr:{number}"], cwd)  # merged: its targets are free again
     if rc == 3 and "not reviewed" in err:
         note = f"❌ Not applied: {why}, and the Policy does not allow applying unreviewed plans."
     else:
@@ -223,20 +223,46 @@ def _outputs(values: dict[str, Any]) -> None:
     _write("GITHUB_OUTPUT", "".join(f"{k}={v}\n" for k, v in values.items()))
 
 
+COMMANDS = ("plan", "apply", "drift", "comment", "release")
+
+
 def main() -> int:
     command = _input("command", "plan")
-    if command not in ("plan", "apply", "drift"):
-        print(f"recon action: command {command!r} is not plan, apply or drift", file=sys.stderr)
+    if command not in COMMANDS:
+        print(f"recon action: command {command!r} is not one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 1
-    cwd = Path(_input("working-directory", ".") or ".")
-    spec_path = _input("path", "specs")
-    extra = _input("args").split()
-    plan_file = Path(_input("plan-file") or "recon-plan.json")  # GitHub hands an unset input over as ""
     event: dict[str, Any] = {}
     if os.environ.get("GITHUB_EVENT_PATH") and Path(os.environ["GITHUB_EVENT_PATH"]).exists():
         event = json.loads(Path(os.environ["GITHUB_EVENT_PATH"]).read_text())
-    run_url = (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ.get('GITHUB_REPOSITORY', '')}"
-               f"/actions/runs/{os.environ.get('GITHUB_RUN_ID', '')}")
+    if command == "comment":
+        return comment_command(event)
+    if command == "release":
+        number = (event.get("pull_request") or {}).get("number")
+        if not number:
+            print("recon action: release needs a pull_request event (closed)", file=sys.stderr)
+            return 1
+        rc, _ = _run(["lock", "release", "--owner", f"pr:{number}"], _cwd())
+        _outputs({"exit-code": rc})
+        return rc
+    return run_command(command, event)
+
+
+def _cwd() -> Path:
+    return Path(_input("working-directory", ".") or ".")
+
+
+def _run_url() -> str:
+    return (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ.get('GITHUB_REPOSITORY', '')}"
+            f"/actions/runs/{os.environ.get('GITHUB_RUN_ID', '')}")
+
+
+def run_command(command: str, event: dict[str, Any]) -> int:
+    """plan, apply or drift, as the inputs say; for `event` (a pull request's, or the run's own)."""
+    cwd = _cwd()
+    spec_path = _input("path", "specs")
+    extra = _input("args").split()
+    plan_file = Path(_input("plan-file") or "recon-plan.json")  # GitHub hands an unset input over as ""
+    run_url = _run_url()
     where = f"the `{_input('artifact-name') or 'recon-plan'}` artifact of [this run]({run_url})"
     os.environ.update(trusted_policy(event, cwd))  # for every recon run of this step
     marker = f"<!-- recon:{command}:{spec_path} -->"
@@ -274,9 +300,12 @@ def main() -> int:
     token = _input("token")
     described = plan_file
     more: dict[str, Any] = {}
+    held = ""
     if command == "plan":
         (cwd / plan_file).unlink(missing_ok=True)  # a reused workspace's old plan is never posted again
-        rc, _ = _run(["plan", spec_path, "--out", str(plan_file), "--detailed-exitcode", *extra], cwd)
+        claim = ["--claim", f"pr:{number}"] if number and _input("lock-targets", "true").lower() != "false" else []
+        rc, _, err = _run3(["plan", spec_path, "--out", str(plan_file), "--detailed-exitcode", *claim, *extra], cwd)
+        held = "\n".join(line.removeprefix("error: ") for line in err.splitlines() if " is held by " in line)
     elif _input("reviewed").lower() == "true" and not _input("plan-file"):
         rc, more = apply_reviewed(token, sha_of(event), spec_path, extra, cwd, run_url)
         described = Path(tempfile.mkdtemp(prefix="recon-action-")) / "after.json"
@@ -314,13 +343,96 @@ def main() -> int:
     _status(outputs, token, sha, command, spec_path, rc, plan, run_url)
     if command == "plan" and number and token:
         try:
-            body = render(plan, title, COMMENT_LIMIT - 40, where, marker=marker)
+            body = render(plan, title, COMMENT_LIMIT - 40 - len(held), where, marker=marker)
+            if held:  # another pull request holds targets this one changes
+                body += "\n🔒 **Held by another pull request:**\n\n" + "".join(f"- {_md(h)}\n" for h in
+                                                                            held.splitlines())
             outputs["comment"] = GitHub(token).upsert_comment(
                 int(number), marker, f"{body}<!-- recon-plan-id: {plan.plan_id} -->\n")
         except GitHubError as exc:
             outputs["comment"] = _cannot("comment on the pull request", exc)
     _outputs(outputs)
     return _final(rc)
+
+
+def _md(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def comment_command(event: dict[str, Any]) -> int:
+    """`recon plan` or `recon apply` commented on a pull request (an issue_comment event). plan: as on a push to
+    the pull request. apply: only when the pull request is approved and mergeable, and the plan it shows is
+    still fresh; the commenter is the actor the Policy's subjects are checked against. The answer is a reply."""
+    words = ((event.get("comment") or {}).get("body") or "").strip().split("\n", 1)[0].split()
+    issue = event.get("issue") or {}
+    if words[:1] != ["recon"] or len(words) < 2 or words[1] not in ("plan", "apply") or not issue.get("pull_request"):
+        _outputs({"exit-code": 0, "command": "none"})
+        return 0  # not a command for recon, or not on a pull request
+    token = _input("token")
+    gh = GitHub(token)
+    number = int(issue["number"])
+    pr = gh.call("GET", f"/repos/{gh.repo}/pulls/{number}")
+    pr_event = {**event, "pull_request": pr}
+    actor = os.environ.get("GITHUB_ACTOR", "?")
+    if words[1] == "plan":
+        rc = run_command("plan", pr_event)
+        _reply(gh, number, f"@{actor} `recon plan`: " + ("planned; the plan is in the comment above." if rc in (0, 2)
+                                                          else f"failed (exit {rc}); see [the run]({_run_url()})."))
+        return rc
+    unmet = _apply_unmet(gh, pr)
+    spec_path = _input("path", "specs")
+    _, pid = _reviewed_pr(gh, number, spec_path)
+    if not pid:
+        unmet.append("no plan: comment `recon plan` first")
+    if unmet:
+        _reply(gh, number, f"@{actor} `recon apply` was not run: " + "; ".join(unmet) + ".")
+        _outputs({"exit-code": 3, "command": "apply"})
+        return 3
+    os.environ.update(trusted_policy(pr_event, _cwd(), "pull_request"))
+    rc, _, err = _run3(["apply", pid, *_input("args").split()], _cwd())
+    if rc == 0:
+        text = f"applied the plan `{pid}` this pull request shows."
+    elif "stale" in err:
+        text = f"the plan `{pid}` is stale (the specs or the live state moved): comment `recon plan` again."
+    else:
+        text = f"failed (exit {rc}): " + (err.strip().splitlines() or ["see the run"])[-1][:300]
+    _reply(gh, number, f"@{actor} `recon apply`: {text} [The run]({_run_url()}).")
+    _outputs({"exit-code": rc, "command": "apply", "plan-id": pid})
+    return rc
+
+
+def _apply_unmet(gh: GitHub, pr: dict[str, Any]) -> list[str]:
+    """What a pull request lacks for `recon apply`: an approving review (the latest of each reviewer counts,
+    no change requested), and being mergeable."""
+    unmet = []
+    latest: dict[str, str] = {}
+    for review in gh.all(f"/repos/{gh.repo}/pulls/{pr['number']}/reviews"):
+        if review.get("state") in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+            latest[str((review.get("user") or {}).get("login"))] = str(review["state"])
+    if "APPROVED" not in latest.values() or "CHANGES_REQUESTED" in latest.values():
+        unmet.append("it needs an approving review (and no changes requested)")
+    if pr.get("mergeable") is not True:
+        unmet.append("it is not mergeable (conflicts, or checks GitHub has not finished)")
+    return unmet
+
+
+def _reviewed_pr(gh: GitHub, number: int, spec_path: str) -> tuple[int, str]:
+    marker = f"<!-- recon:plan:{spec_path} -->"
+    for comment in gh.all(f"/repos/{gh.repo}/issues/{number}/comments"):
+        body = comment.get("body") or ""
+        found = PLAN_ID_MARK.search(body) if marker in body else None
+        if found:
+            return number, found[1]
+    return number, ""
+
+
+def _reply(gh: GitHub, number: int, text: str) -> None:
+    try:
+        gh.call("POST", f"/repos/{gh.repo}/issues/{number}/comments", {"body": text})
+    except GitHubError as exc:
+        _cannot("reply on the pull request", exc)
 
 
 def sha_of(event: dict[str, Any]) -> str:

@@ -167,3 +167,74 @@ def test_a_stale_reviewed_plan_is_applied_anew_only_where_the_policy_allows(worl
     assert (world.live / "srv" / "app.conf").read_text() == "moved again\n"
     told = [c["body"] for c in gh.comments.values() if c["issue"] == 7]
     assert any("Not applied" in b and "does not allow applying unreviewed plans" in b for b in told), told
+
+
+def _open_pr(world: World, number: int, content: str) -> tuple[str, str]:
+    """A pull request changing the app's content, its head published as refs/pull/N/head: (base, head)."""
+    repo = world.repo
+    _git(repo, "checkout", "-q", "main")
+    base = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-qb", f"pr-{number}")
+    (repo / "specs" / "app.yaml").write_text(hoststate("app", f"- type: file\n  path: /srv/app.conf\n"
+                                                              f"  content: {content}\n"))
+    _git(repo, "commit", "-qam", f"app {content}")
+    head = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "update-ref", f"refs/pull/{number}/head", head)
+    _git(repo, "checkout", "-q", "main")
+    world.gh.prs[number] = {"number": number, "head": {"sha": head, "ref": f"pr-{number}"},
+                            "base": {"sha": base, "ref": "main"}, "mergeable": True, "state": "open"}
+    return base, head
+
+
+def _comment(world: World, number: int, body: str):  # type: ignore[no-untyped-def]
+    event = {"issue": {"number": number, "pull_request": {"url": f"https://x/pulls/{number}"}},
+             "comment": {"body": body, "user": {"login": world.runner.actor}}}
+    main = _git(world.repo, "rev-parse", "main")
+    return world.runner.run_job(EXAMPLES / "pr-commands.yml", "command", "issue_comment", event, main,
+                                "refs/heads/main")
+
+
+def _replies(world: World, number: int) -> list[str]:
+    return [c["body"] for c in world.gh.comments.values() if c["issue"] == number and "`recon " in c["body"]]
+
+
+def test_comment_commands_with_apply_requirements_and_pull_request_locks(world: World) -> None:
+    """Issue 17: `recon plan` / `recon apply` commented on a pull request; apply needs an approval and a
+    mergeable pull request; a pull request's plan holds its targets until it is closed, and another pull request
+    changing them is told which holds them."""
+    gh = world.gh
+    main = _git(world.repo, "rev-parse", "main")
+    closed7 = world.runner.run_job(EXAMPLES / "pr-commands.yml", "release", "pull_request",
+                                   {"action": "closed", "pull_request": {"number": 7}}, main, "refs/pull/7/merge")
+    assert closed7.ok, closed7.log  # the refused pull request of the test before lets go of its target
+    _open_pr(world, 8, "v8")
+    planned = _comment(world, 8, "recon plan")
+    assert planned.ok, planned.log
+    assert any("planned" in r for r in _replies(world, 8)), _replies(world, 8)
+    assert any("<!-- recon-plan-id: " in c["body"] and c["issue"] == 8 for c in gh.comments.values())
+
+    _, head9 = _open_pr(world, 9, "v9")
+    pr9 = {"pull_request": {**gh.prs[9]}}
+    other = world.runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request", pr9, head9, "refs/pull/9/merge")
+    assert not other.ok and other.step("recon").outputs["exit-code"] == "3", other.log
+    [plan9] = [c["body"] for c in gh.comments.values() if c["issue"] == 9]
+    assert "Held by another pull request" in plan9 and "held by pr:8" in plan9, plan9
+
+    refused = _comment(world, 8, "recon apply")
+    assert not refused.ok
+    assert any("was not run" in r and "approving review" in r for r in _replies(world, 8)), _replies(world, 8)
+    assert (world.live / "srv" / "app.conf").read_text() != "v8"
+
+    gh.reviews[8] = [{"user": {"login": "bob"}, "state": "APPROVED"}]
+    applied = _comment(world, 8, "recon apply")
+    assert applied.ok, applied.log
+    assert (world.live / "srv" / "app.conf").read_text() == "v8"
+    assert any("applied the plan" in r for r in _replies(world, 8)), _replies(world, 8)
+
+    closed = world.runner.run_job(EXAMPLES / "pr-commands.yml", "release", "pull_request",
+                                  {"action": "closed", "pull_request": gh.prs[8]}, head9, "refs/pull/8/merge")
+    assert closed.ok, closed.log
+    assert not world.runner.run_job(EXAMPLES / "pr-commands.yml", "command", "pull_request",
+                                    {"pull_request": gh.prs[8]}, head9, "refs/pull/8/merge").steps  # job skipped
+    again = world.runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request", pr9, head9, "refs/pull/9/merge")
+    assert again.ok and again.step("recon").outputs["exit-code"] == "2", again.log

@@ -227,6 +227,7 @@ class JobResult:
     steps: list[StepResult]
     summary: str
     artifacts: Path  # the run's artifacts, a directory per name
+    skipped: bool = False  # the job's `if:` was false
 
     def step(self, step_id: str) -> StepResult:
         return next(s for s in self.steps if s.id == step_id)
@@ -287,6 +288,8 @@ class Runner:
         state = _Job(self, workspace, temp, {**base_env, **(env or {})}, github, work / "summary.md",
                      work / "artifacts")
         ctx = state.context({})
+        if "if" in spec and not condition(spec["if"], ctx):
+            return JobResult(True, [], "", work / "artifacts", skipped=True)
         for k, v in (data.get("env") or {}).items():
             state.env[k] = text(interpolate(v, ctx))
         for k, v in (spec.get("env") or {}).items():
@@ -402,11 +405,12 @@ class _Job:
     def checkout(self, sid: str, with_: dict[str, Any]) -> StepResult:
         depth = int(with_.get("fetch-depth", 1) or 0)
         remote = f"file://{self.runner.remote}"
-        sha = self.github["sha"]
+        want = text(with_.get("ref") or "") or self.github["sha"]  # a ref (refs/pull/N/head) or the run's commit
+        deep = ["--depth", str(depth)] if depth else []
         commands = [["git", "init", "-q", "."], ["git", "remote", "add", "origin", remote],
-                    ["git", "fetch", "-q", "--no-tags", *(["--depth", str(depth)] if depth else []), "origin",
-                     "+refs/heads/*:refs/remotes/origin/*", sha],
-                    ["git", "checkout", "-q", "--detach", sha]]
+                    ["git", "fetch", "-q", "--no-tags", *deep, "origin", "+refs/heads/*:refs/remotes/origin/*"],
+                    ["git", "fetch", "-q", "--no-tags", *deep, "origin", want],  # FETCH_HEAD: what was asked for
+                    ["git", "checkout", "-q", "--detach", "FETCH_HEAD"]]
         log = ""
         for c in commands:
             done = subprocess.run(c, cwd=self.workspace, capture_output=True, text=True, check=False)

@@ -22,6 +22,8 @@ class FakeGitHub:
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sha -> statuses, oldest first
     pulls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # commit sha -> pull requests with it
+    prs: dict[int, dict[str, Any]] = field(default_factory=dict)  # number -> pull request (head, base, mergeable)
+    reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # number -> reviews, oldest first
     token: str = "ghs_test_token"
     read_only: str = "ghs_fork_token"  # a fork's pull request token: reads, and 403 on every write
 
@@ -81,6 +83,13 @@ def start(repo: str = "acme/models") -> FakeGitHub:
                     return
                 comment["body"] = body["body"]
                 self._send(200, comment)
+                return
+            if (m := re.fullmatch(base + r"/pulls/(\d+)", url.path)) and method == "GET":
+                found = state.prs.get(int(m[1]))
+                self._send(200 if found else 404, found or {"message": "Not Found"})
+                return
+            if (m := re.fullmatch(base + r"/pulls/(\d+)/reviews", url.path)) and method == "GET":
+                self._send(200, state.reviews.get(int(m[1]), [])[(page - 1) * per: page * per])
                 return
             if (m := re.fullmatch(base + r"/commits/([0-9a-f]{40})/pulls", url.path)) and method == "GET":
                 self._send(200, state.pulls.get(m[1], []))
