@@ -95,6 +95,7 @@ class Context:
     # a read only to compare fingerprints (the stale check before apply): providers may skip what only
     # the diff's detail needs (Kubernetes: the dry runs)
     fingerprint_only: bool = False
+    verifying: bool = False  # the re-read after an apply: the change has been applied, so reviewed as far as it goes
     # each provider's session for the run, by name: shared by copies of the context (dataclasses.replace)
     sessions: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)

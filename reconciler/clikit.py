@@ -54,7 +54,7 @@ def spec_paths(paths: list[str] | None) -> list[str]:
 
 def load(paths: list[str], preflight: bool = True) -> Project:
     """The specs, checked; and their sources, which must stay in the repository (policy.source_problems)."""
-    from reconciler.policy import source_problems
+    from reconciler.policy import source_problems, unreviewed_files
     from specs.errors import SpecError
     from specs.project import load_project
 
@@ -62,6 +62,7 @@ def load(paths: list[str], preflight: bool = True) -> Project:
     problems = source_problems(project)
     if problems:
         raise SpecError(problems)
+    project.unreviewed = unreviewed_files(project)
     return project
 
 

@@ -269,7 +269,7 @@ def _verify(steps: Sequence[Step], report: ApplyReport, ctx: Context, journal: J
     def one(done: list[tuple[Provider, Instance]]) -> dict[str, tuple[bool, str]]:
         """Change id -> (still counted a success, why) for each change the re-read does not confirm."""
         try:
-            live = planner.read_live(done, ctx)
+            live = planner.read_live(done, replace(ctx, verifying=True))
         except ReconError as exc:
             return {i.id: (True, f"applied; not verified, the re-read failed: {exc}") for _, i in done}
         return {c.id: (False, f"applied, but a re-read still differs: {c.reason}")

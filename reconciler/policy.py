@@ -400,3 +400,25 @@ def unreviewed_refusal(project: Project) -> str:
         return ("this plan was not reviewed in a pull request and the trusted Policy does not allow applying "
                 "unreviewed plans (unreviewedApply: allow); open a pull request, or apply the plan it reviewed")
     return ""
+
+
+def unreviewed_files(project: Project) -> frozenset[str]:
+    """The project's spec files that differ from the trusted ref (RECON_POLICY_REF): what the change under
+    review wrote. Empty without a trusted ref (a laptop, a merged branch)."""
+    ref = os.environ.get("RECON_POLICY_REF", "").strip()
+    if not ref:
+        return frozenset()
+    out: set[str] = set()
+    by_root: dict[str, list[str]] = {}
+    for f in project.files:
+        root = _repo(f)
+        if root is None:
+            out.add(f)  # outside the repository: nothing reviewed it
+        else:
+            by_root.setdefault(root, []).append(f)
+    for root, files in by_root.items():
+        rel = {os.path.relpath(os.path.abspath(f), root): f for f in files}
+        changed = (_git(["diff", "--name-only", ref, "--", *rel], root) or "").splitlines()
+        untracked = (_git(["ls-files", "--others", "--exclude-standard", "--", *rel], root) or "").splitlines()
+        out.update(rel[n] for n in (*changed, *untracked) if n in rel)
+    return frozenset(out)

@@ -37,6 +37,9 @@ class Project:
     specs: dict[str, Spec]  # by address
     edges: dict[str, list[str]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    # spec files the change under review edits (CI reviewing a pull request): commands they add or edit must
+    # not run before the review, so their guards are not run by a plan (providers defer them to apply)
+    unreviewed: frozenset[str] = frozenset()
 
     def of_kind(self, kind: str) -> list[Spec]:
         return [s for s in self.specs.values() if s.kind == kind]

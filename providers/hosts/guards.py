@@ -28,6 +28,9 @@ def command_diff(
         return "noop", f"command {name} is not needed: {creates} exists", []
     if res.unless is not None and live.get("unless") == 0:
         return "noop", f"command {name} is not needed: its 'unless' check succeeded", []
+    if res.unless is not None and not desired.reviewed and "unless" not in live:
+        return "run", (f"command {name}: its 'unless' check was not run by this plan, because the change under "
+                       "review writes it; it runs at apply, before the command"), [FieldChange("run", None, res.run)]
     if by:
         reason = f"notified by {', '.join(by)}"
     elif creates is not None:

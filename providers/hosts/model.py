@@ -106,6 +106,7 @@ class HostResource(Generic[R]):
     content: Payload | None = None  # files and installers: the bytes they must hold
     notified_by: tuple[str, ...] = ()  # commands and services: keys of the resources that notify it
     rollback: bool = True  # undo this step when a later step on the host fails
+    reviewed: bool = True  # False: the change under review wrote it; its command guard is not run by a plan
 
     @property
     def path(self) -> str:

@@ -8,6 +8,7 @@ expands specs, bounds concurrency, and keeps one transport per host for the run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -67,7 +68,8 @@ class HostProvider:
                 content = contents.get(i)
                 handler = isinstance(res, CommandResource | ServiceResource)
                 by = tuple(notifiers.get(res.key(), ())) if handler else ()
-                desired = HostResource(res, info, key, content, by, body.rollback)
+                desired = HostResource(res, info, key, content, by, body.rollback,
+                                       reviewed=spec.doc.file not in project.unreviewed)
                 out.append(Instance(f"{spec.address}/{key}", host.name, spec.address, res.type, desired,
                                     desired.digest()))
         return out
@@ -100,8 +102,10 @@ class HostProvider:
                     if escape:
                         raise TransportError(f"{target}: {getattr(i.desired.res, 'path', '')}: {escape}, outside the "
                                              f"host's root {host.root}; remove the link, or point the root elsewhere")
+            # after an apply its guards may run: what the change wrote has been applied (reviewed or not)
+            wanted = [dataclasses.replace(i.desired, reviewed=True) if ctx.verifying else i.desired for i in items]
             with self._limit(host):
-                found = system_for(host).read([i.desired for i in items], _transport(host, ctx), target)
+                found = system_for(host).read(wanted, _transport(host, ctx), target)
             return {i.id: state for i, state in zip(items, found, strict=True)}
 
         out: dict[str, Facts] = {}

@@ -264,3 +264,32 @@ def test_a_link_inside_a_local_root_does_not_lead_recon_out_of_it(tmp_path: Path
         assert got.rc == 1, got.text
         assert f"a-root/srv is a link to {elsewhere}, outside the host's root" in got.err, got.text
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_pull_request_s_command_guard_does_not_run_before_the_review(tmp_path: Path) -> None:
+    """A plan runs command guards (`unless`) on the hosts; a pull request that writes one would run code on
+    production (and on the runner, with its secrets) before anyone reviewed it. With a trusted ref, a guard the
+    change writes is not run by the plan; it runs at apply, in the step, before the command."""
+    repo = _repo(tmp_path)
+    marker = tmp_path / "ran-before-review"
+    (repo / "specs" / "prod" / "app.yaml").write_text(hoststate("app", (
+        "- type: command\n  id: migrate\n  run: echo migrated > /tmp/migrated\n  unless: 'false'\n")))
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "a guarded command")
+    (repo / "a-root" / "tmp").mkdir()
+    _pr(repo, {"specs/prod/app.yaml": hoststate("app", (
+        "- type: command\n  id: migrate\n  run: echo migrated > $RECON_ROOT/tmp/migrated\n"
+        f"  unless: 'touch {marker}; test -e $RECON_ROOT/tmp/migrated'\n"))})
+    plan = recon("plan", "--json", "specs", cwd=repo, env={"RECON_POLICY_REF": "main"})
+    assert plan.rc == 0, plan.text
+    assert not marker.exists(), "the plan ran the pull request's guard"
+    [change] = _changes(plan.out).values()
+    assert change["action"] == "run" and "was not run by this plan" in change["reason"], change
+    # at apply (after the review: the merge's run, which trusts the commit before it) the guard runs first
+    pid = json.loads(plan.out)["plan_id"]
+    applied = recon("apply", "specs", "--confirm", pid, cwd=repo, env={"RECON_POLICY_REF": "main"})
+    assert applied.rc == 0, applied.text
+    assert marker.exists() and (repo / "a-root" / "tmp" / "migrated").read_text() == "migrated\n"
+    # without a trusted ref (a laptop: the author's own specs) the plan runs guards as before
+    marker.unlink()
+    assert recon("plan", "specs", cwd=repo).rc == 0 and marker.exists()

@@ -12,7 +12,10 @@ diff = guards.command_diff  # the same on every system: guards and notify decide
 
 def script(desired: HostResource[CommandResource], action: Action, fields: list[FieldChange]) -> str:
     res = desired.res
-    return f"{env_prefix(desired)}sh -c {q(res.run)} </dev/null"
+    run = f"{env_prefix(desired)}sh -c {q(res.run)} </dev/null"
+    if res.unless is not None and not desired.reviewed:  # the guard the plan did not run: checked now, first
+        return f"if ({env_prefix(desired)}sh -c {q(res.unless)}) </dev/null >/dev/null 2>&1; then :; else {run}; fi"
+    return run
 
 
 def env_prefix(desired: HostResource) -> str:

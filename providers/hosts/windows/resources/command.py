@@ -14,7 +14,8 @@ from specs.hoststate import CommandResource
 
 def fact(i: int, d: HostResource[CommandResource]) -> str:
     res = d.res
-    return call("Recon-GuardFact", i, res.creates or "", encoded(res.unless) if res.unless else "")
+    unless = encoded(res.unless) if res.unless and d.reviewed else ""  # an unreviewed guard is not run by a plan
+    return call("Recon-GuardFact", i, res.creates or "", unless)
 
 
 def diff(d: HostResource, live: dict[str, Any], changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
