@@ -215,11 +215,7 @@ class _Agent:
             try:
                 done = self.transport(key, head).run(script, on_line)
             except TransportError as exc:  # the host, or the client, went away: drop the connection
-                with self.lock:
-                    gone = self.conns.pop(key, None)
-                if gone is not None:
-                    gone.close()
-                send({"error": str(exc), "transient": exc.transient})
+                self.drop(key, exc, send)
                 return
             send({"rc": done.rc, "stdout": base64.b64encode(done.stdout).decode(),
                   "stderr": base64.b64encode(done.stderr).decode()})
@@ -247,13 +243,17 @@ class _Agent:
         try:
             self.transport(key, head).put_stream(chunks(), str(head["put"]))
         except TransportError as exc:
-            with self.lock:
-                gone = self.conns.pop(key, None)
-            if gone is not None:
-                gone.close()
-            send({"error": str(exc), "transient": exc.transient})
+            self.drop(key, exc, send)
             return
         send({"ok": True})
+
+    def drop(self, key: str, exc: TransportError, send: Callable[[dict[str, Any]], None]) -> None:
+        """A connection that failed (the host, or the client, went away) is closed, and the client told."""
+        with self.lock:
+            gone = self.conns.pop(key, None)
+        if gone is not None:
+            gone.close()
+        send({"error": str(exc), "transient": exc.transient})
 
     def run(self) -> None:
         import fcntl

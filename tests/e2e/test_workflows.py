@@ -122,20 +122,13 @@ def test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift(world
 
 
 def _pull_request(world: World, number: int, content: str) -> tuple[str, str, dict[str, object]]:
-    """A branch that changes the app's content, planned by plan-pr.yml: (base, head, the plan step's outputs)."""
-    repo = world.repo
-    base = _git(repo, "rev-parse", "HEAD")
-    _git(repo, "checkout", "-qb", f"pr-{number}")
-    (repo / "specs" / "app.yaml").write_text(hoststate("app", f"- type: file\n  path: /srv/app.conf\n"
-                                                              f"  content: {content}\n"))
-    _git(repo, "commit", "-qam", f"app {content}")
-    head = _git(repo, "rev-parse", "HEAD")
-    pr = {"number": number, "base": {"sha": base, "ref": "main"}, "head": {"sha": head, "ref": f"pr-{number}"}}
-    plan = world.runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request", {"pull_request": pr}, head,
-                                f"refs/pull/{number}/merge")
+    """A pull request changing the app's content, planned by plan-pr.yml, then merged: (base, head, the plan
+    step's outputs)."""
+    base, head = _open_pr(world, number, content)
+    plan = world.runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request",
+                                {"pull_request": world.gh.prs[number]}, head, f"refs/pull/{number}/merge")
     assert plan.ok, plan.log
-    _git(repo, "checkout", "-q", "main")
-    _git(repo, "merge", "-q", "--ff-only", f"pr-{number}")
+    _git(world.repo, "merge", "-q", "--ff-only", f"pr-{number}")
     world.gh.pulls[head] = [{"number": number, "state": "closed"}]
     return base, head, plan.step("recon").outputs
 
