@@ -89,3 +89,16 @@ class RefusedError(ReconError):
     """Apply was refused: it needs a confirmation that was not given."""
 
     exit_code = ExitCode.REFUSED
+
+
+def reason_of(exc: BaseException) -> str:
+    """The words of the innermost cause of a client library's error (requests wraps urllib3, which wraps the
+    socket's error): 'Connection refused', 'No such file or directory', not 'ConnectionError'."""
+    root = exc
+    for _ in range(6):
+        inner = [c for c in (getattr(root, "reason", None), root.args[-1] if root.args else None, root.__cause__)
+                 if isinstance(c, BaseException)]
+        if not inner:
+            break
+        root = inner[0]
+    return getattr(root, "strerror", None) or str(root).rsplit(": ", 1)[-1] or type(root).__name__

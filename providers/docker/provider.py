@@ -31,7 +31,7 @@ from providers.docker.files import bundle_source, bundle_tree
 from providers.docker.model import DockerModel, Failed, L, Orphan, context_hash
 from providers.docker.replicas import converge, mine, remove
 from providers.secrets import keyed
-from specs.errors import TransportError
+from specs.errors import TransportError, reason_of
 from specs.model import EnvFrom, ModelSpec
 from specs.project import Project, Spec
 
@@ -183,7 +183,19 @@ def _engine(call: Callable[[], Any]) -> Any:
     try:
         return call()
     except Exception as exc:
-        raise TransportError(f"the Docker engine cannot be read: {exc}", transient=True) from None
+        raise TransportError(f"the Docker engine cannot be read: {_why(exc)}", transient=True) from None
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong, in words: an engine that is not there says where recon looked, and what to do."""
+    import requests
+
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = reason_of(exc)
+        return (f"no Docker engine answers at {where} ({reason or 'connection failed'}); start dockerd, or set "
+                "DOCKER_HOST to the engine (e.g. unix:///run/user/1000/docker.sock, tcp://127.0.0.1:2375)")
+    return str(exc)
 
 
 def _client(ctx: Context) -> Any:

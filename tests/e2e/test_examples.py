@@ -44,3 +44,34 @@ def test_example_validates_and_plans(example: Path, tmp_path: Path) -> None:
     got = recon("plan", str(example), "--detailed-exitcode", cwd=tmp_path, env=env)
     assert got.rc in (0, 2), got.text
     assert "Plan:" in got.out
+
+
+def test_no_docker_engine_is_one_message_saying_where_recon_looked_and_what_to_do(tmp_path: Path) -> None:
+    """Issue 22 (4): without a Docker engine the plan printed a raw exception tuple, no fix, no DOCKER_HOST."""
+    for host, why in (("unix:///nonexistent/docker.sock", "No such file or directory"),
+                      (f"tcp://127.0.0.1:{_closed_port()}", "Connection refused")):
+        got = recon("plan", str(ROOT / "examples" / "model-docker"), cwd=tmp_path, env={"DOCKER_HOST": host})
+        assert got.rc == 1, got.text
+        assert f"no Docker engine answers at {host} ({why})" in got.err and "set DOCKER_HOST" in got.err, got.err
+        assert "Connection aborted" not in got.err and "Traceback" not in got.text
+
+
+def test_an_unreachable_winrm_host_says_why(tmp_path: Path) -> None:
+    """Issue 22 (8): an unreachable WinRM host said only 'ConnectionError'."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "g.yaml").write_text(
+        "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: win}\nspec:\n  connection: winrm\n"
+        "  winrm: {user: Administrator, password: {env: P}, transport: ntlm, scheme: http}\n"
+        f"  hosts: [{{name: w1, address: 127.0.0.1, port: {_closed_port()}}}]\n---\n"
+        "apiVersion: recon/v1\nkind: HostState\nmetadata: {name: s}\nspec:\n  group: win\n"
+        "  resources: [{type: service, name: Spooler, state: running}]\n")
+    got = recon("plan", cwd=tmp_path, env={"P": "x"})
+    assert got.rc == 1 and "cannot be reached (Connection refused)" in got.err and "WinRM" in got.err, got.err
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the test connects

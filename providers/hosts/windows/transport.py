@@ -14,7 +14,7 @@ from typing import Any
 from providers.hosts.model import HostInfo, Payload
 from providers.hosts.transport import RunResult, Script
 from providers.hosts.windows.powershell import COMMAND
-from specs.errors import TransportError
+from specs.errors import TransportError, reason_of
 
 _GSS_TEXT = re.compile(r"\('([^']*)', -?\d+\)")
 
@@ -74,8 +74,8 @@ class WinrmTransport:
             raise TransportError(f"{name}: the certificate of {self.endpoint} cannot be verified: give its CA in "
                                  "winrm.caFile (or validateCerts: false, on a test network only)") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise TransportError(f"{name}: {self.endpoint} cannot be reached: {exc.__class__.__name__}",
-                                 transient=True) from None
+            raise TransportError(f"{name}: {self.endpoint} cannot be reached ({reason_of(exc)}): check the address, "
+                                 "the port, and that WinRM listens there (winrm quickconfig)", transient=True) from None
         except (WinRMTransportError, WinRMError) as exc:
             raise TransportError(f"{name}: WinRM error from {self.endpoint}: {exc}") from None
         except requests.exceptions.RequestException as exc:
