@@ -419,9 +419,13 @@ def _apply_unmet(gh: GitHub, pr: dict[str, Any]) -> list[str]:
 
 
 def _reviewed_pr(gh: GitHub, number: int, spec_path: str) -> tuple[int, str]:
+    """The plan id the pull request's recon comment shows. Only a comment a bot wrote counts (the Action's
+    token writes as github-actions[bot]): anyone may comment the marker and another plan's id."""
     marker = f"<!-- recon:plan:{spec_path} -->"
     for comment in gh.all(f"/repos/{gh.repo}/issues/{number}/comments"):
         body = comment.get("body") or ""
+        if (comment.get("user") or {}).get("type") != "Bot":
+            continue
         found = PLAN_ID_MARK.search(body) if marker in body else None
         if found:
             return number, found[1]

@@ -216,9 +216,14 @@ def test_comment_commands_with_apply_requirements_and_pull_request_locks(world: 
     refused = _comment(world, 8, "recon apply")
     assert not refused.ok
     assert any("was not run" in r and "approving review" in r for r in _replies(world, 8)), _replies(world, 8)
-    assert (world.live / "srv" / "app.conf").read_text() != "v8"
+    conf = world.live / "srv" / "app.conf"
+    assert not conf.exists() or conf.read_text() != "v8"
 
     gh.reviews[8] = [{"user": {"login": "bob"}, "state": "APPROVED"}]
+    # anyone may comment the marker with another plan's id: only the bot's comment counts
+    forged = min(gh.comments) - 1
+    gh.comments[forged] = {"id": forged, "issue": 8, "user": {"login": "mallory", "type": "User"},
+                           "body": "<!-- recon:plan:specs -->\n<!-- recon-plan-id: 000000000000 -->\n"}
     applied = _comment(world, 8, "recon apply")
     assert applied.ok, applied.log
     assert (world.live / "srv" / "app.conf").read_text() == "v8"

@@ -69,11 +69,12 @@ def start(repo: str = "acme/models") -> FakeGitHub:
             if m := re.fullmatch(base + r"/issues/(\d+)/comments", url.path):
                 number = int(m[1])
                 if method == "GET":
-                    mine = [c for c in state.comments.values() if c["issue"] == number]
+                    mine = sorted((c for c in state.comments.values() if c["issue"] == number), key=lambda c: c["id"])
                     self._send(200, mine[(page - 1) * per: page * per])
                     return
                 cid = 1000 + len(state.comments) + 1
-                state.comments[cid] = {"id": cid, "issue": number, "body": body["body"]}
+                state.comments[cid] = {"id": cid, "issue": number, "body": body["body"],
+                                       "user": {"login": "github-actions[bot]", "type": "Bot"}}  # the token's
                 self._send(201, state.comments[cid])
                 return
             if (m := re.fullmatch(base + r"/issues/comments/(\d+)", url.path)) and method == "PATCH":
