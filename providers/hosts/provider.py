@@ -128,6 +128,8 @@ class HostProvider:
             changed[desired.key] = action != "noop"
             if isinstance(desired.res, FileResource) and desired.res.secret and state and state.get("sha256"):
                 state = {**state, "sha256": keyed(state["sha256"])}  # the fingerprint must not hash a secret plainly
+            if isinstance(state, dict) and "text" in state:  # shown as a diff; the digest already stands for it
+                state = {k: v for k, v in state.items() if k != "text"}
             out.append(Change(inst.address, inst.target, inst.spec, inst.resource, action, reason,
                               tuple(fields), fingerprint(state), inst.desired_digest))
         return out

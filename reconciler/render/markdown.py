@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -55,12 +56,18 @@ def _section(c: Change, targets: list[str]) -> tuple[str, str]:
     denied = f" ❌ denied by {_html(c.denied)}" if c.denied else ""
     head = f"{SYMBOL[c.action]} {_code(c.address)}{_html(where)}{flags}{denied}"
     body = [f"<details><summary>{head}</summary>", "", _html(c.reason), ""]
-    if c.fields:
+    table = [f for f in c.fields if f.path != "diff"]
+    if table:
         body += ["| field | before | after |", "|---|---|---|"]
-        body += [f"| {_cell(f.path)} | {_cell(f.before)} | {_cell(f.after)} |" for f in c.fields[:50]]
-        if len(c.fields) > 50:
-            body.append(f"| … {len(c.fields) - 50} more fields | | |")
+        body += [f"| {_cell(f.path)} | {_cell(f.before)} | {_cell(f.after)} |" for f in table[:50]]
+        if len(table) > 50:
+            body.append(f"| … {len(table) - 50} more fields | | |")
         body.append("")
+    for f in c.fields:
+        if f.path == "diff" and isinstance(f.after, str):  # a fence longer than any run of backticks inside
+            text = visible(f.after, lines=True)
+            fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+            body += [f"{fence}diff", text, fence, ""]
     body.append("</details>")
     return f"- {head}", "\n".join(body)
 

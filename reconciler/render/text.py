@@ -110,7 +110,13 @@ def change_lines(change: Change, targets: list[str] | None = None, verbose: bool
         fields = fields[:FIELDS_SHOWN]
     for f in fields:
         before, after = _value(f.before), _value(f.after)
-        if f.path == "run":
+        if f.path == "diff" and isinstance(f.after, str):  # a text file's lines, as `diff -u` shows them
+            for line in f.after.split("\n"):
+                style = ("dim" if line.startswith(("---", "+++")) else "green" if line.startswith("+") else
+                         "red" if line.startswith("-") else "cyan" if line.startswith("@@") else "")
+                shown = escape(line)
+                yield f"                [{style}]{shown}[/{style}]" if style else f"                {shown}"
+        elif f.path == "run":
             yield f"              {escape(f.path)}: {escape(after)}"
         else:
             yield f"              {escape(f.path)}: {escape(before)} [dim]→[/dim] {escape(after)}"

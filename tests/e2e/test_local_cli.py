@@ -381,3 +381,38 @@ def test_show_diff_compares_two_saved_plans(tmp_path: Path) -> None:
     assert d["specs"] and d["specs"][0]["path"] == "HostState/app"
     text = recon("show", "old.json", "--diff", "new.json", cwd=tmp_path)
     assert "1 added, 1 dropped, 1 changed" in text.out and "fields.content.after" in text.out, text.out
+
+
+def test_a_text_file_s_change_is_shown_as_a_diff_never_a_secret_s(tmp_path: Path) -> None:
+    """Issue 22: changing two lines of a config file showed two hashes; a reviewer reads the lines. Not for a
+    sensitive file, nor a binary one (those keep size and digest)."""
+    import json
+
+    conf = "".join(f"setting_{i} = {i}\n" for i in range(30))
+    write(tmp_path / "specs", {"g.yaml": group("a"), "s.yaml": hoststate("app", (
+        "- type: file\n  path: /etc/app.conf\n  source: app.conf\n"
+        "- type: file\n  path: /etc/token\n  content: new-secret-value\n  sensitive: true\n"
+        "- type: file\n  path: /srv/blob.bin\n  source: blob.bin\n"))})
+    (tmp_path / "specs" / "app.conf").write_text(conf)
+    (tmp_path / "specs" / "blob.bin").write_bytes(b"\0\1\2" * 100)
+    (tmp_path / "a-root").mkdir()
+    assert recon("apply", "--auto-approve", cwd=tmp_path).rc == 0
+    (tmp_path / "specs" / "app.conf").write_text(conf.replace("setting_3 = 3", "setting_3 = 33")
+                                                 .replace("setting_20 = 20\n", "setting_20 = 20\nextra = yes\n"))
+    (tmp_path / "a-root" / "etc" / "token").write_text("old-secret-value\n")
+    (tmp_path / "specs" / "blob.bin").write_bytes(b"\3\4\5" * 100)
+    text = recon("plan", cwd=tmp_path)
+    assert text.rc == 0, text.text
+    assert "-setting_3 = 3" in text.out and "+setting_3 = 33" in text.out and "+extra = yes" in text.out, text.out
+    assert "secret-value" not in text.out
+    changes = {c["id"]: c for c in json.loads(recon("plan", "--json", cwd=tmp_path).out)["changes"]}
+    fields = {c: {f["path"]: f for f in changes[c]["fields"]} for c in changes}
+    diff = fields["HostState/app/file:/etc/app.conf@a"]["diff"]["after"]
+    assert diff.startswith("--- /etc/app.conf (live)\n+++ /etc/app.conf (specs)\n@@") and "setting_10" not in diff
+    assert "diff" not in fields["HostState/app/file:/etc/token@a"]
+    assert "diff" not in fields["HostState/app/file:/srv/blob.bin@a"]
+    markdown = recon("plan", "--markdown", cwd=tmp_path).out
+    assert "```diff\n--- /etc/app.conf (live)" in markdown and "+setting_3 = 33" in markdown
+    assert "secret-value" not in markdown
+    assert recon("apply", "--auto-approve", cwd=tmp_path).rc == 0
+    assert_converged(tmp_path)

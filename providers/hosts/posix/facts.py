@@ -135,3 +135,24 @@ def parse(items: Sequence[HostResource], out: bytes) -> list[dict[str, Any] | No
                 st = {**(st or {"type": "missing"}), "stray": True}
             live.append(st)
     return live
+
+
+def texts(transport: Any, paths: Sequence[str]) -> list[str | None]:
+    """The text of each file (None: gone, or not UTF-8), in one script: what a plan shows a diff against."""
+    import base64
+
+    lines = ["LC_ALL=C; export LC_ALL"]
+    lines += [f"if [ -f {q(p)} ]; then base64 -w0 -- {q(p)}; fi; printf '\\0'" for p in paths]
+    done = transport.run("\n".join(lines) + "\n")
+    parts = done.stdout.split(b"\0")
+    out: list[str | None] = []
+    for k in range(len(paths)):
+        raw = parts[k] if k < len(parts) else b""
+        from providers.hosts.posix.resources.file import is_text
+
+        try:
+            data = base64.b64decode(raw) if raw else b""
+        except ValueError:
+            data = b""
+        out.append(data.decode("utf-8") if data and is_text(data) else None)
+    return out

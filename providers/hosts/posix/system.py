@@ -56,9 +56,16 @@ class Posix:
         if done.rc != 0:
             raise TransportError(f"{target}: reading facts failed: {tail(done.stderr)}")
         try:
-            return list(facts.parse(list(items), done.stdout))
+            found = list(facts.parse(list(items), done.stdout))
         except ValueError as exc:
             raise TransportError(f"{target}: {exc}: {tail(done.stderr)}") from None
+        shown = [i for i, (d, live) in enumerate(zip(items, found, strict=True)) if filemod.diffable(d, live)]
+        if shown:  # the old text of files whose content changes, for the plan's diff: one more round trip, only then
+            texts = facts.texts(transport, [items[i].path for i in shown])
+            for i, text in zip(shown, texts, strict=True):
+                if text is not None and found[i] is not None:
+                    found[i] = {**found[i], "text": text}  # type: ignore[dict-item]
+        return found
 
     def diff(self, d: HostResource, live: Facts, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:
         if isinstance(d.res, CommandResource):

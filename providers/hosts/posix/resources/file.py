@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import posixpath
+import re
 from typing import Any
 
 from providers.contract import Action, FieldChange
@@ -55,6 +56,8 @@ def diff(desired: HostResource[FileResource], live: dict[str, Any] | None) -> tu
     fields = []
     if live.get("sha256") != want_sha:
         fields.append(FieldChange("content", describe(live.get("sha256"), live.get("size"), sensitive), after))
+        if isinstance(live.get("text"), str) and desired.content.data is not None and not sensitive:
+            fields.append(FieldChange("diff", None, unified(live["text"], desired.content.data.decode(), path)))
     fields += attr_changes(desired, live)
     if not fields:
         return "noop", f"file {path} is up to date", []
@@ -130,3 +133,44 @@ def streamed(desired: HostResource, action: Action, fields: list[FieldChange]) -
     if action in ("create", "replace") or "content" in names:
         return content, desired.path + ".recon-tmp"
     return None
+
+
+DIFF_MAX = 64 * 1024  # bytes of a text file, old or new, that a plan shows as a diff
+DIFF_LINES = 200  # lines of a diff a plan shows; the rest is counted
+
+
+def diffable(desired: HostResource, live: dict[str, Any] | None) -> bool:
+    """Whether a plan shows this file's change as a diff: a text file on both sides, not sensitive, small,
+    whose content changes."""
+    res = desired.res
+    content = desired.content
+    if not isinstance(res, FileResource) or res.state != "present" or res.secret or content is None:
+        return False
+    if content.data is None or content.size > DIFF_MAX or not live:
+        return False
+    if live.get("type") != "file" or live.get("sha256") in (None, content.sha256) or live.get("size", 0) > DIFF_MAX:
+        return False
+    return is_text(content.data)
+
+
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")  # control characters that text files do not hold
+
+
+def is_text(data: bytes) -> bool:
+    """UTF-8 without control characters (tabs, newlines and form feeds allowed): shown as lines."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return _BINARY.search(data) is None
+
+
+def unified(old: str, new: str, path: str) -> str:
+    """A unified diff of a file's text (at most DIFF_LINES lines, then how many more)."""
+    import difflib
+
+    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"{path} (live)", f"{path} (specs)",
+                                      lineterm="", n=2))
+    if len(lines) > DIFF_LINES:
+        lines = [*lines[:DIFF_LINES], f"… {len(lines) - DIFF_LINES} more lines of the diff not shown"]
+    return "\n".join(lines)
