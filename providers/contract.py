@@ -54,6 +54,7 @@ class Change:
     environment: str = ""  # the policy environment of its spec, if any
     risks: tuple[str, ...] = ()  # flags: delete, replace, restart, tag move, "<env> needs confirmation"
     denied: str = ""  # the policy rule that denies it, with its message; apply refuses the plan
+    drift: bool = False  # the live side moved since recon applied these very specs (not what the change asks)
 
     @property
     def id(self) -> str:

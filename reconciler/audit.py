@@ -59,6 +59,7 @@ CLAIMS"""
 
 CLAIMS = """
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, holder TEXT NOT NULL, at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_change ON events (change_id, event);
 """
 EVENTS = EVENTS.replace("CLAIMS", CLAIMS)
 
@@ -273,10 +274,18 @@ class Audit:
             return None
         return {"at": rows[0][0], "run": rows[0][1], **json.loads(rows[0][2])}
 
-    def applied(self) -> dict[str, str]:
-        """Change id -> the desired digest it was last applied with (the baseline of drift)."""
+    def applied(self, ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Change id -> the desired digest it was last applied with (the baseline of drift); of `ids` only, when
+        given (a plan asks for its pending changes alone)."""
+        sql = "SELECT change_id, data FROM events WHERE event = 'applied'"
+        rows: list[tuple[Any, ...]] = []
         with self._lock:
-            rows = self._store.query("SELECT change_id, data FROM events WHERE event = 'applied' ORDER BY seq")
+            if ids is None:
+                rows = self._store.query(sql + " ORDER BY seq")
+            for k in range(0, len(ids or ()), 500):
+                part = list(ids or ())[k:k + 500]
+                rows += self._store.query(sql + f" AND change_id IN ({', '.join('?' * len(part))}) ORDER BY seq",
+                                          part)
         return {change: json.loads(data).get("desired", "") for change, data in rows}
 
     def runs(self, since: datetime | None = None, resource: str = "", plan_id: str = "",

@@ -29,6 +29,7 @@ from reconciler.clikit import (
     esc,
     load,
     lock_waiting,
+    mark_drift,
     planned,
     print_plan,
     read_plan,
@@ -184,8 +185,8 @@ def apply(
             # the locks come first, as in Terraform: the plan then sees what an apply before this one did
             with gate.locked(project, target or [], exclude or [], state_dir, wait, waiting, items=items,
                              on_lost=ctx.halt):
-                the_plan = planner.make_plan(project, ctx, chosen, target or [], exclude or [], prune=prune,
-                                             expanded=items)
+                the_plan = mark_drift(planner.make_plan(project, ctx, chosen, target or [], exclude or [],
+                                                        prune=prune, expanded=items), state_dir)
                 for line in plan_lines(the_plan):
                     console.print(line)
                 outcome = gated(the_plan, project, False, items)

@@ -80,8 +80,30 @@ def planned(paths: list[str] | None, parallelism: int, state_dir: Path, command:
         the_plan = make_plan(project, ctx, chosen, **selection)
     finally:
         ctx.close()
+    the_plan = mark_drift(the_plan, state_dir)
     gate.record_plan(the_plan, state_dir, command, save)
     return project, the_plan
+
+
+def mark_drift(the_plan: Plan, state_dir: Path) -> Plan:
+    """Each pending change whose specs are what recon last applied there: the live side moved, not the specs
+    (Terraform's "changed outside of Terraform"). From the state backend's baseline; a plan without pending
+    changes asks nothing."""
+    import dataclasses
+
+    from reconciler.audit import open_audit
+
+    pending = [c.id for c in the_plan.pending if c.desired]
+    if not pending:
+        return the_plan
+    audit = open_audit(state_dir)
+    try:
+        applied = audit.applied(pending)
+    finally:
+        audit.close()
+    changes = tuple(dataclasses.replace(c, drift=True) if c.is_change and c.desired and applied.get(c.id) == c.desired
+                    else c for c in the_plan.changes)
+    return dataclasses.replace(the_plan, changes=changes)
 
 
 def claim_targets(project: Project, the_plan: Plan, state_dir: Path, owner: str) -> dict[str, dict[str, Any]]:

@@ -68,7 +68,7 @@ class Plan:
                     action=c["action"], reason=c["reason"],
                     fields=tuple(FieldChange(**f) for f in c["fields"]),
                     fingerprint=c["fingerprint"], desired=c["desired"], environment=c.get("environment", ""),
-                    risks=tuple(c.get("risks", ())), denied=c.get("denied", ""),
+                    risks=tuple(c.get("risks", ())), denied=c.get("denied", ""), drift=bool(c.get("drift", False)),
                 )
                 for c in data["changes"]
             )

@@ -53,7 +53,7 @@ def _section(c: Change, targets: list[str]) -> tuple[str, str]:
     names = [t for t in targets if t]
     where = f" @ {', '.join(names[:5])}{f' and {len(names) - 5} more' if len(names) > 5 else ''}" if names else ""
     flags = f" ⚠ {_html(', '.join(c.risks))}" if c.risks else ""
-    denied = f" ❌ denied by {_html(c.denied)}" if c.denied else ""
+    denied = (f" ❌ denied by {_html(c.denied)}" if c.denied else "") + (" ↯ drift" if c.drift else "")
     head = f"{SYMBOL[c.action]} {_code(c.address)}{_html(where)}{flags}{denied}"
     body = [f"<details><summary>{head}</summary>", "", _html(c.reason), ""]
     table = [f for f in c.fields if f.path != "diff"]
@@ -104,6 +104,10 @@ def render(plan: Plan, title: str = "recon plan", limit: int = COMMENT_LIMIT, fu
                      + ".")
     if plan.denied:
         parts.append(f"❌ **{len(plan.denied)} change(s) denied by policy**: apply will refuse this plan.")
+    drifted = sum(1 for c in pending if c.drift)
+    if drifted:
+        parts.append(f"↯ **{drifted} change(s) are drift**: they undo what was changed outside recon since it applied "
+                     "these specs, not what this change asks.")
     if risky:
         parts.append("⚠ **Risks:** " + ", ".join(f"{n} × {_html(r)}" for r, n in sorted(risky.items())))
     parts += ["", *_targets_table(pending), ""]

@@ -44,6 +44,10 @@ def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
     else:
         yield ""
     yield f"[bold]Plan:[/bold] {summary_line(plan)}"
+    drifted = sum(1 for c in plan.pending if c.drift)
+    if drifted:
+        yield (f"[bold magenta]Drift:[/] {_count(drifted, 'change')} undo what was changed outside recon since it "
+               "applied these specs (marked ↯); the others are what the specs ask.")
     yield from policy_lines(plan)
 
 
@@ -102,6 +106,8 @@ def change_lines(change: Change, targets: list[str] | None = None, verbose: bool
     flags = f" [bold yellow]⚠ {escape(', '.join(change.risks))}[/]" if change.risks else ""
     yield (f"[{colour}]{escape(sym):>3} {change.action:<7}[/{colour}] [bold]{escape(change.address)}[/bold]{target}"
            f"{flags}")
+    if change.drift:
+        yield "              [bold magenta]↯ drift: changed outside recon since it was applied[/]"
     if change.denied:
         yield f"              [bold red]✗ denied by {escape(change.denied)}[/]"
     yield f"              [dim]{escape(change.reason)}[/dim]"

@@ -458,3 +458,23 @@ def test_the_workflows_pass_actionlint_and_github_s_schemas() -> None:
         done = subprocess.run([schema, "--builtin-schema", builtin, *files], capture_output=True, text=True,
                               timeout=120, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_drift_is_marked_in_the_plan_apart_from_what_the_change_asks(tmp_path: Path) -> None:
+    """Issue 22: a pull request's plan mixed its own changes with what moved on the live side, nothing telling
+    them apart. A change whose specs are what recon last applied there is drift: marked in text, JSON, markdown."""
+    repo = _repo(tmp_path)
+    assert recon("apply", "--auto-approve", cwd=repo).rc == 0
+    (repo / "a-root" / "other").write_text("edited by hand\n")  # drift
+    (repo / "specs" / "app.yaml").write_text(hoststate("app", "- type: file\n  path: /srv/app\n  content: v2\n",
+                                                       meta="  dependsOn: [HostState/base]\n"))  # the change
+    data = json.loads(recon("plan", "--json", cwd=repo).out)
+    marked = {c["id"]: c["drift"] for c in data["changes"] if c["action"] != "noop"}
+    assert marked == {"HostState/other/file:/other@a": True, "HostState/app/file:/srv/app@a": False}, marked
+    text = recon("plan", cwd=repo).out
+    assert "↯ drift: changed outside recon" in text and "Drift: 1 change undo" in text, text
+    markdown = recon("plan", "--markdown", cwd=repo).out
+    assert "↯ **1 change(s) are drift**" in markdown and "↯ drift" in markdown
+    # a no-op plan asks the state backend nothing
+    assert recon("apply", "--auto-approve", cwd=repo).rc == 0
+    assert "Drift" not in recon("plan", cwd=repo).out
