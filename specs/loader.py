@@ -69,19 +69,37 @@ def find_spec_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Diagn
             )
             if not found:
                 problems.append(Diagnostic(
-                    "no spec files (*.yaml, *.yml) in this directory", str(path),
-                    hint="point recon at the directory that holds your specs, e.g. `recon plan specs/`",
-                ))
+                    "no spec files (*.yaml, *.yml) in this directory", str(path), hint=_elsewhere(path)))
             files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
-            problems.append(Diagnostic(
-                "no such file or directory", str(path),
-                hint="check the path; recon looks in specs/ when none is given",
-            ))
+            problems.append(Diagnostic("no such file or directory", str(path), hint=_elsewhere(path)))
     unique = list(dict.fromkeys(files))
     return unique, problems
+
+
+def _elsewhere(path: Path) -> str:
+    """The fix for a path without specs: the directories nearby that hold recon specs, if any."""
+    found: list[str] = []
+    here = Path(".")
+    read = 0
+    for depth in ("*", "*/*", "*/*/*"):
+        for f in sorted(here.glob(f"{depth}.yaml")):
+            if len(found) >= 3 or read >= 200 or any(part.startswith(".") for part in f.parts):
+                continue
+            read += 1
+            try:
+                head = f.read_text(encoding="utf-8", errors="replace")[:2000]
+            except OSError:
+                continue
+            parent = f.parent.as_posix()
+            if "apiVersion: recon/" in head and parent not in found and Path(parent) != path:
+                found.append(parent)
+    default = "recon looks in specs/ when none is given"
+    if found:
+        return f"give the directory that holds your specs, e.g. `recon plan {found[0]}` ({', '.join(found)} hold some)"
+    return f"check the path, or give the directory that holds your specs ({default})"
 
 
 def _hidden(rel: Path) -> bool:

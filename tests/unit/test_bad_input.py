@@ -328,3 +328,19 @@ def test_strategy_batch_size(batch: int | str, targets: int, size: int) -> None:
     from specs.base import Strategy
 
     assert Strategy(batch=batch).size(targets) == size
+
+
+def test_a_directory_without_specs_points_at_the_directories_that_hold_some(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 (1): `recon validate` from recon's own repository used its `specs/` package, and the fix it
+    suggested was the directory that failed."""
+    from specs.loader import find_spec_files
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "code.py").write_text("")
+    (tmp_path / "examples" / "quickstart").mkdir(parents=True)
+    (tmp_path / "examples" / "quickstart" / "a.yaml").write_text("apiVersion: recon/v1\nkind: HostGroup\n")
+    monkeypatch.chdir(tmp_path)
+    _, [problem] = find_spec_files(["specs"])
+    hint = problem.hint or ""
+    assert "recon plan examples/quickstart" in hint and "`recon plan specs/`" not in hint
