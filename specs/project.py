@@ -64,10 +64,12 @@ def project_of(docs: Sequence[Document], files: Sequence[str], problems: list[Di
     unreadable = bool(problems)  # a file that did not load may declare what others refer to
     specs: dict[str, Spec] = {}
     invalid: set[str] = set()  # declared but invalid: references to them are not reported again
+    broken: list[Document] = []
     for doc in docs:
         spec = _validate(doc, problems, preflight)
         if spec is None:
             invalid.add(_declared(doc))
+            broken.append(doc)
             continue
         if spec.address in specs:
             first = specs[spec.address].doc
@@ -78,6 +80,8 @@ def project_of(docs: Sequence[Document], files: Sequence[str], problems: list[Di
             continue
         specs[spec.address] = spec
     edges = _edges(specs, problems, invalid, unreadable)
+    if not unreadable:
+        problems.extend(_broken_refs(broken, specs, invalid))
     if not problems:
         cycle = graph.find_cycle(edges)
         if cycle:
@@ -92,6 +96,27 @@ def project_of(docs: Sequence[Document], files: Sequence[str], problems: list[Di
     if problems:
         raise SpecError(problems)
     return Project(specs, edges, list(files))
+
+
+def _broken_refs(docs: Sequence[Document], specs: dict[str, Spec], invalid: set[str]) -> list[Diagnostic]:
+    """What an invalid document refers to that no spec declares, found in its raw data as far as it can be
+    read: reported with the document's own problems, not after they are fixed."""
+    out = []
+    for doc in docs:
+        data = doc.data if isinstance(doc.data, dict) else {}
+        model = KINDS.get(str(data.get("kind")))
+        spec = data.get("spec")
+        if model is None or not isinstance(spec, dict):
+            continue
+        try:
+            refs = model.model_construct(**spec).references()  # unvalidated: a best effort, never a failure
+        except Exception:
+            continue
+        for loc, target in refs:
+            if isinstance(target, str) and target not in specs and target not in invalid and ADDRESS_RE.match(target):
+                out.append(doc.diagnostic(("spec", *loc), f"refers to {target}, which no spec declares",
+                                          _suggest(target, specs)))
+    return out
 
 
 def _declared(doc: Document) -> str:

@@ -344,3 +344,17 @@ def test_a_directory_without_specs_points_at_the_directories_that_hold_some(
     _, [problem] = find_spec_files(["specs"])
     hint = problem.hint or ""
     assert "recon plan examples/quickstart" in hint and "`recon plan specs/`" not in hint
+
+
+def test_a_document_s_own_problems_and_its_missing_reference_are_reported_at_once(tmp_path: Path) -> None:
+    """Issue 22 (2): a HostState naming a missing HostGroup was reported only after its other problems were
+    fixed."""
+    from specs.errors import SpecError
+    from specs.project import load_project
+
+    (tmp_path / "s.yaml").write_text("apiVersion: recon/v1\nkind: HostState\nmetadata: {name: s}\nspec:\n"
+                                     "  group: missing\n  resources: [{type: file, path: /x, content: y, colour: 1}]\n")
+    with pytest.raises(SpecError) as got:
+        load_project([str(tmp_path / "s.yaml")], preflight=False)
+    text = "\n".join(f"{d.summary} {d.field}" for d in got.value.diagnostics)
+    assert "colour" in text and "refers to HostGroup/missing, which no spec declares" in text, text
