@@ -90,8 +90,8 @@ def test_change_outside_recon_shows_in_next_plan(quickstart: tuple[Path, dict[st
         "HostState/app/directory:/srv/app/models@localhost",
         "HostState/app/command:reload@localhost",
     }
-    config = pending["HostState/app/file:/srv/app/config.ini@localhost"]["fields"]
-    assert [f["path"] for f in config] == ["content", "diff"]  # the text diff beside the digests
+    fields = pending["HostState/app/file:/srv/app/config.ini@localhost"]["fields"]
+    assert [f["path"] for f in fields] == ["content", "diff"]  # the text diff beside the digests
     assert pending["HostState/app/directory:/srv/app/models@localhost"]["fields"] == [
         {"path": "mode", "before": "0777", "after": "0750"}
     ]
