@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import importlib
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -77,7 +78,9 @@ def draft(
     if made.confirm:
         console.print(f"[bold red]Needs confirmation:[/bold red] {made.confirm}.")
     if not write:
-        console.print(f"Write it with: recon draft {request!r} --write   (then review, commit, plan, apply)")
+        given = "".join(f" --specs {shlex.quote(p)}" for p in (paths or []))  # the command as it was given
+        console.print(f"Write it with: recon draft {shlex.quote(request)}{given} --write   (then review, commit, "
+                      "plan, apply)")
         return ExitCode.OK
     asked = made.confirm and not yes
     if asked and (not sys.stdin.isatty() or typer.prompt("Type yes to write it", default="") != "yes"):

@@ -65,9 +65,23 @@ class _Rules:
             return self.ask(f"what should be done: '{m.group(1)}' is no verb I know. {HELP}")
         env, rest = self._environment(rest)
         handler = getattr(self, f"do_{verb}")
-        return handler(rest, env)
+        made = handler(rest, env)
+        if made.questions and self.stray_env:  # the likelier cause of the question: an environment no Policy has
+            names = sorted(self.catalog.environment_names())
+            made.questions.insert(0, f"there is no environment '{self.stray_env}': "
+                                     + (f"the Policy declares {', '.join(names)}" if names else
+                                        "no Policy declares environments in these specs"))
+        return made
 
     # parts of a request
+
+    stray_env = ""  # a trailing "in NAME" that names no environment
+
+    def _example(self, verb: str, tail: str) -> str:
+        """A request of this verb with names these specs have (never the words that failed)."""
+        models = sorted(s.name for s in self.catalog.specs("Model"))
+        envs = sorted(self.catalog.environment_names())
+        return f"{verb} {models[0] if models else 'MODEL'} {tail}" + (f" in {envs[0]}" if envs else "")
 
     def _environment(self, rest: str) -> tuple[str, str]:
         m = re.search(r"\s+(?:in|on|for|to)\s+(?:the\s+)?([A-Za-z][\w-]*)(?:\s+environment)?\s*$", rest, re.I)
@@ -76,6 +90,8 @@ class _Rules:
             hit = next((n for n in sorted(names) if close(n, m.group(1).lower())), "")
             if hit:
                 return hit, rest[:m.start()]
+            if re.match(r"\s+in\s", rest[m.start():], re.I):
+                self.stray_env = m.group(1)
         return "", rest
 
     @staticmethod
@@ -339,7 +355,7 @@ class _Rules:
     def do_scale(self, rest: str, env: str) -> Draft:
         m = re.match(r"^(?:the\s+)?(?:model\s+)?([\w.-]+)\s+(?:to|=)\s*(\d+)(?:\s+replicas?)?\s*$", rest.strip(), re.I)
         if m is None:
-            return self.ask("scale which model to how many replicas? (say: scale churn-model to 3 in stage)")
+            return self.ask(f"scale which model to how many replicas? (say: {self._example('scale', 'to 3')})")
         model = self._model(m.group(1), env)
         if model is None:
             return self.out
@@ -355,7 +371,7 @@ class _Rules:
     def do_rollback(self, rest: str, env: str) -> Draft:
         m = re.match(r"^(?:the\s+)?(?:model\s+)?([\w.-]+)(?:\s+(?:to|version)\s+([\w.-]+))?\s*$", rest.strip(), re.I)
         if m is None:
-            return self.ask("roll back which model, to which version? (say: roll back churn-model to 1.3.0 in prod)")
+            return self.ask(f"roll back which model, to which version? (say: {self._example('roll back', 'to 1.3.0')})")
         model = self._model(m.group(1), env)
         if model is None:
             return self.out

@@ -119,3 +119,17 @@ def test_a_pluggable_planner_is_validated_like_any_spec(tmp_path: Path) -> None:
     assert "Traceback" not in bad.text
     missing = recon("draft", "x", cwd=tmp_path, env={"RECON_DRAFT_PLANNER": "nowhere:Nothing"})
     assert missing.rc == 1 and "RECON_DRAFT_PLANNER=nowhere:Nothing: cannot load it" in missing.err
+
+
+def test_the_readme_s_draft_says_why_and_keeps_the_specs_given(tmp_path: Path) -> None:
+    """Issue 22 (3): `recon draft "scale churn-model to 3 in stage" --specs examples/model-docker` asked "scale which
+    model to how many replicas?", suggesting the very words typed, and never said that there is no environment
+    `stage`; its "Write it with" hint dropped the --specs given."""
+    specs = str(ROOT / "examples" / "model-docker")
+    asked = recon("draft", "scale churn-model to 3 in stage", "--specs", specs, cwd=tmp_path)
+    assert asked.rc == 1
+    assert "there is no environment 'stage'" in asked.out, asked.out
+    assert "(say: scale churn-model to 3 in stage)" not in asked.out and "(say: scale churn-model to 3)" in asked.out
+    drafted = recon("draft", "scale churn-model to 3", "--specs", specs, cwd=tmp_path)
+    assert drafted.rc == 0, drafted.text
+    assert f"Write it with: recon draft 'scale churn-model to 3' --specs {specs} --write" in drafted.out
