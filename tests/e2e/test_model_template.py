@@ -134,3 +134,16 @@ def _assert_predicts(api_port: int) -> None:
     with urllib.request.urlopen(req, timeout=10) as resp:
         got = json.loads(resp.read())
     assert got["model_version"] == "0.1.0" and 0 < got["prediction"] < 1
+
+
+def test_check_in_a_fresh_install_without_grpcio_tools_is_no_problem_of_the_project(tmp_path: Path) -> None:
+    """Issue 22 (5): `recon check` in a fresh install (no grpcio-tools) failed the project, with a fix path
+    relative to another directory."""
+    assert recon("init", "model", "churn-model", cwd=tmp_path).rc == 0
+    blocked = tmp_path / "no-grpc-tools" / "grpc_tools"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    got = recon("check", "churn-model", cwd=tmp_path, env={"PYTHONPATH": str(blocked.parent)})
+    assert got.rc == 0, got.text
+    assert "grpcio-tools is not installed here" in got.out
+    assert "pip install -r churn-model/model-service/requirements.txt" in got.out, got.out
