@@ -138,13 +138,8 @@ class SshTransport:
         import paramiko
 
         client = self.client()
-        command, stdin = "sh -s", whole(script).encode()
-        if self.settings.become:
-            if self.settings.becomePassword is None:
-                command = "sudo -n -- sh -s"
-            else:
-                secret = self.secret("becomePassword") or ""
-                command, stdin = "sudo -S -p '' -- sh -s", secret.strip().encode() + b"\n" + stdin
+        command, first = self._become("sh -s")
+        stdin = first + whole(script).encode()
         try:
             chan = client.get_transport().open_session()
             chan.exec_command(command)
@@ -172,6 +167,16 @@ class SshTransport:
             )
         return RunResult(rc, bytes(out), err)
 
+    def _become(self, command: str) -> tuple[str, bytes]:
+        """The command as the connection runs it (through sudo with `become`), and what stdin must start with
+        (sudo's password line, when one is set)."""
+        if not self.settings.become:
+            return command, b""
+        if self.settings.becomePassword is None:
+            return f"sudo -n -- {command}", b""
+        secret = (self.secret("becomePassword") or "").strip()
+        return f"sudo -S -p '' -- {command}", secret.encode() + b"\n"
+
     def put(self, payload: Payload, remote: str) -> None:
         self.put_stream(payload.chunks(), remote)
 
@@ -185,13 +190,7 @@ class SshTransport:
         from providers.hosts.transport import PUT_SCRIPT
 
         inner = PUT_SCRIPT.format(parent=q(posixpath.dirname(remote) or "/"), tmp=q(remote))
-        command, first = f"sh -c {q(inner)}", b""
-        if self.settings.become:
-            if self.settings.becomePassword is None:
-                command = f"sudo -n -- {command}"
-            else:
-                secret = (self.secret("becomePassword") or "").strip()
-                command, first = f"sudo -S -p '' -- {command}", secret.encode() + b"\n"
+        command, first = self._become(f"sh -c {q(inner)}")
         try:
             chan = self.client().get_transport().open_session()
             try:
