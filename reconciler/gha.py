@@ -186,7 +186,7 @@ def apply_reviewed(token: str, sha: str, spec_path: str, extra: list[str], cwd: 
                     f"❌ Applying the reviewed plan `{pid}` failed (exit {rc}).")
             if rc == 0 and number:
                 _run(["lock", "release", "--owner", f"pr:{number}"], cwd)  # merged: its targets are free again
-            _tell(token, number, f"{note} [The run]({run_url}).", outputs)
+            _reply(token, number, f"{note} [The run]({run_url}).", outputs)
             return rc, outputs
         why = (f"the plan it showed, `{pid}`, is stale (the specs or the live state moved since)"
                if "stale" in err else f"the plan it showed, `{pid}`, is not kept in the state backend")
@@ -198,18 +198,22 @@ def apply_reviewed(token: str, sha: str, spec_path: str, extra: list[str], cwd: 
         note = f"❌ Not applied: {why}, and the Policy does not allow applying unreviewed plans."
     else:
         note = f"⚠ {why[0].upper()}{why[1:]}: planned anew and applied unreviewed (exit {rc}), as the Policy allows."
-    _tell(token, number, f"{note} [The run]({run_url}).", outputs)
+    _reply(token, number, f"{note} [The run]({run_url}).", outputs)
     return rc, outputs
 
 
-def _tell(token: str, number: int | None, text: str, outputs: dict[str, Any]) -> None:
+def _reply(token: str, number: int | None, text: str, outputs: dict[str, Any] | None = None) -> None:
+    """A new comment on the pull request (none without a token or a pull request); one the token may not make is
+    a warning (and the `comment` output, when given)."""
     if not (token and number):
         return
     gh = GitHub(token)
     try:
         gh.call("POST", f"/repos/{gh.repo}/issues/{number}/comments", {"body": text})
     except GitHubError as exc:
-        outputs["comment"] = _cannot("comment on the pull request", exc)
+        failed = _cannot("comment on the pull request", exc)
+        if outputs is not None:
+            outputs["comment"] = failed
 
 
 def _write(path_var: str, text: str) -> None:
@@ -306,17 +310,17 @@ def run_command(command: str, event: dict[str, Any]) -> int:
         claim = ["--claim", f"pr:{number}"] if number and _input("lock-targets", "true").lower() != "false" else []
         rc, _, err = _run3(["plan", spec_path, "--out", str(plan_file), "--detailed-exitcode", *claim, *extra], cwd)
         held = "\n".join(line.removeprefix("error: ") for line in err.splitlines() if " is held by " in line)
-    elif _input("reviewed").lower() == "true" and not _input("plan-file"):
-        rc, more = apply_reviewed(token, sha_of(event), spec_path, extra, cwd, run_url)
-        described = Path(tempfile.mkdtemp(prefix="recon-action-")) / "after.json"
-        if rc in (0, 1, 3):
-            _run(["plan", spec_path, "--out", str(described), *_plan_args(extra)], cwd)
     else:
         saved = _input("plan-file")
-        rc, _ = _run(["apply", saved, *extra] if saved else ["apply", spec_path, "--auto-approve", *extra], cwd)
+        if _input("reviewed").lower() == "true" and not saved:
+            rc, more = apply_reviewed(token, sha_of(event), spec_path, extra, cwd, run_url)
+            left_after: tuple[int, ...] = (0, 1, 3)  # a refused unreviewed apply is told what it would do
+        else:
+            rc, _ = _run(["apply", saved, *extra] if saved else ["apply", spec_path, "--auto-approve", *extra], cwd)
+            left_after = (0, 1)
         # the outputs and the summary describe what is left after the apply, never the plan before it
         described = Path(tempfile.mkdtemp(prefix="recon-action-")) / "after.json"
-        if rc in (0, 1):
+        if rc in left_after:
             _run(["plan", spec_path, "--out", str(described), *_plan_args(extra)], cwd)
     sha = sha_of(event)
     if not (cwd / described).exists():
@@ -378,7 +382,7 @@ def comment_command(event: dict[str, Any]) -> int:
     actor = os.environ.get("GITHUB_ACTOR", "?")
     if words[1] == "plan":
         rc = run_command("plan", pr_event)
-        _reply(gh, number, f"@{actor} `recon plan`: " + ("planned; the plan is in the comment above." if rc in (0, 2)
+        _reply(token, number, f"@{actor} `recon plan`: " + ("planned; the plan is in the comment above." if rc in (0, 2)
                                                           else f"failed (exit {rc}); see [the run]({_run_url()})."))
         return rc
     unmet = _apply_unmet(gh, pr)
@@ -387,7 +391,7 @@ def comment_command(event: dict[str, Any]) -> int:
     if not pid:
         unmet.append("no plan: comment `recon plan` first")
     if unmet:
-        _reply(gh, number, f"@{actor} `recon apply` was not run: " + "; ".join(unmet) + ".")
+        _reply(token, number, f"@{actor} `recon apply` was not run: " + "; ".join(unmet) + ".")
         _outputs({"exit-code": 3, "command": "apply"})
         return 3
     os.environ.update(trusted_policy(pr_event, _cwd(), "pull_request"))
@@ -398,7 +402,7 @@ def comment_command(event: dict[str, Any]) -> int:
         text = f"the plan `{pid}` is stale (the specs or the live state moved): comment `recon plan` again."
     else:
         text = f"failed (exit {rc}): " + (err.strip().splitlines() or ["see the run"])[-1][:300]
-    _reply(gh, number, f"@{actor} `recon apply`: {text} [The run]({_run_url()}).")
+    _reply(token, number, f"@{actor} `recon apply`: {text} [The run]({_run_url()}).")
     _outputs({"exit-code": rc, "command": "apply", "plan-id": pid})
     return rc
 
@@ -430,13 +434,6 @@ def _reviewed_pr(gh: GitHub, number: int, spec_path: str) -> tuple[int, str]:
         if found:
             return number, found[1]
     return number, ""
-
-
-def _reply(gh: GitHub, number: int, text: str) -> None:
-    try:
-        gh.call("POST", f"/repos/{gh.repo}/issues/{number}/comments", {"body": text})
-    except GitHubError as exc:
-        _cannot("reply on the pull request", exc)
 
 
 def sha_of(event: dict[str, Any]) -> str:
