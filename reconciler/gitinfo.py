@@ -9,12 +9,19 @@ from pathlib import Path
 from typing import Any
 
 
-def _git(*args: str, cwd: Path | None = None) -> str | None:
+def git_text(*args: str, cwd: Path | str | None = None, timeout: float = 10) -> str | None:
+    """A git command's output, stripped; None when it failed (or git is missing)."""
+    raw = git_bytes(*args, cwd=cwd, timeout=timeout)
+    return raw.decode("utf-8", "replace").strip() if raw is not None else None
+
+
+def git_bytes(*args: str, cwd: Path | str | None = None, timeout: float = 30) -> bytes | None:
+    """A git command's output as it is (a file at a ref: `git show REF:path`); None when it failed."""
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return done.stdout if done.returncode == 0 else None
 
 
 def describe(cwd: Path | None = None) -> dict[str, Any]:
@@ -25,11 +32,11 @@ def describe(cwd: Path | None = None) -> dict[str, Any]:
 @lru_cache(maxsize=8)
 def _describe(where: str) -> tuple[tuple[str, Any], ...]:
     cwd = Path(where)
-    sha = _git("rev-parse", "HEAD", cwd=cwd)
+    sha = git_text("rev-parse", "HEAD", cwd=cwd)
     if sha is None:
         return ()
-    branch = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd) or ""
-    status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    branch = git_text("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd) or ""
+    status = git_text("status", "--porcelain", "--untracked-files=no", cwd=cwd)
     return (("sha", sha), ("branch", "" if branch == "HEAD" else branch), ("dirty", bool(status)))
 
 
@@ -38,17 +45,17 @@ def changed_files(since: str, cwd: Path | None = None) -> set[Path]:
     UsageError when the ref is unknown or this is not a git repository."""
     from specs.errors import UsageError
 
-    top = _git("rev-parse", "--show-toplevel", cwd=cwd)
+    top = git_text("rev-parse", "--show-toplevel", cwd=cwd)
     if top is None:
         raise UsageError("--changed-since needs a git repository; this directory is not in one")
-    if _git("rev-parse", "--verify", "--quiet", since + "^{commit}", cwd=cwd) is None:
+    if git_text("rev-parse", "--verify", "--quiet", since + "^{commit}", cwd=cwd) is None:
         raise UsageError(f"--changed-since {since}: no such commit, branch or tag (fetch it first, e.g. "
                          f"`git fetch origin {since}`; CI checkouts are often shallow: fetch-depth: 0)")
     # from where this branch left `since` (the merge base), as a pull request's diff is: when the base branch
     # moved on, its own changes are not this branch's (diffing against its tip would plan them as reverts)
-    base = _git("merge-base", since, "HEAD", cwd=Path(top)) or since
+    base = git_text("merge-base", since, "HEAD", cwd=Path(top)) or since
     names: set[str] = set()
     for args in (("diff", "--name-only", "-z", base), ("ls-files", "-z", "--others", "--exclude-standard")):
-        out = _git(*args, cwd=Path(top))
+        out = git_text(*args, cwd=Path(top))
         names.update(n for n in (out or "").split("\0") if n)
     return {Path(top) / n for n in names}

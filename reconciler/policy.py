@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.contract import Change, FieldChange
+from reconciler.gitinfo import git_bytes, git_text
 from specs.errors import Diagnostic, UsageError
 from specs.globs import glob_match
 from specs.loader import Document, load_bytes, load_files
@@ -116,7 +116,7 @@ def _governing(key: tuple[Any, ...], given: tuple[Spec, ...]) -> Governing:
     current = _current(given, roots)
     if ref:
         trusted, source = _at_ref(ref, roots), f"git {ref}"
-        sha = _git(["rev-parse", "--short=12", ref + "^{commit}"], roots[0]) if roots else None
+        sha = git_text("rev-parse", "--short=12", ref + "^{commit}", cwd=roots[0], timeout=30) if roots else None
         source += f" ({sha.strip()})" if sha else ""
     elif pinned:
         trusted, source = _pinned(Path(pinned)), f"file {pinned}"
@@ -138,7 +138,8 @@ def _current(given: Sequence[Spec], roots: Sequence[str]) -> tuple[Spec, ...]:
     seen = {os.path.abspath(s.doc.file) for s in given}
     files = []
     for root in roots:
-        out = _git(["grep", "-l", "-I", "-E", "--untracked", _KIND_RE, "--", "*.yaml", "*.yml"], root) or ""
+        out = git_text("grep", "-l", "-I", "-E", "--untracked", _KIND_RE, "--", "*.yaml", "*.yml", cwd=root,
+                       timeout=30) or ""
         files += [p for p in (os.path.join(root, n) for n in out.splitlines() if n) if os.path.abspath(p) not in seen]
     docs, bad = load_files([Path(f) for f in sorted(files)])
     return _policies([*(s.doc for s in given), *(d for d in docs if _kind(d) == "Policy")], bad)
@@ -151,12 +152,12 @@ def _at_ref(ref: str, roots: Sequence[str]) -> tuple[Spec, ...]:
     docs: list[Document] = []
     bad: list[Diagnostic] = []
     for root in roots:
-        if _git(["rev-parse", "--verify", "--quiet", ref + "^{commit}"], root) is None:
+        if git_text("rev-parse", "--verify", "--quiet", ref + "^{commit}", cwd=root, timeout=30) is None:
             raise UsageError(f"RECON_POLICY_REF={ref}: no such commit, branch or tag in {root} (fetch it first, e.g. "
                              f"`git fetch origin {ref}`; CI checkouts are often shallow: fetch-depth: 0)")
-        out = _git(["grep", "-l", "-I", "-E", _KIND_RE, ref, "--", "*.yaml", "*.yml"], root) or ""
+        out = git_text("grep", "-l", "-I", "-E", _KIND_RE, ref, "--", "*.yaml", "*.yml", cwd=root, timeout=30) or ""
         for name in sorted(n for n in out.splitlines() if n):
-            raw = _git_bytes(["show", name], root)
+            raw = git_bytes("show", name, cwd=root)
             got, problems = load_bytes(name, raw or b"")
             docs += [d for d in got if _kind(d) == "Policy"]
             bad += problems
@@ -181,19 +182,6 @@ def _policies(docs: Sequence[Document], bad: Sequence[Diagnostic]) -> tuple[Spec
 
 def _kind(doc: Document) -> Any:
     return doc.data.get("kind") if isinstance(doc.data, dict) else None
-
-
-def _git(args: list[str], cwd: str) -> str | None:
-    raw = _git_bytes(args, cwd)
-    return raw.decode("utf-8", "replace") if raw is not None else None
-
-
-def _git_bytes(args: list[str], cwd: str) -> bytes | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
 
 
 def _policy_changes(gov: Governing, trusted: dict[str, Spec]) -> list[Change]:
@@ -418,7 +406,8 @@ def unreviewed_files(project: Project) -> frozenset[str]:
             by_root.setdefault(root, []).append(f)
     for root, files in by_root.items():
         rel = {os.path.relpath(os.path.abspath(f), root): f for f in files}
-        changed = (_git(["diff", "--name-only", ref, "--", *rel], root) or "").splitlines()
-        untracked = (_git(["ls-files", "--others", "--exclude-standard", "--", *rel], root) or "").splitlines()
+        changed = (git_text("diff", "--name-only", ref, "--", *rel, cwd=root, timeout=30) or "").splitlines()
+        untracked = (git_text("ls-files", "--others", "--exclude-standard", "--", *rel, cwd=root,
+                              timeout=30) or "").splitlines()
         out.update(rel[n] for n in (*changed, *untracked) if n in rel)
     return frozenset(out)

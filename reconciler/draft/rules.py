@@ -413,13 +413,13 @@ def _relative(path: Path, spec: Spec) -> str:
 
 def _previous_tag(model: Spec) -> str:
     """The image tag of the Model in the last commit where it differed from now, from git history."""
-    from reconciler.gitinfo import _git
+    from reconciler.gitinfo import git_text
 
     path = Path(model.doc.file).resolve()
     current = model.doc.data["spec"].get("image", "")
-    log = _git("log", "--format=%H", "-n", "20", "--", path.name, cwd=path.parent) or ""
+    log = git_text("log", "--format=%H", "-n", "20", "--", path.name, cwd=path.parent) or ""
     for sha in log.split():
-        text = _git("show", f"{sha}:./{path.name}", cwd=path.parent) or ""
+        text = git_text("show", f"{sha}:./{path.name}", cwd=path.parent) or ""
         for m in re.finditer(r"^\s*image:\s*['\"]?([^\s'\"#]+)", text, re.M):
             if m.group(1) != current and m.group(1).rsplit(":", 1)[0] == current.rsplit(":", 1)[0]:
                 return m.group(1).rsplit(":", 1)[1]
