@@ -213,9 +213,9 @@ def test_paths_that_escape_are_refused(tmp_path: Path, reg: peers.Registry, path
     assert not (tmp_path / "dest" / "ok.txt").exists()  # checked before anything is written
 
 
-def test_a_symlink_in_the_target_directory_is_not_followed_out(tmp_path: Path, reg: peers.Registry) -> None:
-    ref = f"{reg.host}/attack/symlink:v1"
-    _raw_push(RegistryStore(parse(ref)), {"sub/file.txt": b"data\n"})
+def _pull_through_a_symlink(tmp_path: Path, reg: peers.Registry, ref: str, files: dict[str, bytes]) -> Path:
+    """Push `files`, then pull them into dest/ whose sub/ is a link to a directory outside: refused. The outside."""
+    _raw_push(RegistryStore(parse(ref)), files)
     outside = tmp_path / "outside"
     outside.mkdir()
     (tmp_path / "dest").mkdir()
@@ -223,6 +223,11 @@ def test_a_symlink_in_the_target_directory_is_not_followed_out(tmp_path: Path, r
     got = recon("bundle", "pull", ref, "dest", cwd=tmp_path, env=_env(tmp_path))
     assert got.rc == 1 and "is a symlink" in got.err, got.text
     assert list(outside.iterdir()) == []
+    return outside
+
+
+def test_a_symlink_in_the_target_directory_is_not_followed_out(tmp_path: Path, reg: peers.Registry) -> None:
+    _pull_through_a_symlink(tmp_path, reg, f"{reg.host}/attack/symlink:v1", {"sub/file.txt": b"data\n"})
 
 
 @pytest.mark.parametrize("auth", ["htpasswd", "token"])
@@ -403,16 +408,9 @@ def test_an_unreachable_registry_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_a_refused_path_leaves_the_target_directory_as_it_was(tmp_path: Path, reg: peers.Registry) -> None:
     """Issue 18 case 14: a pull refused for one unsafe path had already written the files before it."""
-    ref = f"{reg.host}/attack/partial:v1"
-    _raw_push(RegistryStore(parse(ref)), {"a.txt": b"first\n", "sub/file.txt": b"data\n"})
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (tmp_path / "dest").mkdir()
-    (tmp_path / "dest" / "sub").symlink_to(outside)
-    got = recon("bundle", "pull", ref, "dest", cwd=tmp_path, env=_env(tmp_path))
-    assert got.rc == 1 and "is a symlink" in got.err, got.text
+    _pull_through_a_symlink(tmp_path, reg, f"{reg.host}/attack/partial:v1",
+                            {"a.txt": b"first\n", "sub/file.txt": b"data\n"})
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["sub"]  # a.txt was not written either
-    assert list(outside.iterdir()) == []
 
 
 def test_a_blob_written_through_a_pulled_file_is_not_handed_out_again(tmp_path: Path) -> None:
