@@ -85,6 +85,7 @@ class Instance(Generic[D]):
     resource: str
     desired: D = field(compare=False)
     desired_digest: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False)  # of its target (a host's labels)
 
     @property
     def id(self) -> str:

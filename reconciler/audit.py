@@ -262,17 +262,50 @@ class Audit:
         else:
             yield
 
-    def finished(self, *, plan_id: str = "", request_id: str = "") -> dict[str, Any] | None:
-        """The last apply that ended with every change done, for this plan id or request id."""
+    def finished(self, *, plan_id: str = "", request_id: str = "", part: str = "", parts: int = 0
+                 ) -> dict[str, Any] | None:
+        """The last apply that ended with every change done, for this plan id or request id. `part` ("K/N"): done
+        when that part or the whole plan was; `parts` (N, for a whole merged plan): done when the whole was, or
+        every one of its N parts."""
         column, value = ("plan_id", plan_id) if plan_id else ("request_id", request_id)
         with self._lock:
             rows = self._store.query(
                 f"SELECT e.at, e.run_id, s.data FROM events e JOIN events s ON s.run_id = e.run_id AND "
                 f"s.event = 'start' WHERE e.{column} = ? AND e.event = 'end' AND e.command = 'apply' AND e.ok = 1 "
-                "ORDER BY e.seq DESC LIMIT 1", (value,))
-        if not rows:
-            return None
-        return {"at": rows[0][0], "run": rows[0][1], **json.loads(rows[0][2])}
+                "ORDER BY e.seq DESC", (value,))
+        done = [{"at": at, "run": run, **json.loads(data)} for at, run, data in rows]
+        whole = next((d for d in done if not d.get("part")), None)
+        if whole is not None or not plan_id:
+            return whole if plan_id else (done[0] if done else None)
+        if part:
+            return next((d for d in done if d.get("part") == part), None)
+        if parts and {d["part"] for d in done} >= {f"{k}/{parts}" for k in range(1, parts + 1)}:
+            return {**done[0], "parts": parts}
+        return None
+
+    def part_runs(self, plan_id: str) -> list[dict[str, Any]]:
+        """The applies of parts of a merged plan, oldest first: part, outcome (ok, failed, refused, or unfinished:
+        running or killed), who, when, and the counts."""
+        with self._lock:
+            rows = self._store.query(
+                "SELECT s.run_id, s.at, s.data, e.event, e.ok, e.data FROM events s LEFT JOIN events e ON "
+                "e.run_id = s.run_id AND e.event IN ('end', 'refused') WHERE s.plan_id = ? AND s.event = 'start' "
+                "AND s.command = 'apply' ORDER BY s.seq", (plan_id,))
+        out = []
+        for run, at, start, event, ok, end in rows:
+            begun = json.loads(start)
+            outcome = ("unfinished" if event is None else "refused" if event == "refused"
+                       else "ok" if ok else "failed")
+            out.append({"run": run, "at": at, "part": begun.get("part", ""), "outcome": outcome,
+                        "user": begun.get("user", "?"), "host": begun.get("host", "?"), **json.loads(end or "{}")})
+        return out
+
+    def rollout_failures(self, plan_id: str, spec: str) -> set[str]:
+        """The targets of a rolling spec that failed in any part of this plan's apply (maxFailures across shards)."""
+        with self._lock:
+            rows = self._store.query("SELECT data FROM events WHERE plan_id = ? AND event = 'target-failed'",
+                                     (plan_id,))
+        return {str(d.get("target")) for d in map(json.loads, (r[0] for r in rows)) if d.get("spec") == spec}
 
     def applied(self, ids: Sequence[str] | None = None) -> dict[str, str]:
         """Change id -> the desired digest it was last applied with (the baseline of drift); of `ids` only, when

@@ -67,6 +67,7 @@ def audit(
         ci_run = (run.get("ci") or {}).get("GITHUB_RUN_ID")
         console.print(f"{run['at'][:19]}  {run['command']:<5} [{colour}]{run['outcome']:<11}[/] plan {run['plan_id']}  "
                       f"{escape(str(run.get('user')))}@{escape(str(run.get('host')))}{commit}"
+                      + (f"  part {escape(str(run['part']))}" if run.get("part") else "")
                       + (f"  request {escape(run['request_id'])}" if run["request_id"] else "")
                       + (f"  ci run {ci_run}" if ci_run else ""))
         for e in run["events"]:

@@ -20,6 +20,8 @@ from reconciler.clikit import (
     Parallelism,
     Paths,
     Prune,
+    ShardBy,
+    ShardOpt,
     StateDir,
     Target,
     claim_targets,
@@ -99,11 +101,33 @@ def plan(
     claim: Annotated[str | None, typer.Option(
         "--claim", metavar="OWNER", help="Hold the targets this plan changes for OWNER (a pull request: pr:N) "
         "until `recon lock release --owner OWNER`; refused (exit 3) while another owner holds one.")] = None,
+    shard: ShardOpt = None,
+    shard_by: ShardBy = None,
 ) -> int:
-    """Read the live state, diff it against the specs, and show what apply would do."""
+    """Read the live state, diff it against the specs, and show what apply would do.
+
+    `recon plan merge FRAGMENT... --out plan.json` makes one plan of the fragments `--shard K/N` planned."""
+    from reconciler import shards
+
+    if paths and paths[0] == "merge":
+        if target or exclude or changed_since or prune or claim or shard or shard_by:
+            raise UsageError("recon plan merge takes only fragments and --out/--json/--markdown; the fragments were "
+                             "planned with their options")
+        merged = shards.merge([(name, read_plan(saved_plan([name]) or Path(name), state_dir)) for name in paths[1:]])
+        if out is not None:
+            write_plan(merged, out)
+        from reconciler import gate
+
+        gate.record_plan(merged, state_dir, "merge", out is not None)
+        print_plan(merged, as_json, verbose, markdown)
+        if out is not None and not as_json and not markdown:
+            console_for().print(f"Saved to {out}. Each runner applies its part with: recon apply {out} --shard "
+                                f"K/{merged.shards['count']}")
+        return ExitCode.CHANGES if detailed_exitcode and merged.pending else ExitCode.OK
+    chosen_shard = shards.chosen(shard, shard_by)
     project, the_plan = planned(paths, parallelism, state_dir, "plan", force_conflicts, out is not None,
                                 targets=target or [], excludes=exclude or [], changed_since=changed_since or "",
-                                prune=prune)
+                                prune=prune, shard=chosen_shard)
     if out is not None:
         write_plan(the_plan, out)
     print_plan(the_plan, as_json, verbose, markdown)
@@ -151,9 +175,11 @@ def apply(
     force_conflicts: ForceConflicts = False,
     state_dir: StateDir = Path(".recon"),
     parallelism: Parallelism = 100,
+    shard: ShardOpt = None,
 ) -> int:
-    """Carry out a saved plan, or plan and apply after confirmation."""
-    from reconciler import gate, planner
+    """Carry out a saved plan, or plan and apply after confirmation; with --shard K/N, this runner's part of a
+    merged plan (`recon plan merge`)."""
+    from reconciler import gate, planner, shards
     from reconciler.render.text import plan_lines
 
     console = console_for()
@@ -173,12 +199,17 @@ def apply(
                 raise UsageError("--target, --exclude and --force-conflicts go with `recon plan`; a saved plan holds "
                                  "them")
             the_plan = read_plan(saved, state_dir)
+            the_plan = shards.for_apply(the_plan, shard)
             project = load(list(the_plan.paths))
             items = planner.expand(project)  # once: for the locks, the stale check and the apply
             with gate.locked(project, the_plan.selection.get("target", ()), the_plan.selection.get("exclude", ()),
-                             state_dir, wait, waiting, the_plan.plan_id, items, ctx.halt):
+                             state_dir, wait, waiting, the_plan.plan_id, items, ctx.halt, shards.targets(the_plan)):
                 outcome = gated(the_plan, project, True, items)
         else:
+            if shard:
+                raise UsageError("--shard goes with a saved plan: plan each shard (`recon plan --shard K/N --out "
+                                 "part.json`), merge them (`recon plan merge`), then apply: `recon apply plan.json "
+                                 "--shard K/N`")
             chosen = spec_paths(paths)
             project = load(chosen)
             items = planner.expand(project)
@@ -236,6 +267,8 @@ def show(
     first = read_plan(saved_plan([plan]) or Path(plan), state_dir)
     if diff is None:
         print_plan(first, as_json, verbose, markdown)
+        if first.shards and "index" not in first.shards and not as_json:
+            _show_parts(first, markdown, state_dir)
         return ExitCode.OK
     from reconciler.plandiff import diff_plans
     from reconciler.render.text import plan_diff_lines
@@ -248,6 +281,28 @@ def show(
         for line in plan_diff_lines(found):
             console.print(line)
     return ExitCode.OK if found.same else ExitCode.CHANGES
+
+
+def _show_parts(merged: Plan, markdown: bool, state_dir: Path) -> None:
+    """After a merged plan: how far each runner's part of it has been applied (from the audit log)."""
+    from reconciler.audit import open_audit
+    from reconciler.shards import progress
+
+    log = open_audit(state_dir)
+    try:
+        states = progress(merged, log.part_runs(merged.plan_id))
+    finally:
+        log.close()
+    if markdown:
+        from reconciler.render.markdown import render_parts
+
+        sys.stdout.write("\n" + render_parts(states))
+        return
+    from reconciler.render.text import parts_lines
+
+    console = console_for()
+    for line in parts_lines(states):
+        console.print(line)
 
 
 @app.command()

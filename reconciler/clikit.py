@@ -40,6 +40,13 @@ Parallelism = Annotated[
     typer.Option("--parallelism", min=1, max=1000, help="At most this many targets at once (groups have limits too)."),
 ]
 StateDir = Annotated[Path, typer.Option("--state-dir", help="Where recon keeps its journal, audit log and locks.")]
+ShardOpt = Annotated[str | None, typer.Option(
+    "--shard", metavar="K/N", help="Only shard K of N (1 <= K <= N): the targets split deterministically, each "
+    "dependsOn closure across targets in one shard. Plan: a fragment for `recon plan merge`; apply: this "
+    "runner's part of a merged plan.")]
+ShardBy = Annotated[str | None, typer.Option(
+    "--shard-by", metavar="LABEL", help="With --shard: split by this label of the hosts (e.g. zone), so the "
+    "runner inside a zone plans that zone; the label's sorted values go to shards 1..N in turn.")]
 
 
 def console_for(stderr: bool = False) -> Console:

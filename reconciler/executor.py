@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -102,16 +102,21 @@ def lock_keys(steps: Sequence[tuple[Provider, Instance, object]]) -> list[str]:
     return sorted(keys)
 
 
+Shared = Callable[[str], set[str]]  # a rolling spec -> its targets that failed in any part of the apply
+
+
 def apply(plan: Plan, project: Project, ctx: Context, journal: Journal,
-          items: Sequence[tuple[Provider, Instance]] | None = None) -> ApplyReport:
-    """Carry out the plan (the caller holds the locks of its targets)."""
+          items: Sequence[tuple[Provider, Instance]] | None = None, shared: Shared | None = None) -> ApplyReport:
+    """Carry out the plan (the caller holds the locks of its targets). `shared`: the failures of the other runners
+    applying parts of the same merged plan (shards.py), counted against a rolling spec's maxFailures."""
     steps = resolve(plan, project, items)
     if not steps:
         return ApplyReport()
-    return _apply(plan, project, ctx, journal, steps)
+    return _apply(plan, project, ctx, journal, steps, shared)
 
 
-def _apply(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: list[Step]) -> ApplyReport:
+def _apply(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: list[Step],
+           shared: Shared | None = None) -> ApplyReport:
     started = time.monotonic()
     report = ApplyReport()
     moved = stale(steps, ctx)
@@ -125,13 +130,13 @@ def _apply(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: 
         per_target.setdefault(inst.target, []).append(change.id)
     ctx.reporter.report(ApplyStarted({target: tuple(ids) for target, ids in per_target.items()}))
     try:
-        return _waves(plan, project, ctx, journal, steps, report, started)
+        return _waves(plan, project, ctx, journal, steps, report, started, shared)
     finally:
         ctx.reporter.report(ApplyEnded())
 
 
 def _waves(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: list[Step], report: ApplyReport,
-           started: float) -> ApplyReport:
+           started: float, shared: Shared | None = None) -> ApplyReport:
     failed_specs: set[str] = set()
     first = True
     in_order = {addr for wave in plan.order for addr in wave}
@@ -147,7 +152,7 @@ def _waves(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: 
                 _record(report, journal, Result(step[2].id, False, "skipped: a spec it depends on failed"))
             else:
                 runnable.append(step)
-        results = _run_rolled(runnable, project, ctx, journal, report, check=not first)
+        results = _run_rolled(runnable, project, ctx, journal, report, check=not first, shared=shared)
         first = False
         failed_ids = {r.change_id for r in results if not r.ok}
         failed_specs |= {c.spec for _, _, c in runnable if c.id in failed_ids}
@@ -157,13 +162,16 @@ def _waves(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: 
 
 
 def _run_rolled(
-    steps: list[Step], project: Project, ctx: Context, journal: Journal, report: ApplyReport, check: bool
+    steps: list[Step], project: Project, ctx: Context, journal: Journal, report: ApplyReport, check: bool,
+    shared: Shared | None = None,
 ) -> list[Result]:
     """A wave: specs without a strategy all at once; then each spec with one, batch by batch.
 
     Batches follow the order of the targets in the plan (the order of the group's hosts). A
     target fails when any of its changes fails; when more than `maxFailures` targets failed, no
-    further batch of that spec starts and its remaining changes are skipped.
+    further batch of that spec starts and its remaining changes are skipped. Each failed target is
+    journaled (`target-failed`); with `shared`, the failures of the other parts count too, asked
+    before each batch.
     """
     plain = [s for s in steps if _strategy(project, s[2].spec) is None]
     results = _run_wave(plain, ctx, journal, report, check) if plain else []
@@ -177,6 +185,8 @@ def _run_rolled(
         batches = [targets[i:i + size] for i in range(0, len(targets), size)]
         failed: set[str] = set()
         for n, batch in enumerate(batches, 1):
+            if shared is not None:
+                failed |= shared(spec)
             if len(failed) > strategy.maxFailures:
                 why = (f"skipped: the rollout of {spec} stopped after {len(failed)} failed targets "
                        f"(maxFailures {strategy.maxFailures})")
@@ -190,7 +200,10 @@ def _run_rolled(
             journal.write("batch", spec=spec, number=n, of=len(batches), targets=batch)
             got = _run_wave([s for s in mine if s[1].target in batch], ctx, journal, report, check or n > 1)
             bad = {r.change_id for r in got if not r.ok}
-            failed |= {s[1].target for s in mine if s[2].id in bad}
+            now = {s[1].target for s in mine if s[2].id in bad}
+            for target in sorted(now - failed):
+                journal.write("target-failed", spec=spec, target=target)
+            failed |= now
             results.extend(got)
     return results
 

@@ -70,14 +70,17 @@ def _record_policy(run: Run, plan: Plan) -> None:
 @contextmanager
 def locked(project: Project, targets: Sequence[str], excludes: Sequence[str], state_dir: Path, timeout: float,
            on_wait: Callable[[str, str], None], plan_id: str = "", items: Items | None = None,
-           on_lost: Callable[[str], None] | None = None) -> Iterator[None]:
+           on_lost: Callable[[str], None] | None = None, only: set[str] | None = None) -> Iterator[None]:
     """Hold the locks of every target the selected specs touch (hosts, repositories, engines, namespaces).
     `on_wait(key, holder)` is called when another apply holds one; `on_lost(why)` when held locks are lost
-    (the shared backend cannot renew them); `items`: the project already expanded."""
+    (the shared backend cannot renew them); `items`: the project already expanded; `only`: of these targets
+    alone (one runner's part of a merged plan)."""
     from reconciler import executor, locks, planner
     from reconciler.state import backend
 
     chosen = planner.select(project, planner.expand(project) if items is None else items, targets, excludes)
+    if only is not None:
+        chosen = [(p, i) for p, i in chosen if i.target in only]
     keys = executor.lock_keys([(p, i, None) for p, i in chosen])
     run = ci_run()
     holder = {**whoami(), "plan_id": plan_id, **({"ci_run": run} if run else {})}
@@ -152,7 +155,8 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
     from reconciler.journal import Journal, sync
 
     if not plan.pending:
-        return Outcome(ExitCode.OK, nothing=f"Plan {plan.plan_id} has no changes. Nothing to do." if saved else "")
+        what = f"Part {plan.shards['index']}/{plan.shards['count']} of plan" if plan.shards.get("applying") else "Plan"
+        return Outcome(ExitCode.OK, nothing=f"{what} {plan.plan_id} has no changes. Nothing to do." if saved else "")
     # policy is decided again from the specs: what a saved plan file says of it is not trusted
     gov = policy.governing(project)
     if saved and plan.policy.get("digest", "") != gov.digest:
@@ -164,12 +168,15 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
     audit = open_audit(state_dir)
     try:
         sync(state_dir, audit)  # what an apply that lost the audit log did, recorded now
+        part = f"{plan.shards['index']}/{plan.shards['count']}" if plan.shards.get("applying") else ""
+        parts = int(plan.shards.get("count", 0)) if not part and "index" not in plan.shards else 0
         done = audit.finished(request_id=request_id) if request_id else (
-            audit.finished(plan_id=plan.plan_id) if saved else None)
+            audit.finished(plan_id=plan.plan_id, part=part, parts=parts) if saved else None)
         if done is not None:
-            return Outcome(ExitCode.OK, nothing=_already(done, request_id, plan.plan_id))
+            return Outcome(ExitCode.OK, nothing=_already(done, request_id, plan.plan_id, part))
         run = audit.start("apply", plan.plan_id, request_id or "", saved=saved, paths=list(plan.paths),
-                          summary=dict(plan.counts()), **({"unreviewed": True} if unreviewed else {}))
+                          summary=dict(plan.counts()), **({"unreviewed": True} if unreviewed else {}),
+                          **({"part": part} if part else {}))
         _record_policy(run, plan)
         refused = policy.unreviewed_refusal(project) if unreviewed else ""
         if refused:
@@ -184,7 +191,9 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
             raise RefusedError(refusal)
         journal = Journal(state_dir, plan.plan_id, run, plan, on_lost=ctx.halt)
         try:
-            report = executor.apply(plan, project, ctx, journal, items)
+            # a part of a merged plan counts a rolling spec's failed targets across every part (maxFailures)
+            shared = (lambda spec: audit.rollout_failures(plan.plan_id, spec)) if part else None
+            report = executor.apply(plan, project, ctx, journal, items, shared)
             desired = {c.id: c.desired for c in plan.changes}
             with journal.batch():
                 for r in report.succeeded:  # what the specs said when the resource was last made so: drift's baseline
@@ -205,7 +214,10 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
     return Outcome(ExitCode.ERROR if report.failed else ExitCode.OK, report)
 
 
-def _already(done: dict[str, Any], request_id: str | None, plan_id: str) -> str:
-    what = f"request {request_id}" if request_id else f"plan {plan_id}"
+def _already(done: dict[str, Any], request_id: str | None, plan_id: str, part: str = "") -> str:
+    what = f"request {request_id}" if request_id else (
+        f"part {part} of plan {plan_id}" if part and done.get("part") else f"plan {plan_id}")
+    if done.get("parts"):
+        what += f" (each of its {done['parts']} parts)"
     return (f"{what} was already applied at {done['at']} by {done.get('user', '?')}@{done.get('host', '?')} "
             f"(audit run {done['run']}). Nothing to do.")

@@ -31,6 +31,7 @@ class Plan:
     selection: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --target / --exclude / --changed-since
     git: dict[str, Any] = field(default_factory=dict)  # commit sha, branch, dirty: where the specs came from
     policy: dict[str, Any] = field(default_factory=dict)  # the governing Policy: source, subject, digest (policy.py)
+    shards: dict[str, Any] = field(default_factory=dict)  # a fragment's shard, or a merged plan's parts (shards.py)
 
     @property
     def pending(self) -> list[Change]:
@@ -79,6 +80,7 @@ class Plan:
                 order=tuple(tuple(w) for w in data["order"]), changes=changes,
                 selection={k: tuple(v) for k, v in data.get("selection", {}).items()},
                 git=dict(data.get("git", {})), policy=dict(data.get("policy", {})),
+                shards=dict(data.get("shards", {})),
             )
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{source} is not a valid recon plan (bad or missing {exc}); re-plan") from None

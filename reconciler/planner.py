@@ -10,9 +10,10 @@ from pathlib import Path
 from providers import PROVIDERS, abilities, provider_for
 from providers.context import Context
 from providers.contract import Change, Instance, Live, Provider, WithOrphans, WithValidation
-from reconciler import __version__, policy
+from reconciler import __version__, policy, shards
 from reconciler.gitinfo import describe
 from reconciler.plan import FORMAT_VERSION, Plan, plan_id
+from reconciler.shards import Shard
 from specs import graph
 from specs.errors import Diagnostic, UsageError
 from specs.project import Project
@@ -111,16 +112,25 @@ def make_plan(
     changed_since: str = "",
     prune: bool = False,
     expanded: Sequence[tuple[Provider, Instance]] | None = None,
+    shard: Shard | None = None,
 ) -> Plan:
-    """`expanded`: the project already expanded (expand), so an apply that plans expands it once."""
-    items = select(project, list(expand(project) if expanded is None else expanded), targets, excludes)
+    """`expanded`: the project already expanded (expand), so an apply that plans expands it once. `shard`: only
+    the targets of that shard (shards.py), the plan a fragment for `recon plan merge`."""
+    everything = list(expand(project) if expanded is None else expanded)
+    items = select(project, everything, targets, excludes)
     if changed_since:
         only = set(changed_specs(project, changed_since))
         items = [(p, i) for p, i in items if i.spec in only]
     elif not targets and not excludes:
         items += orphans(project, ctx, prune)
+    parts: dict[str, int] = {}
+    if shard is not None:
+        parts = shards.partition(project, everything, shard.count, shard.by)
+        items = [(p, i) for p, i in items if shards.owner(i.target, parts, shard.count) == shard.index]
     live = read_live(items, ctx)
     changes = policy.annotate(project, diff_all(items, live))
+    if shard is not None:  # the Policy's own changes (no target) go to one shard too
+        changes = [c for c in changes if shards.owner(c.target, parts, shard.count) == shard.index]
     gov = policy.governing(project)
     specs = {addr: s.doc.digest for addr, s in sorted(project.specs.items())}
     return Plan(
@@ -136,6 +146,7 @@ def make_plan(
                    **({"changed-since": (changed_since,)} if changed_since else {})},
         git=describe(),
         policy=gov.record(),
+        shards=shards.record(shard, parts) if shard is not None else {},
     )
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from reconciler import clikit as base
-from reconciler.clikit import JsonOut, MarkdownOut, Parallelism, Paths, StateDir
+from reconciler.clikit import JsonOut, MarkdownOut, Parallelism, Paths, ShardBy, ShardOpt, StateDir
 from specs.errors import ExitCode, RefusedError
 
 
@@ -72,14 +72,18 @@ def drift(
     markdown: MarkdownOut = False,
     parallelism: Parallelism = 100,
     state_dir: StateDir = Path(".recon"),
+    shard: ShardOpt = None,
+    shard_by: ShardBy = None,
 ) -> int:
     """Plan everything and tell drift (live moved away from what was applied) from pending changes (the
-    specs moved away from live). Exit 0 when clean, 2 when there is drift or a pending change."""
+    specs moved away from live). Exit 0 when clean, 2 when there is drift or a pending change. With --shard K/N
+    only that shard's targets (a nightly check over a CI matrix or a Kubernetes Indexed Job)."""
     from reconciler import drift as driftmod
+    from reconciler import shards
     from reconciler.audit import open_audit
     from reconciler.render.text import drift_lines
 
-    project, the_plan = base.planned(paths, parallelism, state_dir, "drift")
+    project, the_plan = base.planned(paths, parallelism, state_dir, "drift", shard=shards.chosen(shard, shard_by))
     log = open_audit(state_dir)  # (planning recorded the plan in it)
     try:
         applied = log.applied()

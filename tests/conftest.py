@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +67,13 @@ def recon(
 
 
 def crash_apply(cwd: Path, ready: Callable[[], bool], settle: float = 0.0, timeout: float = 30,
-                env: dict[str, str] | None = None, prefix: list[str] | None = None) -> None:
-    """`recon apply --auto-approve` killed mid-way, as a crash would kill it: once `ready()` (polled) says
-    it has got far enough, and `settle` seconds more, SIGKILL to recon and everything it started."""
+                env: dict[str, str] | None = None, prefix: list[str] | None = None,
+                args: Sequence[str] = ("apply", "--auto-approve")) -> None:
+    """`recon apply --auto-approve` (or `args`) killed mid-way, as a crash would kill it: once `ready()` (polled)
+    says it has got far enough, and `settle` seconds more, SIGKILL to recon and everything it started."""
     import signal
 
-    proc = subprocess.Popen([*(prefix or []), *RECON, "apply", "--auto-approve"], cwd=cwd,
+    proc = subprocess.Popen([*(prefix or []), *RECON, *args], cwd=cwd,
                             env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout

@@ -71,7 +71,7 @@ class HostProvider:
                 desired = HostResource(res, info, key, content, by, body.rollback,
                                        reviewed=spec.doc.file not in project.unreviewed)
                 out.append(Instance(f"{spec.address}/{key}", host.name, spec.address, res.type, desired,
-                                    desired.digest()))
+                                    desired.digest(), host.labels))
         return out
 
     def undo(self, target: str, steps: Sequence[tuple[Instance[HostResource], Change]],

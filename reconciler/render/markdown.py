@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from providers.contract import Change
 from reconciler.plan import Plan
 from reconciler.render.safe import visible
-from reconciler.render.text import grouped, summary_line
+from reconciler.render.text import grouped, shard_line, summary_line
+from reconciler.shards import PartState
 
 if TYPE_CHECKING:
     from reconciler.drift import Report as DriftReport
@@ -95,6 +96,8 @@ def render(plan: Plan, title: str = "recon plan", limit: int = COMMENT_LIMIT, fu
     if not pending and not sections:
         parts.append("✅ **No changes.** Live state matches the specs.")
         return "\n".join(parts) + "\n"
+    if plan.shards:
+        parts.append(f"🧩 {_html(shard_line(plan))}")
     risky = Counter(r for c in pending for r in c.risks)
     source = plan.policy.get("source", "")
     if source and source != "work tree":
@@ -118,6 +121,16 @@ def render(plan: Plan, title: str = "recon plan", limit: int = COMMENT_LIMIT, fu
             short, full = _section(c, targets)
             items.append((_priority(c), s_index * 1_000_000 + order, s_title, short, full))
     return _fit(parts, items, [t for t, _ in blocks], limit, full_plan_at, size)
+
+
+def render_parts(states: Sequence[PartState]) -> str:
+    """The merged result of a merged plan's parts, as a table (after the plan, in a comment or summary)."""
+    marks = {"ok": "✅", "failed": "❌", "refused": "⛔", "unfinished": "⏳", "not applied": "·", "no changes": "·"}
+    done = sum(1 for s in states if s.outcome in ("ok", "no changes"))
+    rows = [f"**Applied: {done} of {len(states)} parts**", "", "| part | changes | outcome | |", "|---|---:|---|---|"]
+    rows += [f"| {s.part} | {s.changes} | {marks.get(s.outcome, '?')} {_html(s.outcome)} | {_html(s.detail)} |"
+             for s in states]
+    return "\n".join(rows) + "\n"
 
 
 def utf8(text: str) -> int:

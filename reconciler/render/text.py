@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from providers.contract import Change
@@ -14,6 +14,7 @@ from reconciler.render.safe import esc as escape
 if TYPE_CHECKING:
     from reconciler.drift import Report as DriftReport
     from reconciler.plandiff import PlanDiff
+    from reconciler.shards import PartState
 
 SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("-/+", "magenta"),
           "delete": ("-", "red"), "restart": ("↻", "cyan"), "run": ("!", "cyan"), "noop": ("=", "dim")}
@@ -34,6 +35,8 @@ def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
     selection = [f"--{k} {' '.join(v)}" for k, v in plan.selection.items() if v]
     if selection:
         yield f"[yellow]Selected with {escape(' '.join(selection))}: other resources are not in this plan.[/]"
+    if plan.shards:
+        yield escape(shard_line(plan))
     yield ""
     # what no spec declares is always shown, kept or not
     shown = plan.changes if verbose else tuple(c for c in plan.changes if c.is_change or c.resource == "orphan")
@@ -49,6 +52,21 @@ def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
         yield (f"[bold magenta]Drift:[/] {_count(drifted, 'change')} undo what was changed outside recon since it "
                "applied these specs (marked ↯); the others are what the specs ask.")
     yield from policy_lines(plan)
+
+
+def shard_line(plan: Plan) -> str:
+    """What part of a split a plan is: a fragment, a merged plan, or one runner's part of it."""
+    s = plan.shards
+    by = f" by {s['by']}" if s.get("by") else ""
+    mine = len(s["parts"].get(str(s.get("index", "")), ()))
+    if s.get("applying"):
+        return f"Part {s['index']}/{s['count']}{by} of merged plan {plan.plan_id}: {_count(mine, 'target')}."
+    if "index" in s:
+        return (f"Shard {s['index']}/{s['count']}{by}: {_count(mine, 'target')} of "
+                f"{sum(len(t) for t in s['parts'].values())}; merge every shard's fragment with `recon plan merge`.")
+    sizes = ", ".join(str(len(s["parts"][str(k)])) for k in range(1, int(s["count"]) + 1))
+    return (f"Merged from {s['count']} shards{by} (targets per shard: {sizes}); each runner applies its part with "
+            f"`recon apply PLAN --shard K/{s['count']}`.")
 
 
 def _count(n: int, noun: str) -> str:
@@ -159,6 +177,21 @@ def target_summary(report: ApplyReport) -> list[str]:
     return lines
 
 
+PART_MARKS = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "refused": "[yellow]✗[/]",
+              "unfinished": "[cyan]…[/]", "not applied": "[dim]·[/]", "no changes": "[dim]·[/]"}
+
+
+def parts_lines(states: Sequence[PartState]) -> Iterator[str]:
+    """The merged result of a merged plan's parts."""
+    done = sum(1 for s in states if s.outcome in ("ok", "no changes"))
+    yield ""
+    yield f"[bold]Applied:[/bold] {done} of {len(states)} parts"
+    for s in states:
+        what = f"{_count(s.changes, 'change')}, {s.outcome}" if s.changes else s.outcome
+        yield f"  {PART_MARKS.get(s.outcome, '?')} part {s.part}: {escape(what)}" + (
+            f"  [dim]{escape(s.detail)}[/dim]" if s.detail else "")
+
+
 def report_lines(report: ApplyReport) -> Iterator[str]:
     for r in report.succeeded:
         if r.note and not r.message:
@@ -177,7 +210,9 @@ def report_lines(report: ApplyReport) -> Iterator[str]:
 
 
 def drift_lines(plan: Plan, report: DriftReport) -> Iterator[str]:
-    yield f"[bold]Drift check[/bold] · plan {plan.plan_id} · {len(plan.changes)} resources"
+    yield f"[bold]Drift check[/bold] · plan {plan.plan_id} · {_count(len(plan.changes), 'resource')}"
+    if plan.shards:
+        yield escape(shard_line(plan).split(";")[0] + ".")
     for rule in report.expired:
         yield f"[yellow]Expired ignore rule, no longer applied:[/] {escape(rule)}"
     sections = (("Drift: the live state moved away from what was applied", report.drift),

@@ -64,6 +64,7 @@ class Fleet:
     hosts: list[Host] = field(default_factory=list)
     key: Path = Path()
     known_hosts: Path = Path()
+    subnet: str = SUBNET
     _proxies: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -134,8 +135,10 @@ def _run(cmd: list[str], check: bool = True) -> None:
         raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip()}")
 
 
-def start(count: int, prefix: str | None = None) -> Fleet:
-    """Start `count` hosts and wait until each answers SSH. Raises with the reason if it cannot."""
+def start(count: int, prefix: str | None = None, subnet: str = SUBNET, key: Path | None = None) -> Fleet:
+    """Start `count` hosts and wait until each answers SSH. Raises with the reason if it cannot. `subnet`: the
+    first three octets of its addresses (fleets side by side, e.g. network zones, take different ones); `key`:
+    the private key the hosts let in (default: a new one)."""
     for tool in ("ip", "unshare", "/usr/sbin/sshd", "ssh", "ssh-keygen", "ssh-keyscan"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"the SSH test fleet needs {tool}: run scripts/setup")
@@ -144,7 +147,10 @@ def start(count: int, prefix: str | None = None) -> Fleet:
     prefix = prefix or f"rc{os.getpid() % 100000}"
     base = Path(tempfile.mkdtemp(prefix="recon-fleet-"))
     base.chmod(0o755)  # sshd reads authorized_keys as the logging-in user, who may not be root
-    fleet = Fleet(prefix, base)
+    fleet = Fleet(prefix, base, subnet=subnet)
+    if key is not None:
+        shutil.copy(key, base / "id_ed25519")
+        shutil.copy(key.with_name(key.name + ".pub"), base / "id_ed25519.pub")
     try:
         _setup(fleet, count)
     except BaseException:
@@ -181,10 +187,11 @@ def network(prefix: str, count: int, subnet: str) -> list[tuple[str, str]]:
 def _setup(fleet: Fleet, count: int) -> None:
     base = fleet.base
     fleet.key = base / "id_ed25519"
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(fleet.key)])
+    if not fleet.key.exists():
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(fleet.key)])
     authorized = base / "authorized_keys"
     authorized.write_text((base / "id_ed25519.pub").read_text())
-    for i, (netns, address) in enumerate(network(fleet.prefix, count, SUBNET)):
+    for i, (netns, address) in enumerate(network(fleet.prefix, count, fleet.subnet)):
         name = f"host{i + 1}"
         host = Host(name, address, netns, base / name)
         host.dir.mkdir()
