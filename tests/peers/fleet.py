@@ -135,10 +135,11 @@ def _run(cmd: list[str], check: bool = True) -> None:
         raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip()}")
 
 
-def start(count: int, prefix: str | None = None, subnet: str = SUBNET, key: Path | None = None) -> Fleet:
+def start(count: int, prefix: str | None = None, subnet: str = SUBNET, key: Path | None = None,
+          names: str = "host") -> Fleet:
     """Start `count` hosts and wait until each answers SSH. Raises with the reason if it cannot. `subnet`: the
     first three octets of its addresses (fleets side by side, e.g. network zones, take different ones); `key`:
-    the private key the hosts let in (default: a new one)."""
+    the private key the hosts let in (default: a new one); `names`: the hosts are `<names>1`, `<names>2`, …"""
     for tool in ("ip", "unshare", "/usr/sbin/sshd", "ssh", "ssh-keygen", "ssh-keyscan"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"the SSH test fleet needs {tool}: run scripts/setup")
@@ -152,7 +153,7 @@ def start(count: int, prefix: str | None = None, subnet: str = SUBNET, key: Path
         shutil.copy(key, base / "id_ed25519")
         shutil.copy(key.with_name(key.name + ".pub"), base / "id_ed25519.pub")
     try:
-        _setup(fleet, count)
+        _setup(fleet, count, names)
     except BaseException:
         fleet.stop()
         raise
@@ -184,7 +185,7 @@ def network(prefix: str, count: int, subnet: str) -> list[tuple[str, str]]:
     return out
 
 
-def _setup(fleet: Fleet, count: int) -> None:
+def _setup(fleet: Fleet, count: int, names: str = "host") -> None:
     base = fleet.base
     fleet.key = base / "id_ed25519"
     if not fleet.key.exists():
@@ -192,7 +193,7 @@ def _setup(fleet: Fleet, count: int) -> None:
     authorized = base / "authorized_keys"
     authorized.write_text((base / "id_ed25519.pub").read_text())
     for i, (netns, address) in enumerate(network(fleet.prefix, count, fleet.subnet)):
-        name = f"host{i + 1}"
+        name = f"{names}{i + 1}"
         host = Host(name, address, netns, base / name)
         host.dir.mkdir()
         fleet.hosts.append(host)
