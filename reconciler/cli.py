@@ -176,9 +176,10 @@ def apply(
     state_dir: StateDir = Path(".recon"),
     parallelism: Parallelism = 100,
     shard: ShardOpt = None,
+    shard_by: ShardBy = None,
 ) -> int:
     """Carry out a saved plan, or plan and apply after confirmation; with --shard K/N, this runner's part of a
-    merged plan (`recon plan merge`)."""
+    merged plan (`recon plan merge`), or without a saved plan: plan that shard and apply it."""
     from reconciler import gate, planner, shards
     from reconciler.render.text import plan_lines
 
@@ -195,9 +196,9 @@ def apply(
     try:
         saved = saved_plan(paths or [])
         if saved is not None:
-            if target or exclude or force_conflicts:
-                raise UsageError("--target, --exclude and --force-conflicts go with `recon plan`; a saved plan holds "
-                                 "them")
+            if target or exclude or force_conflicts or shard_by:
+                raise UsageError("--target, --exclude, --force-conflicts and --shard-by go with `recon plan`; a saved "
+                                 "plan holds them")
             the_plan = read_plan(saved, state_dir)
             the_plan = shards.for_apply(the_plan, shard)
             project = load(list(the_plan.paths))
@@ -206,18 +207,15 @@ def apply(
                              state_dir, wait, waiting, the_plan.plan_id, items, ctx.halt, shards.targets(the_plan)):
                 outcome = gated(the_plan, project, True, items)
         else:
-            if shard:
-                raise UsageError("--shard goes with a saved plan: plan each shard (`recon plan --shard K/N --out "
-                                 "part.json`), merge them (`recon plan merge`), then apply: `recon apply plan.json "
-                                 "--shard K/N`")
             chosen = spec_paths(paths)
             project = load(chosen)
             items = planner.expand(project)
+            mine = shards.chosen(shard, shard_by)  # plan this shard alone and apply it
             # the locks come first, as in Terraform: the plan then sees what an apply before this one did
             with gate.locked(project, target or [], exclude or [], state_dir, wait, waiting, items=items,
-                             on_lost=ctx.halt):
+                             on_lost=ctx.halt, only=shards.of(project, items, mine) if mine else None):
                 the_plan = mark_drift(planner.make_plan(project, ctx, chosen, target or [], exclude or [],
-                                                        prune=prune, expanded=items), state_dir)
+                                                        prune=prune, expanded=items, shard=mine), state_dir)
                 for line in plan_lines(the_plan):
                     console.print(line)
                 outcome = gated(the_plan, project, False, items)

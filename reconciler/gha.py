@@ -182,8 +182,9 @@ def apply_reviewed(token: str, sha: str, spec_path: str, extra: list[str], cwd: 
         rc, _, err = _run3(["apply", pid, *extra], cwd)
         if rc == 0 or ("stale" not in err and "no plan" not in err):
             outputs["reviewed"] = pid
-            note = (f"✅ Applied the plan this pull request showed, `{pid}`." if rc == 0 else
-                    f"❌ Applying the reviewed plan `{pid}` failed (exit {rc}).")
+            part = next((f"part {b} of " for a, b in zip(extra, extra[1:]) if a == "--shard"), "")
+            note = (f"✅ Applied {part}the plan this pull request showed, `{pid}`." if rc == 0 else
+                    f"❌ Applying {part}the reviewed plan `{pid}` failed (exit {rc}).")
             if rc == 0 and number:
                 _run(["lock", "release", "--owner", f"pr:{number}"], cwd)  # merged: its targets are free again
             _reply(token, number, f"{note} [The run]({run_url}).", outputs)
@@ -227,7 +228,7 @@ def _outputs(values: dict[str, Any]) -> None:
     _write("GITHUB_OUTPUT", "".join(f"{k}={v}\n" for k, v in values.items()))
 
 
-COMMANDS = ("plan", "apply", "drift", "comment", "release")
+COMMANDS = ("plan", "merge", "apply", "drift", "comment", "release")
 
 
 def main() -> int:
@@ -269,6 +270,8 @@ def run_command(command: str, event: dict[str, Any]) -> int:
     run_url = _run_url()
     where = f"the `{_input('artifact-name') or 'recon-plan'}` artifact of [this run]({run_url})"
     os.environ.update(trusted_policy(event, cwd))  # for every recon run of this step
+    merging = command == "merge"  # the fragments of a sharded plan (`args: --shard K/N`) made one: the plan
+    command = "plan" if merging else command
     marker = f"<!-- recon:{command}:{spec_path} -->"
 
     if command == "drift":
@@ -305,7 +308,17 @@ def run_command(command: str, event: dict[str, Any]) -> int:
     described = plan_file
     more: dict[str, Any] = {}
     held = ""
-    if command == "plan":
+    if merging:
+        (cwd / plan_file).unlink(missing_ok=True)
+        pattern = _input("fragments") or "recon-parts/*.json"
+        found = sorted(str(p.relative_to(cwd)) for p in cwd.glob(pattern) if p.resolve() != (cwd / plan_file).resolve())
+        if found:
+            rc, _ = _run(["plan", "merge", *found, "--out", str(plan_file), "--detailed-exitcode"], cwd)
+        else:
+            print(f"recon action: merge found no fragments at {pattern} (download the shards' plan artifacts "
+                  "there, e.g. actions/download-artifact with pattern and merge-multiple: true)", file=sys.stderr)
+            rc = 1
+    elif command == "plan":
         (cwd / plan_file).unlink(missing_ok=True)  # a reused workspace's old plan is never posted again
         claim = ["--claim", f"pr:{number}"] if number and _input("lock-targets", "true").lower() != "false" else []
         rc, _, err = _run3(["plan", spec_path, "--out", str(plan_file), "--detailed-exitcode", *claim, *extra], cwd)
@@ -337,6 +350,8 @@ def run_command(command: str, event: dict[str, Any]) -> int:
         _outputs(outputs)
         return rc
     plan = Plan.from_json(json.loads((cwd / described).read_text()))
+    if "index" in plan.shards:  # one shard's fragment: the merge job comments and sets the status, once
+        token = ""
     if command == "plan" and plan.denied and rc in (0, 2):
         rc = 3  # a plan that apply would refuse fails the check
     title = "recon plan" if command == "plan" else "recon apply: what is left after it"

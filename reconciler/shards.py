@@ -166,6 +166,11 @@ def _across(by: str, members: list[str], labels: dict[str, dict[str, str]],
     return f"--shard-by {by}: targets {', '.join(sorted(members))} depend on each other across {', '.join(values)}"
 
 
+def of(project: Project, items: Items, shard: Shard) -> set[str]:
+    """The targets of one shard."""
+    return {t for t, k in partition(project, items, shard.count, shard.by).items() if k == shard.index}
+
+
 def owner(target: str, parts: dict[str, int], count: int) -> int:
     """The shard of a target; one no spec declares (an orphan found live) by a stable hash of its name."""
     if target in parts:

@@ -163,7 +163,7 @@ def test_a_dependency_across_targets_keeps_both_in_one_shard(tmp_path: Path) -> 
     (("plan", "--shard", "two"), "give the shard as K/N, e.g. 1/3"),
     (("plan", "--shard", "1/2", "--shard-by", "rack"), "--shard-by rack: no target has the label 'rack'"),
     (("plan", "--shard-by", "zone"), "--shard-by goes with --shard K/N"),
-    (("apply", "--shard", "1/2", "--auto-approve"), "--shard goes with a saved plan"),
+    (("apply", "part.json", "--shard", "1/2"), "part.json: no such plan file"),
 ])
 def test_bad_shard_options_are_one_clear_message(tmp_path: Path, args: tuple[str, ...], says: str) -> None:
     cwd = repo(tmp_path, {"group.yaml": group("fleet", HOSTS), "app.yaml": state("app", "fleet", FILES)})

@@ -5,6 +5,7 @@ examples point every runner at."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, recon
 from tests.e2e.test_local_cli import hoststate
 from tests.peers import github_api, postgres
 from tests.peers.gha_runner import Runner, condition, evaluate, interpolate
@@ -236,3 +237,60 @@ def test_comment_commands_with_apply_requirements_and_pull_request_locks(world: 
                                     {"pull_request": gh.prs[8]}, head9, "refs/pull/8/merge").steps  # job skipped
     again = world.runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request", pr9, head9, "refs/pull/9/merge")
     assert again.ok and again.step("recon").outputs["exit-code"] == "2", again.log
+
+
+def test_the_sharded_workflow_plans_in_a_matrix_comments_one_merged_plan_and_each_shard_applies_its_part(
+        world: World) -> None:
+    """Issue 16: examples/github/sharded.yml as one workflow run each: on the pull request three plan jobs (a
+    matrix), a merge job that comments once; on the push three apply jobs, each its part of the reviewed plan."""
+    repo, gh = world.repo, world.gh
+    hosts = [f"s{i}" for i in range(1, 7)]
+    _git(repo, "checkout", "-q", "main")
+    base = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-qb", "pr-30")
+    (repo / "specs" / "shards.yaml").write_text(
+        "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: many}\nspec:\n  hosts:\n"
+        + "".join(f"    - {{name: {h}, root: {world.live / h}}}\n" for h in hosts) + "---\n"
+        + hoststate("many", "- type: file\n  path: /etc/many.conf\n  content: sharded\n").replace(
+            "group: hosts", "group: many"))
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "six more hosts")
+    head = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "update-ref", "refs/pull/30/head", head)
+    _git(repo, "checkout", "-q", "main")
+    pr = {"number": 30, "head": {"sha": head, "ref": "pr-30"}, "base": {"sha": base, "ref": "main"},
+          "mergeable": True, "state": "open"}
+    gh.prs[30] = pr
+    statuses_before = len(gh.statuses.get(head, []))
+
+    run = world.runner.run_workflow(EXAMPLES / "sharded.yml", "pull_request", {"pull_request": pr}, head,
+                                    "refs/pull/30/merge")
+    assert [j.skipped for j in run["apply"]] == [True]
+    assert len(run["plan"]) == 3 and all(j.ok for j in run["plan"]), [j.log for j in run["plan"]]
+    [merge] = run["merge"]
+    assert merge.ok, merge.log
+    out = merge.step("recon").outputs
+    pid = out["plan-id"]
+    assert out["exit-code"] == "2" and out["comment"] == "created" and merge.outputs["plan-id"] == pid, out
+    [comment] = [c for c in gh.comments.values() if c["issue"] == 30]  # once, by the merge job alone
+    assert f"<!-- recon-plan-id: {pid} -->" in comment["body"] and "Merged from 3 shards" in comment["body"]
+    assert [s["context"] for s in gh.statuses[head][statuses_before:]] == ["recon/plan: specs"]
+    fragments = [json.loads(f.read_text()) for f in sorted(merge.artifacts.glob("recon-part-*/*.json"))]
+    assert [f["shards"]["index"] for f in fragments] == [1, 2, 3]
+
+    _git(repo, "merge", "-q", "--ff-only", "pr-30")
+    gh.pulls[head] = [{"number": 30, "state": "closed", "merged_at": "2026-11-30T12:00:00Z"}]
+    push = {"before": base, "after": head, "ref": "refs/heads/main"}
+    run = world.runner.run_workflow(EXAMPLES / "sharded.yml", "push", push, head, "refs/heads/main")
+    assert [j.skipped for j in run["plan"] + run["merge"]] == [True, True]
+    assert len(run["apply"]) == 3 and all(j.ok for j in run["apply"]), [j.log for j in run["apply"]]
+    assert {j.step("recon").outputs["reviewed"] for j in run["apply"]} == {pid}
+    for h in hosts:
+        assert (world.live / h / "etc" / "many.conf").read_text() == "sharded"
+    told = [c["body"] for c in gh.comments.values() if c["issue"] == 30]
+    assert sum(f"the plan this pull request showed, `{pid}`" in b for b in told) == 3, told
+    env = {"RECON_STATE_BACKEND": "postgres", "RECON_STATE_DSN": world.runner.secrets["RECON_STATE_DSN"]}
+    shown = recon("show", pid, cwd=repo, env=env)
+    assert "Applied: 3 of 3 parts" in shown.out, shown.text
+    again = recon("plan", "specs", "--detailed-exitcode", cwd=repo, env=env)
+    assert again.rc == 0 and "No changes." in again.out, again.text

@@ -1,13 +1,15 @@
 """A stand-in for GitHub's Actions runner, to run `action.yml` and the example workflows as GitHub runs them:
-workflow jobs step by step, composite actions with their inputs (defaults, and the empty string GitHub hands
-over for an unset input), `${{ }}` expressions, `if:`, `env`, each `run:` with its shell (`bash --noprofile
---norc -eo pipefail FILE`), and the GITHUB_OUTPUT / GITHUB_ENV / GITHUB_PATH / GITHUB_STEP_SUMMARY files.
+workflow jobs step by step (and a whole run: jobs in `needs` order, matrix combinations, job outputs),
+composite actions with their inputs (defaults, and the empty string GitHub hands over for an unset input),
+`${{ }}` expressions, `if:`, `env`, each `run:` with its shell (`bash --noprofile --norc -eo pipefail FILE`), and
+the GITHUB_OUTPUT / GITHUB_ENV / GITHUB_PATH / GITHUB_STEP_SUMMARY files.
 Written from GitHub's documentation, sharing no code with recon.
 
 The actions a workflow uses are stood in for: `actions/checkout` is a real `git clone` of a local remote (with
 its fetch-depth), `actions/setup-python` a fresh virtual environment that sees the test environment's
 packages (so the action's own `pip install` really runs, offline, from the wheelhouse scripts/setup keeps),
-`actions/upload-artifact` a copy into a directory (a name used twice in a run fails, as in v4), and
+`actions/upload-artifact` a copy into a directory (a name used twice in a run fails, as in v4),
+`actions/download-artifact` a copy back (by name, or by pattern with merge-multiple), and
 `your-org/recon@v1` the composite action at the repository's root.
 """
 
@@ -228,6 +230,7 @@ class JobResult:
     summary: str
     artifacts: Path  # the run's artifacts, a directory per name
     skipped: bool = False  # the job's `if:` was false
+    outputs: dict[str, str] = field(default_factory=dict)  # the job's `outputs:`, for the jobs that need it
 
     def step(self, step_id: str) -> StepResult:
         return next(s for s in self.steps if s.id == step_id)
@@ -253,22 +256,56 @@ class Runner:
 
     # the run -----------------------------------------------------------------------------------------
 
+    def run_workflow(self, workflow: Path, event_name: str, event: dict[str, Any], sha: str, ref: str,
+                     env: dict[str, str] | None = None) -> dict[str, list[JobResult]]:
+        """Every job of a workflow run, in the order `needs` gives, each matrix combination as a job of its own
+        (one after the other: this is one runner), sharing the run's id and artifacts. A job runs when every job
+        it needs succeeded (unless its `if:` asks for always()); `needs.<job>.outputs` and `.result` reach it."""
+        import itertools
+
+        data = YAML(typ="safe").load(workflow.read_text())
+        self.run_id += 1
+        run_id = self.run_id
+        artifacts = self.home / f"run-{run_id}-artifacts"
+        artifacts.mkdir(parents=True)
+        done: dict[str, list[JobResult]] = {}
+        todo = list(data["jobs"])
+        while todo:
+            job = next(j for j in todo if all(n in done for n in _needs(data["jobs"][j])))
+            todo.remove(job)
+            spec = data["jobs"][job]
+            needs = {n: {"result": _result(done[n]), "outputs": {k: v for r in done[n] for k, v in r.outputs.items()}}
+                     for n in _needs(spec)}
+            matrix = (spec.get("strategy") or {}).get("matrix") or {}
+            keys = [k for k in matrix if k not in ("include", "exclude")]
+            combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(matrix[k] for k in keys))]
+            done[job] = []
+            for combo in combos or [{}]:
+                got = self.run_job(workflow, job, event_name, event, sha, ref, env, matrix=combo or None,
+                                   needs=needs, run=(run_id, artifacts))
+                done[job].append(got)
+                if got.skipped:  # a job's `if:` cannot see the matrix: the whole matrix is skipped, once
+                    break
+        return done
+
     def run_job(self, workflow: Path, job: str, event_name: str, event: dict[str, Any], sha: str, ref: str,
-                env: dict[str, str] | None = None) -> JobResult:
+                env: dict[str, str] | None = None, matrix: dict[str, Any] | None = None,
+                needs: dict[str, Any] | None = None, run: tuple[int, Path] | None = None) -> JobResult:
         data = YAML(typ="safe").load(workflow.read_text())
         spec = data["jobs"][job]
         self.run_id += 1
         work = self.home / f"work-{self.run_id}"
         workspace = work / self.repository.split("/")[1]
         temp = work / "temp"
-        for d in (workspace, temp, work / "artifacts"):
-            d.mkdir(parents=True)
+        run_id, artifacts = run if run is not None else (self.run_id, work / "artifacts")
+        for d in (workspace, temp, artifacts):
+            d.mkdir(parents=True, exist_ok=True)
         event_path = temp / "event.json"
         event_path.write_text(json.dumps(event))
         pr = event.get("pull_request") or {}
         github = {
             "event": event, "event_name": event_name, "sha": sha, "ref": ref, "repository": self.repository,
-            "repository_owner": self.repository.split("/")[0], "job": job, "run_id": str(self.run_id),
+            "repository_owner": self.repository.split("/")[0], "job": job, "run_id": str(run_id),
             "run_number": "1", "actor": self.actor, "workspace": str(workspace), "server_url": "https://github.com",
             "api_url": self.api_url, "token": self.token, "workflow": data.get("name", workflow.name),
             "base_ref": (pr.get("base") or {}).get("ref", ""), "head_ref": (pr.get("head") or {}).get("ref", ""),
@@ -278,7 +315,7 @@ class Runner:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work / "home"), "CI": "true",
             "LANG": "C.UTF-8", "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace),
             "GITHUB_EVENT_PATH": str(event_path), "GITHUB_EVENT_NAME": event_name, "GITHUB_SHA": sha,
-            "GITHUB_REF": ref, "GITHUB_REPOSITORY": self.repository, "GITHUB_RUN_ID": str(self.run_id),
+            "GITHUB_REF": ref, "GITHUB_REPOSITORY": self.repository, "GITHUB_RUN_ID": str(run_id),
             "GITHUB_ACTOR": self.actor, "GITHUB_JOB": job, "GITHUB_API_URL": self.api_url,
             "GITHUB_SERVER_URL": "https://github.com", "GITHUB_BASE_REF": github["base_ref"],
             "GITHUB_HEAD_REF": github["head_ref"], "RUNNER_TEMP": str(temp), "RUNNER_OS": "Linux",
@@ -286,10 +323,12 @@ class Runner:
         }
         (work / "home").mkdir()
         state = _Job(self, workspace, temp, {**base_env, **(env or {})}, github, work / "summary.md",
-                     work / "artifacts")
+                     artifacts, matrix or {}, needs or {})
+        if any(n["result"] != "success" for n in (needs or {}).values()):
+            state.status = "failure"  # success() is false: a job whose needs failed runs only if it asks always()
         ctx = state.context({})
-        if "if" in spec and not condition(spec["if"], ctx):
-            return JobResult(True, [], "", work / "artifacts", skipped=True)
+        if ("if" in spec or needs) and not condition(spec.get("if"), ctx):
+            return JobResult(True, [], "", artifacts, skipped=True)
         for k, v in (data.get("env") or {}).items():
             state.env[k] = text(interpolate(v, ctx))
         for k, v in (spec.get("env") or {}).items():
@@ -297,7 +336,9 @@ class Runner:
         results = state.steps(spec["steps"], {}, {})
         ok = all(r.outcome != "failure" for r in results)
         summary = state.summary.read_text() if state.summary.exists() else ""
-        return JobResult(ok, results, summary, work / "artifacts")
+        steps = {r.id: {"outputs": r.outputs, "outcome": r.outcome} for r in results}
+        outputs = {k: text(interpolate(v, state.context(steps))) for k, v in (spec.get("outputs") or {}).items()}
+        return JobResult(ok, results, summary, artifacts, outputs=outputs)
 
     def python(self) -> Path:
         """actions/setup-python: a fresh virtual environment whose interpreter also sees the packages of the
@@ -312,9 +353,23 @@ class Runner:
         return self._python
 
 
+def _needs(spec: dict[str, Any]) -> list[str]:
+    needs = spec.get("needs") or []
+    return [needs] if isinstance(needs, str) else list(needs)
+
+
+def _result(jobs: list[JobResult]) -> str:
+    if all(j.skipped for j in jobs):
+        return "skipped"
+    return "success" if all(j.ok for j in jobs) else "failure"
+
+
 class _Job:
     def __init__(self, runner: Runner, workspace: Path, temp: Path, env: dict[str, str], github: dict[str, Any],
-                 summary: Path, artifacts: Path) -> None:
+                 summary: Path, artifacts: Path, matrix: dict[str, Any] | None = None,
+                 needs: dict[str, Any] | None = None) -> None:
+        self.matrix = matrix or {}
+        self.needs = needs or {}
         self.artifacts = artifacts
         self.runner = runner
         self.workspace = workspace
@@ -329,7 +384,7 @@ class _Job:
         secrets = {**self.runner.secrets, "GITHUB_TOKEN": self.runner.token}
         ctx = {"github": self.github, "env": dict(self.env), "steps": steps, "secrets": secrets,
                "runner": {"os": "Linux", "temp": str(self.temp)}, "job": {"status": self.status},
-               "__status": self.status}
+               "matrix": self.matrix, "needs": self.needs, "__status": self.status}
         if inputs is not None:
             ctx["inputs"] = inputs
         return ctx
@@ -378,6 +433,8 @@ class _Job:
             return StepResult(sid, "success", {"python-version": "3.11"})
         if name == "actions/upload-artifact":
             return self.upload(sid, with_)
+        if name == "actions/download-artifact":
+            return self.download(sid, with_)
         if name.endswith("/recon") or uses in (".", "./"):
             return self.composite(sid, ROOT, with_, env)
         raise ValueError(f"the runner stand-in has no action {uses}")
@@ -432,6 +489,28 @@ class _Job:
         target.mkdir(parents=True)
         shutil.copy2(source, target / source.name)
         return StepResult(sid, "success", {"artifact-id": name})
+
+    def download(self, sid: str, with_: dict[str, Any]) -> StepResult:
+        """download-artifact v4: `name` into `path`; or every artifact matching `pattern`, each into its own
+        directory below `path`, or all into `path` itself with `merge-multiple`."""
+        import fnmatch
+
+        target = self.workspace / text(with_.get("path") or ".")
+        if with_.get("name"):
+            chosen = [self.artifacts / text(with_["name"])]
+            if not chosen[0].is_dir():
+                return StepResult(sid, "failure", log=f"Unable to download artifact(s): Artifact not found for name: "
+                                  f"{text(with_['name'])}")
+        else:
+            pattern = text(with_.get("pattern") or "*")
+            chosen = sorted(d for d in self.artifacts.iterdir() if fnmatch.fnmatchcase(d.name, pattern))
+        merge = text(with_.get("merge-multiple") or "false").lower() == "true"
+        for art in chosen:
+            into = target if (merge or with_.get("name")) else target / art.name
+            into.mkdir(parents=True, exist_ok=True)
+            for f in art.iterdir():
+                shutil.copy2(f, into / f.name)
+        return StepResult(sid, "success", {"download-path": str(target)}, log=f"{len(chosen)} artifact(s)")
 
     def composite(self, sid: str, path: Path, with_: dict[str, Any], env: dict[str, str]) -> StepResult:
         action = YAML(typ="safe").load((path / "action.yml").read_text())
