@@ -52,7 +52,7 @@ def error(call: Any) -> tuple[int, dict[str, Any]]:
 def test_discovery_defaulting_and_status(apis: tuple[Any, Any]) -> None:
     apps, core = apis
     groups = client.ApisApi(apps.api_client).get_api_versions()
-    assert [g.name for g in groups.groups] == ["apps"]
+    assert [g.name for g in groups.groups] == ["apps", "batch"]
     made = apply(apps, deployment())
     assert made["spec"]["strategy"]["type"] == "RollingUpdate" and made["spec"]["revisionHistoryLimit"] == 10
     assert made["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"

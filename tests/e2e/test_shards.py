@@ -5,6 +5,7 @@ Over SSH zones in network namespaces and a shared PostgreSQL: tests/e2e/test_sha
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -246,3 +247,55 @@ def test_a_runner_killed_mid_part_keeps_its_targets_locked_until_the_lease_ends_
     states = recon("show", "plan.json", cwd=cwd, env=env).out
     assert "Applied: 2 of 2 parts" in states and "part 2/2: no changes" in states, states
     assert "No changes." in recon("plan", cwd=cwd, env=env).out
+
+
+def test_the_kubernetes_drift_cronjob_validates_offline_applies_with_kubectl_and_its_command_covers_every_shard(
+        tmp_path: Path) -> None:
+    """examples/kubernetes: the Indexed Job of the nightly drift check, validated against Kubernetes' own schemas
+    (offline), applied by a stock kubectl to the test API server, and its container's command run as each index's
+    pod would run it (JOB_COMPLETION_INDEX 0..N-1): the shards it checks are every target, each once."""
+    import os
+    import shutil
+
+    import kubernetes_validate
+    from kubernetes_validate.utils import latest_version
+    from ruamel.yaml import YAML
+
+    from tests.conftest import ROOT
+    from tests.peers import kube_api
+
+    example = ROOT / "examples" / "kubernetes" / "drift-cronjob.yaml"
+    cron = YAML(typ="safe").load(example.read_text())
+    kubernetes_validate.validate(cron, latest_version(), strict=True)
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["completionMode"] == "Indexed" and job["completions"] == job["parallelism"] == 3
+    [container] = job["template"]["spec"]["containers"]
+    assert f'/{job["completions"]}"' in container["args"][0]  # the N of --shard is the number of indexes
+
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is missing: run scripts/setup (Debian's kubectl)"
+    peer = kube_api.start()
+    try:
+        config = str(peer.kubeconfig(tmp_path / "kubeconfig"))
+        applied = subprocess.run([kubectl, "--kubeconfig", config, "apply", "--server-side", "--validate=false",
+                                  "-f", str(example)], capture_output=True, text=True, timeout=60, check=False)
+        assert applied.returncode == 0 and "cronjob.batch/recon-drift serverside-applied" in applied.stdout, \
+            applied.stdout + applied.stderr
+        got = subprocess.run([kubectl, "--kubeconfig", config, "get", "cronjob", "recon-drift", "-o", "json"],
+                             capture_output=True, text=True, timeout=60, check=True)
+        stored = json.loads(got.stdout)["spec"]["jobTemplate"]["spec"]
+        assert stored["completionMode"] == "Indexed" and stored["template"]["spec"]["containers"][0]["args"] == \
+            container["args"]
+    finally:
+        peer.stop()
+
+    cwd = repo(tmp_path, {"group.yaml": group("fleet", HOSTS), "app.yaml": state("app", "fleet", FILES)})
+    env = {**os.environ, "PATH": f"{Path(RECON[0]).parent}:{os.environ['PATH']}", "COLUMNS": "200"}
+    checked = 0
+    for index in range(job["completions"]):
+        pod = subprocess.run([*container["command"], container["args"][0]], cwd=cwd, capture_output=True, text=True,
+                             env={**env, "JOB_COMPLETION_INDEX": str(index)}, timeout=120, check=False)
+        found = re.search(rf"Shard {index + 1}/3: (\d+) targets? of {len(HOSTS)}\.", pod.stdout)
+        assert pod.returncode == 2 and found, pod.stdout + pod.stderr  # never applied here: all pending
+        checked += int(found[1])
+    assert checked == len(HOSTS)

@@ -2,9 +2,9 @@
 unmodified official client (and kubectl).
 
 It serves discovery (/version, /api, /apis and the resource lists), Namespaces, ConfigMaps, Secrets,
-Services and Deployments (with /scale and /status): get, list with label selectors (also across
-namespaces), create, replace with resourceVersion checks (409 when stale), delete, JSON patch, merge
-patch, strategic merge patch and server-side apply (managedFields, conflicts, force), dryRun=All on
+Services, Deployments (with /scale and /status), Jobs and CronJobs (stored, not run): get, list with label
+selectors (also across namespaces), create, replace with resourceVersion checks (409 when stale), delete, JSON
+patch, merge patch, strategic merge patch and server-side apply (managedFields, conflicts, force), dryRun=All on
 every write, defaulting, and 422 for invalid objects. The objects and what the server does with them
 live in kube_store.py, whose docstring lists what it does not do.
 
@@ -26,9 +26,12 @@ from ruamel.yaml import YAML
 
 from tests.peers import kube_fields as kf
 from tests.peers.jsonhttp import send_json
-from tests.peers.kube_store import BY_PLURAL, KINDS, ApiError, Kind, Store, _public
+from tests.peers.kube_store import BY_PLURAL, GROUP_VERSIONS, KINDS, ApiError, Kind, Store, _public
 
 VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-recon-peer", "platform": "linux/amd64"}
+
+
+_PREFIXES = [(gv, "/api/v1" if gv == "v1" else f"/apis/{gv}") for gv in GROUP_VERSIONS]
 
 
 def _discovery(path: str) -> dict[str, Any] | None:
@@ -39,10 +42,13 @@ def _discovery(path: str) -> dict[str, Any] | None:
         return {"kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
     if path == "/apis":
-        version = {"groupVersion": "apps/v1", "version": "v1"}
-        return {"kind": "APIGroupList", "apiVersion": "v1",
-                "groups": [{"name": "apps", "versions": [version], "preferredVersion": version}]}
-    for gv, prefix in (("v1", "/api/v1"), ("apps/v1", "/apis/apps/v1")):
+        groups = []
+        for gv in GROUP_VERSIONS:
+            if "/" in gv:
+                version = {"groupVersion": gv, "version": gv.split("/")[1]}
+                groups.append({"name": gv.split("/")[0], "versions": [version], "preferredVersion": version})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+    for gv, prefix in _PREFIXES:
         if path == prefix:
             resources = []
             for k in KINDS:
@@ -62,7 +68,8 @@ def _discovery(path: str) -> dict[str, Any] | None:
 
 def _route(path: str) -> tuple[Kind, str | None, str, str]:
     """(kind, namespace or None for every namespace, name, subresource) of a resource path."""
-    for gv, prefix in (("v1", "/api/v1/"), ("apps/v1", "/apis/apps/v1/")):
+    for gv, prefix in _PREFIXES:
+        prefix += "/"
         if path.startswith(prefix):
             parts = path[len(prefix):].strip("/").split("/")
             if parts[0] == "namespaces" and len(parts) >= 3:

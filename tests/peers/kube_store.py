@@ -41,7 +41,10 @@ KINDS = [
     Kind("v1", "secrets", "Secret"),
     Kind("v1", "services", "Service", subresources=("status",)),
     Kind("apps/v1", "deployments", "Deployment", subresources=("scale", "status")),
+    Kind("batch/v1", "jobs", "Job", subresources=("status",)),  # stored and validated; no controller runs them
+    Kind("batch/v1", "cronjobs", "CronJob", subresources=("status",)),
 ]
+GROUP_VERSIONS = list(dict.fromkeys(k.group_version for k in KINDS))
 BY_PLURAL = {(k.group_version, k.plural): k for k in KINDS}
 
 
@@ -410,6 +413,23 @@ def validate(kind: Kind, obj: dict[str, Any]) -> None:
                 base64.b64decode(value, validate=True)
             except (ValueError, TypeError):
                 bad(f"data[{key}]", "not base64")
+    if kind.kind in ("Job", "CronJob"):
+        spec = obj.get("spec") or {}
+        path = "spec"
+        if kind.kind == "CronJob":
+            if not re.fullmatch(r"(@\w+|(\S+\s+){4}\S+)", str(spec.get("schedule", "")).strip()):
+                bad("spec.schedule", f"{spec.get('schedule')!r}: a cron schedule of five fields")
+            spec, path = (spec.get("jobTemplate") or {}).get("spec") or {}, "spec.jobTemplate.spec"
+        pod = (spec.get("template") or {}).get("spec") or {}
+        if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+            bad(f"{path}.template.spec.restartPolicy", f"{pod.get('restartPolicy')!r}: supported values: "
+                '"OnFailure", "Never"')
+        if not pod.get("containers"):
+            causes.append({"reason": "FieldValueRequired", "message": "Required value",
+                           "field": f"{path}.template.spec.containers"})
+        if spec.get("completionMode", "NonIndexed") == "Indexed" and spec.get("completions") is None:
+            causes.append({"reason": "FieldValueRequired", "message": "Required value: when completion mode is "
+                           "Indexed", "field": f"{path}.completions"})
     if kind.kind == "Deployment":
         spec = obj["spec"]
         selector = (spec.get("selector") or {}).get("matchLabels") or {}
