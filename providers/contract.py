@@ -99,6 +99,8 @@ class Result:
     message: str = ""  # why it failed, or a warning about a success (e.g. not verified)
     seconds: float = 0.0
     note: str = ""  # what was done, worth a line in the report (e.g. bytes uploaded)
+    after: tuple[Any] | None = None  # (the live state after the change,) when read in the change's own round
+    # trip, so the engine's verification needs no read of its own; None: the engine reads it
 
 
 Live = Any  # plain JSON data, or None when the resource does not exist

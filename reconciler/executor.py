@@ -106,20 +106,23 @@ Shared = Callable[[str], set[str]]  # a rolling spec -> its targets that failed 
 
 
 def apply(plan: Plan, project: Project, ctx: Context, journal: Journal,
-          items: Sequence[tuple[Provider, Instance]] | None = None, shared: Shared | None = None) -> ApplyReport:
+          items: Sequence[tuple[Provider, Instance]] | None = None, shared: Shared | None = None,
+          fresh: bool = False) -> ApplyReport:
     """Carry out the plan (the caller holds the locks of its targets). `shared`: the failures of the other runners
-    applying parts of the same merged plan (shards.py), counted against a rolling spec's maxFailures."""
+    applying parts of the same merged plan (shards.py), counted against a rolling spec's maxFailures. `fresh`: the
+    plan was read just now, under the locks held since before it, and nobody was asked in between: it is not
+    read again before the first wave (that re-read would be the same read a moment later)."""
     steps = resolve(plan, project, items)
     if not steps:
         return ApplyReport()
-    return _apply(plan, project, ctx, journal, steps, shared)
+    return _apply(plan, project, ctx, journal, steps, shared, fresh)
 
 
 def _apply(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: list[Step],
-           shared: Shared | None = None) -> ApplyReport:
+           shared: Shared | None = None, fresh: bool = False) -> ApplyReport:
     started = time.monotonic()
     report = ApplyReport()
-    moved = stale(steps, ctx)
+    moved = {} if fresh else stale(steps, ctx)
     if moved:
         problems = [f"{cid}: {why}" for cid, why in moved.items()]
         journal.write("refused", reason="stale plan", problems=problems)
@@ -279,10 +282,16 @@ def _verify(steps: Sequence[Step], report: ApplyReport, ctx: Context, journal: J
         if c.id in ok_ids:
             by_target.setdefault(i.target, []).append((p, i))
 
+    after = {r.change_id: r.after[0] for r in report.results if r.ok and r.after is not None}
+
     def one(done: list[tuple[Provider, Instance]]) -> dict[str, tuple[bool, str]]:
-        """Change id -> (still counted a success, why) for each change the re-read does not confirm."""
+        """Change id -> (still counted a success, why) for each change the re-read does not confirm. When the
+        provider read the state after its changes in their own round trip, that is the re-read."""
         try:
-            live = planner.read_live(done, replace(ctx, verifying=True))
+            if all(i.id in after for _, i in done):
+                live = {i.id: after[i.id] for _, i in done}
+            else:
+                live = planner.read_live(done, replace(ctx, verifying=True))
         except ReconError as exc:
             return {i.id: (True, f"applied; not verified, the re-read failed: {exc}") for _, i in done}
         return {c.id: (False, f"applied, but a re-read still differs: {c.reason}")

@@ -193,7 +193,9 @@ def apply(plan: Plan, project: Project, ctx: Context, state_dir: Path, *, saved:
         try:
             # a part of a merged plan counts a rolling spec's failed targets across every part (maxFailures)
             shared = (lambda spec: audit.rollout_failures(plan.plan_id, spec)) if part else None
-            report = executor.apply(plan, project, ctx, journal, items, shared)
+            # planned by this apply, under its locks, nobody asked since: no re-read before the first wave
+            fresh = not saved and decision.verdict == "go"
+            report = executor.apply(plan, project, ctx, journal, items, shared, fresh)
             desired = {c.id: c.desired for c in plan.changes}
             with journal.batch():
                 for r in report.succeeded:  # what the specs said when the resource was last made so: drift's baseline

@@ -105,7 +105,8 @@ class HostProvider:
             # after an apply its guards may run: what the change wrote has been applied (reviewed or not)
             wanted = [dataclasses.replace(i.desired, reviewed=True) if ctx.verifying else i.desired for i in items]
             with self._limit(host):
-                found = system_for(host).read(wanted, _transport(host, ctx), target)
+                found = system_for(host).read(wanted, _transport(host, ctx), target,  # a re-read shows no diff
+                                              diffs=not (ctx.fingerprint_only or ctx.verifying))
             return {i.id: state for i, state in zip(items, found, strict=True)}
 
         out: dict[str, Facts] = {}

@@ -23,8 +23,10 @@ class HostSystem(Protocol):
         """Why the resource cannot be on this host's system ("" when it can): a spec problem, before any read."""
         ...
 
-    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Facts]:
-        """The live state of each item, in order, in one round trip (TransportError when it fails)."""
+    def read(self, items: Sequence[HostResource], transport: Transport, target: str,
+             diffs: bool = True) -> list[Facts]:
+        """The live state of each item, in order, in one round trip (TransportError when it fails). `diffs`: also
+        the old text of files whose content changes, for the plan to show (may cost a round trip more)."""
         ...
 
     def diff(self, d: HostResource, live: Facts, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:

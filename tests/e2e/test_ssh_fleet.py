@@ -112,9 +112,14 @@ def test_plan_apply_replan_drift_on_one_host(fleet: fleetmod.Fleet, tmp_path: Pa
         assert log.count("Accepted publickey for root") == 1, log
         assert len(re.findall(r"Starting session: command", log)) == 1, log
 
+    sizes = _log_sizes(fleet)
     got = run(fleet, cwd, "apply", "--auto-approve")
     assert got.rc == 0, got.text
     assert f"Apply complete: {5 * HOSTS} succeeded, 0 failed" in got.out
+    # issue 16: two session channels per host, the plan's read and one change script that reports the state after
+    # it (no re-read before it: the plan was read just now under the apply's locks; none after it)
+    for log in _log_since(fleet, sizes):
+        assert len(re.findall(r"Starting session: command", log)) == 2, log
     for i in range(HOSTS):
         assert fleet.ssh(i, "cat /srv/www/index.html") == "<h1>hello from recon</h1>\n"
         assert fleet.ssh(i, "stat -c %a /etc/app/app.conf").strip() == "600"
@@ -124,10 +129,14 @@ def test_plan_apply_replan_drift_on_one_host(fleet: fleetmod.Fleet, tmp_path: Pa
     assert "No changes." in got.out
 
     fleet.ssh(2, "echo 'workers = 64' > /etc/app/app.conf")
-    got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode")
+    got = run(fleet, cwd, "plan", "--json", "--detailed-exitcode", "--out", "plan.json")
     assert got.rc == 2
     assert pending(got) == {f"HostState/site/file:/etc/app/app.conf@{fleet.hosts[2].name}"}
-    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    sizes = _log_sizes(fleet)
+    assert run(fleet, cwd, "apply", "plan.json").rc == 0
+    # a saved plan: read again before it is carried out (its plan was read by another run), then one change script
+    sessions = [len(re.findall(r"Starting session: command", log)) for log in _log_since(fleet, sizes)]
+    assert sessions == [0, 0, 2, 0, 0], sessions  # hosts without changes: untouched
     assert fleet.ssh(2, "cat /etc/app/app.conf") == "workers = 4\n"
     assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
 

@@ -36,7 +36,8 @@ _TYPES = {"regular file": "file", "regular empty file": "file", "directory": "di
           "symbolic link": "symlink"}
 
 
-def script(items: Sequence[HostResource]) -> str:
+def script(items: Sequence[HostResource], ending: bool = True) -> str:
+    """The fact script of these items; `ending`: it ends the shell (exit 0), else more may follow."""
     # each path, and the backup (or a file's half-written new content) an interrupted apply may have left beside it
     paths = [p for d in items if isinstance(d.res, FileResource | DirectoryResource) for p in (d.path, d.path + BAK)]
     paths += [d.path + TMP for d in items if isinstance(d.res, FileResource)]
@@ -67,7 +68,8 @@ def script(items: Sequence[HostResource]) -> str:
         if res.unless is not None and d.reviewed:  # an unreviewed guard runs at apply, in the step (command.py)
             lines.append(f"({env_prefix(d)}sh -c {q(res.unless)}) </dev/null >/dev/null 2>&1; "
                          f"printf '%s\\0' {i} unless $?")
-    lines.append("exit 0")
+    if ending:
+        lines.append("exit 0")
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ first. Each resource type is a module of `resources/` (pure `diff`, `script`, `u
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import secrets
 import time
@@ -51,7 +52,8 @@ class Posix:
             return f"service name {res.name!r} is not a Linux service name (letters, digits, @ . _ -)"
         return ""
 
-    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Facts]:
+    def read(self, items: Sequence[HostResource], transport: Transport, target: str,
+             diffs: bool = True) -> list[Facts]:
         done = transport.run(facts.script(list(items)))
         if done.rc != 0:
             raise TransportError(f"{target}: reading facts failed: {tail(done.stderr)}")
@@ -59,7 +61,7 @@ class Posix:
             found = list(facts.parse(list(items), done.stdout))
         except ValueError as exc:
             raise TransportError(f"{target}: {exc}: {tail(done.stderr)}") from None
-        shown = [i for i, (d, live) in enumerate(zip(items, found, strict=True)) if filemod.diffable(d, live)]
+        shown = [i for i, (d, live) in enumerate(zip(items, found, strict=True)) if diffs and filemod.diffable(d, live)]
         if shown:  # the old text of files whose content changes, for the plan's diff: one more round trip, only then
             texts = facts.texts(transport, [items[i].path for i in shown])
             for i, text in zip(shown, texts, strict=True):
@@ -110,12 +112,15 @@ class Posix:
                     transport.put(sent[0], sent[1])
             done = transport.run(_change_script(steps, mark), on_line)
             ended = f"not run: the change script ended early: {tail(done.stderr)}"
+            after = _after(steps, mark, done.stdout)
         except TransportError as exc:  # the steps that reported before the host went away did happen
             lost = str(exc)
+            after = None
         failed = next((i for i, r in reported.items() if not r.ok), None)
         for i, (_, change) in enumerate(steps):
             if i in reported:
-                yield rolled(reported[i], i, failed, undone, steps)
+                result = rolled(reported[i], i, failed, undone, steps)
+                yield dataclasses.replace(result, after=(after[i],)) if after is not None and result.ok else result
             elif failed is not None:
                 yield Result(change.id, False, "skipped: an earlier step on this host failed")
             elif lost:
@@ -213,7 +218,24 @@ def _change_script(steps: Sequence[tuple[Instance[HostResource], Change]], mark:
             "fi",
         ]
     lines += [f"clean_{i} >/dev/null 2>&1" for i in range(len(steps))]
+    # every step done: the state after it, in this same round trip (what the engine's verification reads); its
+    # guards run, since the change has been applied (reviewed as far as it goes)
+    after = facts.script([dataclasses.replace(inst.desired, reviewed=True) for inst, _ in steps], ending=False)
+    lines += [f"printf '%s after\\n' {mark}", after]
     return "\n".join(lines) + "\n"
+
+
+def _after(steps: Sequence[tuple[Instance[HostResource], Change]], mark: str, out: bytes) -> list[Facts] | None:
+    """The live state of each step's resource after the change script, from its last section; None when the
+    script did not get there (a step failed) or the section cannot be read."""
+    head = f"{mark} after\n".encode()
+    at = out.rfind(head)
+    if at < 0:
+        return None
+    try:
+        return list(facts.parse([inst.desired for inst, _ in steps], out[at + len(head):]))
+    except ValueError:
+        return None
 
 
 def _undoable(inst: Instance[HostResource]) -> bool:

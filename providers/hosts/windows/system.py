@@ -43,7 +43,8 @@ class Windows:
                     "source to install it (no version: the MSI says which)")
         return ""
 
-    def read(self, items: Sequence[HostResource], transport: Transport, target: str) -> list[Facts]:
+    def read(self, items: Sequence[HostResource], transport: Transport, target: str,
+             diffs: bool = True) -> list[Facts]:
         done = transport.run(script([MODULES[d.res.type].fact(i, d) for i, d in enumerate(items)]))
         facts: dict[int, dict[str, Any]] = {}
         said: list[str] = []
