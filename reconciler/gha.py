@@ -12,6 +12,7 @@ it is in the `exit-code` output, and fails the step only with `fail-on-changes: 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -182,7 +183,7 @@ def apply_reviewed(token: str, sha: str, spec_path: str, extra: list[str], cwd: 
         rc, _, err = _run3(["apply", pid, *extra], cwd)
         if rc == 0 or ("stale" not in err and "no plan" not in err):
             outputs["reviewed"] = pid
-            part = next((f"part {b} of " for a, b in zip(extra, extra[1:]) if a == "--shard"), "")
+            part = next((f"part {b} of " for a, b in itertools.pairwise(extra) if a == "--shard"), "")
             note = (f"✅ Applied {part}the plan this pull request showed, `{pid}`." if rc == 0 else
                     f"❌ Applying {part}the reviewed plan `{pid}` failed (exit {rc}).")
             if rc == 0 and number:
