@@ -160,26 +160,38 @@ def start(count: int, prefix: str | None = None, subnet: str = SUBNET, key: Path
     return fleet
 
 
+PER_NET = 240  # hosts per /24; a larger fleet takes the next /24s, on one /16
+
+
+def _address(subnet: str, i: int, count: int) -> str:
+    if count <= PER_NET:
+        return f"{subnet}.{10 + i}"
+    a, b, c = subnet.split(".")
+    return f"{a}.{b}.{int(c) + i // PER_NET}.{10 + i % PER_NET}"
+
+
 def network(prefix: str, count: int, subnet: str) -> list[tuple[str, str]]:
     """A control namespace `<prefix>-ctl` with a bridge at <subnet>.1 and no route out, and `count` host
-    namespaces on it: (namespace, address) of each, addresses from <subnet>.10. `ip netns del` undoes it."""
+    namespaces on it: (namespace, address) of each, addresses from <subnet>.10 (past 240 hosts, the next /24s
+    of a /16). `ip netns del` undoes it."""
     ctl = f"{prefix}-ctl"
+    bits = 24 if count <= PER_NET else 16
     _run(["ip", "netns", "add", ctl])
     ns = ["ip", "-n", ctl]
     _run([*ns, "link", "set", "lo", "up"])
     _run([*ns, "link", "add", "br0", "type", "bridge"])
-    _run([*ns, "addr", "add", f"{subnet}.1/24", "dev", "br0"])
+    _run([*ns, "addr", "add", f"{subnet}.1/{bits}", "dev", "br0"])
     _run([*ns, "link", "set", "br0", "up"])
     out = []
     for i in range(count):
-        netns, address = f"{prefix}-h{i}", f"{subnet}.{10 + i}"
+        netns, address = f"{prefix}-h{i}", _address(subnet, i, count)
         _run(["ip", "netns", "add", netns])
         _run([*ns, "link", "add", f"vc{i}", "type", "veth", "peer", "name", "eth0", "netns", netns])
         _run([*ns, "link", "set", f"vc{i}", "master", "br0"])
         _run([*ns, "link", "set", f"vc{i}", "up"])
         hn = ["ip", "-n", netns]
         _run([*hn, "link", "set", "lo", "up"])
-        _run([*hn, "addr", "add", f"{address}/24", "dev", "eth0"])
+        _run([*hn, "addr", "add", f"{address}/{bits}", "dev", "eth0"])
         _run([*hn, "link", "set", "eth0", "up"])
         out.append((netns, address))
     return out
