@@ -142,16 +142,21 @@ def drafted(specs: Path, request: str) -> Draft:
 # "!" in front: it needs a confirmation.
 TABLE: list[tuple[str, Any]] = [
     # services
-    ("start nginx on web", {"HostState/web-base": {}}),  # already says so: an edit with nothing to change
+    ("start nginx on web", {"HostState/web-base": {  # already says so: an edit with nothing to change
+        ("spec", "resources", 1, "state"): "running", ("spec", "resources", 0, "name"): "nginx"}}),
     ("stop nginx on all web servers", {"!HostState/web-base": {("spec", "resources", 1, "state"): "stopped"}}),
     ("stp nginx on the web servers", {"!HostState/web-base": {("spec", "resources", 1, "state"): "stopped"}}),
     ("restart nginx on all web servers", {"!HostState/restart-nginx-web-20261123": {
         ("spec", "resources", 0, "creates"): "/var/lib/recon/requests/restart-nginx-web-20261123"}}),
-    ("retsart nginx on web", {"!HostState/restart-nginx-web-20261123": {}}),
+    ("retsart nginx on web", {"!HostState/restart-nginx-web-20261123": {
+        ("spec", "resources", 0, "creates"): "/var/lib/recon/requests/restart-nginx-web-20261123"}}),
     ("restart apache on web", "?which service is 'apache' on web: apache2 or httpd?"),
-    ("restart StationController on CIS servers", {"!HostState/restart-stationcontroller-cis-servers-20261123": {}}),
+    ("restart StationController on CIS servers", {"!HostState/restart-stationcontroller-cis-servers-20261123": {
+        ("spec", "resources", 0, "creates"):
+            "C:\\ProgramData\\recon\\requests\\restart-stationcontroller-cis-servers-20261123"}}),
     ("start redis on db servers", {"HostState/redis-db": {("spec", "resources", 0, "state"): "running"}}),
-    ("start redis on databse servers", {"HostState/redis-db": {}}),  # a label, misspelt
+    ("start redis on databse servers", {"HostState/redis-db": {  # a label, misspelt
+        ("spec", "group"): "db", ("spec", "resources", 0, "state"): "running"}}),
     ("start redis", "?on which group of hosts? known: app-eu, app-us, cis-servers, db, tills, web"),
     ("restart nginx on app servers", "?'app servers' matches several groups: app-eu, app-us; say which"),
     ("restart nginx on mail servers", "?no group matches 'mail servers'; known groups:"),
@@ -159,8 +164,9 @@ TABLE: list[tuple[str, Any]] = [
     ("stop the service on web", "?which service?"),
     # packages
     ("install htop on web", {"HostState/htop-web": {("spec", "resources", 0, "type"): "package"}}),
-    ("instal htop on db", {"HostState/htop-db": {}}),
-    ("install nginx on web", {"HostState/web-base": {}}),
+    ("instal htop on db", {"HostState/htop-db": {("spec", "resources", 0, "name"): "htop",
+                                                  ("spec", "resources", 0, "state"): "present"}}),
+    ("install nginx on web", {"HostState/web-base": {("spec", "resources", 0, "state"): "present"}}),
     ("update nginx to 1.24.0 on web", {"HostState/web-base": {("spec", "resources", 0, "version"): "1.24.0"}}),
     ("upgrade nginx on web", "?update nginx to which version?"),
     ("remove telnet from db servers", {"!HostState/telnet-db": {("spec", "resources", 0, "state"): "absent"}}),
@@ -170,7 +176,8 @@ TABLE: list[tuple[str, Any]] = [
     ("update stationcontroller on CIS servers", "?HostState/stationcontroller manages C:\\Program Files\\Station"),
     ("update stationcontroller on CIS servers from build/stationcontroller.exe",
      {"HostState/stationcontroller": {("spec", "resources", 0, "source"): "../build/stationcontroller.exe"}}),
-    ("update stationcontroller on cis servrs from build/stationcontroller.exe", {"HostState/stationcontroller": {}}),
+    ("update stationcontroller on cis servrs from build/stationcontroller.exe", {"HostState/stationcontroller": {
+        ("spec", "resources", 0, "source"): "../build/stationcontroller.exe"}}),
     ("update stationcontroller on CIS servers from build/missing.exe", "?there is no file build/missing.exe"),
     # files
     ("deploy app.conf to /etc/app/app.conf on web", {"HostState/app-web": {
@@ -181,7 +188,8 @@ TABLE: list[tuple[str, Any]] = [
     # processes (Windows)
     ("kill notepad on CIS servers", {"!HostState/notepad-process-cis-servers": {
         ("spec", "resources", 0, "type"): "process"}}),
-    ("stop process stationcontroller.exe on cis servers", {"!HostState/stationcontroller-process-cis-servers": {}}),
+    ("stop process stationcontroller.exe on cis servers", {"!HostState/stationcontroller-process-cis-servers": {
+        ("spec", "resources", 0, "name"): "stationcontroller", ("spec", "resources", 0, "state"): "stopped"}}),
     ("kill nginx on web", "?stopping processes by name is for Windows groups"),
     ("kill notepad on tills", {"!HostState/notepad-process-tills": {("spec", "resources", 0, "type"): "process"}}),
     # models
@@ -203,7 +211,8 @@ TABLE: list[tuple[str, Any]] = [
     # bundles
     ("publish churn-weights as v2", {"Bundle/churn-weights": {
         ("spec", "ref"): "127.0.0.1:5000/models/churn-weights:v2"}}),
-    ("publsh churn-weights tag v3", {"Bundle/churn-weights": {}}),
+    ("publsh churn-weights tag v3", {"Bundle/churn-weights": {
+        ("spec", "ref"): "127.0.0.1:5000/models/churn-weights:v3"}}),
     ("publish churn-weights", "?publish churn-weights as which tag?"),
     # what it will not do
     ("delete churn-model in prod", "?recon drafts no deletions"),
@@ -222,6 +231,7 @@ def test_draft_table(project: Path, request_: str, expected: Any) -> None:
         return
     assert not got.questions, got.questions
     ((address, places),) = expected.items()
+    assert places, "say what the draft must write, not only which spec it edits"
     assert bool(got.confirm) == address.startswith("!"), got.confirm
     (edit,) = got.edits
     assert edit.address == address.lstrip("!")
