@@ -23,7 +23,10 @@ REMOTE = {"fleet": "tests/e2e/test_ssh_fleet.py::test_fleet_example_on_the_test_
           "model-template": "tests/e2e/test_model_template.py::test_the_template_example_is_what_init_makes_now"}
 # examples that are not specs: the GitHub workflows, each run job by job through the runner stand-in
 NOT_SPECS = {"github": "tests/e2e/test_workflows.py::"
-                       "test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift"}
+                       "test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift",
+             "kubernetes": "tests/e2e/test_shards.py::"
+                           "test_the_kubernetes_drift_cronjob_validates_offline_applies_with_kubectl_and_its_command_"
+                           "covers_every_shard"}
 
 
 def test_remote_examples_are_covered() -> None:
