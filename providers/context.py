@@ -8,6 +8,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, cast
 
+from specs.stack import Stack
+
 Tick = Callable[[int], None]  # bytes transferred since the last tick
 
 
@@ -96,6 +98,8 @@ class Context:
     # the diff's detail needs (Kubernetes: the dry runs)
     fingerprint_only: bool = False
     verifying: bool = False  # the re-read after an apply: the change has been applied, so reviewed as far as it goes
+    stack: Stack | None = None  # the repository and spec root of the specs (specs/stack.py), which what recon
+    # makes carries: orphans are only this stack's
     # each provider's session for the run, by name: shared by copies of the context (dataclasses.replace)
     sessions: dict[str, Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)

@@ -115,7 +115,7 @@ def apply(plan: Plan, project: Project, ctx: Context, journal: Journal,
     steps = resolve(plan, project, items)
     if not steps:
         return ApplyReport()
-    return _apply(plan, project, ctx, journal, steps, shared, fresh)
+    return _apply(plan, project, replace(ctx, stack=project.stack), journal, steps, shared, fresh)
 
 
 def _apply(plan: Plan, project: Project, ctx: Context, journal: Journal, steps: list[Step],

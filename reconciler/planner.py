@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,6 +117,7 @@ def make_plan(
 ) -> Plan:
     """`expanded`: the project already expanded (expand), so an apply that plans expands it once. `shard`: only
     the targets of that shard (shards.py), the plan a fragment for `recon plan merge`."""
+    ctx = replace(ctx, stack=project.stack)  # providers see only their own stack's orphans
     everything = list(expand(project) if expanded is None else expanded)
     items = select(project, everything, targets, excludes)
     if changed_since:

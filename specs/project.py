@@ -14,6 +14,7 @@ from specs.base import ADDRESS_RE, diagnostics_from
 from specs.errors import Diagnostic, SpecError
 from specs.kinds import API_VERSION, KINDS, Envelope, KindSpec
 from specs.loader import Document, Loc, find_spec_files, load_files
+from specs.stack import Stack
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class Project:
 
     def of_kind(self, kind: str) -> list[Spec]:
         return [s for s in self.specs.values() if s.kind == kind]
+
+    @property
+    def stack(self) -> Stack:
+        """The repository and spec root these specs come from (specs/stack.py): what recon makes carries it."""
+        return Stack.of(self.files)
 
     def order(self) -> list[list[str]]:
         return graph.levels(self.edges)

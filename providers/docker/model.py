@@ -11,9 +11,12 @@ from typing import Any
 from providers.oras.registry import Credentials
 from specs.model import ModelSpec
 from specs.ref import Reference
+from specs.stack import Stack
 
 L = "recon.dev/"
 MANAGED = {f"{L}managed-by": "recon"}
+STACK = f"{L}stack"  # the id of the stack whose specs made the container (specs/stack.py)
+STACK_NAME = f"{L}stack-name"  # its readable name
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class DockerModel:
     settings: dict[str, Any]  # what the plan shows: env secrets as keyed hashes
     env: dict[str, str] = field(repr=False, default_factory=dict)  # with secret values: never shown
     bundle: BundleSource | None = None
+    stack: Stack | None = None  # what its containers are labelled with (never compared: not a setting)
 
     def effective(self, bundle_tree: str | None) -> dict[str, Any]:
         """The settings, with the bundle's tree as read from its registry when the spec did not know it."""
@@ -67,6 +71,7 @@ class Orphan:
 
     name: str  # Model/<name>
     prune: bool  # remove them (only with --prune), else show and keep
+    legacy: bool = False  # made by a recon that did not label its stack: whose they are is unknown, so never pruned
 
 
 

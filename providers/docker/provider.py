@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from providers.context import Context, Reading, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Provider, Result, fingerprint
 from providers.docker.files import bundle_source, bundle_tree
-from providers.docker.model import DockerModel, Failed, L, Orphan, context_hash
+from providers.docker.model import STACK, STACK_NAME, DockerModel, Failed, L, Orphan, context_hash
 from providers.docker.replicas import converge, mine, remove
 from providers.secrets import keyed
 from specs.errors import TransportError, reason_of
@@ -56,10 +56,17 @@ class DockerProvider:
     kinds: ClassVar[tuple[str, ...]] = ("Model",)
 
     def orphans(self, known: set[str], ctx: Context, prune: bool) -> list[Item]:
+        """This stack's containers of Models no spec declares (with --prune: removed), and those no stack was
+        recorded on (made by an earlier recon: shown, never removed); another stack's are not ours to see."""
         containers = _list(_client(ctx))
         ctx.session("docker", _Engine).listed = containers  # the read that follows in this run uses this list
-        found = {c["Labels"].get(f"{L}spec", "") for c in containers}
-        return [_orphan(name, prune) for name in sorted(found - known - {""})]
+        ours = ctx.stack.id if ctx.stack else None
+        found: dict[str, bool] = {}  # Model -> legacy (no stack recorded)
+        for c in containers:
+            name, stack = c["Labels"].get(f"{L}spec", ""), c["Labels"].get(STACK)
+            if name and name not in known and (stack is None or ours is None or stack == ours):
+                found[name] = found.get(name, True) and stack is None
+        return [_orphan(name, prune and not legacy, legacy) for name, legacy in sorted(found.items())]
 
     def orphan(self, change: Change) -> Item:
         return _orphan(change.spec, prune=True)
@@ -93,7 +100,7 @@ class DockerProvider:
         source = bundle_source(body, project) if body.bundle is not None else None
         if source is not None:
             settings["bundle"] = {"ref": str(source.ref), "tree": source.tree, "mount": source.mount}
-        desired = DockerModel(spec.address, body, image, context, settings, env, source)
+        desired = DockerModel(spec.address, body, image, context, settings, env, source, project.stack)
         digest = hashlib.sha256(json.dumps([settings, body.replicas, body.health.model_dump()],
                                            sort_keys=True).encode()).hexdigest()[:16]
         return [Instance(spec.address, "docker", spec.address, "model", desired, digest)]
@@ -116,7 +123,7 @@ class DockerProvider:
         for inst in instances:
             d = inst.desired
             ctx.reporter.report(Reading(inst.target, d.name))
-            mine = [c for c in containers if c["Labels"].get(f"{L}spec") == d.name]
+            mine = _of_stack(inst, [c for c in containers if c["Labels"].get(f"{L}spec") == d.name], ctx)
             image = getattr(d, "image", "")
             source = getattr(d, "bundle", None)
             out[inst.id] = {
@@ -140,7 +147,7 @@ class DockerProvider:
             started = time.monotonic()
             try:
                 if isinstance(inst.desired, Orphan):
-                    gone = mine(api, inst.desired)
+                    gone = [c for c in mine(api, inst.desired, ctx.stack) if c["Labels"].get(STACK) is not None]
                     for c in gone:
                         remove(api, c)
                     note = f"{len(gone)} containers of {inst.desired.name} removed (no spec declares it)"
@@ -157,8 +164,22 @@ class DockerProvider:
 _: type[Provider[DockerModel | Orphan, ModelState]] = DockerProvider  # the contract, typed (mypy checks it)
 
 
-def _orphan(name: str, prune: bool) -> Instance:
-    return Instance(name, "docker", name, "orphan", Orphan(name, prune), "prune" if prune else "keep")
+def _orphan(name: str, prune: bool, legacy: bool = False) -> Instance:
+    return Instance(name, "docker", name, "orphan", Orphan(name, prune, legacy), "prune" if prune else "keep")
+
+
+def _of_stack(inst: Item, containers: list[dict[str, Any]], ctx: Context) -> list[dict[str, Any]]:
+    """The containers of a Model that are this stack's (or of no recorded stack: an earlier recon's); a Model's
+    containers that another stack made are refused: two projects cannot both manage one Model on an engine."""
+    ours = ctx.stack.id if ctx.stack else None
+    if isinstance(inst.desired, Orphan):  # an orphan is either this stack's containers, or those of no stack
+        return [c for c in containers if c["Labels"].get(STACK) == (None if inst.desired.legacy else ours)]
+    theirs = [c for c in containers if c["Labels"].get(STACK) not in (None, ours)]
+    if theirs and ours is not None:
+        other = theirs[0]["Labels"].get(STACK_NAME) or theirs[0]["Labels"].get(STACK)
+        raise TransportError(f"{inst.desired.name} runs on this engine from another project ({other}): two "
+                             "projects cannot both manage one Model on an engine; rename the Model in one of them")
+    return [c for c in containers if c["Labels"].get(STACK) in (None, ours) or ours is None]
 
 
 def _orphan_diff(inst: Instance, state: Live) -> Change:
@@ -166,6 +187,9 @@ def _orphan_diff(inst: Instance, state: Live) -> Change:
     n = len((state or {}).get("replicas", []))
     action: Action = "delete" if n and o.prune else "noop"
     reason = (f"no spec declares {o.name}: its {n} containers are removed" if action == "delete"
+              else f"no spec declares {o.name} ({n} containers, made by a recon that did not record its project): "
+              "kept, --prune does not remove them; remove them with docker rm, or declare the Model to take them over"
+              if n and o.legacy
               else f"no spec declares {o.name} ({n} containers): kept; plan and apply with --prune remove them"
               if n else f"{o.name} is gone")
     fields = (FieldChange("replicas", n, 0),) if n else ()

@@ -12,7 +12,8 @@ from typing import Any
 
 from providers.context import Context
 from providers.docker.files import materialize
-from providers.docker.model import MANAGED, DockerModel, Failed, L, Orphan
+from providers.docker.model import MANAGED, STACK, STACK_NAME, DockerModel, Failed, L, Orphan
+from specs.stack import Stack
 
 
 def converge(api: Any, d: DockerModel, ctx: Context) -> str:
@@ -56,8 +57,12 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
     return f"{started} started, {replaced} replaced, {removed} removed; {n} healthy replicas"
 
 
-def mine(api: Any, d: DockerModel | Orphan) -> list[dict[str, Any]]:
-    return list(api.containers(all=True, filters={"label": [f"{L}managed-by=recon", f"{L}spec={d.name}"]}))
+def mine(api: Any, d: DockerModel | Orphan, stack: Stack | None = None) -> list[dict[str, Any]]:
+    """The containers of this Model, of this stack (a DockerModel's own, or `stack`) or of none recorded; never
+    another stack's Model of the same name."""
+    own = stack or getattr(d, "stack", None)
+    return [c for c in api.containers(all=True, filters={"label": [f"{L}managed-by=recon", f"{L}spec={d.name}"]})
+            if own is None or c["Labels"].get(STACK) in (None, own.id)]
 
 
 def _image(api: Any, d: DockerModel) -> str:
@@ -86,7 +91,7 @@ def _start(api: Any, d: DockerModel, index: int, port: int, config: str, image_i
     settings = d.effective(tree or None)
     labels = {**d.settings["labels"], **MANAGED, f"{L}spec": d.name, f"{L}replica": str(index), f"{L}port": str(port),
               f"{L}config": config, f"{L}settings": json.dumps({**settings, "image_id": image_id}, sort_keys=True),
-              f"{L}commit": commit}
+              f"{L}commit": commit, **({STACK: d.stack.id, STACK_NAME: d.stack.name} if d.stack else {})}
     bridge = s.network == "bridge"
     host_config = api.create_host_config(
         network_mode="bridge" if bridge else "host",

@@ -19,9 +19,12 @@ from typing import Any
 
 from providers.secrets import keyed
 from specs.model import EnvFrom, ModelSpec
+from specs.stack import Stack
 
 MANAGED = "app.kubernetes.io/managed-by"
 MODEL = "recon.dev/model"
+STACK = "recon.dev/stack"  # the id of the stack whose specs made the object (specs/stack.py); on objects, not pods
+STACK_NAME = "recon.dev/stack-name"  # an annotation: its readable name
 SELECTOR = f"{MANAGED}=recon"
 CONFIG_DIGEST = "recon.dev/config-digest"
 COMMIT = "recon.dev/commit"  # set on apply; never compared (it changes with every commit)
@@ -66,8 +69,10 @@ def _quantity_cpu(cpus: float) -> str:
     return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
 
 
-def build(name: str, body: ModelSpec, labels: dict[str, str], base: Path, secrets: bool = True) -> list[Obj]:
-    """The objects of a Model; with secrets=False (offline validation) secret values are left empty."""
+def build(name: str, body: ModelSpec, labels: dict[str, str], base: Path, secrets: bool = True,
+          stack: Stack | None = None) -> list[Obj]:
+    """The objects of a Model; with secrets=False (offline validation) secret values are left empty. `stack`:
+    labelled on each object (not its pods, whose template it would change), so prune sees only its own."""
     k8s = body.k8s
     ns = k8s.namespace
     own = {MANAGED: "recon", MODEL: name}
@@ -78,7 +83,10 @@ def build(name: str, body: ModelSpec, labels: dict[str, str], base: Path, secret
     out: list[Obj] = []
 
     def meta(obj_name: str) -> dict[str, Any]:
-        return {"name": obj_name, "namespace": ns, "labels": dict(meta_labels)}
+        if stack is None:
+            return {"name": obj_name, "namespace": ns, "labels": dict(meta_labels)}
+        return {"name": obj_name, "namespace": ns, "labels": {**meta_labels, STACK: stack.id},
+                "annotations": {STACK_NAME: stack.name}}
 
     if plain:
         out.append(Obj("ConfigMap", name, ns, name, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(name),

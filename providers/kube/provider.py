@@ -25,7 +25,18 @@ from typing import Any, ClassVar
 from providers.context import Context, Reading, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Provider, Result, fingerprint
 from providers.kube.client import KINDS, ApiFailure, Where, cluster, server_of, session
-from providers.kube.manifests import COMMIT, MODEL, SELECTOR, Obj, build, flatten, mask, owned_paths
+from providers.kube.manifests import (
+    COMMIT,
+    MODEL,
+    SELECTOR,
+    STACK,
+    STACK_NAME,
+    Obj,
+    build,
+    flatten,
+    mask,
+    owned_paths,
+)
 from providers.kube.rollout import wait_rollout
 from specs.errors import TransportError
 from specs.model import Kubernetes, ModelSpec
@@ -50,6 +61,7 @@ class Orphan:
     model: str
     where: Where
     prune: bool
+    legacy: bool = False  # no stack recorded on it (an earlier recon): shown, never pruned
 
 
 Item = Instance[KubeObject | Orphan]
@@ -84,7 +96,7 @@ class KubeProvider:
         base = Path(spec.doc.file).parent
         where, target = self._locate(spec)
         out: list[Item] = []
-        for obj in build(spec.name, body, spec.labels, base):
+        for obj in build(spec.name, body, spec.labels, base, stack=project.stack):
             digest = fingerprint([obj.shown, k8s.model_dump()])
             out.append(Instance(f"{spec.address}/{obj.resource}", target, spec.address, obj.resource,
                                 KubeObject(obj, where, k8s), digest))
@@ -103,14 +115,19 @@ class KubeProvider:
             if isinstance(body, ModelSpec) and body.runtime == "kubernetes":
                 declared.setdefault(self._locate(spec)[1], set()).add(spec.name)
         out = []
+        ours = ctx.stack.id if ctx.stack else None
         for target, names in sorted(declared.items()):
             where = self.wheres[target]
             ns = target.rsplit("/", 1)[1]
             for kind in KINDS:
                 for item in _listed(ctx, where, ns, kind):
-                    model = item["metadata"].get("labels", {}).get(MODEL, "")
-                    if model and model not in names:
-                        out.append(_orphan(target, Orphan(kind, item["metadata"]["name"], ns, model, where, prune)))
+                    labels = item["metadata"].get("labels", {})
+                    model, stack = labels.get(MODEL, ""), labels.get(STACK)
+                    if model and model not in names and (stack is None or ours is None or stack == ours):
+                        # no stack recorded (an earlier recon): shown, never pruned; another stack's: not ours
+                        out.append(_orphan(target, Orphan(kind, item["metadata"]["name"], ns, model, where,
+                                                          prune and (stack is not None or ours is None),
+                                                          legacy=stack is None)))
         return out
 
     def orphan(self, change: Change) -> Item:
@@ -134,6 +151,7 @@ class KubeProvider:
             ctx.reporter.report(Reading(inst.target, inst.address))
             live = next((i for i in _listed(ctx, d.where, d.obj.namespace, d.obj.kind)
                          if i["metadata"]["name"] == d.obj.name), None)
+            _same_stack(inst, live, ctx)
             state = _state(d, live)
             out[inst.id] = state
             if not state["same"]:
@@ -173,6 +191,18 @@ _: type[Provider[KubeObject | Orphan, ObjectState]] = KubeProvider  # the contra
 
 class _RolloutFailed(Exception):
     pass
+
+
+def _same_stack(inst: Item, live: dict[str, Any] | None, ctx: Context) -> None:
+    """An object of this Model that another stack made is refused: two projects cannot both manage it."""
+    meta = (live or {}).get("metadata", {})
+    theirs = (meta.get("labels") or {}).get(STACK)
+    if theirs is not None and ctx.stack is not None and theirs != ctx.stack.id:
+        other = (meta.get("annotations") or {}).get(STACK_NAME) or theirs
+        raise TransportError(f"{inst.spec}: its {live.get('kind', 'object') if live else 'object'} "
+                             f"{meta.get('namespace')}/{meta.get('name')} "
+                             f"was made from another project ({other}): two projects cannot both manage one Model "
+                             "in a namespace; rename the Model in one of them")
 
 
 def _orphan(target: str, o: Orphan) -> Instance:
@@ -322,6 +352,9 @@ def _orphan_diff(inst: Instance, state: Live) -> Change:
     action: Action = "delete" if exists and o.prune else "noop"
     what = f"{o.kind} {o.namespace}/{o.name}"
     reason = (f"no spec declares Model/{o.model}: its {what} is deleted" if action == "delete"
+              else f"no spec declares Model/{o.model}: its {what}, made by a recon that did not record its project, "
+              "is kept (--prune does not delete it); delete it with kubectl, or declare the Model to take it over"
+              if exists and o.legacy
               else f"no spec declares Model/{o.model}: its {what} is kept; plan and apply with --prune delete it"
               if exists else f"{what} is gone")
     return Change(inst.address, inst.target, inst.spec, inst.resource, action, reason, (),

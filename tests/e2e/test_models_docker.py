@@ -296,3 +296,40 @@ def test_bridge_networks_publish_each_replica_on_its_port(tmp_path: Path, bridge
     assert sorted(ports) == [port + 2, port + 3]  # the successors' ports
     assert [_curl(bridged.prefix, p) for p in ports] == ["ok v2\n", "ok v2\n"]
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env, prefix=bridged.prefix).rc == 0
+
+
+def test_two_projects_on_one_engine_never_plan_or_prune_each_other(tmp_path: Path,
+                                                                    engine: docker_engine.Engine) -> None:
+    """Issue 19 (4): planning one project listed another project's Model as "no spec declares it", and `--prune`
+    from it would have removed that project's containers. Containers carry their stack (repository and spec
+    root); plan and prune see only their own, containers of no recorded stack are shown and never pruned, and a
+    Model name taken by another project on the engine is refused."""
+    env = {"DOCKER_HOST": engine.host}
+    one, two = tmp_path / "one", tmp_path / "two"
+    for cwd, name, port in ((one, "alpha", 19700), (two, "beta", 19710)):
+        docker_engine.model_context(cwd / "specs" / "model")
+        _spec(cwd, name, port, 1, "v1")
+        assert recon("apply", "--auto-approve", cwd=cwd, env=env).rc == 0
+    for cwd in (one, two):
+        got = recon("plan", "--detailed-exitcode", cwd=cwd, env=env)
+        assert got.rc == 0 and "no spec declares" not in got.out, got.text
+    [alpha] = _replicas(engine, "alpha")
+    assert alpha["recon.dev/stack-name"] == str(one / "specs")
+    # a container an earlier recon made (no stack recorded): shown, kept even with --prune
+    image = engine.docker("ps", "--filter", "label=recon.dev/spec=Model/alpha", "--format", "{{.Image}}")
+    engine.docker("run", "-d", "--name", "legacy-0", "--label", "recon.dev/managed-by=recon", "--label",
+                  "recon.dev/spec=Model/legacy", "--label", "recon.dev/replica=0", image.strip(), "sleep", "300")
+    (one / "specs" / "alpha.yaml").unlink()  # alpha leaves project one, gamma comes
+    _spec(one, "gamma", 19720, 1, "v1")
+    planned = recon("plan", "--prune", cwd=one, env=env)
+    assert "- delete  Model/alpha" in planned.out and "Model/beta" not in planned.out, planned.text
+    assert "Model/legacy" in planned.out and "did not record its project" in planned.out, planned.text
+    assert recon("apply", "--prune", "--auto-approve", cwd=one, env=env).rc == 0
+    assert _replicas(engine, "alpha") == [] and len(_replicas(engine, "beta")) == 1
+    assert engine.docker("ps", "-q", "--filter", "name=legacy-0").strip()  # kept
+    engine.docker("rm", "-f", "legacy-0")
+    # the same Model name in the other project: refused, naming the project that runs it
+    _spec(two, "gamma", 19730, 1, "v1")
+    clash = recon("plan", cwd=two, env=env)
+    assert clash.rc == 1 and "runs on this engine from another project" in clash.err, clash.text
+    assert str(one / "specs") in clash.err and "Traceback" not in clash.err

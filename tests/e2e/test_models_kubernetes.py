@@ -267,3 +267,28 @@ def test_the_example_on_the_test_cluster(tmp_path: Path, cluster: Cluster) -> No
     dep = cluster.deployment("churn-model")
     assert dep["spec"]["replicas"] == 3 and dep["status"]["availableReplicas"] == 3
     assert recon("plan", "ex", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+
+def test_two_projects_in_one_namespace_never_plan_or_prune_each_other(tmp_path: Path, cluster: Cluster) -> None:
+    """Issue 19 (4): a project's plan listed another project's Model as "no spec declares it", and its --prune would
+    delete it. Objects carry their stack (repository and spec root); plan and prune see only their own."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    _spec(one, cluster, name="churn")
+    _spec(two, cluster, name="scorer", replicas=1)
+    assert recon("apply", "--auto-approve", cwd=one, env=ENV).rc == 0
+    assert recon("apply", "--auto-approve", cwd=two, env=ENV).rc == 0
+    for cwd in (one, two):
+        got = recon("plan", "--prune", "--detailed-exitcode", cwd=cwd, env=ENV)
+        assert got.rc == 0 and "no spec declares" not in got.out, got.text
+    (one / "specs" / "churn.yaml").write_text((one / "specs" / "churn.yaml").read_text().replace(
+        "name: churn,", "name: fraud,"))  # churn leaves project one's specs
+    pruned = recon("apply", "--prune", "--auto-approve", cwd=one, env=ENV)
+    assert pruned.rc == 0 and "Model/churn/deployment" in pruned.out and "Model/scorer" not in pruned.out, pruned.text
+    assert cluster.names("deployment") == ["fraud", "scorer"]
+    # the same Model name in both: the second project is refused, naming the first
+    _spec(two, cluster, name="fraud")
+    clash = recon("plan", cwd=two, env=ENV)
+    assert clash.rc == 1 and "was made from another project" in clash.err and str(one) in clash.err, clash.text
+    assert "Traceback" not in clash.err
