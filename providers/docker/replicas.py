@@ -24,16 +24,21 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
     started = replaced = removed = 0
     for i in range(n):
         current = [c for c in mine(api, d) if int(c["Labels"].get(f"{L}replica", "-1")) == i]
-        healthy = [c for c in current if c["State"] == "running" and c["Labels"].get(f"{L}config") == want]
-        if healthy:
+        # a container counts only when it is healthy now (or passes its health check below): one an apply was
+        # killed while it waited for may be broken, and must never be kept in place of the one that serves
+        alive = [c for c in current if c["State"] == "running" and _probe(c, d)[0]]
+        healthy = next((c for c in alive if c["Labels"].get(f"{L}config") == want), None)
+        if healthy is not None:
             for c in current:
-                if c is not healthy[0]:
+                if c is not healthy:
                     remove(api, c)
+                    removed += 1
             continue
-        serving = [c for c in current if c["State"] == "running"]
+        serving = alive  # healthy, with older settings: they serve until a successor is healthy
         for c in current:
-            if c not in serving:
+            if c not in serving:  # stopped, or not healthy now (a successor an apply was killed waiting for)
                 remove(api, c)
+                removed += 1
         taken = {int(c["Labels"].get(f"{L}port", "0")) for c in serving}
         port = d.spec.port + i if d.spec.port + i not in taken else d.spec.port + n + i
         new = _start(api, d, i, port, want, image_id, mount, tree, ctx.commit)
@@ -108,26 +113,33 @@ def _start(api: Any, d: DockerModel, index: int, port: int, config: str, image_i
     return str(created["Id"])
 
 
+def _probe(c: dict[str, Any] | int, d: DockerModel) -> tuple[bool, str]:
+    """One health check now, of a container (by the port its labels name) or a port: (healthy, why not)."""
+    port = c if isinstance(c, int) else int(c["Labels"].get(f"{L}port", "0"))
+    h = d.spec.health
+    try:
+        if h.protocol == "tcp":
+            with socket.create_connection(("127.0.0.1", port), timeout=h.timeout):
+                status = h.status
+        else:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{h.path}", timeout=h.timeout) as resp:
+                status = resp.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError as exc:
+        return False, f"no answer: {exc}"
+    return status == h.status, "" if status == h.status else f"answered {status}, not {h.status}"
+
+
 def _healthy(api: Any, cid: str, port: int, d: DockerModel) -> tuple[bool, str]:
     h = d.spec.health
     deadline = time.monotonic() + h.startTimeout
     why = "no answer"
     while time.monotonic() < deadline:
-        try:
-            if h.protocol == "tcp":
-                with socket.create_connection(("127.0.0.1", port), timeout=h.timeout):
-                    status = h.status
-            else:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{h.path}", timeout=h.timeout) as resp:
-                    status = resp.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        except OSError as exc:
-            status, why = 0, f"no answer: {exc}"
-        if status == h.status:
+        ok, said = _probe(port, d)
+        if ok:
             return True, ""
-        if status:
-            why = f"answered {status}, not {h.status}"
+        why = said or why
         state = api.inspect_container(cid)["State"]
         if not state["Running"] and not state.get("Restarting"):
             logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")

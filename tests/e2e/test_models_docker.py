@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import recon
+from tests.conftest import crash_apply, recon
 from tests.peers import docker_engine
 from tests.peers.registry import free_block
 
@@ -333,3 +333,30 @@ def test_two_projects_on_one_engine_never_plan_or_prune_each_other(tmp_path: Pat
     clash = recon("plan", cwd=two, env=env)
     assert clash.rc == 1 and "runs on this engine from another project" in clash.err, clash.text
     assert str(one / "specs") in clash.err and "Traceback" not in clash.err
+
+
+def test_an_apply_killed_while_a_broken_successor_waits_never_swaps_the_healthy_replica_for_it(
+        tmp_path: Path, engine: docker_engine.Engine) -> None:
+    """Issue 19 (3): kill -9 the apply while the new replica waits for its health check; the next apply took the
+    broken container for replica 0 and removed the healthy one. (6): the recovering apply's summary said
+    "0 removed" while it removed a container. A container counts only when it is healthy now."""
+    env = {"DOCKER_HOST": engine.host}
+    docker_engine.model_context(tmp_path / "specs" / "model")
+    _spec(tmp_path, "crash", 19800, 1, "v1")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    [old] = _replicas(engine, "crash")
+    docker_engine.model_context(tmp_path / "specs" / "model", status=500)  # a successor that never gets healthy
+    _spec(tmp_path, "crash", 19800, 1, "v2")
+    crash_apply(tmp_path, lambda: len(_replicas(engine, "crash")) == 2, settle=0.5, env=env)
+    assert len(_replicas(engine, "crash")) == 2  # the healthy one, and the broken one the killed apply left
+    again = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    assert again.rc == 1 and "rolled back" in again.out, again.text
+    assert _replicas(engine, "crash") == [old] and _get(19800)[0] == 200  # the healthy one serves, untouched
+    crash_apply(tmp_path, lambda: len(_replicas(engine, "crash")) == 2, settle=0.5, env=env)
+    docker_engine.model_context(tmp_path / "specs" / "model")  # fixed: a good v3
+    _spec(tmp_path, "crash", 19800, 1, "v3")
+    fixed = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    assert fixed.rc == 0 and "1 replaced, 1 removed" in fixed.out, fixed.text  # the broken one counted
+    [new] = _replicas(engine, "crash")
+    assert new["recon.dev/config"] != old["recon.dev/config"] and _get(int(new["recon.dev/port"]))[0] == 200
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
