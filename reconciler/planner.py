@@ -53,7 +53,7 @@ def select(
             raise UsageError(f"--target {pattern} matches no resource of these specs; {_closest(pattern, items)}")
     if targets:
         chosen = {i.id for _, i in items if matches(targets, i)}
-        needed = _dependencies(project, {i.spec for _, i in items if i.id in chosen})
+        needed = graph.dependencies(project.edges, {i.spec for _, i in items if i.id in chosen})
         items = [(p, i) for p, i in items if i.id in chosen or i.spec in needed]
     if excludes:
         items = [(p, i) for p, i in items if not matches(excludes, i)]
@@ -69,17 +69,6 @@ def _closest(pattern: str, items: Sequence[tuple[Provider, Instance]]) -> str:
         return "did you mean " + " or ".join(close) + "?"
     example = names[0] if names else "HostState/app/file:/etc/app.conf"
     return f"addresses look like {example} (a prefix or a glob works too; `recon plan --json` lists them)"
-
-
-def _dependencies(project: Project, specs: set[str]) -> set[str]:
-    seen: set[str] = set()
-    todo = list(specs)
-    while todo:
-        for dep in project.edges.get(todo.pop(), ()):
-            if dep not in seen:
-                seen.add(dep)
-                todo.append(dep)
-    return seen
 
 
 def read_live(items: Sequence[tuple[Provider, Instance]], ctx: Context) -> dict[str, Live]:

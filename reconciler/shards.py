@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from specs import graph
 from specs.errors import UsageError
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def partition(project: Project, items: Items, count: int, by: str = "") -> dict[
         labels.setdefault(inst.target, {}).update(getattr(inst, "labels", {}) or {})
     joined: dict[tuple[str, str], tuple[str, str]] = {}  # (target, dependency's target) -> (spec, dependency)
     for spec, targets in targets_of.items():
-        for dep in _closure(project, spec):
+        for dep in graph.dependencies(project.edges, {spec}):
             theirs = targets_of.get(dep)
             if not theirs:
                 continue  # a spec without instances (a HostGroup, a Policy) ties nothing
@@ -141,17 +142,6 @@ def partition(project: Project, items: Items, count: int, by: str = "") -> dict[
             out[t] = k + 1
         load[k] += sum(weight.get(t, 0) for t in members)
     return out
-
-
-def _closure(project: Project, spec: str) -> set[str]:
-    seen: set[str] = set()
-    todo = [spec]
-    while todo:
-        for dep in project.edges.get(todo.pop(), ()):
-            if dep not in seen:
-                seen.add(dep)
-                todo.append(dep)
-    return seen
 
 
 def _across(by: str, members: list[str], labels: dict[str, dict[str, str]],

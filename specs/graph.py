@@ -50,6 +50,18 @@ def levels(edges: Mapping[str, Sequence[str]]) -> list[list[str]]:
     return out
 
 
+def dependencies(edges: Mapping[str, Sequence[str]], roots: set[str]) -> set[str]:
+    """Every node the roots depend on, directly or not (the roots themselves only when a cycle leads back)."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        for dep in edges.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
 def dependents(edges: Mapping[str, Sequence[str]], roots: set[str]) -> set[str]:
     """The roots and every node that depends on them, directly or not."""
     reverse: dict[str, set[str]] = {}

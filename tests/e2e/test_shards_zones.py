@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RECON, Outcome, recon
+from tests.e2e.test_ssh_fleet import ROLL as SSH_ROLL
 from tests.e2e.test_trusted_policy import _git
 from tests.peers import fleet as fleetmod
 from tests.peers import postgres
@@ -42,22 +43,7 @@ def pg() -> Iterator[postgres.Postgres]:
     server.stop()
 
 
-ROLL = """\
-apiVersion: recon/v1
-kind: HostState
-metadata: {name: roll}
-spec:
-  group: fleet
-  strategy: {batch: 1, maxFailures: 0}
-  resources:
-    - type: file
-      path: /srv/roll/version
-      content: "v2\\n"
-    - type: command
-      id: check
-      run: 'case "$(hostname)" in FAILING) echo "check failed on $(hostname)" >&2; exit 1;; esac; touch /srv/roll/ok'
-      creates: /srv/roll/ok
-"""
+ROLL = SSH_ROLL.replace("group: web", "group: fleet").replace("batch: 2, maxFailures: MAXF", "batch: 1, maxFailures: 0")
 
 
 def project(tmp_path: Path, zones: dict[str, fleetmod.Fleet], failing: str) -> Path:
