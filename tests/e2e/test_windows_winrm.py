@@ -397,3 +397,40 @@ def test_a_401_without_an_ntlm_challenge_is_one_clear_message(tmp_path: Path) ->
         assert "internal error" not in got.text and "Traceback" not in got.text and "secret-password" not in got.text
     finally:
         server.shutdown()
+
+
+def test_a_text_file_change_shows_its_lines_read_in_the_same_round_trip(tmp_path: Path, fleet: Fleet,
+                                                                        hosts: list[Host]) -> None:
+    """Issue 22: a config file's change on Windows hosts showed two digests. The plan shows the lines changed; the
+    old text comes with the facts (the host compares the digests and sends it only when they differ): still one
+    command per host. A sensitive file shows no lines."""
+    folder = BINARY.rsplit("\\", 1)[0]
+    _project(tmp_path, fleet)
+
+    def conf(mode: str, token: str) -> None:
+        (tmp_path / "specs" / "conf.yaml").write_text(textwrap.dedent(f"""\
+            apiVersion: recon/v1
+            kind: HostState
+            metadata: {{name: station-conf}}
+            spec:
+              group: cis-servers
+              resources:
+                - {{type: file, path: '{folder}\\station.ini', content: "mode = {mode}\\nlevel = 1\\n"}}
+                - {{type: file, path: '{folder}\\token.txt', content: "{token}\\n", sensitive: true}}
+            """))
+
+    conf("a", "tok-1")
+    assert _run(fleet, tmp_path, "apply", "--auto-approve").rc == 0
+    conf("b", "tok-2")
+    peers = [h for h in hosts if isinstance(h, PeerHost)]
+    for h in peers:
+        (h.host.root / "requests.log").unlink(missing_ok=True)
+    planned = _run(fleet, tmp_path, "plan")
+    assert planned.rc == 0, planned.text
+    assert "-mode = a" in planned.out and "+mode = b" in planned.out, planned.out
+    assert "tok-1" not in planned.text and "tok-2" not in planned.text
+    for h in peers:  # one shell and one command per host, as a plan without diffs
+        got = h.requests()
+        assert [r for r in got if r != "Receive"] == ["Create", "Command", "Send", "Signal", "Delete"], got
+    assert _run(fleet, tmp_path, "apply", "--auto-approve").rc == 0
+    assert _run(fleet, tmp_path, "plan", "--detailed-exitcode").rc == 0

@@ -158,14 +158,17 @@ class Sandbox:
 
     # the prelude's functions
 
-    def do_FileFact(self, emit: Callable[[str], None], i: str, p: str) -> None:
+    def do_FileFact(self, emit: Callable[[str], None], i: str, p: str, want: str = "", most: str = "0") -> None:
         path = self.path(p)
         out: dict[str, Any] = {"i": int(i), "exists": path.exists(), "backup": self.path(p + ".recon-bak").exists()}
         if path.exists():
             out["dir"] = path.is_dir()
             if path.is_file():
-                out["size"] = path.stat().st_size
-                out["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+                data = path.read_bytes()
+                out["size"] = len(data)
+                out["sha256"] = hashlib.sha256(data).hexdigest()
+                if want and out["sha256"] != want and len(data) <= int(most):  # [Convert]::ToBase64String
+                    out["text"] = base64.b64encode(data).decode()
         emit(json.dumps(out))
 
     def do_DirFact(self, emit: Callable[[str], None], i: str, p: str) -> None:

@@ -26,10 +26,12 @@ $ProgressPreference = 'SilentlyContinue'
 function Recon-Out($o) { [Console]::Out.WriteLine((ConvertTo-Json -Compress -Depth 4 $o)) }
 function Recon-Fail($s, $e) { Recon-Out @{s = [int]$s; ok = $false; error = "$e"}; exit 1 }
 function Recon-Hash($p) { (Get-FileHash -LiteralPath $p -Algorithm SHA256).Hash.ToLower() }
-function Recon-FileFact($i, $p) {
+function Recon-FileFact($i, $p, $want = '', $max = 0) {
   $o = @{i = [int]$i; exists = (Test-Path -LiteralPath $p); backup = (Test-Path -LiteralPath "$p.recon-bak")}
   if ($o.exists) { $it = Get-Item -LiteralPath $p -Force; $o.dir = $it.PSIsContainer
-    if (-not $o.dir) { $o.size = $it.Length; $o.sha256 = Recon-Hash $p } }
+    if (-not $o.dir) { $o.size = $it.Length; $o.sha256 = Recon-Hash $p
+      if ($want -ne '' -and $o.sha256 -ne $want -and $o.size -le [int64]$max) {
+        $o.text = [Convert]::ToBase64String([IO.File]::ReadAllBytes($p)) } } }
   Recon-Out $o }
 function Recon-DirFact($i, $p) {
   $o = @{i = [int]$i; exists = (Test-Path -LiteralPath $p)}

@@ -11,6 +11,7 @@ and is checked by sha256 on the host before it replaces anything (written beside
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import time
@@ -21,9 +22,11 @@ from providers.context import Context, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Result
 from providers.hosts.model import Facts, HostInfo, HostResource
 from providers.hosts.results import rolled, tail  # the same reporting as on POSIX hosts
+from providers.hosts.textdiff import is_text
 from providers.hosts.transport import Transport
 from providers.hosts.windows.powershell import call, script, streamed_script
 from providers.hosts.windows.resources import MODULES
+from providers.hosts.windows.resources import file as filemod
 from specs.errors import TransportError
 from specs.hoststate import WINDOWS_PATH, AnyResource, PackageResource, ServiceResource
 
@@ -45,7 +48,9 @@ class Windows:
 
     def read(self, items: Sequence[HostResource], transport: Transport, target: str,
              diffs: bool = True) -> list[Facts]:
-        done = transport.run(script([MODULES[d.res.type].fact(i, d) for i, d in enumerate(items)]))
+        calls = [filemod.fact(i, d, diffs) if d.res.type == "file" else MODULES[d.res.type].fact(i, d)
+                 for i, d in enumerate(items)]
+        done = transport.run(script(calls))
         facts: dict[int, dict[str, Any]] = {}
         said: list[str] = []
         for line in done.stdout.decode("utf-8", "replace").splitlines():
@@ -61,6 +66,11 @@ class Windows:
             if isinstance(d.res, ServiceResource) and not facts[i].get("exists"):
                 raise TransportError(f"{target}: there is no service named {d.res.name!r}: install it first, or fix "
                                      "the name (the service name, not its display name)")
+        for i in range(len(items)):
+            if "text" in facts[i]:  # the old text of a file whose content differs, for the plan's diff
+                data = base64.b64decode(facts[i].pop("text"))
+                if is_text(data):
+                    facts[i]["text"] = data.decode("utf-8")
         return [facts[i] for i in range(len(items))]
 
     def diff(self, d: HostResource, live: Facts, changed: Mapping[str, bool]) -> tuple[Action, str, list[FieldChange]]:

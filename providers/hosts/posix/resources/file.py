@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import posixpath
-import re
 from typing import Any
 
 from providers.contract import Action, FieldChange
@@ -19,6 +18,7 @@ from providers.hosts.posix.resources.common import (
     type_name,
     undo_path,
 )
+from providers.hosts.textdiff import DIFF_MAX, shows_text, unified
 from providers.secrets import keyed
 from specs.hoststate import FileResource
 
@@ -135,42 +135,13 @@ def streamed(desired: HostResource, action: Action, fields: list[FieldChange]) -
     return None
 
 
-DIFF_MAX = 64 * 1024  # bytes of a text file, old or new, that a plan shows as a diff
-DIFF_LINES = 200  # lines of a diff a plan shows; the rest is counted
-
-
 def diffable(desired: HostResource, live: dict[str, Any] | None) -> bool:
     """Whether a plan shows this file's change as a diff: a text file on both sides, not sensitive, small,
     whose content changes."""
     res = desired.res
     content = desired.content
-    if not isinstance(res, FileResource) or res.state != "present" or res.secret or content is None:
+    if not isinstance(res, FileResource) or not shows_text(desired) or not live or content is None:
         return False
-    if content.data is None or content.size > DIFF_MAX or not live:
-        return False
-    if live.get("type") != "file" or live.get("sha256") in (None, content.sha256) or live.get("size", 0) > DIFF_MAX:
-        return False
-    return is_text(content.data)
+    return live.get("type") == "file" and live.get("sha256") not in (None, content.sha256) and \
+        live.get("size", 0) <= DIFF_MAX
 
-
-_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")  # control characters that text files do not hold
-
-
-def is_text(data: bytes) -> bool:
-    """UTF-8 without control characters (tabs, newlines and form feeds allowed): shown as lines."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return _BINARY.search(data) is None
-
-
-def unified(old: str, new: str, path: str) -> str:
-    """A unified diff of a file's text (at most DIFF_LINES lines, then how many more)."""
-    import difflib
-
-    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"{path} (live)", f"{path} (specs)",
-                                      lineterm="", n=2))
-    if len(lines) > DIFF_LINES:
-        lines = [*lines[:DIFF_LINES], f"… {len(lines) - DIFF_LINES} more lines of the diff not shown"]
-    return "\n".join(lines)

@@ -9,12 +9,17 @@ from typing import Any
 
 from providers.contract import Action, Change, FieldChange
 from providers.hosts.model import HostResource
+from providers.hosts.textdiff import DIFF_MAX, shows_text
 from providers.hosts.windows.powershell import call
 from providers.hosts.windows.resources.paths import path_diff, sha
 from specs.hoststate import FileResource
 
 
-def fact(i: int, d: HostResource[FileResource]) -> str:
+def fact(i: int, d: HostResource[FileResource], diffs: bool = False) -> str:
+    """The file's facts; with `diffs`, its old text too when its content differs from the wanted text (in the
+    same round trip: the host compares the digests), for the plan to show as a diff."""
+    if diffs and shows_text(d) and d.content is not None:
+        return call("Recon-FileFact", i, d.res.path, d.content.sha256, DIFF_MAX)
     return call("Recon-FileFact", i, d.res.path)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from providers.contract import Action, FieldChange
 from providers.hosts.model import HostResource
+from providers.hosts.textdiff import shows_text, unified
 from providers.secrets import keyed
 from specs.hoststate import DirectoryResource, FileResource
 
@@ -31,10 +32,12 @@ def path_diff(d: HostResource[FileResource | DirectoryResource],
     if is_file and live.get("sha256") != sha(d):
         stopped = getattr(res, "whileStopped", [])
         how = f"; replaced while {', '.join(stopped)} {'is' if len(stopped) == 1 else 'are'} stopped" if stopped else ""
-        return "update", f"{res.path} content differs{how}", [
-            FieldChange("sha256", shown(d, live.get("sha256")), shown(d, sha(d))),
-            FieldChange("size", None if getattr(res, "secret", False) else live.get("size"),
-                        None if getattr(res, "secret", False) else (d.content.size if d.content else 0))]
+        fields = [FieldChange("sha256", shown(d, live.get("sha256")), shown(d, sha(d))),
+                  FieldChange("size", None if getattr(res, "secret", False) else live.get("size"),
+                              None if getattr(res, "secret", False) else (d.content.size if d.content else 0))]
+        if isinstance(live.get("text"), str) and shows_text(d) and d.content is not None and d.content.data:
+            fields.append(FieldChange("diff", None, unified(live["text"], d.content.data.decode(), res.path)))
+        return "update", f"{res.path} content differs{how}", fields
     return "noop", f"{res.path} is as wanted", []
 
 
