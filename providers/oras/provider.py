@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from providers.context import Context, Reading, StepDone
 from providers.contract import Change, FieldChange, Instance, Provider, Result, fingerprint
@@ -22,6 +23,7 @@ from providers.oras import bundle, ops, scan
 from providers.oras.bundle import Artifact, Entry
 from providers.oras.cache import BlobCache
 from providers.oras.registry import Credentials
+from providers.textdiff import DIFF_MAX, is_text, unified
 from specs.bundle import BundleSpec
 from specs.hostgroup import expand_vars
 from specs.project import Project, Spec
@@ -99,12 +101,17 @@ class BundleProvider:
             inst, store = item
             ctx.reporter.report(Reading(inst.target, "manifest"))
             remote = ops.read(store, cache)
-            return None if remote is None else {
+            if remote is None:
+                return None
+            state: dict[str, Any] = {
                 "digest": remote.digest,
                 "files": {e.path: [e.digest, e.size, e.mode] for e in remote.parsed.entries},
                 "annotations": remote.parsed.annotations,
                 "artifactType": remote.parsed.artifact_type,
             }
+            if not (ctx.fingerprint_only or ctx.verifying):
+                state["texts"] = _texts(inst.desired, store, state["files"])
+            return state
 
         with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(instances), 16))) as pool:
             states = list(pool.map(one, zip(instances, stores, strict=True)))
@@ -150,9 +157,28 @@ def _upload_bytes(entries: Sequence[Entry], known: set[str]) -> int:
     return sum(unique.values())
 
 
+DIFF_FILES = 20  # small text files of a bundle whose changed lines a plan shows; the others by digest and size
+
+
+def _texts(d: OciBundle, store: ops.Store, live: dict[str, list[Any]]) -> dict[str, list[str]]:
+    """Path -> [old text, new text] of the bundle's small text files that changed (up to DIFF_FILES), the old
+    one fetched from the registry and checked against its digest: what the plan shows as a diff."""
+    out: dict[str, list[str]] = {}
+    for e in d.entries:
+        have = live.get(e.path)
+        if len(out) >= DIFF_FILES or have is None or have[0] == e.digest or max(have[1], e.size) > DIFF_MAX:
+            continue
+        new = (d.source / e.path).read_bytes()
+        old = b"".join(cast(Iterable[bytes], store.get_blob(have[0])))
+        if "sha256:" + hashlib.sha256(old).hexdigest() == have[0] and is_text(old) and is_text(new):
+            out[e.path] = [old.decode("utf-8"), new.decode("utf-8")]
+    return out
+
+
 def _diff(inst: Instance[OciBundle], state: TagState) -> Change:
     d = inst.desired
-    fp = fingerprint(state)
+    texts = (state or {}).get("texts") or {}
+    fp = fingerprint({k: v for k, v in state.items() if k != "texts"} if state else state)  # texts: shown only
 
     def change(action: str, reason: str, fields: list[FieldChange]) -> Change:
         risks = ("tag move",) if action == "update" else ()  # whoever pulls the tag gets other files
@@ -173,6 +199,8 @@ def _diff(inst: Instance[OciBundle], state: TagState) -> Change:
         for a, b in cmp[key]:
             path = (a or b).path  # type: ignore[union-attr]
             fields.append(FieldChange(f"file {path}", a.describe() if a else None, b.describe() if b else None))
+            if path in texts and a and b:
+                fields.append(FieldChange("diff", None, unified(texts[path][0], texts[path][1], path)))
     wanted = dict(d.spec.annotations)
     ours = ("org.opencontainers.image.title", *(() if bundle.REVISION in wanted else (bundle.REVISION,)))
     have = {k: v for k, v in state["annotations"].items() if not k.startswith("dev.recon.") and k not in ours}

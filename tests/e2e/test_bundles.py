@@ -82,9 +82,13 @@ def test_push_replan_change_one_file_pull_verify_diff(tmp_path: Path, reg: peers
     changed = recon("plan", "--json", cwd=tmp_path, env=env)
     data = json.loads(changed.out)
     [change] = [c for c in data["changes"] if c["action"] != "noop"]
-    assert [f["path"] for f in change["fields"]] == ["file tokenizer/vocab.json"]
+    assert [f["path"] for f in change["fields"]] == ["file tokenizer/vocab.json", "diff"]
+    mark = reg.mark()
     text = recon("plan", cwd=tmp_path, env=env).out
     assert "tokenizer/vocab.json" in text and "weights.bin" not in text and "1 changed" in text
+    # issue 22: a small text file's lines, its old text fetched once from the registry (checked by its digest)
+    assert '-{"a": 1}' in text and '+{"a": 2}' in text, text
+    assert len(reg.since(mark, "GET", r"/blobs/")) == 1
     mark = reg.mark()
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
     assert len(_blob_puts(reg, mark)) == 1

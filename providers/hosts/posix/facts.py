@@ -150,7 +150,7 @@ def texts(transport: Any, paths: Sequence[str]) -> list[str | None]:
     out: list[str | None] = []
     for k in range(len(paths)):
         raw = parts[k] if k < len(parts) else b""
-        from providers.hosts.textdiff import is_text
+        from providers.textdiff import is_text
 
         try:
             data = base64.b64decode(raw) if raw else b""

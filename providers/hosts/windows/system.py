@@ -22,11 +22,11 @@ from providers.context import Context, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Result
 from providers.hosts.model import Facts, HostInfo, HostResource
 from providers.hosts.results import rolled, tail  # the same reporting as on POSIX hosts
-from providers.hosts.textdiff import is_text
 from providers.hosts.transport import Transport
 from providers.hosts.windows.powershell import call, script, streamed_script
 from providers.hosts.windows.resources import MODULES
 from providers.hosts.windows.resources import file as filemod
+from providers.textdiff import is_text
 from specs.errors import TransportError
 from specs.hoststate import WINDOWS_PATH, AnyResource, PackageResource, ServiceResource
 

@@ -18,8 +18,9 @@ from providers.hosts.posix.resources.common import (
     type_name,
     undo_path,
 )
-from providers.hosts.textdiff import DIFF_MAX, shows_text, unified
+from providers.hosts.textdiff import shows_text
 from providers.secrets import keyed
+from providers.textdiff import DIFF_MAX, unified
 from specs.hoststate import FileResource
 
 SENSITIVE = "(sensitive)"

@@ -9,9 +9,10 @@ from typing import Any
 
 from providers.contract import Action, Change, FieldChange
 from providers.hosts.model import HostResource
-from providers.hosts.textdiff import DIFF_MAX, shows_text
+from providers.hosts.textdiff import shows_text
 from providers.hosts.windows.powershell import call
 from providers.hosts.windows.resources.paths import path_diff, sha
+from providers.textdiff import DIFF_MAX
 from specs.hoststate import FileResource
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from providers.contract import Action, FieldChange
 from providers.hosts.model import HostResource
-from providers.hosts.textdiff import shows_text, unified
+from providers.hosts.textdiff import shows_text
 from providers.secrets import keyed
+from providers.textdiff import unified
 from specs.hoststate import DirectoryResource, FileResource
 
 
