@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,19 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    base = tmp_path_factory.mktemp("gha")
+    with _world(tmp_path_factory.mktemp("gha")) as made:
+        yield made
+
+
+@pytest.fixture
+def own_world(tmp_path: Path) -> Iterator[World]:
+    """A world of its own: no pull request of another test holds its targets or moved its live state."""
+    with _world(tmp_path) as made:
+        yield made
+
+
+@contextmanager
+def _world(base: Path) -> Iterator[World]:
     pg = postgres.start()
     gh = github_api.start()
     try:
@@ -240,9 +253,10 @@ def test_comment_commands_with_apply_requirements_and_pull_request_locks(world: 
 
 
 def test_the_sharded_workflow_plans_in_a_matrix_comments_one_merged_plan_and_each_shard_applies_its_part(
-        world: World) -> None:
+        own_world: World) -> None:
     """Issue 16: examples/github/sharded.yml as one workflow run each: on the pull request three plan jobs (a
     matrix), a merge job that comments once; on the push three apply jobs, each its part of the reviewed plan."""
+    world = own_world
     repo, gh = world.repo, world.gh
     hosts = [f"s{i}" for i in range(1, 7)]
     _git(repo, "checkout", "-q", "main")
