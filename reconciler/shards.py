@@ -98,7 +98,7 @@ def partition(project: Project, items: Items, count: int, by: str = "") -> dict[
         find(inst.target)
         targets_of.setdefault(inst.spec, set()).add(inst.target)
         weight[inst.target] = weight.get(inst.target, 0) + 1
-        labels.setdefault(inst.target, {}).update(getattr(inst, "labels", {}) or {})
+        labels.setdefault(inst.target, {}).update(inst.labels)
     joined: dict[tuple[str, str], tuple[str, str]] = {}  # (target, dependency's target) -> (spec, dependency)
     for spec, targets in targets_of.items():
         for dep in graph.dependencies(project.edges, {spec}):
@@ -159,6 +159,11 @@ def _across(by: str, members: list[str], labels: dict[str, dict[str, str]],
 def of(project: Project, items: Items, shard: Shard) -> set[str]:
     """The targets of one shard."""
     return {t for t, k in partition(project, items, shard.count, shard.by).items() if k == shard.index}
+
+
+def owners(shards: dict[str, Any]) -> dict[str, int]:
+    """Target -> shard, from what a fragment or merged plan records of its split (`record`'s `parts`)."""
+    return {t: int(k) for k, ts in shards["parts"].items() for t in ts}
 
 
 def owner(target: str, parts: dict[str, int], count: int) -> int:
@@ -232,10 +237,10 @@ def merge(fragments: Sequence[tuple[str, Plan]]) -> Plan:
         raise UsageError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(m + '/' + str(count) for m in missing)} "
                          f"missing; merge needs all {count} fragments")
     where: dict[str, str] = {}
+    split = owners(head)
     for name, p in fragments:
-        mine = set(p.shards["parts"][str(p.shards["index"])])
         for c in p.changes:
-            if c.target not in mine and c.target in {t for ts in head["parts"].values() for t in ts}:
+            if split.get(c.target, int(p.shards["index"])) != int(p.shards["index"]):
                 raise UsageError(f"{name} has a change of {c.target}, a target of another shard; re-plan it")
             if c.id in where:
                 raise UsageError(f"{c.id} is planned in {where[c.id]} and in {name}: fragments overlap; re-plan "
@@ -273,7 +278,7 @@ def part(plan: Plan, shard: Shard) -> Plan:
     if int(plan.shards["count"]) != shard.count:
         raise UsageError(f"--shard {shard}: plan {plan.plan_id} was split into {plan.shards['count']} shards; give "
                          f"K/{plan.shards['count']}")
-    parts = {t: int(k) for k, ts in plan.shards["parts"].items() for t in ts}
+    parts = owners(plan.shards)
     mine = tuple(c for c in plan.changes if owner(c.target, parts, shard.count) == shard.index)
     return dataclasses.replace(plan, changes=mine, shards={**plan.shards, "index": shard.index, "applying": True})
 
@@ -297,7 +302,7 @@ def progress(plan: Plan, runs: Sequence[dict[str, Any]]) -> list[PartState]:
     """The merged result of a merged plan: each part's latest apply (from the audit log's `part_runs`); an apply
     of the whole plan counts for every part."""
     count = int(plan.shards["count"])
-    parts = {t: int(k) for k, ts in plan.shards["parts"].items() for t in ts}
+    parts = owners(plan.shards)
     pending = [0] * (count + 1)
     for c in plan.pending:
         pending[owner(c.target, parts, count)] += 1

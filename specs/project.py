@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,10 @@ class Project:
     def of_kind(self, kind: str) -> list[Spec]:
         return [s for s in self.specs.values() if s.kind == kind]
 
-    @property
+    @cached_property
     def stack(self) -> Stack:
-        """The repository and spec root these specs come from (specs/stack.py): what recon makes carries it."""
+        """The repository and spec root these specs come from (specs/stack.py): what recon makes carries it.
+        Worked out once (it reads .git/config): every Model's expansion asks for it."""
         return Stack.of(self.files)
 
     def order(self) -> list[list[str]]:
