@@ -297,6 +297,11 @@ class PartState:
     outcome: str  # no changes | not applied | ok | failed | refused | unfinished (running, or killed)
     detail: str = ""  # who, when, counts
 
+    @property
+    def done(self) -> bool:
+        """Nothing is left of this part: applied, or it had nothing to apply."""
+        return self.outcome in ("ok", "no changes")
+
 
 def progress(plan: Plan, runs: Sequence[dict[str, Any]]) -> list[PartState]:
     """The merged result of a merged plan: each part's latest apply (from the audit log's `part_runs`); an apply

@@ -126,7 +126,7 @@ def render(plan: Plan, title: str = "recon plan", limit: int = COMMENT_LIMIT, fu
 def render_parts(states: Sequence[PartState]) -> str:
     """The merged result of a merged plan's parts, as a table (after the plan, in a comment or summary)."""
     marks = {"ok": "✅", "failed": "❌", "refused": "⛔", "unfinished": "⏳", "not applied": "·", "no changes": "·"}
-    done = sum(1 for s in states if s.outcome in ("ok", "no changes"))
+    done = sum(s.done for s in states)
     rows = [f"**Applied: {done} of {len(states)} parts**", "", "| part | changes | outcome | |", "|---|---:|---|---|"]
     rows += [f"| {s.part} | {s.changes} | {marks.get(s.outcome, '?')} {_html(s.outcome)} | {_html(s.detail)} |"
              for s in states]

@@ -183,7 +183,7 @@ PART_MARKS = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "refused": "[yello
 
 def parts_lines(states: Sequence[PartState]) -> Iterator[str]:
     """The merged result of a merged plan's parts."""
-    done = sum(1 for s in states if s.outcome in ("ok", "no changes"))
+    done = sum(s.done for s in states)
     yield ""
     yield f"[bold]Applied:[/bold] {done} of {len(states)} parts"
     for s in states:
