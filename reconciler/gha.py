@@ -309,10 +309,11 @@ def run_command(command: str, event: dict[str, Any]) -> int:
     described = plan_file
     more: dict[str, Any] = {}
     held = ""
+    if command == "plan":
+        (cwd / plan_file).unlink(missing_ok=True)  # a reused workspace's old plan is never posted again
     if merging:
-        (cwd / plan_file).unlink(missing_ok=True)
         pattern = _input("fragments") or "recon-parts/*.json"
-        found = sorted(str(p.relative_to(cwd)) for p in cwd.glob(pattern) if p.resolve() != (cwd / plan_file).resolve())
+        found = sorted(str(p.relative_to(cwd)) for p in cwd.glob(pattern))
         if found:
             rc, _ = _run(["plan", "merge", *found, "--out", str(plan_file), "--detailed-exitcode"], cwd)
         else:
@@ -320,7 +321,6 @@ def run_command(command: str, event: dict[str, Any]) -> int:
                   "there, e.g. actions/download-artifact with pattern and merge-multiple: true)", file=sys.stderr)
             rc = 1
     elif command == "plan":
-        (cwd / plan_file).unlink(missing_ok=True)  # a reused workspace's old plan is never posted again
         claim = ["--claim", f"pr:{number}"] if number and _input("lock-targets", "true").lower() != "false" else []
         rc, _, err = _run3(["plan", spec_path, "--out", str(plan_file), "--detailed-exitcode", *claim, *extra], cwd)
         held = "\n".join(line.removeprefix("error: ") for line in err.splitlines() if " is held by " in line)
