@@ -274,9 +274,11 @@ class Audit:
                 f"s.event = 'start' WHERE e.{column} = ? AND e.event = 'end' AND e.command = 'apply' AND e.ok = 1 "
                 "ORDER BY e.seq DESC", (value,))
         done = [{"at": at, "run": run, **json.loads(data)} for at, run, data in rows]
+        if not plan_id:
+            return done[0] if done else None
         whole = next((d for d in done if not d.get("part")), None)
-        if whole is not None or not plan_id:
-            return whole if plan_id else (done[0] if done else None)
+        if whole is not None:
+            return whole
         if part:
             return next((d for d in done if d.get("part") == part), None)
         if parts and {d["part"] for d in done} >= {f"{k}/{parts}" for k in range(1, parts + 1)}:
