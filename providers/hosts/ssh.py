@@ -20,7 +20,8 @@ from providers.hosts.transport import RunResult, Script, whole
 from specs.errors import TransportError
 
 # Parsed once per process, not once per host: parsing known_hosts builds a key object for every line, so with a
-# connection per host it cost O(hosts²): with 300 hosts one parse takes 54 ms here, 16 s of CPU for one plan.
+# connection per host it cost O(hosts²): with 300 hosts one parse took 42-54 ms here, 13-16 s of CPU for one plan
+# (bench/known_hosts.py).
 _PARSED_LOCK = threading.Lock()
 _KNOWN: dict[tuple[str, int, int], Any] = {}  # (path, mtime, size) -> paramiko.HostKeys
 _KEYS: dict[str, Any] = {}  # sha256 of the private key's text -> its PKey
