@@ -39,6 +39,7 @@ class OciBundle:
     spec: BundleSpec
     base: Path  # the spec file's directory, for secret references
     annotations: dict[str, str]
+    reviewed: bool = True  # False: the change under review writes its spec: no old text is fetched for a diff
 
     def credentials(self) -> Credentials | None:
         creds = self.spec.credentials
@@ -75,7 +76,8 @@ class BundleProvider:
         entries = tuple(scan.entries(source, body.include, body.exclude))
         annotations = {"org.opencontainers.image.title": spec.name, **body.annotations}
         artifact = bundle.build(entries, annotations, body.artifactType or bundle.ARTIFACT_TYPE)
-        desired = OciBundle(ref, source, entries, artifact, body, base, annotations)
+        desired = OciBundle(ref, source, entries, artifact, body, base, annotations,
+                            reviewed=spec.doc.file not in project.unreviewed)
         return [Instance(spec.address, str(ref), spec.address, "bundle", desired, artifact.digest)]
 
     def lock_key(self, inst: Instance[OciBundle]) -> str:
@@ -109,7 +111,8 @@ class BundleProvider:
                 "annotations": remote.parsed.annotations,
                 "artifactType": remote.parsed.artifact_type,
             }
-            if not (ctx.fingerprint_only or ctx.verifying):
+            if not (ctx.fingerprint_only or ctx.verifying) and inst.desired.reviewed:  # (a change could name any
+                # repository its runner can read, to have its files printed in its own plan)
                 state["texts"] = _texts(inst.desired, store, state["files"])
             return state
 

@@ -293,3 +293,20 @@ def test_a_pull_request_s_command_guard_does_not_run_before_the_review(tmp_path:
     # without a trusted ref (a laptop: the author's own specs) the plan runs guards as before
     marker.unlink()
     assert recon("plan", "specs", cwd=repo).rc == 0 and marker.exists()
+
+
+def test_a_pull_request_cannot_read_a_host_file_through_the_plan_s_diff(tmp_path: Path) -> None:
+    """A plan shows a changed text file as a diff of the live file's lines. A pull request that adds a file
+    resource for a path it wants to read (a key, /etc/shadow), with any other content, would have the host's text
+    printed in its own plan and comment. With a trusted ref, the specs the change writes get no live text: their
+    files change by digest and size; on a laptop (the author's own specs) the diff shows as before."""
+    repo = _repo(tmp_path)
+    (repo / "a-root" / "etc" / "shadow").write_text("root:$6$the-hash-of-the-host:19000:0:99999:7:::\n")
+    _pr(repo, {"specs/prod/app.yaml": hoststate("app", "- type: file\n  path: /etc/shadow\n  content: x\n")})
+    plan = recon("plan", "--json", "specs", cwd=repo, env={"RECON_POLICY_REF": "main"})
+    assert plan.rc == 0, plan.text
+    assert "the-hash-of-the-host" not in plan.text
+    [change] = _changes(plan.out).values()
+    assert change["action"] == "update" and [f["path"] for f in change["fields"]] == ["content"], change
+    local = recon("plan", "specs", cwd=repo)
+    assert local.rc == 0 and "-root:$6$the-hash-of-the-host" in local.out, local.text
