@@ -25,9 +25,10 @@ class Registration:
 
 # spec kind -> its provider
 PROVIDERS: dict[str, Registration] = {
-    "HostState": Registration("providers.hosts.provider:HostProvider", frozenset({"undo", "locking"})),
+    "HostState": Registration("providers.hosts.provider:HostProvider", frozenset({"undo", "locking", "actions"})),
     "Bundle": Registration("providers.oras.provider:BundleProvider", frozenset({"locking"})),
-    "Model": Registration("providers.models:ModelProvider", frozenset({"orphans", "locking", "validation"})),
+    "Model": Registration("providers.models:ModelProvider",
+                          frozenset({"orphans", "locking", "validation", "actions"})),
 }
 
 # `recon NAME …` -> "module:typer app" (a provider's own commands, e.g. pull and verify of bundles)

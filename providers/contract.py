@@ -7,7 +7,7 @@ Required (`Provider`):
 - apply:  carry out the changes of one target, in order, yielding a result per change.
 
 Optional abilities are small Protocols of their own (as terraform-plugin-framework's
-`ResourceWith…` interfaces): `WithOrphans`, `WithUndo`, `WithLocking`, `WithValidation`. The
+`ResourceWith…` interfaces): `WithOrphans`, `WithUndo`, `WithLocking`, `WithValidation`, `WithActions`. The
 registry (`providers/__init__.py`) declares which each provider has and checks that once, when the
 provider is loaded; the engine asks `abilities(kind)` or the ability's Protocol, never `getattr`.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -165,5 +165,28 @@ class WithValidation(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Output:
+    """A line an operational action prints: a log line, a replica's health, a step of a restart."""
+
+    source: str  # where it comes from: a replica, a pod, a host
+    text: str
+
+
+@runtime_checkable
+class WithActions(Protocol):
+    """Carries out the operational actions of `recon do` (specs/actions.py) on its resources."""
+
+    def actions(self, inst: Instance) -> tuple[str, ...]:
+        """The actions this instance takes (none: it is not what an action acts on, e.g. a Model's ConfigMap)."""
+        ...
+
+    def act(self, action: str, target: str, instances: Sequence[Instance], params: Any, ctx: Context,
+            emit: Callable[[Output], None]) -> Result:
+        """One action on one target, for the instances of one spec there that take it; lines go to `emit` as they
+        come (secrets masked); the Result says what was done, or why it failed."""
+        ...
+
+
 ABILITIES: dict[str, type] = {"orphans": WithOrphans, "undo": WithUndo, "locking": WithLocking,
-                              "validation": WithValidation}
+                              "validation": WithValidation, "actions": WithActions}

@@ -6,11 +6,11 @@ on Docker the target is "docker".
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from providers.context import Context
-from providers.contract import Change, Instance, Provider, Result
+from providers.contract import Change, Instance, Output, Provider, Result
 from providers.docker.provider import DockerProvider
 from specs.errors import Diagnostic
 from specs.model import ModelSpec
@@ -78,6 +78,13 @@ class ModelProvider:
 
     def apply(self, target: str, steps: Sequence[tuple[Instance, Change]], ctx: Context) -> Iterator[Result]:
         return self._of(target).apply(target, steps, ctx)
+
+    def actions(self, inst: Instance) -> tuple[str, ...]:
+        return tuple(self._of(inst.target).actions(inst))
+
+    def act(self, action: str, target: str, instances: Sequence[Instance], params: Any, ctx: Context,
+            emit: Callable[[Output], None]) -> Result:
+        return self._of(target).act(action, target, instances, params, ctx, emit)
 
 
 # hands each Model to the Docker or the Kubernetes provider: their desired states differ, their live states are

@@ -262,17 +262,17 @@ class Audit:
         else:
             yield
 
-    def finished(self, *, plan_id: str = "", request_id: str = "", part: str = "", parts: int = 0
-                 ) -> dict[str, Any] | None:
-        """The last apply that ended with every change done, for this plan id or request id. `part` ("K/N"): done
-        when that part or the whole plan was; `parts` (N, for a whole merged plan): done when the whole was, or
-        every one of its N parts."""
+    def finished(self, *, plan_id: str = "", request_id: str = "", part: str = "", parts: int = 0,
+                 command: str = "apply") -> dict[str, Any] | None:
+        """The last apply (or `command`: "do", an operational action) that ended with every change done, for this
+        plan id or request id. `part` ("K/N"): done when that part or the whole plan was; `parts` (N, for a whole
+        merged plan): done when the whole was, or every one of its N parts."""
         column, value = ("plan_id", plan_id) if plan_id else ("request_id", request_id)
         with self._lock:
             rows = self._store.query(
                 f"SELECT e.at, e.run_id, s.data FROM events e JOIN events s ON s.run_id = e.run_id AND "
-                f"s.event = 'start' WHERE e.{column} = ? AND e.event = 'end' AND e.command = 'apply' AND e.ok = 1 "
-                "ORDER BY e.seq DESC", (value,))
+                f"s.event = 'start' WHERE e.{column} = ? AND e.event = 'end' AND e.command = ? AND e.ok = 1 "
+                "ORDER BY e.seq DESC", (value, command))
         done = [{"at": at, "run": run, **json.loads(data)} for at, run, data in rows]
         if not plan_id:
             return done[0] if done else None

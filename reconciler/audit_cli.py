@@ -68,6 +68,9 @@ def audit(
         console.print(f"{run['at'][:19]}  {run['command']:<5} [{colour}]{run['outcome']:<11}[/] plan {run['plan_id']}  "
                       f"{escape(str(run.get('user')))}@{escape(str(run.get('host')))}{commit}"
                       + (f"  part {escape(str(run['part']))}" if run.get("part") else "")
+                      + (f"  {escape(str(run['action']))} {escape(str(run.get('target', '')))}" + "".join(
+                          f" --{escape(str(k))} {escape(str(v))}" for k, v in (run.get("params") or {}).items())
+                         if run["command"] == "do" and run.get("action") else "")
                       + (f"  request {escape(run['request_id'])}" if run["request_id"] else "")
                       + (f"  ci run {ci_run}" if ci_run else ""))
         for e in run["events"]:

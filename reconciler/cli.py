@@ -321,6 +321,7 @@ def schema(
 def _add_sub_commands() -> None:
     from providers import commands
     from reconciler.audit_cli import audit_app, lock_app
+    from reconciler.do_cli import do
     from reconciler.draft_cli import draft
     from reconciler.init_cli import check, init_app
     from reconciler.state_cli import drift, rollback, state_app
@@ -332,6 +333,7 @@ def _add_sub_commands() -> None:
     app.command()(rollback)
     app.command()(check)
     app.command()(draft)
+    app.command(name="do")(do)
     app.add_typer(audit_app, name="audit")
     app.add_typer(lock_app, name="lock")
     app.add_typer(state_app, name="state")

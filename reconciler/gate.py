@@ -26,7 +26,7 @@ from specs.errors import ExitCode, RefusedError, UsageError
 
 if TYPE_CHECKING:
     from providers.context import Context
-    from providers.contract import Instance, Provider
+    from providers.contract import Change, Instance, Provider
     from reconciler.executor import ApplyReport
     from reconciler.plan import Plan
     from specs.project import Project
@@ -58,10 +58,14 @@ def record_plan(plan: Plan, state_dir: Path, command: str = "plan", save: bool =
 
 
 def _record_policy(run: Run, plan: Plan) -> None:
+    record_policy(run, plan.policy, plan.pending)
+
+
+def record_policy(run: Run, policy: dict[str, Any], pending: Sequence[Change]) -> None:
     """Who was checked against which Policy, and what it said of each change it had a word on."""
-    if plan.policy:
-        run.write("policy", ok=True, **{k: v for k, v in plan.policy.items() if k not in ("ok", "kind")})
-    for c in plan.pending:
+    if policy:
+        run.write("policy", ok=True, **{k: v for k, v in policy.items() if k not in ("ok", "kind")})
+    for c in pending:
         if c.denied or c.environment or c.risks or c.resource == "policy":
             run.write("policy", change=c.id, ok=not c.denied, message=c.denied, environment=c.environment,
                       risks=list(c.risks), action=c.action)
@@ -113,24 +117,36 @@ def decide(plan: Plan, environments: Sequence[str], *, saved: bool, auto_approve
            terminal: bool) -> Decision:
     """Pure: policy's denials, a confirmation by id, the environments that need one, and whether a terminal
     can be asked (`terminal`: standard input is one)."""
-    pid = plan.plan_id
-    if plan.denied:
-        rules = sorted({c.denied for c in plan.denied})
-        return Decision("refuse", pid, f"plan {pid} has {len(plan.denied)} change(s) denied by policy ("
-                        + "; ".join(rules) + "); nothing was applied")
+    return decide_on(plan.plan_id, [c.denied for c in plan.denied], environments, saved=saved,
+                     auto_approve=auto_approve, confirm=confirm, terminal=terminal)
+
+
+def decide_on(pid: str, denied: Sequence[str], environments: Sequence[str], *, saved: bool, auto_approve: bool,
+              confirm: str | None, terminal: bool, what: str = "plan") -> Decision:
+    """`decide` for a plan or an operational action (`what`: "action", whose id is its preview's): `denied`, the
+    rule that denies each denied change."""
+    if denied:
+        rules = sorted(set(denied))
+        return Decision("refuse", pid, f"{what} {pid} has {len(denied)} change(s) denied by policy ("
+                        + "; ".join(rules) + f"); nothing was {'applied' if what == 'plan' else 'done'}")
     if confirm is not None and confirm != pid:
-        return Decision("refuse", pid, f"--confirm {confirm} confirms another plan; this plan is {pid} (the live "
-                        "state or the specs moved since). Review it, then confirm it by its id")
+        return Decision("refuse", pid, f"--confirm {confirm} confirms another {what}; this {what} is {pid} (the "
+                        f"{'live state or the specs' if what == 'plan' else 'target, parameters or specs'} moved "
+                        "since). Review it, then confirm it by its id")
     if environments:
         if confirm == pid:
             return Decision("go", pid)
         if not terminal:
-            return Decision("refuse", pid, f"plan {pid} changes {', '.join(environments)}, which needs a "
-                            f"confirmation: re-run with --confirm {pid} (--auto-approve is not enough)")
+            return Decision("refuse", pid, f"{what} {pid} changes {', '.join(environments)}, which needs a "
+                            f"confirmation: re-run with --confirm {pid} "
+                            f"({'--auto-approve' if what == 'plan' else '--yes'} is not enough)")
         return Decision("ask-environments", pid, environments=tuple(environments))
     if saved or auto_approve or confirm == pid:
         return Decision("go", pid)
     if not terminal:
+        if what != "plan":
+            return Decision("refuse", pid, f"this {what} needs a confirmation and there is no terminal to ask on; "
+                            f"re-run with --yes, or --confirm {pid}")
         return Decision("refuse", pid, "apply needs a confirmation and there is no terminal to ask on; re-run with "
                         "--auto-approve, or save a plan with `recon plan --out plan.json` and apply that")
     return Decision("ask-yes", pid)

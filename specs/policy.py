@@ -67,8 +67,10 @@ class When(StrictModel):
     kinds: list[str] = Field(default_factory=list, description="Spec kinds, e.g. HostState, Bundle.")
     specs: list[str] = Field(default_factory=list, description="Globs of spec addresses.")
     resources: list[str] = Field(default_factory=list, description="Resource types, e.g. file, service, bundle.")
-    actions: list[Literal["create", "update", "replace", "delete", "restart", "run"]] = Field(
-        default_factory=list, description="Actions of the change."
+    actions: list[Literal["create", "update", "replace", "delete", "restart", "run", "scale", "logs",
+                          "health"]] = Field(
+        default_factory=list, description="Actions of the change; scale, logs and health (and restart) also match "
+        "those operations of `recon do`."
     )
     targets: list[str] = Field(default_factory=list, description="Globs of targets (hosts, registries).")
     addresses: list[str] = Field(default_factory=list, description="Globs of resource addresses.")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.context import Context, Reading, StepDone
-from providers.contract import Action, Change, FieldChange, Instance, Live, Provider, Result, fingerprint
+from providers.contract import Action, Change, FieldChange, Instance, Live, Output, Provider, Result, fingerprint
 from providers.docker.files import bundle_source, bundle_tree
 from providers.docker.model import STACK, STACK_NAME, DockerModel, Failed, L, Orphan, context_hash
 from providers.docker.replicas import converge, mine, remove
@@ -159,6 +159,29 @@ class DockerProvider:
                 continue
             ctx.reporter.report(StepDone(target, change.id, True))
             yield Result(change.id, True, seconds=time.monotonic() - started, note=note)
+
+
+    def actions(self, inst: Item) -> tuple[str, ...]:
+        return ("restart", "scale", "logs", "health") if isinstance(inst.desired, DockerModel) else ()
+
+    def act(self, action: str, target: str, instances: Sequence[Item], params: Any, ctx: Context,
+            emit: Callable[[Output], None]) -> Result:
+        from providers.docker.actions import act
+
+        inst = instances[0]
+        assert isinstance(inst.desired, DockerModel)
+        started = time.monotonic()
+        try:
+            note = act(_client(ctx), action, inst.desired, params, ctx, emit)
+        except Failed as exc:
+            return Result(inst.id, False, str(exc), time.monotonic() - started)
+        except Exception as exc:  # the engine's own errors (gone, refused) as the one line they are
+            import docker
+
+            if not isinstance(exc, docker.errors.DockerException | OSError):
+                raise
+            return Result(inst.id, False, f"the Docker engine: {_why(exc)}", time.monotonic() - started)
+        return Result(inst.id, True, seconds=time.monotonic() - started, note=note)
 
 
 _: type[Provider[DockerModel | Orphan, ModelState]] = DockerProvider  # the contract, typed (mypy checks it)

@@ -12,17 +12,19 @@ import dataclasses
 import os
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from providers.context import Context, Reading
-from providers.contract import Change, FieldChange, Instance, Provider, Result, fingerprint
+from providers.contract import Change, FieldChange, Instance, Output, Provider, Result, fingerprint
 from providers.hosts.model import Facts, HostInfo, HostResource, Payload
 from providers.hosts.system import system_for
 from providers.hosts.transport import LocalTransport, Transport
 from providers.secrets import keyed
+from specs.actions import LogsParams
 from specs.errors import SpecError, TransportError
 from specs.hostgroup import Host, HostGroupSpec, expand_vars
 from specs.hoststate import CommandResource, FileResource, HostStateSpec, PackageResource, ServiceResource, source_path
@@ -140,6 +142,38 @@ class HostProvider:
         host = steps[0][0].desired.host
         with self._limit(host):  # (a host that cannot be reached is reported per step)
             yield from system_for(host).apply(steps, _transport(host, ctx), ctx, target)
+
+
+    def actions(self, inst: Instance[HostResource]) -> tuple[str, ...]:
+        return ("restart", "logs") if inst.resource == "service" else ()
+
+    def act(self, action: str, target: str, instances: Sequence[Instance[HostResource]], params: Any, ctx: Context,
+            emit: Callable[[Output], None]) -> Result:
+        """A service restarted as a notified restart is (the same script, verified the same way), or its log read."""
+        inst = instances[0]
+        name = getattr(inst.desired.res, "name", "")
+        started = time.monotonic()
+        if action == "restart":
+            change = Change(inst.address, target, inst.spec, inst.resource, "restart", "recon do restart",
+                            (FieldChange("restart", None, name),), "", inst.desired_digest)
+            done = list(self.apply(target, [(inst, change)], ctx))[-1]
+            return Result(inst.id, done.ok, done.message, time.monotonic() - started,
+                          note=f"service {name} restarted" if done.ok else "")
+        assert isinstance(params, LogsParams)
+        count = [0]
+
+        def line(text: str) -> None:
+            count[0] += 1
+            emit(Output(target, text))
+
+        host = inst.desired.host
+        try:
+            with self._limit(host):
+                system_for(host).logs(inst.desired, _transport(host, ctx), params.tail, params.since_seconds,
+                                      params.follow, line)
+        except TransportError as exc:
+            return Result(inst.id, False, f"{target}: {exc}", time.monotonic() - started)
+        return Result(inst.id, True, seconds=time.monotonic() - started, note=f"{count[0]} lines of {name}")
 
 
 _: type[Provider[HostResource, Facts]] = HostProvider  # the contract, typed (mypy checks it)

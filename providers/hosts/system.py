@@ -5,7 +5,7 @@ with one module per resource type (`posix/resources/`, `windows/resources/`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -41,6 +41,11 @@ class HostSystem(Protocol):
 
     def undo(self, steps: Sequence[tuple[Instance[HostResource], Change]], transport: Transport) -> Iterator[Result]:
         """`recon rollback`: finished steps of an interrupted apply undone, newest first."""
+        ...
+
+    def logs(self, d: HostResource, transport: Transport, lines: int, since: int | None, follow: bool,
+             on_line: Callable[[str], None]) -> None:
+        """A service's log on the host, line by line (`recon do logs`); TransportError when it cannot be read."""
         ...
 
 

@@ -6,8 +6,10 @@ of objects the conversion would cost more than the calls.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,10 @@ from specs.errors import TransportError
 
 APPLY = "application/apply-patch+yaml"
 MANAGER = "recon"
+ACTIONS = "recon-do"  # the field manager of `recon do` (a scale, a restart): recon's own, though not its specs'
 _API = {"Deployment": ("apps", "deployments"), "Service": ("core", "services"), "ConfigMap": ("core", "configmaps"),
-        "Secret": ("core", "secrets")}
-KINDS = tuple(_API)
+        "Secret": ("core", "secrets"), "Pod": ("core", "pods")}
+KINDS = ("Deployment", "Service", "ConfigMap", "Secret")  # what a Model is made of
 
 
 class ApiFailure(Exception):
@@ -94,26 +97,40 @@ class Cluster:
     def close(self) -> None:
         self.api.close()
 
-    def _call(self, method: str, kind: str, namespace: str, name: str = "", query: list[tuple[str, str]] | None = None,
-              body: Any = None, content_type: str = "application/json") -> dict[str, Any]:
+    def _send(self, method: str, kind: str, namespace: str, name: str = "", query: list[tuple[str, str]] | None = None,
+              body: Any = None, content_type: str = "application/json", sub: str = "") -> Any:
+        """The response, its body not read yet."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         group, plural = _API[kind]
         prefix = "/apis/apps/v1" if group == "apps" else "/api/v1"
-        path = f"{prefix}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+        path = f"{prefix}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
         headers = {"Accept": "application/json", **({"Content-Type": content_type} if body is not None else {})}
         try:
             args = self.api.param_serialize(method, path, query_params=query or [], header_params=headers, body=body,
                                             auth_settings=["BearerToken"])
-            resp = self.api.call_api(*args)
-            data = resp.read()
+            return self.api.call_api(*args)
         except ApiException as exc:
             raise TransportError(f"the Kubernetes API at {self.server} cannot be reached: {exc.reason}",
                                  transient=True) from None
         except (HTTPError, OSError) as exc:
             raise TransportError(f"the Kubernetes API at {self.server} cannot be reached: {exc}",
                                  transient=True) from None
+
+    def _call(self, method: str, kind: str, namespace: str, name: str = "", query: list[tuple[str, str]] | None = None,
+              body: Any = None, content_type: str = "application/json", sub: str = "") -> dict[str, Any]:
+        from urllib3.exceptions import HTTPError
+
+        resp = self._send(method, kind, namespace, name, query, body, content_type, sub)
+        try:
+            data = resp.read()
+        except (HTTPError, OSError) as exc:
+            raise TransportError(f"the Kubernetes API at {self.server} cannot be reached: {exc}",
+                                 transient=True) from None
+        return self._answer(resp, data)
+
+    def _answer(self, resp: Any, data: bytes) -> dict[str, Any]:
         try:
             answer = json.loads(data or b"{}")
         except ValueError:
@@ -140,6 +157,27 @@ class Cluster:
         query = [("fieldManager", MANAGER), *([("force", "true")] if force else []),
                  *([("dryRun", "All")] if dry_run else [])]
         return self._call("PATCH", kind, meta["namespace"], meta["name"], query, config, APPLY)
+
+    def patch(self, kind: str, namespace: str, name: str, body: dict[str, Any], sub: str = "",
+              content_type: str = "application/strategic-merge-patch+json") -> dict[str, Any]:
+        """A patch by `recon do` (field manager recon-do), e.g. a restart's annotation or a scale."""
+        return self._call("PATCH", kind, namespace, name, [("fieldManager", ACTIONS)], body, content_type, sub)
+
+    def pods(self, namespace: str, selector: str) -> builtins.list[dict[str, Any]]:
+        return self.list("Pod", namespace, selector)
+
+    def log(self, namespace: str, pod: str, query: builtins.list[tuple[str, str]]) -> Iterator[bytes]:
+        """A pod's log, line by line, as the server sends it (with follow=true: until it ends the stream)."""
+        resp = self._send("GET", "Pod", namespace, pod, query, sub="log")
+        if resp.status >= 400:
+            self._answer(resp, resp.read())
+        buf = b""
+        for chunk in resp.response.stream(4096):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            yield from lines
+        if buf:
+            yield buf
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         try:

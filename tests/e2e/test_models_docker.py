@@ -360,3 +360,102 @@ def test_an_apply_killed_while_a_broken_successor_waits_never_swaps_the_healthy_
     [new] = _replicas(engine, "crash")
     assert new["recon.dev/config"] != old["recon.dev/config"] and _get(int(new["recon.dev/port"]))[0] == 200
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+
+OPS_POLICY = """\
+apiVersion: recon/v1
+kind: Policy
+metadata: {name: ops}
+spec:
+  environments:
+    - {name: prod, match: {labels: {env: prod}}, confirm: true}
+  rules:
+    - name: capacity
+      effect: deny
+      when: {actions: [scale], field: {path: replicas, above: 4}}
+      message: more than 4 replicas needs the capacity team
+    - {name: on-call, effect: allow}
+"""
+
+
+def _started(engine: docker_engine.Engine, name: str) -> list[str]:
+    ids = engine.docker("ps", "-q", "--filter", f"label=recon.dev/spec=Model/{name}").split()
+    return sorted(engine.docker("inspect", "-f", "{{.State.StartedAt}}", i).strip() for i in ids)
+
+
+def test_operational_actions_on_a_model_under_policy_confirmation_and_audit(tmp_path: Path,
+                                                                           engine: docker_engine.Engine) -> None:
+    """recon do health, logs, restart and scale on real containers: previewed with an id, a risky one in prod
+    confirmed by it, a scale past the Policy's limit denied, a retried request id done once, a secret of the
+    Model's environment masked in its logs, every action audited, and a scale shown as drift until applied back."""
+    secret = "ops-api-key-" + str(time.time_ns())
+    env = {"DOCKER_HOST": engine.host, "API_KEY": secret}
+    port = free_block(12)
+    docker_engine.model_context(tmp_path / "specs" / "model")
+    command = ('  command: ["sh", "-c", "echo starting with key $API_KEY; echo serving $MODEL_VERSION; exec '
+               '/bin/busybox httpd -f -p 127.0.0.1:$PORT -h /www"]\n')
+    _spec(tmp_path, "ops", port, 2, "v1", extra=command)
+    text = (tmp_path / "specs" / "ops.yaml").read_text().replace(
+        "env: {MODEL_VERSION: v1}", "env: {MODEL_VERSION: v1, API_KEY: {valueFrom: {env: API_KEY}}}").replace(
+        "metadata: {name: ops}", "metadata: {name: ops, labels: {env: prod}}")
+    (tmp_path / "specs" / "ops.yaml").write_text(text)
+    (tmp_path / "specs" / "policy.yaml").write_text(OPS_POLICY)
+    planned = recon("plan", "--json", cwd=tmp_path, env=env)
+    assert planned.rc == 0, planned.text
+    assert recon("apply", "--confirm", json.loads(planned.out)["plan_id"], cwd=tmp_path, env=env).rc == 0
+
+    # health and logs: not risky, no confirmation even in prod; the secret is masked
+    health = recon("do", "health", "ops", "--json", cwd=tmp_path, env=env)
+    got = json.loads(health.out)
+    assert health.rc == 0 and got["ok"] and len(got["output"]) == 2, health.text
+    assert all("healthy (http :" in line["text"] for line in got["output"])
+    logs = recon("do", "logs", "Model/ops", "--tail", "5", cwd=tmp_path, env=env)
+    assert logs.rc == 0 and "Action " in logs.err, logs.text
+    assert logs.out.count("starting with key (secret API_KEY)") == 2 and "serving v1" in logs.out
+    assert secret not in logs.text
+
+    # restart: risky, in prod: refused without the preview's id, nothing restarted
+    before = _started(engine, "ops")
+    refused = recon("do", "restart", "ops", cwd=tmp_path, env=env)
+    assert refused.rc == 3 and "--confirm" in refused.err, refused.text
+    action_id = refused.err.split("--confirm ")[1].split()[0].strip("()")
+    assert f"Action {action_id}: restart Model/ops" in refused.err
+    assert _started(engine, "ops") == before
+    wrong = recon("do", "restart", "ops", "--confirm", "000000000000", cwd=tmp_path, env=env)
+    assert wrong.rc == 3 and "confirms another action" in wrong.err
+    done = recon("do", "restart", "ops", "--confirm", action_id, "--request-id", "inc-42", cwd=tmp_path, env=env)
+    assert done.rc == 0 and "2 replicas restarted" in done.err, done.text
+    restarted = _started(engine, "ops")
+    assert len(restarted) == 2 and not set(restarted) & set(before)
+    assert all(_get(port + i) == (200, "ok v1\n") for i in range(2))
+    again = recon("do", "restart", "ops", "--confirm", action_id, "--request-id", "inc-42", cwd=tmp_path, env=env)
+    assert again.rc == 0 and "request inc-42 was already done" in again.err, again.text
+    assert _started(engine, "ops") == restarted
+
+    # scale: a wrong type, and past the Policy's limit, do nothing
+    bad = recon("do", "scale", "ops", "--replicas", "three", cwd=tmp_path, env=env)
+    assert bad.rc == 1 and "scale --replicas 'three'" in bad.err and "Traceback" not in bad.err
+    big = recon("do", "scale", "ops", "--replicas", "9", "--yes", cwd=tmp_path, env=env)
+    assert big.rc == 3 and "capacity" in big.err and "more than 4 replicas" in big.err, big.text
+    assert len(_replicas(engine, "ops")) == 2
+    first = recon("do", "scale", "ops", "--replicas", "3", cwd=tmp_path, env=env)
+    scale_id = first.err.split("--confirm ")[1].split()[0]
+    assert "the spec says replicas: 2" in first.err
+    scaled = recon("do", "scale", "ops", "--replicas", "3", "--confirm", scale_id, cwd=tmp_path, env=env)
+    assert scaled.rc == 0 and "Live now differs from the specs" in scaled.err, scaled.text
+    assert len(_replicas(engine, "ops")) == 3 and _get(port + 2) == (200, "ok v1\n")
+
+    # the next plan shows it as drift; applied back, the plan is empty
+    replan = json.loads(recon("plan", "--json", cwd=tmp_path, env=env).out)
+    (change,) = [c for c in replan["changes"] if c["action"] != "noop"]
+    assert change["drift"] and {"path": "replicas", "before": 3, "after": 2} in change["fields"]
+    assert recon("apply", "--confirm", replan["plan_id"], cwd=tmp_path, env=env).rc == 0
+    assert len(_replicas(engine, "ops")) == 2
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+    # every action is in the audit log: who, what, parameters, preview id, result, time
+    runs = json.loads(recon("audit", "--json", cwd=tmp_path, env=env).out)
+    did = [r for r in runs if r.get("command") == "do"]
+    assert {(r["plan_id"], r["outcome"]) for r in did} >= {(action_id, "ok"), (scale_id, "ok")}, did
+    text = json.dumps(runs)
+    assert secret not in text and '"replicas": 3' in text and "inc-42" in text

@@ -2,7 +2,8 @@
 unmodified official client (and kubectl).
 
 It serves discovery (/version, /api, /apis and the resource lists), Namespaces, ConfigMaps, Secrets,
-Services, Deployments (with /scale and /status), Jobs and CronJobs (stored, not run): get, list with label
+Services, Deployments (with /scale and /status), Jobs and CronJobs (stored, not run), Pods (read-only, as
+Deployments imply them, with /log): get, list with label
 selectors (also across namespaces), create, replace with resourceVersion checks (409 when stale), delete, JSON
 patch, merge patch, strategic merge patch and server-side apply (managedFields, conflicts, force), dryRun=All on
 every write, defaulting, and 422 for invalid objects. The objects and what the server does with them
@@ -127,6 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, found)
                 return
             kind, ns, name, sub = _route(url.path)
+            if kind.kind == "Pod":
+                self._pods(method, ns, name, sub, query, url.path)
+                return
             code, body = self._serve(method, kind, ns, name, sub, query, raw, url.path)
             self._send(code, _public(body) if body.get("kind") != kind.kind + "List" else
                        {**body, "items": [_public(i) for i in body["items"]]})
@@ -134,6 +138,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(exc.code, exc.status())
         except (ValueError, KeyError, TypeError) as exc:
             self._send(400, ApiError(400, "BadRequest", f"the request is malformed: {exc}").status())
+
+    def _pods(self, method: str, ns: str | None, name: str, sub: str, query: dict[str, str], path: str) -> None:
+        """Pods are read-only here (Store.pods): list, get, and a pod's log as text/plain."""
+        if method != "GET":
+            raise ApiError(405, "MethodNotAllowed", f"{method} on pods: the test server's pods are read-only")
+        self.store.calls.append(("LOG" if sub else "GET" if name else "LIST", path + (f"?{query}" if query else "")))
+        if sub == "log":
+            assert ns is not None
+            tail = int(query["tailLines"]) if "tailLines" in query else None
+            text = self.store.log(ns, name, tail).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+            return
+        pods = self.store.pods(ns, query.get("labelSelector", ""))
+        if name:
+            found = next((p for p in pods if p["metadata"]["name"] == name), None)
+            if found is None:
+                raise ApiError(404, "NotFound", f'pods "{name}" not found', kind="Pod", name=name)
+            self._send(200, found)
+            return
+        self._send(200, {"kind": "PodList", "apiVersion": "v1",
+                         "metadata": {"resourceVersion": str(self.store.version)}, "items": pods})
 
     def _serve(self, method: str, kind: Kind, ns: str | None, name: str, sub: str, query: dict[str, str],
                raw: bytes, path: str) -> tuple[int, dict[str, Any]]:

@@ -1,9 +1,12 @@
 """The objects of the test API server: defaulting, validation, writes with resourceVersion checks,
 field ownership (managedFields) with server-side apply conflicts, and a small Deployment controller.
 
-What it does not do (tests/peers/README.md lists it too): no Pods or ReplicaSets (a Deployment's
-status is set by `Store.tick` from its template: images on a host under `.invalid` never become
-available, like an image that cannot be pulled); no watch; no authentication or RBAC; no admission
+What it does not do (tests/peers/README.md lists it too): no ReplicaSets, and Pods only as a
+Deployment's status implies them (`Store.pods`: read-only, named and labelled as a ReplicaSet's
+would be, ready as its status counts; their log is what a model server prints when it starts: its
+image, its environment with the Secret and ConfigMap values its envFrom names, its port); a
+Deployment's status is set by `Store.tick` from its template (images on a host under `.invalid`
+never become available, like an image that cannot be pulled); no watch; no authentication or RBAC; no admission
 webhooks; validation and defaulting only of the fields listed here; strategic merge without the
 `$patch`/`$setElementOrder` directives; ownership at leaf granularity.
 """
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import json
 import re
 import threading
 import time
@@ -43,6 +48,7 @@ KINDS = [
     Kind("apps/v1", "deployments", "Deployment", subresources=("scale", "status")),
     Kind("batch/v1", "jobs", "Job", subresources=("status",)),  # stored and validated; no controller runs them
     Kind("batch/v1", "cronjobs", "CronJob", subresources=("status",)),
+    Kind("v1", "pods", "Pod", subresources=("log",)),  # read-only: what Deployments' status implies (Store.pods)
 ]
 GROUP_VERSIONS = list(dict.fromkeys(k.group_version for k in KINDS))
 BY_PLURAL = {(k.group_version, k.plural): k for k in KINDS}
@@ -95,6 +101,59 @@ class Store:
                  and match(o["metadata"].get("labels") or {})]
         return {"kind": kind.kind + "List", "apiVersion": kind.group_version,
                 "metadata": {"resourceVersion": str(self.version)}, "items": items}
+
+    def pods(self, ns: str | None, selector: str) -> list[dict[str, Any]]:
+        """The Pods each Deployment's status implies: status.replicas of them (spec.replicas before the first
+        status), named <deployment>-<template hash>-<5 characters> as a ReplicaSet names them, the first
+        readyReplicas of them Ready."""
+        match = parse_selector(selector)
+        out = []
+        with self.lock:
+            for (plural, o_ns, name), d in sorted(self.objects.items()):
+                if plural != "deployments" or (ns is not None and o_ns != ns):
+                    continue
+                template = d["spec"]["template"]
+                digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+                status = d.get("status") or {}
+                count = status.get("replicas", d["spec"].get("replicas", 1))
+                ready = status.get("readyReplicas", 0)
+                for i in range(count):
+                    labels = {**(template.get("metadata") or {}).get("labels", {}), "pod-template-hash": digest[:10]}
+                    if not match(labels):
+                        continue
+                    pod = f"{name}-{digest[:10]}-{hashlib.sha256(f'{digest}{i}'.encode()).hexdigest()[:5]}"
+                    ok = "True" if i < ready else "False"
+                    out.append({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": pod, "namespace": o_ns, "labels": labels,
+                                     "creationTimestamp": d["metadata"]["creationTimestamp"],
+                                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                          "name": f"{name}-{digest[:10]}", "controller": True}]},
+                        "spec": copy.deepcopy(template.get("spec", {})),
+                        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": ok}],
+                                   "containerStatuses": [{"name": c["name"], "ready": ok == "True", "restartCount": 0,
+                                                          "image": c.get("image", "")}
+                                                         for c in template.get("spec", {}).get("containers", [])]},
+                    })
+        return out
+
+    def log(self, ns: str, pod: str, tail: int | None) -> str:
+        """What the pod's first container printed when it started: a model server that logs its settings."""
+        found = next((p for p in self.pods(ns, "") if p["metadata"]["name"] == pod), None)
+        if found is None:
+            raise ApiError(404, "NotFound", f'pods "{pod}" not found', kind="Pod", name=pod)
+        c = found["spec"]["containers"][0]
+        env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+        for source in c.get("envFrom", []):
+            if "secretRef" in source:
+                data = self.objects.get(("secrets", ns, source["secretRef"]["name"]), {}).get("data", {})
+                env.update({k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()})
+            elif "configMapRef" in source:
+                env.update(self.objects.get(("configmaps", ns, source["configMapRef"]["name"]), {}).get("data", {}))
+        at = found["metadata"]["creationTimestamp"]
+        lines = [f"{at} starting {c.get('image', '')} as {pod}", *(f"{at} env {k}={v}" for k, v in sorted(env.items())),
+                 *(f"{at} listening on :{p['containerPort']}" for p in c.get("ports", []))]
+        return "".join(line + "\n" for line in (lines[-tail:] if tail else [] if tail == 0 else lines))
 
     # writes: each returns the object as stored (or as it would be, with dry_run)
 

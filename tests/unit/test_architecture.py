@@ -125,9 +125,9 @@ def test_the_registry_refuses_a_provider_whose_abilities_differ_from_what_it_dec
 
 
 def test_the_abilities_the_providers_declare() -> None:
-    assert providers.abilities("HostState") == {"undo", "locking"}
+    assert providers.abilities("HostState") == {"undo", "locking", "actions"}
     assert providers.abilities("Bundle") == {"locking"}
-    assert providers.abilities("Model") == {"orphans", "locking", "validation"}
+    assert providers.abilities("Model") == {"orphans", "locking", "validation", "actions"}
 
 
 def test_provider_commands_come_through_the_registry() -> None:

@@ -13,7 +13,7 @@ import dataclasses
 import re
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from providers.context import Context, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Result
@@ -156,6 +156,14 @@ class Posix:
             return
         yield from (got.get(i) or Result(c.id, False, "not undone: the undo script ended early")
                     for i, (_, c) in enumerate(undoable))
+
+
+    def logs(self, d: HostResource, transport: Transport, lines: int, since: int | None, follow: bool,
+             on_line: Callable[[str], None]) -> None:
+        done = transport.run(service.logs(d.res.name, lines, since, follow),
+                             lambda line: on_line(line.decode("utf-8", "replace").rstrip("\n")))
+        if done.rc != 0:
+            raise TransportError(tail(done.stderr) or f"reading the log of {d.res.name} exited {done.rc}")
 
 
 POSIX = Posix()

@@ -117,6 +117,15 @@ function Recon-Msi($s, $verb, $p, $code) {
   $r = Start-Process -FilePath msiexec.exe -ArgumentList $a -Wait -PassThru
   if ($r.ExitCode -ne 0 -and $r.ExitCode -ne 3010) { Recon-Fail $s "msiexec $verb exited $($r.ExitCode)" }
   Recon-Out @{s = [int]$s; ok = $true} }
+function Recon-ServiceLog($n, $tail, $since) {
+  $v = Get-Service -Name $n | Where-Object { $_.Name -eq $n }
+  if ($null -eq $v) { throw "Cannot find any service with service name '$n'." }
+  $f = @{LogName = @('Application', 'System'); ProviderName = @($n, 'Service Control Manager')}
+  if ([int]$since -gt 0) { $f.StartTime = (Get-Date).AddSeconds(-[int]$since) }
+  $e = @(Get-WinEvent -FilterHashtable $f -ErrorAction SilentlyContinue | Where-Object {
+    $_.ProviderName -eq $n -or $_.Message -like "*$($v.DisplayName)*" } | Select-Object -First ([int]$tail))
+  [array]::Reverse($e)
+  foreach ($x in $e) { Recon-Out @{t = $x.TimeCreated.ToString('o'); m = "$($x.Message)"} } }
 function Recon-Ok($s) { Recon-Out @{s = [int]$s; ok = $true} }
 function Recon-Clean($p) { Remove-Item -LiteralPath "$p.recon-bak" -Force -ErrorAction SilentlyContinue }
 """

@@ -15,7 +15,7 @@ import base64
 import itertools
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from providers.context import Context, StepDone
@@ -125,6 +125,22 @@ class Windows:
         for i, (_, change) in enumerate(steps):
             why = got.get(i, "not undone: it cannot be undone (a command, or processes stopped)")
             yield Result(change.id, why == "", why)
+
+
+    def logs(self, d: HostResource, transport: Transport, lines: int, since: int | None, follow: bool,
+             on_line: Callable[[str], None]) -> None:
+        """The service's events (its own, and the Service Control Manager's about it), oldest first."""
+        if follow:
+            raise TransportError("--follow is not available for Windows services (the event log is read once over "
+                                 "WinRM); read it again with --since")
+        done = transport.run(script([call("Recon-ServiceLog", d.res.name, lines, since or 0)]))
+        if done.rc != 0:
+            raise TransportError(tail(done.stderr) or tail(done.stdout) or f"reading the events of {d.res.name} failed")
+        for line in done.stdout.decode("utf-8", "replace").splitlines():
+            obj = _json(line)
+            if obj is not None and "m" in obj:
+                for i, text in enumerate(str(obj["m"]).splitlines() or [""]):
+                    on_line(f"{obj.get('t', '')} {text}" if i == 0 else f"    {text}")
 
 
 WINDOWS = Windows()

@@ -92,3 +92,19 @@ def undo(desired: HostResource[ServiceResource], action: Action, fields: list[Fi
 
 def clean(desired: HostResource, action: Action) -> str:
     return ":"
+
+
+def logs(name: str, tail: int, since: int | None, follow: bool) -> str:
+    """A service's log: the journal where systemd runs it, else the file a System V service writes
+    (/var/log/NAME.log, /var/log/NAME/NAME.log or /var/log/NAME/current); `since` only narrows the journal."""
+    n = q(name)
+    journal = (f"journalctl -u {n} --no-pager -o short-iso -n {int(tail)}"
+               + (f" --since=-{int(since)}s" if since else "") + (" -f" if follow else ""))
+    files = " ".join(q(f"/var/log/{name}{end}") for end in (".log", f"/{name}.log", "/current"))
+    return (
+        f"if [ -d /run/systemd/system ] && systemctl cat {n} >/dev/null 2>&1; then exec {journal}; fi\n"
+        f"for f in {files}; do if [ -f \"$f\" ]; then exec tail -n {int(tail)}{' -F' if follow else ''} \"$f\"; fi; "
+        "done\n"
+        f"echo 'service {name} has no log here: no systemd unit, and none of /var/log/{name}.log, "
+        f"/var/log/{name}/{name}.log, /var/log/{name}/current' >&2; exit 3"
+    )
