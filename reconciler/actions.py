@@ -207,10 +207,11 @@ def run(preview: Preview, project: Project, ctx: Context, state_dir: Path, *, co
 
 
 def _steps(preview: Preview, ctx: Context, run_: Any, out: Outcome, emit: Callable[[Step, Output], None]) -> None:
+    if getattr(preview.params, "follow", False) and len(preview.steps) > 1:
+        _together(preview, ctx, run_, out, emit)
+        return
     for n, step in enumerate(preview.steps):
-        result = preview.provider.act(preview.action.name, step.target, step.instances, preview.params, ctx,
-                                      lambda line, step=step: emit(step, line))  # type: ignore[misc]
-        result = Result(step.change.id, result.ok, result.message, result.seconds, result.note)
+        result = _one(preview, step, ctx, emit)
         out.results.append(result)
         run_.write("result", change=step.change.id, ok=result.ok, message=result.message, note=result.note,
                    seconds=round(result.seconds, 3))
@@ -219,6 +220,31 @@ def _steps(preview: Preview, ctx: Context, run_: Any, out: Outcome, emit: Callab
             for rest in out.skipped:
                 run_.write("result", change=rest, ok=False, message="not started: an earlier target failed")
             return
+
+
+def _one(preview: Preview, step: Step, ctx: Context, emit: Callable[[Step, Output], None]) -> Result:
+    got = preview.provider.act(preview.action.name, step.target, step.instances, preview.params, ctx,
+                               lambda line: emit(step, line))
+    return Result(step.change.id, got.ok, got.message, got.seconds, got.note)
+
+
+def _together(preview: Preview, ctx: Context, run_: Any, out: Outcome, emit: Callable[[Step, Output], None]) -> None:
+    """Every target at once (logs --follow of several hosts, as `kubectl logs -f -l` follows several pods): lines
+    as they come, one at a time."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    lock = threading.Lock()
+
+    def said(step: Step, line: Output) -> None:
+        with lock:
+            emit(step, line)
+
+    with ThreadPoolExecutor(len(preview.steps)) as pool:
+        for result in pool.map(lambda step: _one(preview, step, ctx, said), preview.steps):
+            out.results.append(result)
+            run_.write("result", change=result.change_id, ok=result.ok, message=result.message, note=result.note,
+                       seconds=round(result.seconds, 3))
 
 
 def catalogue() -> list[dict[str, Any]]:

@@ -5,8 +5,10 @@ from the spec is then drift the next plan shows, and its apply takes the field b
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,23 +83,38 @@ def _logs(ctx: Context, conn: Cluster, d: Any, pods: list[dict[str, Any]], p: Lo
              *([("follow", "true")] if p.follow else [])]
     if not pods:
         raise ActionFailed("no pods: the Deployment runs no replica")
-    lines = 0
+    lines = [0]
     started = time.monotonic()
-    for pod in pods:  # one after another; with --follow, one pod's stream ends before the next is read
+    lock = threading.Lock()
+
+    def one(pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
         try:
-            for raw in conn.log(pod["metadata"]["namespace"], pod["metadata"]["name"], query):
-                emit(Output(pod["metadata"]["name"], mask(raw.decode(errors="replace"))))
-                lines += 1
+            for raw in conn.log(pod["metadata"]["namespace"], name, query):
+                with lock:
+                    emit(Output(name, mask(raw.decode(errors="replace"))))
+                    lines[0] += 1
         except ApiFailure as exc:
-            emit(Output(pod["metadata"]["name"], f"(no log: {exc.code} {exc.message})"))
-    return f"{lines} lines from {len(pods)} pods in {time.monotonic() - started:.1f}s"
+            with lock:
+                emit(Output(name, f"(no log: {exc.code} {exc.message})"))
+
+    if p.follow:  # every pod's stream at once, as `kubectl logs -f -l` follows them
+        with ThreadPoolExecutor(len(pods)) as pool:
+            list(pool.map(one, pods))
+    else:
+        for pod in pods:
+            one(pod)
+    return f"{lines[0]} lines from {len(pods)} pods in {time.monotonic() - started:.1f}s"
 
 
 def _masker(conn: Cluster, d: Any) -> Callable[[str], str]:
     """Hides the values of the Model's Secret (its environment's secrets) in a line."""
     secrets: list[tuple[str, str]] = []
     containers = d.obj.config.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-    for name in sorted({f["secretRef"]["name"] for c in containers for f in c.get("envFrom", []) if "secretRef" in f}):
+    names = {f["secretRef"]["name"] for c in containers for f in c.get("envFrom", []) if "secretRef" in f}
+    names |= {e["valueFrom"]["secretKeyRef"]["name"] for c in containers for e in c.get("env", [])
+              if "secretKeyRef" in (e.get("valueFrom") or {})}
+    for name in sorted(names):
         got = conn.get("Secret", d.obj.namespace, name) or {}
         for key, value in (got.get("data") or {}).items():
             text = base64.b64decode(value).decode(errors="replace")

@@ -413,6 +413,7 @@ def test_operational_actions_on_a_model_under_policy_confirmation_and_audit(tmp_
     assert logs.rc == 0 and "Action " in logs.err, logs.text
     assert logs.out.count("starting with key (secret API_KEY)") == 2 and "serving v1" in logs.out
     assert secret not in logs.text
+    _follow_then_interrupt(tmp_path, env, "starting with key (secret API_KEY)", 2)
 
     # restart: risky, in prod: refused without the preview's id, nothing restarted
     before = _started(engine, "ops")
@@ -459,3 +460,22 @@ def test_operational_actions_on_a_model_under_policy_confirmation_and_audit(tmp_
     assert {(r["plan_id"], r["outcome"]) for r in did} >= {(action_id, "ok"), (scale_id, "ok")}, did
     text = json.dumps(runs)
     assert secret not in text and '"replicas": 3' in text and "inc-42" in text
+
+
+def _follow_then_interrupt(cwd: Path, env: dict[str, str], wanted: str, count: int) -> None:
+    """`recon do logs --follow` prints every replica's lines as they come, until Ctrl-C (exit 130, audited)."""
+    import signal
+
+    from tests.conftest import RECON
+
+    proc = subprocess.Popen([*RECON, "do", "logs", "ops", "--follow", "--tail", "3"], cwd=cwd,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while sum(wanted in line for line in seen) < count and time.monotonic() < deadline:
+        seen.append(proc.stdout.readline())
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert sum(wanted in line for line in seen) == count and proc.returncode == 130, (seen, err)
+    assert env["API_KEY"] not in "".join(seen) + err

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,6 +170,48 @@ def test_a_manual_scale_is_a_conflict_until_forced_or_left_unmanaged(tmp_path: P
     unmanaged = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV)
     assert unmanaged.rc == 0, unmanaged.text
     assert cluster.deployment("churn")["spec"]["replicas"] == 4
+
+
+def test_operational_actions_on_a_deployment(tmp_path: Path, cluster: Cluster) -> None:
+    """recon do on Kubernetes: health and logs of the pods (the Secret's values masked), a rollout restart waited
+    for that leaves the plan empty, and a scale (field manager recon-do) that the next plan shows as drift, not as
+    a conflict, and whose apply takes replicas back; each action audited."""
+    _spec(tmp_path, cluster)
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    health = recon("do", "health", "churn", "--json", cwd=tmp_path, env=ENV)
+    got = json.loads(health.out)
+    assert health.rc == 0 and got["ok"] and [o["text"].split(" ")[0] for o in got["output"]] == ["ready"] * 2, \
+        health.text
+    logs = recon("do", "logs", "Model/churn", "--tail", "50", cwd=tmp_path, env=ENV)
+    assert logs.rc == 0 and "2 pods" in logs.err, logs.text
+    assert SECRET not in logs.text
+    if cluster.peer:  # (what a real image prints is its own)
+        assert logs.out.count("env API_TOKEN=(secret API_TOKEN)") == 2 and "env MODEL_VERSION=v1" in logs.out
+        # a stock kubectl reads the same pods and log from the test server, and shows what recon masks
+        kubectl = shutil.which("kubectl")
+        assert kubectl, "kubectl is missing: run scripts/setup (Debian's kubectl)"
+        raw = subprocess.run([kubectl, "--kubeconfig", str(cluster.kubeconfig), "-n", cluster.namespace, "logs",
+                              "deploy/churn", "--tail", "50"], capture_output=True, text=True, timeout=60, check=False)
+        assert raw.returncode == 0 and f"env API_TOKEN={SECRET}" in raw.stdout, raw.stdout + raw.stderr
+
+    restarted = recon("do", "restart", "churn", "--yes", cwd=tmp_path, env=ENV)
+    assert restarted.rc == 0 and "restarted (a rollout restart); rolled out: 2" in restarted.err, restarted.text
+    template = cluster.deployment("churn")["spec"]["template"]["metadata"]
+    assert "kubectl.kubernetes.io/restartedAt" in template.get("annotations", {})
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0  # a restart is no drift
+
+    scaled = recon("do", "scale", "churn", "--replicas", "4", "--yes", cwd=tmp_path, env=ENV)
+    assert scaled.rc == 0 and "the spec says replicas: 2" in scaled.err, scaled.text
+    assert cluster.deployment("churn")["spec"]["replicas"] == 4
+    replan = recon("plan", "--json", cwd=tmp_path, env=ENV)
+    (change,) = [c for c in json.loads(replan.out)["changes"] if c["action"] != "noop"]
+    assert change["drift"] and {"path": "spec.replicas", "before": 4, "after": 2} in change["fields"], change
+    assert "conflict" not in change["reason"]
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    assert cluster.deployment("churn")["spec"]["replicas"] == 2
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0
+    runs = json.loads(recon("audit", "--json", cwd=tmp_path).out)
+    assert [r["action"] for r in runs if r["command"] == "do"] == ["scale", "restart", "logs", "health"]
 
 
 def test_a_stuck_rollout_fails_and_rolls_back(tmp_path: Path, cluster: Cluster) -> None:

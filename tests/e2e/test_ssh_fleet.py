@@ -219,7 +219,7 @@ INIT_SCRIPT = r"""#!/bin/sh
 P=/run/demo.pid
 case "$1" in
   start) start-stop-daemon --start --oknodo --quiet --background --make-pidfile --pidfile $P \
-           --exec /bin/sleep -- 100000 ;;
+           --exec /bin/sleep -- 100000; echo "$(hostname) demo started" >> /var/log/demo.log ;;
   stop) start-stop-daemon --stop --oknodo --quiet --pidfile $P --remove-pidfile --retry 5 ;;
   restart) "$0" stop; "$0" start; echo restarted >> /run/demo.restarts ;;
   status) start-stop-daemon --status --pidfile $P ;;
@@ -277,6 +277,42 @@ def test_service_running_enabled_restarted_when_notified(fleet: fleetmod.Fleet, 
     assert got.rc == 2 and pending(got) == {"HostState/demo/service:demo@host4"}
     assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
     assert run(fleet, cwd, "plan", "--detailed-exitcode").rc == 0
+
+
+def test_do_restart_and_logs_of_a_service_host_by_host(fleet: fleetmod.Fleet, tmp_path: Path) -> None:
+    """recon do restart of a service: host after host, one host by @HOST, stopped at the first host that fails
+    (the rest not started, each audited); recon do logs reads each host's log."""
+    for i in range(HOSTS):
+        fleet.ssh(i, f"cat > /etc/init.d/demo <<'EOF'\n{INIT_SCRIPT}EOF\nchmod +x /etc/init.d/demo; "
+                     "rm -f /etc/demo.conf /run/demo.restarts /var/log/demo.log /etc/rc?.d/[SK]??demo")
+    cwd = project(tmp_path, group_yaml(fleet), SERVICE.replace("LEVEL", "1"))
+    assert run(fleet, cwd, "apply", "--auto-approve").rc == 0
+    svc = "HostState/demo/service:demo"
+    done = run(fleet, cwd, "do", "restart", svc, "--yes")
+    assert done.rc == 0 and "Done: 5 ok, 0 failed" in done.err, done.text
+    assert [fleet.ssh(i, "cat /run/demo.restarts").strip() for i in range(HOSTS)] == ["restarted"] * HOSTS
+    one = run(fleet, cwd, "do", "restart", f"{svc}@host2", "--yes")
+    assert one.rc == 0 and "Done: 1 ok" in one.err, one.text
+    assert [len(fleet.ssh(i, "cat /run/demo.restarts").split()) for i in range(HOSTS)] == [1, 2, 1, 1, 1]
+
+    logs = run(fleet, cwd, "do", "logs", svc, "--tail", "1")
+    assert logs.rc == 0, logs.text
+    assert [line for line in logs.out.splitlines()] == [f"host{i} | host{i} demo started" for i in range(1, 6)]
+    bad = run(fleet, cwd, "do", "logs", svc, "--since", "yesterday")
+    assert bad.rc == 1 and "--since 'yesterday'" in bad.err
+
+    # host3's restart fails: hosts 4 and 5 are not touched
+    fleet.ssh(2, "sed -i 's|restart) \"$0\" stop; \"$0\" start;|restart) exit 1;|' /etc/init.d/demo")
+    failed = run(fleet, cwd, "do", "restart", svc, "--yes", "--json")
+    got = json.loads(failed.out)
+    assert failed.rc == 1 and [r["ok"] for r in got["results"]] == [True, True, False], failed.text
+    assert got["skipped"] == [f"{svc}@host4", f"{svc}@host5"]
+    assert [len(fleet.ssh(i, "cat /run/demo.restarts").split()) for i in range(HOSTS)] == [2, 3, 1, 1, 1]
+    runs = json.loads(run(fleet, cwd, "audit", "--json").out)
+    last = runs[0]
+    assert last["command"] == "do" and last["outcome"] == "failed" and last["action"] == "restart"
+    assert [e["change"] for e in last["events"] if e["event"] == "result" and not e["ok"]] == [
+        f"{svc}@host3", f"{svc}@host4", f"{svc}@host5"]
 
 
 UPDATE = """\

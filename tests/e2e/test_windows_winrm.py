@@ -10,6 +10,7 @@ format) are for the peers only."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import textwrap
 from collections.abc import Iterator
@@ -117,6 +118,29 @@ def test_the_stationcontroller_update_on_three_hosts(tmp_path: Path, fleet: Flee
         assert h.service(SERVICE)["status"] == "Running"
         assert not h.exists(BINARY + ".recon-bak")  # backups go after a success
     assert _run(fleet, tmp_path, "plan", "--detailed-exitcode").rc == 0
+
+
+def test_do_restart_and_logs_of_a_windows_service(tmp_path: Path, fleet: Fleet, hosts: list[Host]) -> None:
+    """recon do over WinRM: a service restarted host after host (one host by @HOST), its events read, and
+    --follow refused there with the reason."""
+    _project(tmp_path, fleet)
+    assert _run(fleet, tmp_path, "apply", "--auto-approve").rc == 0
+    svc = f"HostState/stationcontroller/service:{SERVICE}"
+    done = _run(fleet, tmp_path, "do", "restart", svc, "--yes")
+    assert done.rc == 0 and f"Done: {len(hosts)} ok, 0 failed" in done.err, done.text
+    assert all(h.service(SERVICE)["status"] == "Running" for h in hosts)
+    one = _run(fleet, tmp_path, "do", "restart", f"{svc}@{hosts[1].name}", "--yes", "--json")
+    assert one.rc == 0 and [r["id"] for r in json.loads(one.out)["results"]] == [f"{svc}@{hosts[1].name}"]
+    logs = _run(fleet, tmp_path, "do", "logs", f"{svc}@{hosts[0].name}", "--tail", "2", "--since", "1h")
+    assert logs.rc == 0, logs.text
+    lines = [line for line in logs.out.splitlines() if line.startswith(hosts[0].name)]
+    assert len(lines) == 2 and "entered the stopped state" in lines[0] and "entered the running state" in lines[1]
+    follow = _run(fleet, tmp_path, "do", "logs", svc, "--follow")
+    assert follow.rc == 1 and "--follow is not available for Windows services" in follow.text, follow.text
+    runs = [r for r in json.loads(_run(fleet, tmp_path, "audit", "--json").out) if r["command"] == "do"]
+    assert [(r["action"], r["outcome"]) for r in runs] == [("logs", "failed"), ("logs", "ok"), ("restart", "ok"),
+                                                           ("restart", "ok")]
+    assert runs[2]["params"] == {} and len([e for e in runs[3]["events"] if e["event"] == "result"]) == len(hosts)
 
 
 def test_a_host_that_fails_is_rolled_back_while_the_others_complete(tmp_path: Path, fleet: Fleet,

@@ -32,6 +32,9 @@ from tests.peers.kube_store import BY_PLURAL, GROUP_VERSIONS, KINDS, ApiError, K
 VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-recon-peer", "platform": "linux/amd64"}
 
 
+# the short names a real API server's discovery gives (kubectl logs deploy/NAME resolves them)
+SHORT = {"namespaces": "ns", "configmaps": "cm", "services": "svc", "deployments": "deploy", "cronjobs": "cj",
+         "pods": "po"}
 _PREFIXES = [(gv, "/api/v1" if gv == "v1" else f"/apis/{gv}") for gv in GROUP_VERSIONS]
 
 
@@ -57,7 +60,8 @@ def _discovery(path: str) -> dict[str, Any] | None:
                     continue
                 verbs = ["create", "delete", "get", "list", "patch", "update"]
                 resources.append({"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced,
-                                  "kind": k.kind, "verbs": verbs})
+                                  "kind": k.kind, "verbs": verbs if k.kind != "Pod" else ["get", "list"],
+                                  **({"shortNames": [SHORT[k.plural]]} if k.plural in SHORT else {})})
                 for sub in k.subresources:
                     kind = "Scale" if sub == "scale" else k.kind
                     resources.append({"name": f"{k.plural}/{sub}", "singularName": "", "namespaced": k.namespaced,

@@ -143,7 +143,18 @@ class Store:
         if found is None:
             raise ApiError(404, "NotFound", f'pods "{pod}" not found', kind="Pod", name=pod)
         c = found["spec"]["containers"][0]
-        env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+        env = {}
+        for e in c.get("env", []):
+            ref = e.get("valueFrom") or {}
+            if "secretKeyRef" in ref:
+                data = self.objects.get(("secrets", ns, ref["secretKeyRef"]["name"]), {}).get("data", {})
+                value = base64.b64decode(data.get(ref["secretKeyRef"]["key"], "")).decode(errors="replace")
+            elif "configMapKeyRef" in ref:
+                data = self.objects.get(("configmaps", ns, ref["configMapKeyRef"]["name"]), {}).get("data", {})
+                value = data.get(ref["configMapKeyRef"]["key"], "")
+            else:
+                value = e.get("value", "")
+            env[e["name"]] = value
         for source in c.get("envFrom", []):
             if "secretRef" in source:
                 data = self.objects.get(("secrets", ns, source["secretRef"]["name"]), {}).get("data", {})

@@ -20,6 +20,7 @@ What it does not emulate: ACLs, case-insensitive paths, services' dependencies, 
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import re
@@ -108,10 +109,20 @@ class Sandbox:
         if not program.is_file():
             raise Failed("", f"Service '{name}' cannot be started: its program {svc['binary']} is missing.")
         self.set_service(name, status="Running", crashes="yes" if CRASH in program.read_bytes() else "")
+        self.event(name, "running")
 
     def stop(self, name: str) -> None:
         self.service(name)
         self.set_service(name, status="Stopped")
+        self.event(name, "stopped")
+
+    def event(self, name: str, status: str) -> None:
+        """What the Service Control Manager writes to the System event log when a service changes state."""
+        state = self.state()
+        at = datetime.datetime.now(datetime.UTC).isoformat()
+        state.setdefault("events", []).append({"t": at, "service": name,
+                                               "m": f"The {name} service entered the {status} state."})
+        self.save(state)
 
     def settle(self) -> None:
         """Time passes: services whose program crashes have stopped."""
@@ -180,6 +191,17 @@ class Sandbox:
         svc = self.state()["services"].get(n)
         emit(json.dumps({"i": int(i), "exists": False} if svc is None else
                         {"i": int(i), "exists": True, "status": svc["status"], "startup": svc["startup"]}))
+
+    def do_ServiceLog(self, emit: Callable[[str], None], n: str, tail: str, since: str) -> None:
+        """Get-WinEvent of the service and of the Service Control Manager about it: the newest `tail`, oldest
+        first, newer than `since` seconds (0: any)."""
+        self.service(n)
+        events = [e for e in self.state().get("events", []) if e["service"] == n]
+        if int(since):
+            start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=int(since))
+            events = [e for e in events if datetime.datetime.fromisoformat(e["t"]) >= start]
+        for e in events[-int(tail):] if int(tail) else []:
+            emit(json.dumps({"t": e["t"], "m": e["m"]}))
 
     def do_ProcessFact(self, emit: Callable[[str], None], i: str, n: str) -> None:
         self.settle()

@@ -14,7 +14,8 @@ def test_parameters_are_typed_and_each_bad_one_is_named() -> None:
     scale = ACTIONS["scale"]
     assert scale.parse({"replicas": "3"}) == ScaleParams(replicas=3)
     for given, said in (({"replicas": "three"}, "scale --replicas 'three': input should be a valid integer"),
-                        ({"replicas": "101"}, "scale --replicas '101': input should be less than or equal to 100. --replicas: how many"),
+                        ({"replicas": "101"},
+                         "scale --replicas '101': input should be less than or equal to 100. --replicas: how many"),
                         ({}, "scale --replicas is required"),
                         ({"replicas": "2", "tail": "5"}, "scale takes --replicas, not --tail")):
         with pytest.raises(UsageError) as exc:

@@ -134,10 +134,11 @@ class Windows:
             raise TransportError("--follow is not available for Windows services (the event log is read once over "
                                  "WinRM); read it again with --since")
         done = transport.run(script([call("Recon-ServiceLog", d.res.name, lines, since or 0)]))
+        found = [_json(line) for line in done.stdout.decode("utf-8", "replace").splitlines()]
         if done.rc != 0:
-            raise TransportError(tail(done.stderr) or tail(done.stdout) or f"reading the events of {d.res.name} failed")
-        for line in done.stdout.decode("utf-8", "replace").splitlines():
-            obj = _json(line)
+            said = next((str(o["error"]) for o in found if o is not None and "error" in o), "")
+            raise TransportError(said or tail(done.stderr) or f"reading the events of {d.res.name} failed")
+        for obj in found:
             if obj is not None and "m" in obj:
                 for i, text in enumerate(str(obj["m"]).splitlines() or [""]):
                     on_line(f"{obj.get('t', '')} {text}" if i == 0 else f"    {text}")
