@@ -184,19 +184,16 @@ def test_a_secret_env_value_never_shows(tmp_path: Path, engine: docker_engine.En
 
 
 def test_the_example_on_the_test_engine(tmp_path: Path, engine: docker_engine.Engine) -> None:
-    """examples/model-docker, its Dockerfile's base swapped for a local one (nothing can be pulled here)."""
+    """examples/model-docker as shipped: its Dockerfile builds with nothing to pull (issue 22: 9), once Debian's
+    static busybox is copied in, as the README and scripts/sandbox say."""
     import shutil
 
     from tests.conftest import ROOT
 
-    shutil.copytree(ROOT / "examples" / "model-docker", tmp_path / "ex")
+    shutil.copytree(ROOT / "examples" / "model-docker", tmp_path / "ex", ignore=shutil.ignore_patterns("busybox"))
     context = tmp_path / "ex" / "model-service"
+    assert "FROM scratch" in (context / "Dockerfile").read_text()
     shutil.copy(docker_engine.BUSYBOX, context / "busybox")
-    dockerfile = (context / "Dockerfile").read_text()
-    assert dockerfile.startswith("# A stand-in") and "FROM busybox:1.36" in dockerfile
-    local_base = "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nCOPY busybox /bin/httpd"
-    (context / "Dockerfile").write_text(dockerfile.replace("FROM busybox:1.36", local_base)
-                                        .replace('CMD ["sh"', 'CMD ["/bin/sh"'))
     env = {"DOCKER_HOST": engine.host}
     applied = recon("apply", "ex", "--auto-approve", cwd=tmp_path, env=env)
     assert applied.rc == 0, applied.text
