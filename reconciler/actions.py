@@ -78,7 +78,7 @@ def resolve(project: Project, items: Items, action: ActionDef, pattern: str, par
         pattern = f"Model/{pattern}"  # a bare name is a Model's
         matched = [(p, i) for p, i in items if planner.matches([pattern], i)]
     if not matched:
-        raise UsageError(f"{pattern} matches nothing these specs declare; {planner._closest(pattern, items)}")
+        raise UsageError(f"{pattern} matches nothing these specs declare; {planner.closest(pattern, items)}")
     takes = [(p, i) for p, i in matched if isinstance(p, WithActions) and action.name in p.actions(i)]
     if not takes:
         what = sorted({i.resource for _, i in matched})

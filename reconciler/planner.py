@@ -50,7 +50,7 @@ def select(
     that matches nothing is a UsageError (a typo would otherwise plan nothing and say "No changes")."""
     for pattern in targets:
         if not any(matches([pattern], i) for _, i in items):
-            raise UsageError(f"--target {pattern} matches no resource of these specs; {_closest(pattern, items)}")
+            raise UsageError(f"--target {pattern} matches no resource of these specs; {closest(pattern, items)}")
     if targets:
         chosen = {i.id for _, i in items if matches(targets, i)}
         needed = graph.dependencies(project.edges, {i.spec for _, i in items if i.id in chosen})
@@ -60,7 +60,7 @@ def select(
     return items
 
 
-def _closest(pattern: str, items: Sequence[tuple[Provider, Instance]]) -> str:
+def closest(pattern: str, items: Sequence[tuple[Provider, Instance]]) -> str:
     import difflib
 
     names = sorted({i.address for _, i in items} | {i.spec for _, i in items})
