@@ -117,18 +117,29 @@ class DockerProvider:
         engine = ctx.session("docker", _Engine)
         listed, engine.listed = engine.listed, None
         containers = _list(api) if listed is None else listed
-        images = _engine(api.images)
-        ids = {tag: img["Id"] for img in images for tag in (img.get("RepoTags") or [])}
+        owned = {inst.id: _of_stack(inst, [c for c in containers if c["Labels"].get(f"{L}spec") == inst.desired.name],
+                                    ctx) for inst in instances}
+        # the engine lists a container's image by the reference it was made from while that reference still names
+        # the image it runs (else by the image's id): so replicas answer what their tag names now, and the list of
+        # images is asked for only when a Model has none that can say (new, or its tag moved)
+        ids = {inst.id: _named(owned[inst.id], inst.desired.image) for inst in instances
+               if isinstance(inst.desired, DockerModel)}
+        if any(v is None for v in ids.values()):
+            images = _engine(api.images)
+            tags = {tag: img["Id"] for img in images for tag in (img.get("RepoTags") or [])}
+            for inst in instances:
+                if isinstance(inst.desired, DockerModel) and ids[inst.id] is None:
+                    image = inst.desired.image
+                    ids[inst.id] = tags.get(image if ":" in image.rsplit("/", 1)[-1] else image + ":latest")
         out: dict[str, ModelState] = {}
         for inst in instances:
             d = inst.desired
             ctx.reporter.report(Reading(inst.target, d.name))
-            mine = _of_stack(inst, [c for c in containers if c["Labels"].get(f"{L}spec") == d.name], ctx)
-            image = getattr(d, "image", "")
+            mine = owned[inst.id]
             source = getattr(d, "bundle", None)
             out[inst.id] = {
                 "bundle_tree": bundle_tree(source, ctx) if source is not None and not source.tree else None,
-                "image_id": ids.get(image if ":" in image.rsplit("/", 1)[-1] else image + ":latest"),
+                "image_id": ids.get(inst.id),
                 "replicas": sorted(({
                     "name": c["Names"][0].lstrip("/"), "index": int(c["Labels"].get(f"{L}replica", "-1")),
                     "port": int(c["Labels"].get(f"{L}port", "0")), "config": c["Labels"].get(f"{L}config", ""),
@@ -185,6 +196,12 @@ class DockerProvider:
 
 
 _: type[Provider[DockerModel | Orphan, ModelState]] = DockerProvider  # the contract, typed (mypy checks it)
+
+
+def _named(containers: list[dict[str, Any]], image: str) -> str | None:
+    """The id of the image `image` names now, as the Model's containers tell it (None: they cannot)."""
+    said = [c for c in containers if c.get("Image") == image and c.get("ImageID")]
+    return str(said[0]["ImageID"]) if said else None
 
 
 def _orphan(name: str, prune: bool, legacy: bool = False) -> Instance:

@@ -105,10 +105,15 @@ def _start(api: Any, d: DockerModel, index: int, port: int, config: str, image_i
         nano_cpus=int(s.resources.cpus * 1e9) if s.resources.cpus else None, mem_limit=s.resources.memory,
         binds=[*d.settings["volumes"], *([mount] if mount else [])] or None)
     name = f"recon-{d.name.split('/', 1)[1]}-{index}-{config[:8]}-{port}"
-    created = api.create_container(image_id, name=name, command=s.command, labels=labels, host_config=host_config,
+    # made from the reference, so the engine's container list says whether it still names this image (a plan then
+    # needs no list of images); the image is the one checked above unless the tag moved in between
+    created = api.create_container(d.image, name=name, command=s.command, labels=labels, host_config=host_config,
                                    ports=[s.containerPort] if bridge else None,
                                    environment={**d.env, "PORT": str(s.containerPort if bridge else port),
                                                 **({"MODEL_DIR": d.bundle.mount} if d.bundle else {})})
+    if api.inspect_container(created["Id"])["Image"] != image_id:
+        api.remove_container(created["Id"], force=True)
+        raise Failed(f"the tag {d.image} moved to another image while replica {index} was being made; apply again")
     api.start(created["Id"])
     return str(created["Id"])
 

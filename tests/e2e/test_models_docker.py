@@ -20,7 +20,7 @@ from tests.peers.registry import free_block
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker_engine.Engine]:
-    eng = docker_engine.start(Path("/tmp") / f"recon-dockerd-{tmp_path_factory.getbasetemp().name}")
+    eng = docker_engine.start(Path("/tmp") / f"recon-dockerd-{tmp_path_factory.getbasetemp().name}", debug=True)
     yield eng
     eng.stop()
 
@@ -157,6 +157,29 @@ def _get_ok(port: int) -> bool:
         return _get(port)[0] == 200
     except OSError:
         return False
+
+
+def test_a_no_op_plan_is_one_api_call_and_a_moved_tag_is_still_seen(tmp_path: Path,
+                                                                     engine: docker_engine.Engine) -> None:
+    """Issue 19 (5): a no-op plan made two Docker API calls (containers, then images). The engine lists a
+    container's image by its reference while that reference still names the running image, so the images are
+    listed only when a tag moved (or a Model has no container yet)."""
+    env = {"DOCKER_HOST": engine.host}
+    docker_engine.build(engine, "recon-test/retag:1", tmp_path / "v1")
+    _spec(tmp_path, "retag", free_block(4), 2, "v1", image="recon-test/retag:1")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    mark = engine.mark()
+    quiet = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env)
+    assert quiet.rc == 0, quiet.text
+    assert [c.split("?")[0] for c in engine.calls(mark)] == ["GET /v1.41/containers/json"], engine.calls(mark)
+
+    docker_engine.build(engine, "recon-test/retag:1", tmp_path / "v2", status=500)  # the same tag, another image
+    mark = engine.mark()
+    moved = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env)
+    assert moved.rc == 2 and "image_id: sha256:" in moved.out, moved.text
+    assert [c.split("?")[0] for c in engine.calls(mark)] == ["GET /v1.41/containers/json", "GET /v1.41/images/json"]
+    docker_engine.build(engine, "recon-test/retag:1", tmp_path / "v1")  # back (the build cache gives the same id)
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
 
 
 def test_a_missing_image_and_no_engine_are_clear_errors(tmp_path: Path, engine: docker_engine.Engine) -> None:
