@@ -5,6 +5,8 @@ Usage: python bench/models_docker.py [MODELS]   (default 200)
 - Plan over MODELS Model specs against a live engine where nothing changed: Docker API calls the
   engine logged (target: one list call plus nothing per unchanged model) and wall time (median of 3).
   Each Model has 1 replica (MODELS containers in all).
+- An env change to all MODELS Models with --parallelism 10: wall time of the apply (target: under
+  30 s for 200 on this machine; the Models roll at the same time, each replica behind its check).
 - A rolling update of 3 replicas (env change): time from apply to all healthy, and the requests
   that failed for a prober that finds replicas by label, sends to every healthy one, and retries a
   refused connection once on another replica, as a label-discovering proxy does (target 0).
@@ -65,6 +67,12 @@ def main() -> None:
             print(f"no-op plan over {n} Models: median {statistics.median(s.seconds for s in samples):.2f} s, "
                   f"rc {samples[-1].rc}, peak RSS {max(s.peak_mb for s in samples):.0f} MB; "
                   f"{len(calls[-1])} Docker API calls: {sorted(set(c.split('?')[0] for c in calls[-1]))}")
+            # an env change to every Model: each rolls its replica, up to 10 Models at a time (issue 19: 2)
+            (root / "specs" / "models.yaml").write_text("".join(spec(f"m{i:03}", 20000 + i, 1, "v2")
+                                                                for i in range(n)))
+            changed = measure([RECON, "apply", "--auto-approve", "--parallelism", "10"], cwd=root, env=env)
+            print(f"env change to {n} Models with --parallelism 10: {changed.seconds:.1f} s (rc {changed.rc}), "
+                  f"peak RSS {changed.peak_mb:.0f} MB")
             rolling(root, engine)
         finally:
             engine.stop()

@@ -20,8 +20,10 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -153,23 +155,29 @@ class DockerProvider:
                 for inst in instances]
 
     def apply(self, target: str, steps: Sequence[tuple[Item, Change]], ctx: Context) -> Iterator[Result]:
-        api = _client(ctx)
-        for inst, change in steps:
-            started = time.monotonic()
-            try:
-                if isinstance(inst.desired, Orphan):
-                    gone = [c for c in mine(api, inst.desired, ctx.stack) if c["Labels"].get(STACK) is not None]
-                    for c in gone:
-                        remove(api, c)
-                    note = f"{len(gone)} containers of {inst.desired.name} removed (no spec declares it)"
-                else:
-                    note = converge(api, inst.desired, ctx)
-            except Failed as exc:
-                ctx.reporter.report(StepDone(target, change.id, False))
-                yield Result(change.id, False, str(exc), time.monotonic() - started)
-                continue
-            ctx.reporter.report(StepDone(target, change.id, True))
-            yield Result(change.id, True, seconds=time.monotonic() - started, note=note)
+        """Models roll at the same time, up to --parallelism (each with an API client of its own); the replicas of
+        one Model one at a time, each behind its health check. (A wave holds no two Models one depends on.)"""
+        if len(steps) <= 1 or ctx.concurrency <= 1:
+            for inst, change in steps:
+                yield _apply_one(_client(ctx), target, inst, change, ctx)
+            return
+        local = threading.local()
+        made: list[Any] = []
+
+        def one(step: tuple[Item, Change]) -> Result:
+            api = getattr(local, "api", None)
+            if api is None:
+                api = local.api = _connect()
+                made.append(api)
+            return _apply_one(api, target, step[0], step[1], ctx)
+
+        try:
+            with ThreadPoolExecutor(max_workers=min(ctx.concurrency, len(steps))) as pool:
+                for done in as_completed([pool.submit(one, s) for s in steps]):
+                    yield done.result()
+        finally:
+            for api in made:
+                api.close()
 
 
     def actions(self, inst: Item) -> tuple[str, ...]:
@@ -196,6 +204,23 @@ class DockerProvider:
 
 
 _: type[Provider[DockerModel | Orphan, ModelState]] = DockerProvider  # the contract, typed (mypy checks it)
+
+
+def _apply_one(api: Any, target: str, inst: Item, change: Change, ctx: Context) -> Result:
+    started = time.monotonic()
+    try:
+        if isinstance(inst.desired, Orphan):
+            gone = [c for c in mine(api, inst.desired, ctx.stack) if c["Labels"].get(STACK) is not None]
+            for c in gone:
+                remove(api, c)
+            note = f"{len(gone)} containers of {inst.desired.name} removed (no spec declares it)"
+        else:
+            note = converge(api, inst.desired, ctx)
+    except Failed as exc:
+        ctx.reporter.report(StepDone(target, change.id, False))
+        return Result(change.id, False, str(exc), time.monotonic() - started)
+    ctx.reporter.report(StepDone(target, change.id, True))
+    return Result(change.id, True, seconds=time.monotonic() - started, note=note)
 
 
 def _named(containers: list[dict[str, Any]], image: str) -> str | None:
@@ -264,19 +289,21 @@ def _why(exc: BaseException) -> str:
 
 def _client(ctx: Context) -> Any:
     engine = ctx.session("docker", _Engine)
-    api = engine.api
-    if api is None:
-        import docker
+    if engine.api is None:
+        engine.api = _connect()
+    return engine.api
 
-        try:
-            # a fixed API version (Docker 20.10 and later speak it) saves a round trip to negotiate one
-            api = docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-                                   version="1.41", timeout=60)
-        except docker.errors.DockerException as exc:
-            raise TransportError(f"no Docker engine at {os.environ.get('DOCKER_HOST', 'the default socket')}: "
-                                 f"{exc}; start dockerd or set DOCKER_HOST", transient=True) from None
-        engine.api = api
-    return api
+
+def _connect() -> Any:
+    import docker
+
+    try:
+        # a fixed API version (Docker 20.10 and later speak it) saves a round trip to negotiate one
+        return docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+                                version="1.41", timeout=60)
+    except docker.errors.DockerException as exc:
+        raise TransportError(f"no Docker engine at {os.environ.get('DOCKER_HOST', 'the default socket')}: "
+                             f"{exc}; start dockerd or set DOCKER_HOST", transient=True) from None
 
 
 def _diff(inst: Instance, state: Live) -> Change:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -70,7 +71,19 @@ def mine(api: Any, d: DockerModel | Orphan, stack: Stack | None = None) -> list[
             if own is None or c["Labels"].get(STACK) in (None, own.id)]
 
 
+_BUILDING: dict[str, threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
 def _image(api: Any, d: DockerModel) -> str:
+    """The image's id; built first when it is missing (once, when Models rolling at the same time share it)."""
+    with _GUARD:
+        lock = _BUILDING.setdefault(d.image, threading.Lock())
+    with lock:
+        return _image_now(api, d)
+
+
+def _image_now(api: Any, d: DockerModel) -> str:
     import docker
 
     try:

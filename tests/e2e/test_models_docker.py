@@ -182,6 +182,45 @@ def test_a_no_op_plan_is_one_api_call_and_a_moved_tag_is_still_seen(tmp_path: Pa
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
 
 
+def test_models_roll_at_the_same_time_up_to_the_parallelism(tmp_path: Path, engine: docker_engine.Engine) -> None:
+    """Issue 19 (2): Models rolled one at a time. Four Models of two replicas, an env change, --parallelism 2: a
+    watcher of the engine sees two Models mid-rollout at once, never three, and never two replicas of one Model
+    replaced at once (a Model has at most replicas + 1 containers)."""
+    env = {"DOCKER_HOST": engine.host}
+    docker_engine.build(engine, "recon-test/par:1", tmp_path / "ctx")
+    port = free_block(40)
+    names = [f"par{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        _spec(tmp_path, name, port + 10 * i, 2, "v1", image="recon-test/par:1", extra="  drainSeconds: 0.6\n")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    for i, name in enumerate(names):
+        _spec(tmp_path, name, port + 10 * i, 2, "v2", image="recon-test/par:1", extra="  drainSeconds: 0.6\n")
+    seen: list[dict[str, int]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            out = engine.docker("ps", "-a", "--filter", "label=recon.dev/managed-by=recon", "--format",
+                                '{{.Label "recon.dev/spec"}}')
+            counts: dict[str, int] = {}
+            for spec in out.split():
+                if spec.startswith("Model/par"):  # (the engine holds other tests' Models too)
+                    counts[spec] = counts.get(spec, 0) + 1
+            seen.append(counts)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    rolled = recon("apply", "--auto-approve", "--parallelism", "2", cwd=tmp_path, env=env)
+    stop.set()
+    watcher.join()
+    assert rolled.rc == 0, rolled.text
+    at_once = max(sum(1 for n in snap.values() if n > 2) for snap in seen if snap)
+    assert at_once == 2, seen
+    assert max(n for snap in seen for n in snap.values()) == 3
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+
 def test_a_missing_image_and_no_engine_are_clear_errors(tmp_path: Path, engine: docker_engine.Engine) -> None:
     _spec(tmp_path, "ghost", 19990, 1, "v1", image="recon-test/not-here:1")
     got = recon("apply", "--auto-approve", cwd=tmp_path, env={"DOCKER_HOST": engine.host})
