@@ -421,6 +421,77 @@ def test_an_apply_killed_while_a_broken_successor_waits_never_swaps_the_healthy_
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
 
 
+def _healthy_now(engine: docker_engine.Engine, name: str) -> int:
+    return sum(1 for r in _replicas(engine, name) if _get_ok(int(r["recon.dev/port"])))
+
+
+@pytest.mark.parametrize(("successor", "phase"), [("good", "waiting"), ("good", "draining"), ("good", "between"),
+                                                  ("broken", "waiting")])
+def test_crash_matrix_the_healthy_replicas_serve_through_a_kill_and_the_next_apply(
+        tmp_path: Path, engine: docker_engine.Engine, successor: str, phase: str) -> None:
+    """Issue 19 (3), every phase: kill -9 an apply of a two-replica Model while a successor waits for its health
+    check, while an old replica drains beside a healthy successor, or between two replicas; then apply again.
+    Two healthy replicas serve at every moment, from the kill to the end of the next apply; a good rollout then
+    converges, a broken one is rolled back with the old replicas serving."""
+    env = {"DOCKER_HOST": engine.host}
+    name = f"crash-{successor}-{phase}"
+    docker_engine.build(engine, "recon-test/crash:good", tmp_path / "good")
+    docker_engine.build(engine, "recon-test/crash:broken", tmp_path / "broken", status=500)
+    port = free_block(8)
+    extra = "  drainSeconds: 1.5\n"
+
+    def spec(image: str, version: str) -> None:
+        _spec(tmp_path, name, port, 2, version, image=f"recon-test/crash:{image}", extra=extra)
+        text = (tmp_path / "specs" / f"{name}.yaml").read_text().replace("startTimeout: 10", "startTimeout: 3")
+        (tmp_path / "specs" / f"{name}.yaml").write_text(text)
+
+    spec("good", "v1")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    old = {r["recon.dev/config"] for r in _replicas(engine, name)}
+    spec(successor, "v2")
+
+    hit: list[bool] = []
+
+    def reached() -> bool:
+        reps = _replicas(engine, name)
+        new = [r for r in reps if r["recon.dev/config"] not in old]
+        if phase == "waiting":
+            hit.append(len(reps) == 3)
+        elif phase == "draining":
+            hit.append(len(reps) == 3 and any(_get_ok(int(r["recon.dev/port"])) for r in new))
+        else:
+            hit.append(len(reps) == 3 and any(r["recon.dev/replica"] == "1" for r in new))  # replica 1's successor
+        return hit[-1]
+
+    crash_apply(tmp_path, reached, env=env)
+    assert hit and hit[-1], f"the apply never reached the phase {phase}"
+    assert _healthy_now(engine, name) >= 2
+    least = [99]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            least[0] = min(least[0], _healthy_now(engine, name))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    again = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    stop.set()
+    watcher.join()
+    assert least[0] >= 2, f"only {least[0]} healthy replicas at one moment"
+    if successor == "broken":
+        assert again.rc == 1 and "rolled back" in again.out, again.text
+        assert {r["recon.dev/config"] for r in _replicas(engine, name)} == old and _healthy_now(engine, name) == 2
+        spec("good", "v3")
+        assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    else:
+        assert again.rc == 0, again.text
+    final = _replicas(engine, name)
+    assert len(final) == 2 and not {r["recon.dev/config"] for r in final} & old and _healthy_now(engine, name) == 2
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+
 OPS_POLICY = """\
 apiVersion: recon/v1
 kind: Policy
