@@ -232,7 +232,7 @@ def test_a_missing_image_and_no_engine_are_clear_errors(tmp_path: Path, engine: 
 def test_a_secret_env_value_never_shows(tmp_path: Path, engine: docker_engine.Engine) -> None:
     secret = "model-api-key-" + str(time.time_ns())
     docker_engine.model_context(tmp_path / "specs" / "model")
-    _spec(tmp_path, "vault", 19980, 1, "v1", extra="  command: null\n")
+    _spec(tmp_path, "vault", free_block(2), 1, "v1", extra="  command: null\n")
     text = (tmp_path / "specs" / "vault.yaml").read_text().replace(
         "env: {MODEL_VERSION: v1}", "env: {MODEL_VERSION: v1, API_KEY: {valueFrom: {env: API_KEY}}}")
     (tmp_path / "specs" / "vault.yaml").write_text(text)
@@ -307,7 +307,7 @@ def test_model_files_from_a_bundle_roll_the_replicas_when_they_change(tmp_path: 
 def test_prune_clears_up_after_the_last_model(tmp_path: Path, engine: docker_engine.Engine) -> None:
     env = {"DOCKER_HOST": engine.host}
     docker_engine.model_context(tmp_path / "specs" / "model")
-    _spec(tmp_path, "last", 19600, 1, "v1")
+    _spec(tmp_path, "last", free_block(2), 1, "v1")
     (tmp_path / "specs" / "hosts.yaml").write_text(
         "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: here}\nspec:\n  hosts: [{name: me, root: ../me}]\n")
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
@@ -365,7 +365,8 @@ def test_two_projects_on_one_engine_never_plan_or_prune_each_other(tmp_path: Pat
     Model name taken by another project on the engine is refused."""
     env = {"DOCKER_HOST": engine.host}
     one, two = tmp_path / "one", tmp_path / "two"
-    for cwd, name, port in ((one, "alpha", 19700), (two, "beta", 19710)):
+    base = free_block(20)  # (ports of its own: another run on this machine must not take them)
+    for cwd, name, port in ((one, "alpha", base), (two, "beta", base + 10)):
         docker_engine.model_context(cwd / "specs" / "model")
         _spec(cwd, name, port, 1, "v1")
         assert recon("apply", "--auto-approve", cwd=cwd, env=env).rc == 0
@@ -379,7 +380,7 @@ def test_two_projects_on_one_engine_never_plan_or_prune_each_other(tmp_path: Pat
     engine.docker("run", "-d", "--name", "legacy-0", "--label", "recon.dev/managed-by=recon", "--label",
                   "recon.dev/spec=Model/legacy", "--label", "recon.dev/replica=0", image.strip(), "sleep", "300")
     (one / "specs" / "alpha.yaml").unlink()  # alpha leaves project one, gamma comes
-    _spec(one, "gamma", 19720, 1, "v1")
+    _spec(one, "gamma", base + 2, 1, "v1")
     planned = recon("plan", "--prune", cwd=one, env=env)
     assert "- delete  Model/alpha" in planned.out and "Model/beta" not in planned.out, planned.text
     assert "Model/legacy" in planned.out and "did not record its project" in planned.out, planned.text
@@ -388,7 +389,7 @@ def test_two_projects_on_one_engine_never_plan_or_prune_each_other(tmp_path: Pat
     assert engine.docker("ps", "-q", "--filter", "name=legacy-0").strip()  # kept
     engine.docker("rm", "-f", "legacy-0")
     # the same Model name in the other project: refused, naming the project that runs it
-    _spec(two, "gamma", 19730, 1, "v1")
+    _spec(two, "gamma", base + 12, 1, "v1")
     clash = recon("plan", cwd=two, env=env)
     assert clash.rc == 1 and "runs on this engine from another project" in clash.err, clash.text
     assert str(one / "specs") in clash.err and "Traceback" not in clash.err
@@ -401,19 +402,20 @@ def test_an_apply_killed_while_a_broken_successor_waits_never_swaps_the_healthy_
     "0 removed" while it removed a container. A container counts only when it is healthy now."""
     env = {"DOCKER_HOST": engine.host}
     docker_engine.model_context(tmp_path / "specs" / "model")
-    _spec(tmp_path, "crash", 19800, 1, "v1")
+    port = free_block(4)
+    _spec(tmp_path, "crash", port, 1, "v1")
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
     [old] = _replicas(engine, "crash")
     docker_engine.model_context(tmp_path / "specs" / "model", status=500)  # a successor that never gets healthy
-    _spec(tmp_path, "crash", 19800, 1, "v2")
+    _spec(tmp_path, "crash", port, 1, "v2")
     crash_apply(tmp_path, lambda: len(_replicas(engine, "crash")) == 2, settle=0.5, env=env)
     assert len(_replicas(engine, "crash")) == 2  # the healthy one, and the broken one the killed apply left
     again = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
     assert again.rc == 1 and "rolled back" in again.out, again.text
-    assert _replicas(engine, "crash") == [old] and _get(19800)[0] == 200  # the healthy one serves, untouched
+    assert _replicas(engine, "crash") == [old] and _get(port)[0] == 200  # the healthy one serves, untouched
     crash_apply(tmp_path, lambda: len(_replicas(engine, "crash")) == 2, settle=0.5, env=env)
     docker_engine.model_context(tmp_path / "specs" / "model")  # fixed: a good v3
-    _spec(tmp_path, "crash", 19800, 1, "v3")
+    _spec(tmp_path, "crash", port, 1, "v3")
     fixed = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
     assert fixed.rc == 0 and "1 replaced, 1 removed" in fixed.out, fixed.text  # the broken one counted
     [new] = _replicas(engine, "crash")

@@ -7,6 +7,7 @@ import os
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -137,16 +138,20 @@ def host_key(root: Path) -> str:
     return f"host/local/{socket.gethostname()}{root.resolve()}"
 
 
-def _slow(tmp_path: Path, name: str, seconds: float) -> None:
+def _slow(tmp_path: Path, name: str, seconds: float, until: Path | None = None) -> None:
+    """A group whose apply takes `seconds`, or (`until`) lasts until that file exists (at most a minute): a test
+    under a loaded machine must not depend on how long its own steps take."""
+    wait = f"for i in $(seq 600); do [ -e {until} ] && break; sleep 0.1; done" if until else f"sleep {seconds}"
     write(tmp_path / "specs", {f"g-{name}.yaml": group(name).replace("name: hosts", f"name: {name}"),
                                f"s-{name}.yaml": hoststate(name, f"- type: command\n  id: slow\n"
-                                                                 f"  run: sleep {seconds}; touch done\n"
+                                                                 f"  run: '{wait}; touch done'\n"
                                                                  "  creates: /done\n").replace(
                                    "group: hosts", f"group: {name}")})
 
 
 def test_two_applies_on_one_group_take_turns_and_on_two_groups_run_together(tmp_path: Path) -> None:
-    _slow(tmp_path, "a", 4)
+    release = tmp_path / "release"  # the first apply holds its lock until this exists (it took 4 s: flaky under load)
+    _slow(tmp_path, "a", 0, until=release)
     (tmp_path / "a-root").mkdir()
     holder = subprocess.Popen([*RECON, "apply", "--auto-approve", "specs/g-a.yaml", "specs/s-a.yaml"],
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -171,7 +176,8 @@ def test_two_applies_on_one_group_take_turns_and_on_two_groups_run_together(tmp_
     other = recon("apply", "--auto-approve", "specs/g-b.yaml", "specs/s-b.yaml", cwd=tmp_path)
     assert other.rc == 0, other.text
     assert holder.poll() is None, "the other group's apply ran while the first still held its lock"
-    # waiting: the same group again, with a timeout long enough
+    # waiting: the same group again, with a timeout long enough; the first lets go a moment after it starts
+    threading.Timer(2.0, release.touch).start()
     waited = recon("apply", "--auto-approve", "--lock-timeout", "30s", "specs/g-a.yaml", "specs/s-a.yaml",
                    cwd=tmp_path)
     assert waited.rc == 0 and f"Waiting for the lock {key}" in waited.out, waited.text
