@@ -54,7 +54,7 @@ def main() -> None:
             docker_engine.build(engine, "recon-bench/model:1", root / "ctx")
             env = {"DOCKER_HOST": engine.host}
             (root / "specs").mkdir()
-            (root / "specs" / "models.yaml").write_text("".join(spec(f"m{i:03}", 20000 + i, 1, "v1")
+            (root / "specs" / "models.yaml").write_text("".join(spec(f"m{i:03}", 20000 + 2 * i, 1, "v1")
                                                                 for i in range(n)))
             started = time.perf_counter()
             first = measure([RECON, "apply", "--auto-approve", "--parallelism", "20"], cwd=root, env=env)
@@ -68,7 +68,7 @@ def main() -> None:
                   f"rc {samples[-1].rc}, peak RSS {max(s.peak_mb for s in samples):.0f} MB; "
                   f"{len(calls[-1])} Docker API calls: {sorted(set(c.split('?')[0] for c in calls[-1]))}")
             # an env change to every Model: each rolls its replica, up to 10 Models at a time (issue 19: 2)
-            (root / "specs" / "models.yaml").write_text("".join(spec(f"m{i:03}", 20000 + i, 1, "v2")
+            (root / "specs" / "models.yaml").write_text("".join(spec(f"m{i:03}", 20000 + 2 * i, 1, "v2")
                                                                 for i in range(n)))
             changed = measure([RECON, "apply", "--auto-approve", "--parallelism", "10"], cwd=root, env=env)
             print(f"env change to {n} Models with --parallelism 10: {changed.seconds:.1f} s (rc {changed.rc}), "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from specs.base import KindSpec, Problem, StrictModel
+from specs.errors import Diagnostic
 from specs.loader import Document, Loc
 from specs.secrets import SecretRef
 
@@ -188,6 +190,31 @@ class ModelSpec(KindSpec):
         if self.build is not None and not (self.context_dir(doc) / self.build.dockerfile).is_file():
             out.append(Problem(("build", "context"), f"no {self.build.dockerfile} in {self.context_dir(doc)}",
                                "point 'context' at the directory with the Dockerfile, relative to this spec file"))
+        return out
+
+    @classmethod
+    def project_problems(cls, specs: Sequence[tuple[KindSpec, Document]]) -> list[Diagnostic]:
+        """Models on Docker must not share ports: replica i listens on port+i, and its successor during a rolling
+        update on port+replicas+i, so each Model takes [port, port + 2 x replicas). Two that overlap would answer
+        each other's health checks (a successor that cannot bind its port looked healthy, and the old replica was
+        removed)."""
+        taken: list[tuple[int, int, str, Document]] = []
+        for body, doc in specs:
+            if isinstance(body, ModelSpec) and body.runtime == "docker" and body.replicas:
+                name = str((doc.data.get("metadata") or {}).get("name", "?")) if isinstance(doc.data, dict) else "?"
+                taken.append((body.port, body.port + 2 * body.replicas - 1, name, doc))
+        taken.sort(key=lambda t: t[0])
+        out: list[Diagnostic] = []
+        widest: tuple[int, int, str] | None = None  # of those before, the one reaching furthest
+        for lo2, hi2, name2, doc2 in taken:
+            if widest is not None and lo2 <= widest[1]:
+                lo, hi, name = widest
+                out.append(doc2.diagnostic(
+                    ("spec", "port"), f"Model {name2} takes ports {lo2}-{hi2}, which overlap Model {name}'s {lo}-{hi} "
+                    "(replica i on port+i, its successor during a rollout on port+replicas+i)",
+                    f"give it a port of {hi + 1} or above, or move Model {name} (each Model takes 2 x replicas ports)"))
+            if widest is None or hi2 > widest[1]:
+                widest = (lo2, hi2, name2)
         return out
 
     def preflight(self, doc: Document) -> list[Problem]:

@@ -358,3 +358,20 @@ def test_a_document_s_own_problems_and_its_missing_reference_are_reported_at_onc
         load_project([str(tmp_path / "s.yaml")], preflight=False)
     text = "\n".join(f"{d.summary} {d.field}" for d in got.value.diagnostics)
     assert "colour" in text and "refers to HostGroup/missing, which no spec declares" in text, text
+
+
+def test_docker_models_whose_ports_overlap_are_refused_naming_both(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A successor that could not bind its port (another Model's replica held it) answered that Model's health
+    check, so the healthy old replica was removed: each Docker Model takes [port, port + 2 x replicas)."""
+    def model(name: str, port: int, replicas: int) -> str:
+        return (f"apiVersion: recon/v1\nkind: Model\nmetadata: {{name: {name}}}\nspec:\n  runtime: docker\n"
+                f"  image: img:1\n  replicas: {replicas}\n  port: {port}\n")
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.yaml").write_text(model("a", 20000, 2))
+    (tmp_path / "specs" / "b.yaml").write_text(model("b", 20004, 1))  # 20000-20003, then 20004-20005: fine
+    assert cli("validate").rc == 0
+    (tmp_path / "specs" / "c.yaml").write_text(model("c", 20003, 1))
+    got = cli("validate")
+    assert got.rc == 1 and "c.yaml:8:3: spec.port: Model c takes ports 20003-20004, which overlap Model a's " \
+        "20000-20003" in got.err and "give it a port of 20004 or above" in got.err, got.err
