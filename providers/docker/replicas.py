@@ -155,10 +155,12 @@ def _healthy(api: Any, cid: str, port: int, d: DockerModel) -> tuple[bool, str]:
     why = "no answer"
     while time.monotonic() < deadline:
         ok, said = _probe(port, d)
-        if ok:
-            return True, ""
-        why = said or why
         state = api.inspect_container(cid)["State"]
+        if ok and state["Running"]:
+            return True, ""
+        if ok:  # something else answers on its port (the replica could not bind it, and exited)
+            said = f"port {port} is answered by another process"
+        why = said or why
         if not state["Running"] and not state.get("Restarting"):
             logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
             return False, f"it exited with {state['ExitCode']}: {logs[-300:]}"
