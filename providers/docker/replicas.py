@@ -23,8 +23,11 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
     want = d.config(image_id, tree or None)
     n = d.spec.replicas
     started = replaced = removed = 0
+    # listed once: this apply holds the Model's lock, so its containers change only by what follows (a list of
+    # every container per replica cost the engine more than anything else when many Models roll at once)
+    existing = mine(api, d)
     for i in range(n):
-        current = [c for c in mine(api, d) if int(c["Labels"].get(f"{L}replica", "-1")) == i]
+        current = [c for c in existing if int(c["Labels"].get(f"{L}replica", "-1")) == i]
         # a container counts only when it is healthy now (or passes its health check below): one an apply was
         # killed while it waited for may be broken, and must never be kept in place of the one that serves
         alive = [c for c in current if c["State"] == "running" and _probe(c, d)[0]]
@@ -56,7 +59,7 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
             remove(api, c)
         replaced += bool(serving)
         started += not serving
-    for c in mine(api, d):
+    for c in existing:
         if int(c["Labels"].get(f"{L}replica", "-1")) >= n:
             remove(api, c)
             removed += 1
