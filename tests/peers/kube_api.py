@@ -71,6 +71,24 @@ def _discovery(path: str) -> dict[str, Any] | None:
     return None
 
 
+def _matches_url(kind: Kind, body: Any, apply: bool) -> None:
+    """A body's apiVersion and kind must be those of the URL it is sent to, as a real API server checks them
+    (k8s.io/apimachinery's decoding: 400 BadRequest). A create may leave them out (the URL's are taken); an apply
+    configuration must name them."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "BadRequest", "the body is not an object")
+    if not apply and not body.get("kind") and not body.get("apiVersion"):
+        return
+    if not body.get("kind"):
+        raise ApiError(400, "BadRequest", f"Object 'Kind' is missing in '{json.dumps(body)[:200]}'")
+    if body.get("apiVersion") != kind.group_version:
+        raise ApiError(400, "BadRequest", f"the API version in the data ({body.get('apiVersion')}) does not match "
+                       f"the expected API version ({kind.group_version})")
+    if body["kind"] != kind.kind:
+        raise ApiError(400, "BadRequest", f"the kind in the data ({body['kind']}) does not match the expected kind "
+                       f"({kind.kind})")
+
+
 def _route(path: str) -> tuple[Kind, str | None, str, str]:
     """(kind, namespace or None for every namespace, name, subresource) of a resource path."""
     for gv, prefix in _PREFIXES:
@@ -185,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if name:
                     raise ApiError(405, "MethodNotAllowed", "POST to a named object")
                 body = json.loads(raw)
+                _matches_url(kind, body, apply=False)
                 return 201, store.create(kind, space, body, manager, dry)
             current = store.get(kind, space, name) if method != "PATCH" or ctype != "application/apply-patch+yaml" \
                 else None
@@ -194,15 +213,29 @@ class _Handler(BaseHTTPRequestHandler):
                 assert current is not None
                 return 200, current
             if method == "DELETE":
+                # DeleteOptions in the body, as kubectl sends them (`delete --dry-run=server`): dryRun and
+                # preconditions count as much as the query's (k8s.io/apimachinery DeleteOptions)
+                options = json.loads(raw) if raw.strip() else {}
+                dry = dry or "All" in (options.get("dryRun") or [])
+                assert current is not None
+                for key, have in (("uid", current["metadata"].get("uid")),
+                                  ("resourceVersion", current["metadata"].get("resourceVersion"))):
+                    want = (options.get("preconditions") or {}).get(key)
+                    if want is not None and want != have:
+                        what = "UID" if key == "uid" else "ResourceVersion"
+                        raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind.plural} "{name}": '
+                                       f"Precondition failed: {what} in precondition: {want}, {what} in object "
+                                       f"meta: {have}", kind=kind.kind, name=name)
                 store.delete(kind, space, name, dry)
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
-                             "details": {"name": name, "kind": kind.plural}}
+                             "details": {"name": name, "kind": kind.plural, "uid": current["metadata"].get("uid")}}
             if method == "PUT":
                 return 200, store.update(kind, space, name, json.loads(raw), manager, dry, sub)
             if ctype == "application/apply-patch+yaml":
                 if not query.get("fieldManager"):
                     raise ApiError(400, "BadRequest", "PATCH, application/apply-patch+yaml requires fieldManager")
                 config = YAML(typ="safe").load(raw.decode())
+                _matches_url(kind, config, apply=True)
                 if (config.get("metadata") or {}).get("name", name) != name:
                     raise ApiError(400, "BadRequest", "the name of the object does not match the name in the URL")
                 config.setdefault("metadata", {})["name"] = name

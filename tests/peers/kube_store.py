@@ -7,7 +7,9 @@ would be, ready as its status counts; their log is what a model server prints wh
 image, its environment with the Secret and ConfigMap values its envFrom names, its port); a
 Deployment's status is set by `Store.tick` from its template (images on a host under `.invalid`
 never become available, like an image that cannot be pulled); no watch; no authentication or RBAC; no admission
-webhooks; validation and defaulting only of the fields listed here; strategic merge without the
+webhooks; validation and defaulting only of the fields listed here (Secret stringData is folded into
+data; apply bodies must name the URL's apiVersion and kind; DELETE honours DeleteOptions' dryRun and
+preconditions, not yet finalizers or propagation); strategic merge without the
 `$patch`/`$setElementOrder` directives; ownership at leaf granularity.
 """
 
@@ -231,6 +233,11 @@ class Store:
             if (kind.plural, ns, name) not in self.objects:
                 return self.create(kind, ns, config, manager, dry_run, apply_fields=mine)
             old = self.get(kind, ns, name)
+            sent = (config.get("metadata") or {}).get("resourceVersion")
+            if sent and sent != old["metadata"]["resourceVersion"]:  # an apply may pin the version it read
+                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind.plural} "{name}": the '
+                               "object has been modified; please apply your changes to the latest version and "
+                               "try again", kind=kind.kind, name=name)
             entries = old["metadata"].get("managedFields") or []
             conflicts = []
             for entry in entries:
@@ -418,6 +425,10 @@ def default(kind: Kind, obj: dict[str, Any]) -> None:
     spec = obj.setdefault("spec", {}) if kind.kind in ("Deployment", "Service") else None
     if kind.kind == "Secret":
         obj.setdefault("type", "Opaque")
+        folded = obj.pop("stringData", None) or {}  # write-only: folded into data, as the API server does
+        if folded:
+            data = obj.setdefault("data", {})
+            data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in folded.items()})
     if kind.kind == "Namespace":
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
     if kind.kind == "Service" and spec is not None:

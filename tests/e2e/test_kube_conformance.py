@@ -1,0 +1,108 @@
+"""The Kubernetes test API server as a stock kubectl (Debian's) and plain HTTP see it (issue 20, items 4, 9 and
+10): each expectation is what a real API server answers, with where that is documented."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.peers import kube_api
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "img:1"}]}
+"""
+
+
+@pytest.fixture
+def peer(tmp_path: Path) -> Iterator[tuple[kube_api.KubePeer, Path]]:
+    p = kube_api.start()
+    try:
+        yield p, p.kubeconfig(tmp_path / "kubeconfig")
+    finally:
+        p.stop()
+
+
+def kubectl(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    found = shutil.which("kubectl")
+    assert found, "kubectl is missing: run scripts/setup (Debian's kubectl)"
+    return subprocess.run([found, "--kubeconfig", str(config), *args], input=stdin, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def http(peer: kube_api.KubePeer, method: str, path: str, body: Any, ctype: str = "application/json"
+         ) -> tuple[int, dict[str, Any]]:
+    data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    req = urllib.request.Request(peer.url + path, data=data, method=method, headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_delete_with_a_server_dry_run_deletes_nothing_and_preconditions_hold(
+        peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """kubectl delete --dry-run=server sends DeleteOptions{dryRun: [All]} in the body; the object stays
+    (kubernetes.io/docs/reference/using-api/api-concepts/#dry-run). A precondition on uid or resourceVersion
+    that does not hold is 409 (DeleteOptions.preconditions)."""
+    server, config = peer
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=DEPLOYMENT).returncode == 0
+    dry = kubectl(config, "delete", "deployment", "web", "--dry-run=server")
+    assert dry.returncode == 0 and "(server dry run)" in dry.stdout, dry.stdout + dry.stderr
+    assert kubectl(config, "get", "deployment", "web").returncode == 0  # still there
+    status, said = http(server, "DELETE", "/apis/apps/v1/namespaces/default/deployments/web",
+                        {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "not-its-uid"}})
+    assert status == 409 and "Precondition failed: UID in precondition: not-its-uid" in said["message"], said
+    gone = kubectl(config, "delete", "deployment", "web")
+    assert gone.returncode == 0 and 'deployment.apps "web" deleted' in gone.stdout
+    assert kubectl(config, "get", "deployment", "web").returncode != 0
+
+
+def test_secret_string_data_is_folded_into_data(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """stringData is write-only: merged into data, base64-encoded, and never returned
+    (kubernetes.io/docs/concepts/configuration/secret/#restriction-names-data)."""
+    _, config = peer
+    secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: default}\nstringData: {token: abc}\n"
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=secret).returncode == 0
+    got = json.loads(kubectl(config, "get", "secret", "s", "-o", "json").stdout)
+    assert got["data"] == {"token": "YWJj"} and "stringData" not in got
+
+
+def test_a_body_of_another_kind_or_version_than_its_url_is_refused(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """A real server decodes the body against the URL's group, version and kind: another apiVersion, another
+    kind or none is 400 BadRequest; an apply that pins a resourceVersion that moved is 409 Conflict."""
+    server, _ = peer
+    base = "/api/v1/namespaces/default/configmaps"
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}}
+    assert http(server, "POST", base, cm)[0] == 201
+    for body, said in (({**cm, "kind": "Secret", "metadata": {"name": "d"}}, "the kind in the data (Secret)"),
+                       ({**cm, "apiVersion": "apps/v1", "metadata": {"name": "d"}}, "the API version in the data"),
+                       ({k: v for k, v in cm.items() if k != "kind"}, "Object 'Kind' is missing")):
+        status, answer = http(server, "PATCH", f"{base}/c?fieldManager=t", json.dumps(body),
+                              "application/apply-patch+yaml")
+        assert status == 400 and said in answer["message"], answer
+        if "kind" in body:  # a create may leave both out (the URL's are taken), never name others
+            status, answer = http(server, "POST", base, body)
+            assert status == 400 and said in answer["message"], answer
+    bare = {"metadata": {"name": "e"}, "data": {"a": "1"}}
+    assert http(server, "POST", base, bare)[0] == 201
+    stale = {**cm, "metadata": {"name": "c", "resourceVersion": "1"}, "data": {"a": "2"}}
+    status, answer = http(server, "PATCH", f"{base}/c?fieldManager=t", json.dumps(stale),
+                          "application/apply-patch+yaml")
+    assert status == 409 and "the object has been modified" in answer["message"], answer
