@@ -292,6 +292,8 @@ def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -
             if all(m == ACTIONS for m, _ in conflicts):  # recon's own `recon do` (a scale): taken back, no conflict
                 return _dry_run(ctx, inst, state, True)
             return {"conflicts": conflicts, "dry": None}
+        if exc.code == 422 and _immutable(exc):
+            return {"immutable": _immutable(exc), "dry": None, "conflicts": []}
         if exc.code == 404 and "namespaces" in exc.message:
             raise TransportError(f"{inst.id}: the namespace {d.obj.namespace} does not exist on {conn.server}; "
                                  f"create it (kubectl create namespace {d.obj.namespace}) or change "
@@ -301,6 +303,12 @@ def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -
     relevant = set(state["live"]) | set(d.obj.flat)
     return {"dry": mask(d.obj.kind, {p: dry.get(p) for p in relevant}),
             "conflicts": [], "forced": force}
+
+
+def _immutable(exc: ApiFailure) -> list[str]:
+    """The fields a 422 says cannot change once set (a Deployment's selector, a Service's clusterIP)."""
+    return [str(c.get("field", "")) for c in exc.causes
+            if "immutable" in c.get("message", "") or "may not change once set" in c.get("message", "")]
 
 
 def _manager(message: str) -> str:
@@ -322,6 +330,11 @@ def _diff(inst: Instance, state: Live) -> Change:
         action, reason = "noop", f"the {kind} holds every field recon applies"
     elif "dry" not in state:  # read for its fingerprint only (the stale check before apply): no dry run
         action, reason, fields = "update", "differs (not dry-run)", _as_applied(d, state)
+    elif state.get("immutable"):
+        fields = _as_applied(d, state)
+        action = "replace"  # (risky as every replace is: the Policy flags it)
+        reason = (f"{', '.join(state['immutable'])} cannot change once set: apply deletes the {kind} and creates it "
+                  "again" + (" (its pods are replaced at once, not rolled)" if kind == "Deployment" else ""))
     elif state["conflicts"]:
         fields = _as_applied(d, state)
         owners = ", ".join(f"{m} owns {f}" for m, f in state["conflicts"])
@@ -391,6 +404,8 @@ def _apply_one(inst: Instance, change: Change, ctx: Context) -> str:
     conn = cluster(ctx, d.where)
     force = d.settings.forceConflicts or any(f.path.startswith(OWNER) for f in change.fields)
     config = _with_commit(d.obj.config, ctx.commit)
+    if change.action == "replace":  # a field that cannot change once set: deleted, then made anew
+        conn.delete(d.obj.kind, d.obj.namespace, d.obj.name)
     before = conn.get(d.obj.kind, d.obj.namespace, d.obj.name) if d.obj.kind == "Deployment" else None
     applied = conn.apply(d.obj.kind, config, force=force, dry_run=False)
     if d.obj.kind != "Deployment":

@@ -106,3 +106,22 @@ def test_a_body_of_another_kind_or_version_than_its_url_is_refused(peer: tuple[k
     status, answer = http(server, "PATCH", f"{base}/c?fieldManager=t", json.dumps(stale),
                           "application/apply-patch+yaml")
     assert status == 409 and "the object has been modified" in answer["message"], answer
+
+
+def test_fields_that_cannot_change_once_set_are_422(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """A Deployment's spec.selector (apps/v1 ValidateDeploymentUpdate: "field is immutable") and a Service's
+    clusterIP once allocated (core/v1 ValidateServiceUpdate: "may not change once set") stay; a change is 422."""
+    _, config = peer
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=DEPLOYMENT).returncode == 0
+    moved = DEPLOYMENT.replace("{app: web}", "{app: web2}")
+    got = kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=moved)
+    assert got.returncode != 0 and "spec.selector" in got.stderr and "field is immutable" in got.stderr, got.stderr
+    service = ("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n"
+               "spec: {selector: {app: web}, ports: [{port: 80}]}\n")
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=service).returncode == 0
+    ip = kubectl(config, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-",  # the same IP: fine
+                   stdin=service.replace("ports:", f"clusterIP: {ip}, ports:")).returncode == 0
+    other = service.replace("ports:", "clusterIP: 10.96.200.200, ports:")
+    got = kubectl(config, "apply", "--server-side", "--validate=false", "--force-conflicts", "-f", "-", stdin=other)
+    assert got.returncode != 0 and "may not change once set" in got.stderr, got.stderr

@@ -214,6 +214,29 @@ def test_operational_actions_on_a_deployment(tmp_path: Path, cluster: Cluster) -
     assert [r["action"] for r in runs if r["command"] == "do"] == ["scale", "restart", "logs", "health"]
 
 
+def test_a_deployment_whose_selector_must_change_is_replaced(tmp_path: Path, cluster: Cluster) -> None:
+    """Issue 20 (3): a Deployment's spec.selector cannot change once set; a real server answers 422, and the test
+    server accepted the change. The plan now says replace, naming the field, and apply deletes and creates it."""
+    _spec(tmp_path, cluster)
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    made = cluster.deployment("churn")
+    cluster.apps.delete_namespaced_deployment("churn", cluster.namespace)
+    other = {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": "churn", "labels": made["metadata"]["labels"]},
+             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "older"}},
+                      "template": {"metadata": {"labels": {"app": "older"}},
+                                   "spec": {"containers": [{"name": "model", "image": IMAGE1}]}}}}
+    cluster.apps.create_namespaced_deployment(cluster.namespace, other)  # made by an older tool, another selector
+    # (its fields are another manager's: the conflict comes first, as on a real server, so recon takes them)
+    planned = recon("plan", "--detailed-exitcode", "--force-conflicts", cwd=tmp_path, env=ENV)
+    assert planned.rc == 2 and "-/+ replace Model/churn/deployment" in planned.out, planned.text
+    assert "spec.selector cannot change once set: apply deletes the Deployment and creates it again" in planned.out
+    applied = recon("apply", "--auto-approve", "--force-conflicts", cwd=tmp_path, env=ENV)
+    assert applied.rc == 0, applied.text
+    assert cluster.deployment("churn")["spec"]["selector"] == made["spec"]["selector"]
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0
+
+
 def test_a_stuck_rollout_fails_and_rolls_back(tmp_path: Path, cluster: Cluster) -> None:
     _spec(tmp_path, cluster, k8s="rolloutTimeout: 3")
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0

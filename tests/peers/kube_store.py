@@ -217,6 +217,7 @@ class Store:
             _keep_server_meta(old, new)
             default(kind, new)
             validate(kind, new)
+            immutable(kind, old, new)
             changed = _changed(old, new)
             if subresource != "status" and changed:
                 _take(new, changed, manager, "Update", kind.group_version, subresource)
@@ -263,6 +264,7 @@ class Store:
             _keep_server_meta(old, new)
             default(kind, new)
             validate(kind, new)
+            immutable(kind, old, new)
             lost = {p for _, _, p in conflicts}
             for entry in new["metadata"]["managedFields"]:
                 if not (entry["manager"] == manager and entry["operation"] == "Apply") and lost:
@@ -415,7 +417,7 @@ def _keep_server_meta(old: dict[str, Any], new: dict[str, Any]) -> None:
     meta["managedFields"] = copy.deepcopy(old["metadata"].get("managedFields", []))
     if old.get("kind") == "Service":
         for key in ("clusterIP", "clusterIPs"):
-            if key in old.get("spec", {}):
+            if key in old.get("spec", {}) and key not in (new.get("spec") or {}):
                 new.setdefault("spec", {})[key] = old["spec"][key]
 
 
@@ -533,6 +535,24 @@ def validate(kind: Kind, obj: dict[str, Any]) -> None:
         for i, port in enumerate(obj["spec"].get("ports") or []):
             if not isinstance(port.get("port"), int) or not 1 <= port["port"] <= 65535:
                 bad(f"spec.ports[{i}].port", f"{port.get('port')}: must be between 1 and 65535, inclusive")
+    if causes:
+        listing = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+        raise ApiError(422, "Invalid", f'{kind.kind} "{name}" is invalid: {listing}', causes, kind.kind, name)
+
+
+def immutable(kind: Kind, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """422 for a change of a field that cannot change once set (apps/v1 validation: ValidateDeploymentUpdate
+    keeps spec.selector; core/v1 ValidateServiceUpdate keeps spec.clusterIP once allocated)."""
+    causes: list[dict[str, str]] = []
+    name = old["metadata"]["name"]
+    if kind.kind == "Deployment" and (old.get("spec") or {}).get("selector") != (new.get("spec") or {}).get("selector"):
+        causes.append({"reason": "FieldValueInvalid", "field": "spec.selector", "message": "Invalid value: "
+                       f"{json.dumps(new['spec'].get('selector'))}: field is immutable"})
+    if kind.kind == "Service":
+        was, now = (old.get("spec") or {}).get("clusterIP"), (new.get("spec") or {}).get("clusterIP")
+        if was and now and was != now:
+            causes.append({"reason": "FieldValueInvalid", "field": "spec.clusterIPs[0]",
+                           "message": f"Invalid value: []string{{\"{now}\"}}: may not change once set"})
     if causes:
         listing = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
         raise ApiError(422, "Invalid", f'{kind.kind} "{name}" is invalid: {listing}', causes, kind.kind, name)
