@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from providers.context import Context, Reading, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Output, Provider, Result, fingerprint
+from providers.kube import quantity
 from providers.kube.client import ACTIONS, KINDS, ApiFailure, Where, cluster, server_of, session
 from providers.kube.manifests import (
     COMMIT,
@@ -274,7 +275,7 @@ def _state(d: KubeObject, live: dict[str, Any] | None) -> dict[str, Any]:
     have = flatten(live)
     mine, owners = _recon_owned(live)
     relevant = sorted((set(want) | mine) - set(IGNORED))
-    same = all(have.get(p, KeyError) == want[p] for p in want if p not in IGNORED) and not (
+    same = all(quantity.same(p, have.get(p, KeyError), want[p]) for p in want if p not in IGNORED) and not (
         mine - set(want) - set(IGNORED))
     return {"exists": True, "same": same, "live": mask(d.obj.kind, {p: have.get(p) for p in relevant}),
             "owners": {p: owners[p] for p in relevant if p in owners}}
@@ -364,7 +365,7 @@ def _as_applied(d: KubeObject, state: Live) -> list[FieldChange]:
     of them)."""
     want, have = d.obj.shown, state["live"]
     return [FieldChange(p, have.get(p), want.get(p)) for p in sorted(want)
-            if have.get(p) != want.get(p) and p not in IGNORED]
+            if not quantity.same(p, have.get(p), want.get(p)) and p not in IGNORED]
 
 
 def _reason(kind: str, fields: list[FieldChange]) -> str:

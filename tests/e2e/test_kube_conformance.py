@@ -125,3 +125,19 @@ def test_fields_that_cannot_change_once_set_are_422(peer: tuple[kube_api.KubePee
     other = service.replace("ports:", "clusterIP: 10.96.200.200, ports:")
     got = kubectl(config, "apply", "--server-side", "--validate=false", "--force-conflicts", "-f", "-", stdin=other)
     assert got.returncode != 0 and "may not change once set" in got.stderr, got.stderr
+
+
+def test_quantities_are_validated_and_stored_in_canonical_form(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """A resource quantity is stored as resource.Quantity writes it back: 1024Mi as 1Gi, 0.5 as 500m; one that is
+    not a quantity is 422 (k8s.io/apimachinery/pkg/api/resource: quantities must match the regular expression)."""
+    _, config = peer
+    sized = DEPLOYMENT.replace('image: "img:1"}', 'image: "img:1", resources: {limits: {memory: 1024Mi, cpu: "0.5"}, '
+                               'requests: {memory: 1536Mi, cpu: "2000m"}}}')
+    got = kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=sized)
+    assert got.returncode == 0, got.stderr
+    stored = json.loads(kubectl(config, "get", "deployment", "web", "-o", "json").stdout)
+    resources = stored["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources == {"limits": {"memory": "1Gi", "cpu": "500m"}, "requests": {"memory": "1536Mi", "cpu": "2"}}
+    bad = kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-",
+                  stdin=sized.replace("memory: 1024Mi", 'memory: "2 gigs"'))
+    assert bad.returncode != 0 and "quantities must match the regular expression" in bad.stderr, bad.stderr

@@ -237,6 +237,23 @@ def test_a_deployment_whose_selector_must_change_is_replaced(tmp_path: Path, clu
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0
 
 
+def test_quantities_the_server_writes_back_otherwise_are_no_change(tmp_path: Path, cluster: Cluster) -> None:
+    """Issue 20 (6): memory 1024m is applied as 1024Mi and a real server stores 1Gi; recon compared the two as
+    text, so every plan dry-ran the Deployment again (and on the test server, which kept 1024Mi, it did not)."""
+    _spec(tmp_path, cluster)
+    text = (tmp_path / "specs" / "churn.yaml").read_text().replace("memory: 256m", "memory: 1024m")
+    (tmp_path / "specs" / "churn.yaml").write_text(text.replace("cpus: 0.5", "cpus: 2.0"))
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    limits = cluster.deployment("churn")["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["memory"] == "1Gi" and limits["cpu"] == "2"
+    before = len(cluster.peer.store.calls) if cluster.peer else 0
+    again = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV)
+    assert again.rc == 0, again.text
+    if cluster.peer:
+        made = [v for v, _ in cluster.peer.store.calls[before:]]
+        assert made == ["LIST"] * 4, made  # nothing to dry-run: 1Gi is the 1024Mi recon applies
+
+
 def test_a_stuck_rollout_fails_and_rolls_back(tmp_path: Path, cluster: Cluster) -> None:
     _spec(tmp_path, cluster, k8s="rolloutTimeout: 3")
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0

@@ -9,7 +9,8 @@ Deployment's status is set by `Store.tick` from its template (images on a host u
 never become available, like an image that cannot be pulled); no watch; no authentication or RBAC; no admission
 webhooks; validation and defaulting only of the fields listed here (Secret stringData is folded into
 data; apply bodies must name the URL's apiVersion and kind; DELETE honours DeleteOptions' dryRun and
-preconditions, not yet finalizers or propagation); strategic merge without the
+preconditions, not yet finalizers or propagation; a Deployment's selector and a Service's clusterIP cannot
+change; resource quantities are validated and stored in canonical form); strategic merge without the
 `$patch`/`$setElementOrder` directives; ownership at leaf granularity.
 """
 
@@ -19,12 +20,14 @@ import base64
 import copy
 import hashlib
 import json
+import math
 import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 from tests.peers import kube_fields as kf
@@ -421,9 +424,53 @@ def _keep_server_meta(old: dict[str, Any], new: dict[str, Any]) -> None:
                 new.setdefault("spec", {})[key] = old["spec"][key]
 
 
+_BINARY = (("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10))
+_DECIMAL = (("E", 18), ("P", 15), ("T", 12), ("G", 9), ("M", 6), ("k", 3), ("", 0), ("m", -3), ("u", -6), ("n", -9))
+_QUANTITY_RE = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?")
+
+
+def canonical_quantity(text: Any) -> str | None:
+    """A resource quantity as the API server stores it (k8s.io/apimachinery resource.Quantity: the value rounded
+    up to nano units, written with the largest suffix of its format that keeps it whole: 1024Mi is 1Gi, 0.5 is
+    500m, 1.5Gi is 1536Mi); None when it is not a quantity."""
+    m = _QUANTITY_RE.fullmatch(str(text).strip()) if isinstance(text, str | int | float) else None
+    if m is None:
+        return None
+    suffix = m.group(2) or ""
+    number = Fraction(m.group(1))
+    if suffix[:1] in ("e", "E"):
+        value, style = number * Fraction(10) ** int(suffix[1:]), "exponent"
+    elif suffix in dict(_BINARY):
+        value, style = number * 2 ** dict(_BINARY)[suffix], "binary"
+    else:
+        value, style = number * Fraction(10) ** dict(_DECIMAL)[suffix], "decimal"
+    value = Fraction(math.ceil(value * 10**9), 10**9)
+    if style == "binary" and value.denominator == 1 and value >= 1024:
+        for name, bits in _BINARY:
+            if value % 2**bits == 0:
+                return f"{value // 2**bits}{name}"
+    for name, exp in _DECIMAL:
+        scaled = value / Fraction(10) ** exp
+        if scaled.denominator == 1:
+            return f"{scaled.numerator}e{exp}" if style == "exponent" and exp else f"{scaled.numerator}{name}"
+    return str(value)
+
+
+def _resources(obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(path, limits or requests) of every container of a Deployment's pod template."""
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [(f"spec.template.spec.containers[{i}].resources.{part}", amounts)
+            for i, c in enumerate(pod.get("containers") or [])
+            for part, amounts in ((c.get("resources") or {}).items()) if isinstance(amounts, dict)]
+
+
 def default(kind: Kind, obj: dict[str, Any]) -> None:
     """What the API server fills in, for the fields of these kinds."""
     obj["apiVersion"], obj["kind"] = kind.group_version, kind.kind
+    if kind.kind == "Deployment":
+        for _, amounts in _resources(obj):
+            for key, amount in amounts.items():
+                amounts[key] = canonical_quantity(amount) or amount  # (validate refuses what is not one)
     spec = obj.setdefault("spec", {}) if kind.kind in ("Deployment", "Service") else None
     if kind.kind == "Secret":
         obj.setdefault("type", "Opaque")
@@ -526,6 +573,11 @@ def validate(kind: Kind, obj: dict[str, Any]) -> None:
         containers = spec["template"]["spec"].get("containers") or []
         if not containers:
             bad("spec.template.spec.containers", "Required value")
+        for path, amounts in _resources(obj):
+            for key, amount in amounts.items():
+                if canonical_quantity(amount) is None:
+                    bad(f"{path}[{key}]", f'"{amount}": quantities must match the regular expression '
+                        "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
         for i, c in enumerate(containers):
             if not c.get("name") or not _DNS_LABEL.match(c["name"]):
                 bad(f"spec.template.spec.containers[{i}].name", f"\"{c.get('name', '')}\"")
