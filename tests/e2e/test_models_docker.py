@@ -8,12 +8,12 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import crash_apply, recon
+from tests.conftest import Outcome, crash_apply, recon
 from tests.peers import docker_engine
 from tests.peers.registry import free_block
 
@@ -52,6 +52,23 @@ def _replicas(engine: docker_engine.Engine, name: str) -> list[dict[str, str]]:
     return sorted(rows, key=lambda r: int(r["recon.dev/replica"]))
 
 
+def _watching(poll: Callable[[], None], cwd: Path, env: dict[str, str], *args: str) -> Outcome:
+    """`recon ARGS…` while `poll` runs over and over in a thread beside it (a client, a watcher of the engine)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            poll()
+
+    beside = threading.Thread(target=loop)
+    beside.start()
+    try:
+        return recon(*args, cwd=cwd, env=env)
+    finally:
+        stop.set()
+        beside.join()
+
+
 def test_create_replan_roll_rollback_scale_and_drift(tmp_path: Path, engine: docker_engine.Engine) -> None:
     env = {"DOCKER_HOST": engine.host}
     port = free_block(30)
@@ -73,32 +90,26 @@ def test_create_replan_roll_rollback_scale_and_drift(tmp_path: Path, engine: doc
     assert "env.MODEL_VERSION: v1 → v2" in changed.out and "3 to replace one at a time" in changed.out
     failures: list[str] = []
     served: list[str] = []
-    stop = threading.Event()
 
     def probe() -> None:
         """A client that finds the replicas by recon's labels (as a proxy such as Traefik does), sends a
         request to every one that passes its health check, and retries a refused connection once on
         another replica (as such proxies do: the request never reached a server)."""
-        while not stop.is_set():
-            ports = [int(r["recon.dev/port"]) for r in _replicas(engine, "churn")]
-            healthy = [p for p in ports if _get_ok(p)]
-            if not healthy:
-                failures.append("no healthy replica")
-            for p in healthy:
-                for attempt in [p, *[q for q in healthy if q != p]][:2]:  # a refused connection is retried once
-                    try:
-                        code, body = _get(attempt, "/cgi-bin/predict")
-                        break
-                    except OSError:
-                        code, body = 0, "connection refused twice"
-                (served if code == 200 else failures).append(body or str(code))
-            time.sleep(0.01)
+        ports = [int(r["recon.dev/port"]) for r in _replicas(engine, "churn")]
+        healthy = [p for p in ports if _get_ok(p)]
+        if not healthy:
+            failures.append("no healthy replica")
+        for p in healthy:
+            for attempt in [p, *[q for q in healthy if q != p]][:2]:  # a refused connection is retried once
+                try:
+                    code, body = _get(attempt, "/cgi-bin/predict")
+                    break
+                except OSError:
+                    code, body = 0, "connection refused twice"
+            (served if code == 200 else failures).append(body or str(code))
+        time.sleep(0.01)
 
-    prober = threading.Thread(target=probe)
-    prober.start()
-    rolled = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
-    stop.set()
-    prober.join()
+    rolled = _watching(probe, tmp_path, env, "apply", "--auto-approve")
     assert rolled.rc == 0, rolled.text
     assert failures == [], failures[:5]
     assert len(served) > 20 and any('"v1"' in b for b in served) and any('"v2"' in b for b in served), served[-3:]
@@ -196,24 +207,18 @@ def test_models_roll_at_the_same_time_up_to_the_parallelism(tmp_path: Path, engi
     for i, name in enumerate(names):
         _spec(tmp_path, name, port + 10 * i, 2, "v2", image="recon-test/par:1", extra="  drainSeconds: 0.6\n")
     seen: list[dict[str, int]] = []
-    stop = threading.Event()
 
     def watch() -> None:
-        while not stop.is_set():
-            out = engine.docker("ps", "-a", "--filter", "label=recon.dev/managed-by=recon", "--format",
-                                '{{.Label "recon.dev/spec"}}')
-            counts: dict[str, int] = {}
-            for spec in out.split():
-                if spec.startswith("Model/par"):  # (the engine holds other tests' Models too)
-                    counts[spec] = counts.get(spec, 0) + 1
-            seen.append(counts)
-            time.sleep(0.05)
+        out = engine.docker("ps", "-a", "--filter", "label=recon.dev/managed-by=recon", "--format",
+                            '{{.Label "recon.dev/spec"}}')
+        counts: dict[str, int] = {}
+        for spec in out.split():
+            if spec.startswith("Model/par"):  # (the engine holds other tests' Models too)
+                counts[spec] = counts.get(spec, 0) + 1
+        seen.append(counts)
+        time.sleep(0.05)
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    rolled = recon("apply", "--auto-approve", "--parallelism", "2", cwd=tmp_path, env=env)
-    stop.set()
-    watcher.join()
+    rolled = _watching(watch, tmp_path, env, "apply", "--auto-approve", "--parallelism", "2")
     assert rolled.rc == 0, rolled.text
     at_once = max(sum(1 for n in snap.values() if n > 2) for snap in seen if snap)
     assert at_once == 2, seen
@@ -469,18 +474,12 @@ def test_crash_matrix_the_healthy_replicas_serve_through_a_kill_and_the_next_app
     assert hit and hit[-1], f"the apply never reached the phase {phase}"
     assert _healthy_now(engine, name) >= 2
     least = [99]
-    stop = threading.Event()
 
     def watch() -> None:
-        while not stop.is_set():
-            least[0] = min(least[0], _healthy_now(engine, name))
-            time.sleep(0.02)
+        least[0] = min(least[0], _healthy_now(engine, name))
+        time.sleep(0.02)
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    again = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
-    stop.set()
-    watcher.join()
+    again = _watching(watch, tmp_path, env, "apply", "--auto-approve")
     assert least[0] >= 2, f"only {least[0]} healthy replicas at one moment"
     if successor == "broken":
         assert again.rc == 1 and "rolled back" in again.out, again.text
