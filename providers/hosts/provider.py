@@ -143,7 +143,6 @@ class HostProvider:
         with self._limit(host):  # (a host that cannot be reached is reported per step)
             yield from system_for(host).apply(steps, _transport(host, ctx), ctx, target)
 
-
     def actions(self, inst: Instance[HostResource]) -> tuple[str, ...]:
         return ("restart", "logs") if inst.resource == "service" else ()
 

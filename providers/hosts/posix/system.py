@@ -157,7 +157,6 @@ class Posix:
         yield from (got.get(i) or Result(c.id, False, "not undone: the undo script ended early")
                     for i, (_, c) in enumerate(undoable))
 
-
     def logs(self, d: HostResource, transport: Transport, lines: int, since: int | None, follow: bool,
              on_line: Callable[[str], None]) -> None:
         done = transport.run(service.logs(d.res.name, lines, since, follow),

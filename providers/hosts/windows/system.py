@@ -126,7 +126,6 @@ class Windows:
             why = got.get(i, "not undone: it cannot be undone (a command, or processes stopped)")
             yield Result(change.id, why == "", why)
 
-
     def logs(self, d: HostResource, transport: Transport, lines: int, since: int | None, follow: bool,
              on_line: Callable[[str], None]) -> None:
         """The service's events (its own, and the Service Control Manager's about it), oldest first."""
