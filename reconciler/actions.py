@@ -89,6 +89,12 @@ def resolve(project: Project, items: Items, action: ActionDef, pattern: str, par
     if len(providers) > 1:
         raise UsageError(f"{pattern} matches resources of more than one kind; name one kind's (e.g. Model/NAME)")
     provider = cast(WithActions, takes[0][0])
+    if action.refused is not None:
+        for spec in dict.fromkeys(i.spec for _, i in takes):
+            kind = project.specs[spec].kind
+            why = action.refused([(s.body, s.doc) for s in project.of_kind(kind)], project.specs[spec].name, params)
+            if why:
+                raise UsageError(f"{action.name} {spec}: {why}")
     grouped: dict[tuple[str, str], list[Instance[Any]]] = {}
     for _, inst in takes:
         grouped.setdefault((inst.spec, inst.target), []).append(inst)

@@ -71,6 +71,18 @@ def _scale_diverges(spec: Any, params: Params) -> str:
                                               if getattr(spec, "runtime", "") == "kubernetes" else ""))
 
 
+def _scale_refused(specs: list[tuple[Any, Any]], name: str, params: Params) -> str:
+    """Why a scale cannot be (""): on Docker, more replicas take more ports, which must not reach another Model's."""
+    from specs.model import ModelSpec
+
+    assert isinstance(params, ScaleParams)
+    scaled = [(body.model_copy(update={"replicas": params.replicas}) if (doc.data.get("metadata") or {}).get(
+        "name") == name else body, doc) for body, doc in specs if isinstance(body, ModelSpec)]
+    said = [d.summary for d in ModelSpec.project_problems(scaled) if f"Model {name} " in d.summary
+            or f"Model {name}'s" in d.summary]
+    return f"{said[0]}; scale to fewer, or move a port in the specs first" if said else ""
+
+
 @dataclass(frozen=True)
 class ActionDef:
     name: str
@@ -80,6 +92,8 @@ class ActionDef:
     risky: bool  # needs a confirmation (yes, or --confirm ID where the environment wants one)
     writes: bool  # changes live state: holds the locks of its targets, as an apply does
     diverges: Callable[[Any, Params], str] | None = None  # (spec body, params) -> how live will differ from it
+    refused: Callable[[list[tuple[Any, Any]], str, Params], str] | None = None  # (the kind's (body, document)s,
+    # the spec's name, params) -> why it cannot be done ("": it can)
 
     def parse(self, given: Mapping[str, Any]) -> Params:
         """The parameters, checked; UsageError naming the parameter, what was given and what would do."""
@@ -106,7 +120,7 @@ ACTIONS: dict[str, ActionDef] = {a.name: a for a in (
               "restart, waited for), or a service on its hosts one host at a time.", NoParams, ("model", "service"),
               risky=True, writes=True),
     ActionDef("scale", "Run this many replicas of a Model (new ones pass their health check first).", ScaleParams,
-              ("model",), risky=True, writes=True, diverges=_scale_diverges),
+              ("model",), risky=True, writes=True, diverges=_scale_diverges, refused=_scale_refused),
     ActionDef("logs", "Print the recent output of a Model's replicas or a service's log on its hosts; secrets of "
               "the Model's environment are masked.", LogsParams, ("model", "service"), risky=False, writes=False),
     ActionDef("health", "Check each replica of a Model now, with its health check.", NoParams, ("model",),

@@ -42,3 +42,18 @@ def test_do_list_and_bad_targets(cli) -> None:  # type: ignore[no-untyped-def]
     assert "scale (Model, risky)" in cli("do", "--list").out
     missing = cli("do", "restart")
     assert missing.rc == 1 and "give an action and a target" in missing.err
+
+
+def test_a_scale_whose_ports_would_reach_another_model_is_refused_before_anything(tmp_path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Each Docker Model takes port .. port + 2 x replicas - 1 (specs/model.py); a scale past that is refused
+    naming the other Model, with nothing read or changed (no engine is asked: there is none here)."""
+    def model(name: str, port: int) -> str:
+        return (f"apiVersion: recon/v1\nkind: Model\nmetadata: {{name: {name}}}\nspec:\n  runtime: docker\n"
+                f"  image: img:1\n  replicas: 1\n  port: {port}\n")
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.yaml").write_text(model("a", 20000))
+    (tmp_path / "specs" / "b.yaml").write_text(model("b", 20002))
+    got = cli("do", "scale", "a", "--replicas", "2", "--yes")
+    assert got.rc == 1 and "scale Model/a: Model b takes ports 20002-20003, which overlap Model a's 20000-20003" \
+        in got.err, got.err
