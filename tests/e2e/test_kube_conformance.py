@@ -141,3 +141,34 @@ def test_quantities_are_validated_and_stored_in_canonical_form(peer: tuple[kube_
     bad = kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-",
                   stdin=sized.replace("memory: 1024Mi", 'memory: "2 gigs"'))
     assert bad.returncode != 0 and "quantities must match the regular expression" in bad.stderr, bad.stderr
+
+
+def test_an_apply_that_drops_a_container_removes_it(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """Server-side apply removes what the applier stopped applying and nobody else owns: the whole element of a
+    keyed list (containers by name), defaulted fields with it; the test server left an element without its name
+    and answered 422 (kubernetes.io/docs/reference/using-api/server-side-apply/#merge-strategy)."""
+    _, config = peer
+    two = DEPLOYMENT.replace('containers: [{name: web, image: "img:1"}]',
+                             'containers: [{name: web, image: "img:1"}, {name: side, image: "img:2"}]')
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=two).returncode == 0
+    got = kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=DEPLOYMENT)
+    assert got.returncode == 0, got.stderr
+    stored = json.loads(kubectl(config, "get", "deployment", "web", "-o", "json").stdout)
+    assert [c["name"] for c in stored["spec"]["template"]["spec"]["containers"]] == ["web"]
+
+
+def test_a_field_another_manager_removed_is_nobody_s(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """A field removed by an update leaves every manager's set (structured-merge-diff), so the applier that set
+    it owns nothing of it and applying it again is no conflict."""
+    _, config = peer
+    labelled = DEPLOYMENT.replace("metadata: {name: web, namespace: default}",
+                                  "metadata: {name: web, namespace: default, labels: {tier: a}}")
+    assert kubectl(config, "apply", "--server-side", "--field-manager", "team", "--validate=false", "-f", "-",
+                   stdin=labelled).returncode == 0
+    assert kubectl(config, "label", "deployment", "web", "tier-").returncode == 0
+    stored = json.loads(kubectl(config, "get", "deployment", "web", "-o", "json", "--show-managed-fields").stdout)
+    team = next(e for e in stored["metadata"]["managedFields"] if e["manager"] == "team")
+    assert "f:labels" not in team["fieldsV1"].get("f:metadata", {}), team
+    again = kubectl(config, "apply", "--server-side", "--field-manager", "team", "--validate=false", "-f", "-",
+                    stdin=labelled)
+    assert again.returncode == 0, again.stderr

@@ -80,7 +80,8 @@ def get(obj: Any, path: Path) -> Any:
 
 
 def delete(obj: Any, path: Path, field: str = "") -> None:
-    """Remove the leaf at a path, then the maps and keyed elements left with nothing but their key."""
+    """Remove the leaf at a path, then the maps and keyed elements left with nothing but their key, and keyed
+    elements whose key went."""
     (kind, name), rest = path[0], path[1:]
     if kind == "f":
         if not isinstance(obj, dict) or name not in obj:
@@ -98,7 +99,10 @@ def delete(obj: Any, path: Path, field: str = "") -> None:
             return
         if rest:
             delete(obj[i], rest)
-        if not rest or set(obj[i]) <= set(json.loads(name)):
+        key = json.loads(name)
+        # an element goes with its key: every manager of a field inside owns the key too, so a key nobody owns any
+        # more leaves nothing owned in it (what is left, such as defaulted fields, belonged to nobody)
+        if not rest or set(obj[i]) <= set(key) or not set(key) <= set(obj[i]):
             obj.pop(i)
 
 

@@ -10,7 +10,8 @@ never become available, like an image that cannot be pulled); no watch; no authe
 webhooks; validation and defaulting only of the fields listed here (Secret stringData is folded into
 data; apply bodies must name the URL's apiVersion and kind; DELETE honours DeleteOptions' dryRun and
 preconditions, not yet finalizers or propagation; a Deployment's selector and a Service's clusterIP cannot
-change; resource quantities are validated and stored in canonical form); strategic merge without the
+change; resource quantities are validated and stored in canonical form; an apply that drops a keyed element
+removes it, and a field an update removes leaves every manager's set); strategic merge without the
 `$patch`/`$setElementOrder` directives; ownership at leaf granularity.
 """
 
@@ -222,8 +223,9 @@ class Store:
             validate(kind, new)
             immutable(kind, old, new)
             changed = _changed(old, new)
-            if subresource != "status" and changed:
-                _take(new, changed, manager, "Update", kind.group_version, subresource)
+            gone = _removed(old, new)
+            if subresource != "status" and (changed or gone):
+                _take(new, changed, manager, "Update", kind.group_version, subresource, gone)
             return self._store(kind, ns, name, new, dry_run, old)
 
     def apply(self, kind: Kind, ns: str, name: str, config: dict[str, Any], manager: str, force: bool,
@@ -398,9 +400,15 @@ def _set_entry(obj: dict[str, Any], manager: str, op: str, api_version: str, pat
     entries.append(_entry(manager, op, api_version, paths, subresource))
 
 
+def _removed(old: dict[str, Any], new: dict[str, Any]) -> set[kf.Path]:
+    return {p for p, _ in kf.leaves(obj_without_status(old))} - {p for p, _ in kf.leaves(obj_without_status(new))}
+
+
 def _take(obj: dict[str, Any], paths: set[kf.Path], manager: str, op: str, api_version: str,
-          subresource: str) -> None:
-    """An update: the manager takes the fields it changed from everyone else."""
+          subresource: str, gone: set[kf.Path] | None = None) -> None:
+    """An update: the manager takes the fields it changed from everyone else; a field it removed is nobody's
+    any more (structured-merge-diff drops removed fields from every manager's set)."""
+    gone = gone or set()
     entries = obj["metadata"].setdefault("managedFields", [])
     mine: set[kf.Path] = set()
     for entry in entries:
@@ -408,8 +416,8 @@ def _take(obj: dict[str, Any], paths: set[kf.Path], manager: str, op: str, api_v
         if entry["manager"] == manager and entry["operation"] == op and entry.get("subresource", "") == subresource:
             mine = owned
         else:
-            entry["fieldsV1"] = kf.to_fields_v1(owned - paths)
-    _set_entry(obj, manager, op, api_version, mine | paths, subresource)
+            entry["fieldsV1"] = kf.to_fields_v1(owned - paths - gone)
+    _set_entry(obj, manager, op, api_version, (mine | paths) - gone, subresource)
 
 
 def _keep_server_meta(old: dict[str, Any], new: dict[str, Any]) -> None:
