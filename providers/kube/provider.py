@@ -44,6 +44,7 @@ from specs.model import Kubernetes, ModelSpec
 from specs.project import Project, Spec
 
 IGNORED = (f"metadata.annotations.{COMMIT}",)
+DELETING = "being deleted"  # a FieldChange path: the object is made again once it is gone (apply waits)
 OWNER = "owner of "  # a FieldChange path prefix: the field changes manager (the apply is forced)
 
 
@@ -146,7 +147,8 @@ class KubeProvider:
             if isinstance(inst.desired, Orphan):
                 o = inst.desired
                 found = [i for i in _listed(ctx, o.where, o.namespace, o.kind) if i["metadata"]["name"] == o.name]
-                out[inst.id] = {"exists": bool(found)}
+                out[inst.id] = {"exists": bool(found), **({"terminating": _finalizers(found[0])}
+                                                          if found and _finalizers(found[0]) is not None else {})}
                 continue
             d: KubeObject = inst.desired
             ctx.reporter.report(Reading(inst.target, inst.address))
@@ -155,7 +157,7 @@ class KubeProvider:
             _same_stack(inst, live, ctx)
             state = _state(d, live)
             out[inst.id] = state
-            if not state["same"]:
+            if not state["same"] and "terminating" not in state:  # (one being deleted is made anew: no dry run)
                 todo.append((inst, state))
         session(ctx).lists.clear()  # a later read (before and after apply) lists again
         force = ctx.force_conflicts
@@ -272,6 +274,8 @@ def _state(d: KubeObject, live: dict[str, Any] | None) -> dict[str, Any]:
     want = d.obj.flat
     if live is None:
         return {"exists": False, "same": False, "live": {}, "owners": {}}
+    if _finalizers(live) is not None:  # being deleted: what it holds does not count, it is made again once gone
+        return {"exists": True, "same": False, "live": {}, "owners": {}, "terminating": _finalizers(live)}
     have = flatten(live)
     mine, owners = _recon_owned(live)
     relevant = sorted((set(want) | mine) - set(IGNORED))
@@ -279,6 +283,16 @@ def _state(d: KubeObject, live: dict[str, Any] | None) -> dict[str, Any]:
         mine - set(want) - set(IGNORED))
     return {"exists": True, "same": same, "live": mask(d.obj.kind, {p: have.get(p) for p in relevant}),
             "owners": {p: owners[p] for p in relevant if p in owners}}
+
+
+def _finalizers(live: dict[str, Any]) -> list[str] | None:
+    """What an object being deleted waits for (its finalizers), or None when it is not being deleted."""
+    meta = live.get("metadata") or {}
+    return list(meta.get("finalizers") or []) if meta.get("deletionTimestamp") else None
+
+
+def _waiting(finalizers: list[str]) -> str:
+    return f" (waiting for its finalizers: {', '.join(finalizers)})" if finalizers else ""
 
 
 def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -> dict[str, Any]:
@@ -323,10 +337,14 @@ def _diff(inst: Instance, state: Live) -> Change:
     kind = d.obj.kind
     fields: list[FieldChange] = []
     risks: tuple[str, ...] = ()
-    if not state["exists"]:
+    if not state["exists"] or "terminating" in state:
         action: Action = "create"
-        reason = f"no {kind} {d.obj.name} in {d.obj.namespace} yet"
+        reason = (f"the {kind} {d.obj.name} is being deleted{_waiting(state['terminating'])}: apply waits until it "
+                  "is gone, then creates it" if "terminating" in state else
+                  f"no {kind} {d.obj.name} in {d.obj.namespace} yet")
         fields = [FieldChange(p, None, v) for p, v in sorted(d.obj.shown.items())]
+        if "terminating" in state:
+            fields.insert(0, FieldChange(DELETING, state["terminating"] or "(no finalizers)", None))
     elif state["same"]:
         action, reason = "noop", f"the {kind} holds every field recon applies"
     elif "dry" not in state:  # read for its fingerprint only (the stale check before apply): no dry run
@@ -384,8 +402,12 @@ def _reason(kind: str, fields: list[FieldChange]) -> str:
 def _orphan_diff(inst: Instance, state: Live) -> Change:
     o: Orphan = inst.desired
     exists = bool((state or {}).get("exists"))
-    action: Action = "delete" if exists and o.prune else "noop"
     what = f"{o.kind} {o.namespace}/{o.name}"
+    if exists and "terminating" in (state or {}):  # deleted already (by a prune, or by someone): nothing to do
+        return Change(inst.address, inst.target, inst.spec, inst.resource, "noop",
+                      f"no spec declares Model/{o.model}: its {what} is being deleted"
+                      f"{_waiting(state['terminating'])}", (), fingerprint(state), inst.desired_digest)
+    action: Action = "delete" if exists and o.prune else "noop"
     reason = (f"no spec declares Model/{o.model}: its {what} is deleted" if action == "delete"
               else f"no spec declares Model/{o.model}: its {what}, made by a recon that did not record its project, "
               "is kept (--prune does not delete it); delete it with kubectl, or declare the Model to take it over"
@@ -407,6 +429,8 @@ def _apply_one(inst: Instance, change: Change, ctx: Context) -> str:
     config = _with_commit(d.obj.config, ctx.commit)
     if change.action == "replace":  # a field that cannot change once set: deleted, then made anew
         conn.delete(d.obj.kind, d.obj.namespace, d.obj.name)
+    if any(f.path == DELETING for f in change.fields):
+        _gone(conn, d, d.settings.rolloutTimeout)
     before = conn.get(d.obj.kind, d.obj.namespace, d.obj.name) if d.obj.kind == "Deployment" else None
     applied = conn.apply(d.obj.kind, config, force=force, dry_run=False)
     if d.obj.kind != "Deployment":
@@ -421,6 +445,20 @@ def _apply_one(inst: Instance, change: Change, ctx: Context) -> str:
     restored["spec"]["template"] = before["spec"]["template"]
     conn.apply("Deployment", restored, force=True, dry_run=False)
     raise _RolloutFailed(f"the rollout did not finish: {problem}; rolled back: the previous template is restored")
+
+
+def _gone(conn: Any, d: KubeObject, timeout: float) -> None:
+    """Wait while the object is being deleted (finalizers, foreground deletion), up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        live = conn.get(d.obj.kind, d.obj.namespace, d.obj.name)
+        waiting = _finalizers(live) if live is not None else None
+        if waiting is None:
+            return
+        if time.monotonic() >= deadline:
+            raise _RolloutFailed(f"the {d.obj.kind} {d.obj.name} is still being deleted after {timeout:g}s"
+                                 f"{_waiting(waiting)}; apply again once it is gone")
+        time.sleep(0.2)
 
 
 def _with_commit(config: dict[str, Any], commit: str) -> dict[str, Any]:

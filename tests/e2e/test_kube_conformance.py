@@ -172,3 +172,48 @@ def test_a_field_another_manager_removed_is_nobody_s(peer: tuple[kube_api.KubePe
     again = kubectl(config, "apply", "--server-side", "--field-manager", "team", "--validate=false", "-f", "-",
                     stdin=labelled)
     assert again.returncode == 0, again.stderr
+
+
+def test_finalizers_foreground_deletion_and_terminating_namespaces(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """Deletion is not always at once (kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/):
+    an object with finalizers gets a deletionTimestamp and stays until they are removed; foreground cascading
+    adds foregroundDeletion until its dependents are gone; a namespace turns Terminating, refuses new content,
+    and goes once its contents have."""
+    import time
+
+    _, config = peer
+    held = DEPLOYMENT.replace("metadata: {name: web, namespace: default}",
+                              "metadata: {name: web, namespace: default, finalizers: [example.com/hold]}")
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=held).returncode == 0
+    assert kubectl(config, "delete", "deployment", "web", "--wait=false").returncode == 0
+    stored = json.loads(kubectl(config, "get", "deployment", "web", "-o", "json").stdout)
+    assert stored["metadata"]["deletionTimestamp"] and stored["metadata"]["finalizers"] == ["example.com/hold"]
+    assert kubectl(config, "patch", "deployment", "web", "--type=merge", "-p",
+                   '{"metadata": {"finalizers": null}}').returncode == 0
+
+    def gone(*what: str) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if kubectl(config, "get", *what).returncode != 0:
+                return True
+            time.sleep(0.1)
+        return False
+
+    assert gone("deployment", "web")
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=DEPLOYMENT).returncode == 0
+    assert kubectl(config, "delete", "deployment", "web", "--cascade=foreground", "--wait=false").returncode == 0
+    assert gone("deployment", "web")
+
+    assert kubectl(config, "create", "namespace", "scratch").returncode == 0
+    kept = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: scratch, finalizers: [example.com/hold]}\n"
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=kept).returncode == 0
+    assert kubectl(config, "delete", "namespace", "scratch", "--wait=false").returncode == 0
+    time.sleep(0.5)  # the namespace controller has run: the ConfigMap is being deleted, held by its finalizer
+    phase = kubectl(config, "get", "namespace", "scratch", "-o", "jsonpath={.status.phase}")
+    refused = kubectl(config, "create", "configmap", "d", "-n", "scratch")
+    assert phase.stdout == "Terminating" and refused.returncode != 0 and "being terminated" in refused.stderr
+    held_cm = json.loads(kubectl(config, "get", "configmap", "c", "-n", "scratch", "-o", "json").stdout)
+    assert held_cm["metadata"]["deletionTimestamp"]
+    assert kubectl(config, "patch", "configmap", "c", "-n", "scratch", "--type=merge", "-p",
+                   '{"metadata": {"finalizers": null}}').returncode == 0
+    assert gone("configmap", "c", "-n", "scratch") and gone("namespace", "scratch")

@@ -254,6 +254,40 @@ def test_quantities_the_server_writes_back_otherwise_are_no_change(tmp_path: Pat
         assert made == ["LIST"] * 4, made  # nothing to dry-run: 1Gi is the 1024Mi recon applies
 
 
+def test_objects_still_being_deleted_are_waited_for_and_never_deleted_twice(tmp_path: Path, cluster: Cluster) -> None:
+    """Issue 20 (9): deletion is not always at once (finalizers). A Model's ConfigMap being deleted is planned as
+    made again once it is gone, and apply waits for that; a pruned object held by a finalizer is shown as being
+    deleted, not deleted again."""
+    import threading
+
+    _spec(tmp_path, cluster)
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    hold = {"metadata": {"finalizers": ["example.com/hold"]}}
+    cluster.core.patch_namespaced_config_map("churn", cluster.namespace, hold)
+    cluster.core.delete_namespaced_config_map("churn", cluster.namespace)
+    planned = recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV)
+    assert planned.rc == 2 and "+ create  Model/churn/configmap" in planned.out, planned.text
+    assert "the ConfigMap churn is being deleted (waiting for its finalizers: example.com/hold)" in planned.out
+    release = threading.Timer(1.0, lambda: cluster.core.patch_namespaced_config_map(
+        "churn", cluster.namespace, {"metadata": {"finalizers": None}}))
+    release.start()
+    applied = recon("apply", "--auto-approve", cwd=tmp_path, env=ENV)
+    release.join()
+    assert applied.rc == 0, applied.text
+    made = cluster.core.read_namespaced_config_map("churn", cluster.namespace)
+    assert made.metadata.deletion_timestamp is None and made.data["MODEL_VERSION"] == "v1"
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0
+
+    cluster.core.patch_namespaced_config_map("churn", cluster.namespace, hold)  # then the Model leaves the specs
+    (tmp_path / "specs" / "churn.yaml").unlink()
+    _spec(tmp_path, cluster, name="other")
+    assert recon("apply", "--prune", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    again = recon("plan", "--prune", cwd=tmp_path, env=ENV)
+    assert "its ConfigMap" in again.out and "is being deleted (waiting for its finalizers: example.com/hold)" in \
+        again.out and "- delete  Model/churn/configmap" not in again.out, again.text
+    cluster.core.patch_namespaced_config_map("churn", cluster.namespace, {"metadata": {"finalizers": None}})
+
+
 def test_a_stuck_rollout_fails_and_rolls_back(tmp_path: Path, cluster: Cluster) -> None:
     _spec(tmp_path, cluster, k8s="rolloutTimeout: 3")
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0

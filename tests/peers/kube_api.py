@@ -226,7 +226,10 @@ class _Handler(BaseHTTPRequestHandler):
                         raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind.plural} "{name}": '
                                        f"Precondition failed: {what} in precondition: {want}, {what} in object "
                                        f"meta: {have}", kind=kind.kind, name=name)
-                store.delete(kind, space, name, dry)
+                propagation = options.get("propagationPolicy") or query.get("propagationPolicy", "")
+                left = store.delete(kind, space, name, dry, propagation)
+                if left["metadata"].get("deletionTimestamp"):  # it stays until its finalizers are done
+                    return 200, left
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
                              "details": {"name": name, "kind": kind.plural, "uid": current["metadata"].get("uid")}}
             if method == "PUT":

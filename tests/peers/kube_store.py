@@ -9,7 +9,8 @@ Deployment's status is set by `Store.tick` from its template (images on a host u
 never become available, like an image that cannot be pulled); no watch; no authentication or RBAC; no admission
 webhooks; validation and defaulting only of the fields listed here (Secret stringData is folded into
 data; apply bodies must name the URL's apiVersion and kind; DELETE honours DeleteOptions' dryRun and
-preconditions, not yet finalizers or propagation; a Deployment's selector and a Service's clusterIP cannot
+preconditions; finalizers and foreground deletion hold an object with a deletionTimestamp, and a namespace
+turns Terminating until its contents are gone; a Deployment's selector and a Service's clusterIP cannot
 change; resource quantities are validated and stored in canonical form; an apply that drops a keyed element
 removes it, and a field an update removes leaves every manager's set); strategic merge without the
 `$patch`/`$setElementOrder` directives; ownership at leaf granularity.
@@ -180,6 +181,9 @@ class Store:
             name = (obj.get("metadata") or {}).get("name", "")
             if kind.namespaced and ("namespaces", "", ns) not in self.objects:
                 raise ApiError(404, "NotFound", f'namespaces "{ns}" not found', kind="Namespace", name=ns)
+            if kind.namespaced and self.objects[("namespaces", "", ns)]["metadata"].get("deletionTimestamp"):
+                raise ApiError(403, "Forbidden", f'{kind.plural} "{name}" is forbidden: unable to create new content '
+                               f"in namespace {ns} because it is being terminated", kind=kind.kind, name=name)
             if (kind.plural, ns, name) in self.objects:
                 raise ApiError(409, "AlreadyExists", f'{kind.plural} "{name}" already exists', kind=kind.kind,
                                name=name)
@@ -277,15 +281,60 @@ class Store:
             _set_entry(new, manager, "Apply", kind.group_version, mine, "")
             return self._store(kind, ns, name, new, dry_run, old)
 
-    def delete(self, kind: Kind, ns: str, name: str, dry_run: bool = False) -> dict[str, Any]:
+    def delete(self, kind: Kind, ns: str, name: str, dry_run: bool = False, propagation: str = "") -> dict[str, Any]:
+        """Gone at once, unless something must happen first: an object with finalizers (or deleted with
+        propagationPolicy Foreground, which adds foregroundDeletion) gets a deletionTimestamp and stays until they
+        are removed; a namespace turns Terminating, and the namespace controller (tick) deletes its contents,
+        then it. Returns the object, and whether it is gone."""
         with self.lock:
             obj = self.get(kind, ns, name)
+            meta = obj["metadata"]
+            finalizers = list(meta.get("finalizers") or [])
+            if propagation == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+            if kind.kind == "Namespace" or finalizers:
+                if dry_run or meta.get("deletionTimestamp"):
+                    return obj
+                stored = self.objects[(kind.plural, ns, name)]
+                stored["metadata"].update({"deletionTimestamp": now(), "deletionGracePeriodSeconds": 0,
+                                           **({"finalizers": finalizers} if finalizers else {})})
+                if kind.kind == "Namespace":
+                    stored.setdefault("status", {})["phase"] = "Terminating"
+                stored["metadata"]["_deleting"] = time.monotonic()
+                self.version += 1
+                stored["metadata"]["resourceVersion"] = str(self.version)
+                return copy.deepcopy(stored)
             if not dry_run:
                 del self.objects[(kind.plural, ns, name)]
-                if kind.kind == "Namespace":
-                    for key in [k for k in self.objects if k[1] == name]:
-                        del self.objects[key]
             return obj
+
+    def _finish_deletions(self) -> None:
+        """The garbage collector and the namespace controller: foregroundDeletion is removed once `settle` has
+        passed (no dependents here), a Terminating namespace's contents go and then it; an object whose
+        finalizers are all gone, and that is being deleted, goes."""
+        for key, obj in list(self.objects.items()):
+            meta = obj["metadata"]
+            if key not in self.objects:  # (its namespace went first)
+                continue
+            if not meta.get("deletionTimestamp") or time.monotonic() - meta.get("_deleting", 0) < self.settle:
+                continue
+            if "foregroundDeletion" in (meta.get("finalizers") or []):
+                meta["finalizers"] = [f for f in meta["finalizers"] if f != "foregroundDeletion"]
+            if key[0] == "namespaces":
+                inside = [k for k in self.objects if k[1] == key[2]]
+                for k in inside:
+                    held = self.objects[k]["metadata"]
+                    if not held.get("finalizers"):
+                        del self.objects[k]
+                    elif not held.get("deletionTimestamp"):  # deleted too, and waiting for its finalizers
+                        held.update({"deletionTimestamp": now(), "deletionGracePeriodSeconds": 0,
+                                     "_deleting": time.monotonic()})
+                if any(k[1] == key[2] for k in self.objects):
+                    continue  # something inside still has finalizers
+            elif meta.get("finalizers"):
+                continue
+            del self.objects[key]
+            self.version += 1
 
     def _store(self, kind: Kind, ns: str, name: str, obj: dict[str, Any], dry_run: bool,
                old: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -312,6 +361,7 @@ class Store:
         available, unless an image is on a host under .invalid (it cannot be pulled): then one new replica
         is unavailable and the old ones keep serving, as a real rollout that is stuck."""
         with self.lock:
+            self._finish_deletions()
             for (plural, _, _), obj in list(self.objects.items()):
                 if plural != "deployments":
                     continue
@@ -350,6 +400,8 @@ def _public(obj: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(obj)
     if isinstance(out.get("status"), dict):
         out["status"].pop("_changed", None)
+    if isinstance(out.get("metadata"), dict):
+        out["metadata"].pop("_deleting", None)
     return out
 
 
@@ -422,7 +474,8 @@ def _take(obj: dict[str, Any], paths: set[kf.Path], manager: str, op: str, api_v
 
 def _keep_server_meta(old: dict[str, Any], new: dict[str, Any]) -> None:
     meta = new.setdefault("metadata", {})
-    for key in ("uid", "creationTimestamp", "namespace", "name", "generation", "resourceVersion"):
+    for key in ("uid", "creationTimestamp", "namespace", "name", "generation", "resourceVersion", "deletionTimestamp",
+                "deletionGracePeriodSeconds", "_deleting"):
         if key in old["metadata"]:
             meta[key] = old["metadata"][key]
     meta["managedFields"] = copy.deepcopy(old["metadata"].get("managedFields", []))
