@@ -217,3 +217,18 @@ def test_finalizers_foreground_deletion_and_terminating_namespaces(peer: tuple[k
     assert kubectl(config, "patch", "configmap", "c", "-n", "scratch", "--type=merge", "-p",
                    '{"metadata": {"finalizers": null}}').returncode == 0
     assert gone("configmap", "c", "-n", "scratch") and gone("namespace", "scratch")
+
+
+def test_field_selectors(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """Every kind selects on metadata.name and metadata.namespace; a field its kind does not index is 400
+    "field label not supported" (kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/)."""
+    _, config = peer
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=DEPLOYMENT).returncode == 0
+    other = DEPLOYMENT.replace("name: web, namespace", "name: api, namespace")
+    assert kubectl(config, "apply", "--server-side", "--validate=false", "-f", "-", stdin=other).returncode == 0
+    one = kubectl(config, "get", "deployments", "--field-selector", "metadata.name=web", "-o", "name")
+    assert one.returncode == 0 and one.stdout.split() == ["deployment.apps/web"], one.stdout + one.stderr
+    rest = kubectl(config, "get", "deployments", "--field-selector", "metadata.name!=web", "-o", "name")
+    assert rest.stdout.split() == ["deployment.apps/api"]
+    bad = kubectl(config, "get", "deployments", "--field-selector", "spec.replicas=1")
+    assert bad.returncode != 0 and "field label not supported: spec.replicas" in bad.stderr, bad.stderr

@@ -198,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
         space = ns or ""
         with store.lock:
             if method == "GET" and not name:
-                return 200, store.list(kind, ns, query.get("labelSelector", ""))
+                return 200, store.list(kind, ns, query.get("labelSelector", ""), query.get("fieldSelector", ""))
             if method == "POST":
                 if name:
                     raise ApiError(405, "MethodNotAllowed", "POST to a named object")

@@ -101,11 +101,12 @@ class Store:
             raise ApiError(404, "NotFound", f'{kind.plural} "{name}" not found', kind=kind.kind, name=name)
         return copy.deepcopy(obj)
 
-    def list(self, kind: Kind, ns: str | None, selector: str) -> dict[str, Any]:
+    def list(self, kind: Kind, ns: str | None, selector: str, fields: str = "") -> dict[str, Any]:
         match = parse_selector(selector)
+        by_field = field_selector(kind, fields)
         items = [copy.deepcopy(o) for (plural, o_ns, _), o in sorted(self.objects.items())
                  if plural == kind.plural and (ns is None or o_ns == ns)
-                 and match(o["metadata"].get("labels") or {})]
+                 and match(o["metadata"].get("labels") or {}) and by_field(o)]
         return {"kind": kind.kind + "List", "apiVersion": kind.group_version,
                 "metadata": {"resourceVersion": str(self.version)}, "items": items}
 
@@ -669,6 +670,23 @@ def immutable(kind: Kind, old: dict[str, Any], new: dict[str, Any]) -> None:
     if causes:
         listing = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
         raise ApiError(422, "Invalid", f'{kind.kind} "{name}" is invalid: {listing}', causes, kind.kind, name)
+
+
+def field_selector(kind: Kind, text: str) -> Any:
+    """A field selector (`metadata.name=web,metadata.namespace!=kube-system`): every kind supports metadata.name
+    and metadata.namespace, with =, == and !=; another field is 400, as the API server answers for a field its
+    kind does not index ("field label not supported")."""
+    checks = []
+    for term in (t.strip() for t in text.split(",") if t.strip()):
+        m = re.fullmatch(r"([\w.]+)\s*(==|=|!=)\s*(.*)", term)
+        if m is None:
+            raise ApiError(400, "BadRequest", f"invalid field selector: {term!r}")
+        field, op, value = m.groups()
+        if field not in ("metadata.name", "metadata.namespace"):
+            raise ApiError(400, "BadRequest", f'field label not supported: {field}', kind=kind.kind)
+        key = field.split(".")[1]
+        checks.append(lambda o, k=key, v=value, neg=op == "!=": (o["metadata"].get(k, "") == v) != neg)
+    return lambda o: all(c(o) for c in checks)
 
 
 def parse_selector(text: str) -> Any:
