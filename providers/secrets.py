@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,3 +55,16 @@ def keyed(value: str | bytes) -> str:
     """A short keyed hash, e.g. `hmac:3f2a9c01d4e7`."""
     data = value.encode() if isinstance(value, str) else value
     return "hmac:" + hmac.new(hash_key(), data, hashlib.sha256).hexdigest()[:12]
+
+
+def masker(secrets: Iterable[tuple[str, str]]) -> Callable[[str], str]:
+    """Hides each secret's value in a line of output, as `(secret NAME)` (longest first, so one secret inside
+    another cannot leave a piece of it); values under 4 characters are left, as they would mask ordinary text."""
+    known = sorted(((name, value) for name, value in secrets if len(value) >= 4), key=lambda nv: -len(nv[1]))
+
+    def mask(text: str) -> str:
+        for name, value in known:
+            text = text.replace(value, f"(secret {name})")
+        return text
+
+    return mask

@@ -13,6 +13,7 @@ from providers.context import Context
 from providers.contract import Output
 from providers.docker.model import DockerModel, Failed, L
 from providers.docker.replicas import _healthy, _probe, converge, mine
+from providers.secrets import masker as secret_masker
 from specs.actions import LogsParams, Params, ScaleParams
 from specs.model import EnvFrom
 
@@ -81,15 +82,7 @@ def _scale(api: Any, d: DockerModel, replicas: int, ctx: Context) -> str:
 
 def masker(d: DockerModel) -> Callable[[str], str]:
     """Hides the values of the Model's secret environment variables in a line of output."""
-    secrets = sorted(((k, d.env[k]) for k, v in d.spec.env.items() if isinstance(v, EnvFrom) and k in d.env
-                      and len(d.env[k]) >= 4), key=lambda kv: -len(kv[1]))
-
-    def mask(text: str) -> str:
-        for key, value in secrets:
-            text = text.replace(value, f"(secret {key})")
-        return text
-
-    return mask
+    return secret_masker((k, d.env[k]) for k, v in d.spec.env.items() if isinstance(v, EnvFrom) and k in d.env)
 
 
 def _logs(api: Any, d: DockerModel, p: LogsParams, emit: Callable[[Output], None]) -> str:

@@ -16,6 +16,7 @@ from providers.context import Context
 from providers.contract import Output
 from providers.kube.client import ApiFailure, Cluster, cluster
 from providers.kube.rollout import wait_rollout
+from providers.secrets import masker
 from specs.actions import LogsParams, Params, ScaleParams
 
 
@@ -116,15 +117,6 @@ def _masker(conn: Cluster, d: Any) -> Callable[[str], str]:
               if "secretKeyRef" in (e.get("valueFrom") or {})}
     for name in sorted(names):
         got = conn.get("Secret", d.obj.namespace, name) or {}
-        for key, value in (got.get("data") or {}).items():
-            text = base64.b64decode(value).decode(errors="replace")
-            if len(text) >= 4:
-                secrets.append((key, text))
-    secrets.sort(key=lambda kv: -len(kv[1]))
-
-    def mask(text: str) -> str:
-        for key, value in secrets:
-            text = text.replace(value, f"(secret {key})")
-        return text
-
-    return mask
+        secrets += [(key, base64.b64decode(value).decode(errors="replace"))
+                    for key, value in (got.get("data") or {}).items()]
+    return masker(secrets)
