@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 from providers.context import Context
-from providers.docker.model import BundleSource, Failed
+from providers.docker.model import BundleSource, Failed, OnePerKey
 from specs.errors import ReconError
 from specs.model import ModelSpec
 from specs.project import Project
@@ -36,8 +34,7 @@ def bundle_tree(source: BundleSource, ctx: Context) -> str | None:
     return None if remote is None else remote.parsed.annotations.get(oci.TREE)
 
 
-_PULLING: dict[str, threading.Lock] = {}
-_GUARD = threading.Lock()
+_PULLING = OnePerKey()
 
 
 def materialize(source: BundleSource, ctx: Context) -> tuple[str, str]:
@@ -58,10 +55,8 @@ def materialize(source: BundleSource, ctx: Context) -> tuple[str, str]:
         raise Failed(f"bundle {source.ref} holds other files than its spec says (tree {tree[:19]}, expected "
                       f"{source.tree[:19]}); apply the Bundle first")
     where = cache_dir() / "models" / (tree or remote.digest).partition(":")[2][:20]
-    with _GUARD:
-        lock = _PULLING.setdefault(str(where), threading.Lock())
     try:
-        with lock:  # Models rolling at the same time that share a bundle materialize it once
+        with _PULLING(str(where)):  # Models rolling at the same time that share a bundle materialize it once
             ops.pull(store, where, cache, lambda total: None, remote)
     except ReconError as exc:
         raise Failed(f"bundle {source.ref} could not be materialized: {exc}") from None

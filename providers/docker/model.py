@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,18 @@ class Orphan:
     legacy: bool = False  # made by a recon that did not label its stack: whose they are is unknown, so never pruned
 
 
+
+
+class OnePerKey:
+    """A lock per key (an image to build, a bundle to materialize), for Models rolling at the same time."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
 
 
 class Failed(Exception):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ from typing import Any
 
 from providers.context import Context
 from providers.docker.files import materialize
-from providers.docker.model import MANAGED, STACK, STACK_NAME, DockerModel, Failed, L, Orphan
+from providers.docker.model import MANAGED, STACK, STACK_NAME, DockerModel, Failed, L, OnePerKey, Orphan
 from specs.stack import Stack
 
 
@@ -74,15 +73,12 @@ def mine(api: Any, d: DockerModel | Orphan, stack: Stack | None = None) -> list[
             if own is None or c["Labels"].get(STACK) in (None, own.id)]
 
 
-_BUILDING: dict[str, threading.Lock] = {}
-_GUARD = threading.Lock()
+_BUILDING = OnePerKey()
 
 
 def _image(api: Any, d: DockerModel) -> str:
     """The image's id; built first when it is missing (once, when Models rolling at the same time share it)."""
-    with _GUARD:
-        lock = _BUILDING.setdefault(d.image, threading.Lock())
-    with lock:
+    with _BUILDING(d.image):
         return _image_now(api, d)
 
 
