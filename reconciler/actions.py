@@ -82,9 +82,9 @@ def resolve(project: Project, items: Items, action: ActionDef, pattern: str, par
     takes = [(p, i) for p, i in matched if isinstance(p, WithActions) and action.name in p.actions(i)]
     if not takes:
         what = sorted({i.resource for _, i in matched})
+        example = _example(items, action)
         raise UsageError(f"{action.name} acts on {' or '.join(_ON[o] for o in action.on)}; {pattern} is "
-                         f"{' and '.join(_a(w) for w in what)}" + (
-                             f" (e.g. {_example(items, action)})" if _example(items, action) else ""))
+                         f"{' and '.join(_a(w) for w in what)}" + (f" (e.g. {example})" if example else ""))
     providers = {id(p) for p, _ in takes}
     if len(providers) > 1:
         raise UsageError(f"{pattern} matches resources of more than one kind; name one kind's (e.g. Model/NAME)")

@@ -179,7 +179,6 @@ class DockerProvider:
             for api in made:
                 api.close()
 
-
     def actions(self, inst: Item) -> tuple[str, ...]:
         return ("restart", "scale", "logs", "health") if isinstance(inst.desired, DockerModel) else ()
 

@@ -28,7 +28,8 @@ def act(ctx: Context, action: str, d: Any, params: Params, emit: Callable[[Outpu
     """`d` is the Model's Deployment (a KubeObject); what was done, or ActionFailed saying why not."""
     conn = cluster(ctx, d.where)
     ns, name = d.obj.namespace, d.obj.name
-    if conn.get("Deployment", ns, name) is None:
+    live = conn.get("Deployment", ns, name)
+    if live is None:
         raise ActionFailed(f"no Deployment {ns}/{name}: the Model is not applied there yet (recon apply)")
     if action == "restart":
         at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -41,7 +42,8 @@ def act(ctx: Context, action: str, d: Any, params: Params, emit: Callable[[Outpu
                          content_type="application/merge-patch+json")
         got = conn.get("Deployment", ns, name) or {}
         return _rolled(conn, got, d, f"scaled to {was.get('spec', {}).get('replicas', params.replicas)} replicas")
-    pods = conn.pods(ns, ",".join(f"{k}={v}" for k, v in sorted(_selector(conn, ns, name).items())))
+    selector = (live.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    pods = conn.pods(ns, ",".join(f"{k}={v}" for k, v in sorted(selector.items())))
     if action == "health":
         return _health(pods, emit)
     assert isinstance(params, LogsParams)
@@ -53,11 +55,6 @@ def _rolled(conn: Cluster, obj: dict[str, Any], d: Any, what: str) -> str:
     if problem is not None:
         raise ActionFailed(f"{what}, but the rollout did not finish: {problem}")
     return f"{what}; rolled out: {last.get('status', {}).get('availableReplicas', 0)} replicas available"
-
-
-def _selector(conn: Cluster, ns: str, name: str) -> dict[str, str]:
-    got = conn.get("Deployment", ns, name) or {}
-    return dict((got.get("spec", {}).get("selector") or {}).get("matchLabels") or {})
 
 
 def _health(pods: list[dict[str, Any]], emit: Callable[[Output], None]) -> str:

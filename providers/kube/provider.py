@@ -147,8 +147,8 @@ class KubeProvider:
             if isinstance(inst.desired, Orphan):
                 o = inst.desired
                 found = [i for i in _listed(ctx, o.where, o.namespace, o.kind) if i["metadata"]["name"] == o.name]
-                out[inst.id] = {"exists": bool(found), **({"terminating": _finalizers(found[0])}
-                                                          if found and _finalizers(found[0]) is not None else {})}
+                held = _finalizers(found[0]) if found else None
+                out[inst.id] = {"exists": bool(found), **({"terminating": held} if held is not None else {})}
                 continue
             d: KubeObject = inst.desired
             ctx.reporter.report(Reading(inst.target, inst.address))
@@ -187,7 +187,6 @@ class KubeProvider:
                 continue
             ctx.reporter.report(StepDone(target, change.id, True))
             yield Result(change.id, True, seconds=time.monotonic() - started, note=note)
-
 
     def actions(self, inst: Item) -> tuple[str, ...]:
         d = inst.desired
@@ -274,8 +273,9 @@ def _state(d: KubeObject, live: dict[str, Any] | None) -> dict[str, Any]:
     want = d.obj.flat
     if live is None:
         return {"exists": False, "same": False, "live": {}, "owners": {}}
-    if _finalizers(live) is not None:  # being deleted: what it holds does not count, it is made again once gone
-        return {"exists": True, "same": False, "live": {}, "owners": {}, "terminating": _finalizers(live)}
+    held = _finalizers(live)
+    if held is not None:  # being deleted: what it holds does not count, it is made again once gone
+        return {"exists": True, "same": False, "live": {}, "owners": {}, "terminating": held}
     have = flatten(live)
     mine, owners = _recon_owned(live)
     relevant = sorted((set(want) | mine) - set(IGNORED))
