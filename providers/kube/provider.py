@@ -429,8 +429,8 @@ def _apply_one(inst: Instance, change: Change, ctx: Context) -> str:
     config = _with_commit(d.obj.config, ctx.commit)
     if change.action == "replace":  # a field that cannot change once set: deleted, then made anew
         conn.delete(d.obj.kind, d.obj.namespace, d.obj.name)
-    if any(f.path == DELETING for f in change.fields):
-        _gone(conn, d, d.settings.rolloutTimeout)
+    if change.action == "replace" or any(f.path == DELETING for f in change.fields):
+        _gone(conn, d, d.settings.rolloutTimeout)  # (a deletion waits for finalizers and foreground dependents)
     before = conn.get(d.obj.kind, d.obj.namespace, d.obj.name) if d.obj.kind == "Deployment" else None
     applied = conn.apply(d.obj.kind, config, force=force, dry_run=False)
     if d.obj.kind != "Deployment":

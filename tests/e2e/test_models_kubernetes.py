@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -221,8 +222,8 @@ def test_a_deployment_whose_selector_must_change_is_replaced(tmp_path: Path, clu
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
     made = cluster.deployment("churn")
     cluster.apps.delete_namespaced_deployment("churn", cluster.namespace)
-    other = {"apiVersion": "apps/v1", "kind": "Deployment",
-             "metadata": {"name": "churn", "labels": made["metadata"]["labels"]},
+    other = {"apiVersion": "apps/v1", "kind": "Deployment",  # (a finalizer: its deletion takes a moment)
+             "metadata": {"name": "churn", "labels": made["metadata"]["labels"], "finalizers": ["example.com/hold"]},
              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "older"}},
                       "template": {"metadata": {"labels": {"app": "older"}},
                                    "spec": {"containers": [{"name": "model", "image": IMAGE1}]}}}}
@@ -231,8 +232,12 @@ def test_a_deployment_whose_selector_must_change_is_replaced(tmp_path: Path, clu
     planned = recon("plan", "--detailed-exitcode", "--force-conflicts", cwd=tmp_path, env=ENV)
     assert planned.rc == 2 and "-/+ replace Model/churn/deployment" in planned.out, planned.text
     assert "spec.selector cannot change once set: apply deletes the Deployment and creates it again" in planned.out
+    release = threading.Timer(1.0, lambda: cluster.apps.patch_namespaced_deployment(
+        "churn", cluster.namespace, {"metadata": {"finalizers": None}}))
+    release.start()
     applied = recon("apply", "--auto-approve", "--force-conflicts", cwd=tmp_path, env=ENV)
-    assert applied.rc == 0, applied.text
+    release.join()
+    assert applied.rc == 0, applied.text  # it waited for the old one to go before making it anew
     assert cluster.deployment("churn")["spec"]["selector"] == made["spec"]["selector"]
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0
 
