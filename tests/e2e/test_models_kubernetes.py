@@ -263,8 +263,6 @@ def test_objects_still_being_deleted_are_waited_for_and_never_deleted_twice(tmp_
     """Issue 20 (9): deletion is not always at once (finalizers). A Model's ConfigMap being deleted is planned as
     made again once it is gone, and apply waits for that; a pruned object held by a finalizer is shown as being
     deleted, not deleted again."""
-    import threading
-
     _spec(tmp_path, cluster)
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
     hold = {"metadata": {"finalizers": ["example.com/hold"]}}
