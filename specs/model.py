@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,10 @@ from specs.secrets import SecretRef
 
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMORY = re.compile(r"^[0-9]+[kmg]?$")
+
+
+def _ports(lo: int, hi: int) -> str:
+    return f"ports {lo}-{hi}" if hi > lo else f"port {lo}"
 
 
 class Build(StrictModel):
@@ -83,6 +88,28 @@ class BundleMount(StrictModel):
         return self
 
 
+class Endpoint(StrictModel):
+    """On docker: one address in front of the replicas that never moves (an HAProxy recon runs and reloads)."""
+
+    port: int = Field(ge=1024, le=65000, description="The port clients use; it stays through rollouts.")
+    address: str = Field(default="127.0.0.1", description="The address it listens on: 127.0.0.1 for this machine's "
+                         "clients, 0.0.0.0 for every interface.")
+    image: str = Field(default="haproxy:2.6", description="An HAProxy 2.x image present on the engine (recon pulls "
+                       "nothing): `docker pull haproxy:2.6` there, or your own build of it.")
+    drainTimeout: float = Field(default=30, gt=0, le=600, description="Seconds a replica taken out of the endpoint "
+                                "may finish the requests it has before it is removed.")
+
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError(f"address {value!r} is not an IPv4 address like 127.0.0.1 or 0.0.0.0") from None
+        return value
+
+
 class Kubernetes(StrictModel):
     """Where and how a Model runs on a Kubernetes cluster (runtime: kubernetes)."""
 
@@ -133,6 +160,9 @@ class ModelSpec(KindSpec):
         default=None,
         description="Model files from a Bundle, mounted read-only; a new bundle version rolls the replicas.",
     )
+    endpoint: Endpoint | None = Field(
+        default=None, description="docker: a stable address in front of the replicas (127.0.0.1:port), with "
+        "requests drained from a replica before it goes; kubernetes has its Service for that.")
     resources: Resources = Field(default_factory=Resources, description="Limits per replica.")
     health: Health = Field(default_factory=Health, description="The check a replica must pass to serve.")
     drainSeconds: float = Field(
@@ -150,7 +180,8 @@ class ModelSpec(KindSpec):
             raise ValueError("a Model needs exactly one of 'image' or 'build'")
         if self.runtime == "kubernetes":
             docker_only = [name for name, unset in (("build", self.build is None), ("bundle", self.bundle is None),
-                                                    ("volumes", not self.volumes), ("network", self.network == "host"))
+                                                    ("volumes", not self.volumes), ("network", self.network == "host"),
+                                                    ("endpoint", self.endpoint is None))
                            if not unset]
             if docker_only:
                 raise ValueError(f"{', '.join(docker_only)}: only for runtime: docker; on kubernetes give an 'image' "
@@ -198,21 +229,27 @@ class ModelSpec(KindSpec):
         update on port+replicas+i, so each Model takes [port, port + 2 x replicas). Two that overlap would answer
         each other's health checks (a successor that cannot bind its port looked healthy, and the old replica was
         removed)."""
-        taken: list[tuple[int, int, str, Document]] = []
+        taken: list[tuple[int, int, str, Loc, Document]] = []  # a range of ports, whose, where it is set
         for body, doc in specs:
-            if isinstance(body, ModelSpec) and body.runtime == "docker" and body.replicas:
+            if isinstance(body, ModelSpec) and body.runtime == "docker":
                 name = str((doc.data.get("metadata") or {}).get("name", "?")) if isinstance(doc.data, dict) else "?"
-                taken.append((body.port, body.port + 2 * body.replicas - 1, name, doc))
+                if body.replicas:
+                    taken.append((body.port, body.port + 2 * body.replicas - 1, f"Model {name}", ("spec", "port"),
+                                  doc))
+                if body.endpoint is not None:
+                    taken.append((body.endpoint.port, body.endpoint.port, f"Model {name}'s endpoint",
+                                  ("spec", "endpoint", "port"), doc))
         taken.sort(key=lambda t: t[0])
         out: list[Diagnostic] = []
         widest: tuple[int, int, str] | None = None  # of those before, the one reaching furthest
-        for lo2, hi2, name2, doc2 in taken:
+        for lo2, hi2, name2, loc, doc2 in taken:
             if widest is not None and lo2 <= widest[1]:
                 lo, hi, name = widest
+                verb = "overlaps" if hi2 == lo2 else "overlap"
                 out.append(doc2.diagnostic(
-                    ("spec", "port"), f"Model {name2} takes ports {lo2}-{hi2}, which overlap Model {name}'s {lo}-{hi} "
-                    "(replica i on port+i, its successor during a rollout on port+replicas+i)",
-                    f"give it a port of {hi + 1} or above, or move Model {name} (each Model takes 2 x replicas ports)"))
+                    loc, f"{name2} takes {_ports(lo2, hi2)}, which {verb} {name}'s {_ports(lo, hi)} (replica i on "
+                    "port+i, its successor during a rollout on port+replicas+i; an endpoint on its own port)",
+                    f"give it a port of {hi + 1} or above, or move {name} (each Model takes 2 x replicas ports)"))
             if widest is None or hi2 > widest[1]:
                 widest = (lo2, hi2, name2)
         return out

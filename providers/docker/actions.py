@@ -11,8 +11,9 @@ from typing import Any
 
 from providers.context import Context
 from providers.contract import Output
-from providers.docker.model import DockerModel, Failed, L
-from providers.docker.replicas import _healthy, _probe, converge, mine
+from providers.docker.endpoint import Endpoint
+from providers.docker.model import DockerModel, Failed, L, is_endpoint
+from providers.docker.replicas import _healthy, _port, _probe, converge, mine
 from providers.secrets import masker as secret_masker
 from specs.actions import LogsParams, Params, ScaleParams
 from specs.model import EnvFrom
@@ -33,8 +34,10 @@ def act(api: Any, action: str, d: DockerModel, params: Params, ctx: Context, emi
     raise Failed(f"{action} is not an action of Models on Docker")
 
 
-def _replicas(api: Any, d: DockerModel) -> list[dict[str, Any]]:
-    return sorted(mine(api, d), key=lambda c: (int(c["Labels"].get(f"{L}replica", "-1")), c["Names"][0]))
+def _replicas(api: Any, d: DockerModel, containers: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The Model's replicas (not its endpoint), in order."""
+    return sorted((c for c in (mine(api, d) if containers is None else containers) if not is_endpoint(c)),
+                  key=lambda c: (int(c["Labels"].get(f"{L}replica", "-1")), c["Names"][0]))
 
 
 def _name(c: dict[str, Any]) -> str:
@@ -42,18 +45,25 @@ def _name(c: dict[str, Any]) -> str:
 
 
 def _restart(api: Any, d: DockerModel, emit: Callable[[Output], None]) -> str:
-    """Each running replica in turn, the next only once this one answers its health check again."""
-    running = [c for c in _replicas(api, d) if c["State"] == "running"]
+    """Each running replica in turn, the next only once this one answers its health check again; behind a stable
+    endpoint, each leaves it (its requests finished) before it restarts, and joins again once healthy."""
+    containers = mine(api, d)
+    running = [c for c in _replicas(api, d, containers) if c["State"] == "running"]
     if not running:
         raise Failed(f"{d.name} has no running replica to restart; `recon apply` starts them")
+    front = Endpoint(api, d, containers)
+    ports = {c["Id"]: _port(c) for c in running}
     for n, c in enumerate(running):
         started = time.monotonic()
+        front.serve([p for cid, p in ports.items() if cid != c["Id"]])
+        front.drain()
         api.restart(c["Id"], timeout=10)
-        ok, why = _healthy(api, c["Id"], int(c["Labels"].get(f"{L}port", "0")), d)
+        ok, why = _healthy(api, c["Id"], ports[c["Id"]], d)
         if not ok:
             left = len(running) - n - 1
             raise Failed(f"replica {_name(c)} did not become healthy after its restart ({why})" +
                          (f"; the {left} after it were not restarted" if left else ""))
+        front.serve(list(ports.values()))
         emit(Output(_name(c), f"restarted, healthy after {time.monotonic() - started:.1f}s"))
     return f"{len(running)} replicas restarted, one at a time, each healthy again"
 
@@ -71,7 +81,7 @@ def _scale(api: Any, d: DockerModel, replicas: int, ctx: Context) -> str:
         image_id = ""
     tree = materialize(d.bundle, ctx)[0] if d.bundle is not None else ""
     want = d.config(image_id or None, tree or None)
-    running = [c for c in mine(api, d) if c["State"] == "running"]
+    running = [c for c in _replicas(api, d) if c["State"] == "running"]
     if not image_id or any(c["Labels"].get(f"{L}config") != want for c in running):
         raise Failed(f"{d.name} runs other settings than its spec says (a change not applied yet); a scale keeps "
                      f"what runs, so apply the spec first (recon apply --target {d.name}), then scale")

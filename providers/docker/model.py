@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -18,6 +19,19 @@ L = "recon.dev/"
 MANAGED = {f"{L}managed-by": "recon"}
 STACK = f"{L}stack"  # the id of the stack whose specs made the container (specs/stack.py)
 STACK_NAME = f"{L}stack-name"  # its readable name
+ROLE = f"{L}role"  # "endpoint" on a Model's endpoint (providers/docker/endpoint.py); replicas carry none
+
+
+def is_endpoint(c: dict[str, Any]) -> bool:
+    return bool(c["Labels"].get(ROLE) == "endpoint")
+
+
+def remove(api: Any, c: dict[str, Any]) -> None:
+    """A container gone, at once (already gone is fine)."""
+    import docker
+
+    with contextlib.suppress(docker.errors.NotFound):
+        api.remove_container(c["Id"], force=True)
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class DockerModel:
     env: dict[str, str] = field(repr=False, default_factory=dict)  # with secret values: never shown
     bundle: BundleSource | None = None
     stack: Stack | None = None  # what its containers are labelled with (never compared: not a setting)
+    endpoint: dict[str, Any] | None = None  # its stable endpoint's settings (endpoint.settings); not the replicas'
 
     def effective(self, bundle_tree: str | None) -> dict[str, Any]:
         """The settings, with the bundle's tree as read from its registry when the spec did not know it."""

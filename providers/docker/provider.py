@@ -29,9 +29,10 @@ from typing import Any, ClassVar
 
 from providers.context import Context, Reading, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Output, Provider, Result, fingerprint
+from providers.docker import endpoint
 from providers.docker.files import bundle_source, bundle_tree
-from providers.docker.model import STACK, STACK_NAME, DockerModel, Failed, L, Orphan, context_hash
-from providers.docker.replicas import converge, mine, remove
+from providers.docker.model import STACK, STACK_NAME, DockerModel, Failed, L, Orphan, context_hash, is_endpoint, remove
+from providers.docker.replicas import converge, mine
 from providers.secrets import keyed
 from specs.errors import TransportError, reason_of
 from specs.model import EnvFrom, ModelSpec
@@ -102,8 +103,9 @@ class DockerProvider:
         source = bundle_source(body, project) if body.bundle is not None else None
         if source is not None:
             settings["bundle"] = {"ref": str(source.ref), "tree": source.tree, "mount": source.mount}
-        desired = DockerModel(spec.address, body, image, context, settings, env, source, project.stack)
-        digest = hashlib.sha256(json.dumps([settings, body.replicas, body.health.model_dump()],
+        front = endpoint.settings(body)
+        desired = DockerModel(spec.address, body, image, context, settings, env, source, project.stack, front)
+        digest = hashlib.sha256(json.dumps([settings, body.replicas, body.health.model_dump(), front],
                                            sort_keys=True).encode()).hexdigest()[:16]
         return [Instance(spec.address, "docker", spec.address, "model", desired, digest)]
 
@@ -146,7 +148,11 @@ class DockerProvider:
                     "name": c["Names"][0].lstrip("/"), "index": int(c["Labels"].get(f"{L}replica", "-1")),
                     "port": int(c["Labels"].get(f"{L}port", "0")), "config": c["Labels"].get(f"{L}config", ""),
                     "settings": c["Labels"].get(f"{L}settings", "{}"), "running": c["State"] == "running",
-                } for c in mine), key=lambda r: (r["index"], r["name"])),
+                } for c in mine if not is_endpoint(c)), key=lambda r: (r["index"], r["name"])),
+                "endpoint": sorted(({
+                    "name": c["Names"][0].lstrip("/"), "config": c["Labels"].get(f"{L}config", ""),
+                    "settings": c["Labels"].get(endpoint.SETTINGS, "{}"), "running": c["State"] == "running",
+                } for c in mine if is_endpoint(c)), key=lambda e: e["name"]),
             }
         return out
 
@@ -248,7 +254,7 @@ def _of_stack(inst: Item, containers: list[dict[str, Any]], ctx: Context) -> lis
 
 def _orphan_diff(inst: Instance, state: Live) -> Change:
     o: Orphan = inst.desired
-    n = len((state or {}).get("replicas", []))
+    n = len((state or {}).get("replicas", [])) + len((state or {}).get("endpoint", []))
     action: Action = "delete" if n and o.prune else "noop"
     reason = (f"no spec declares {o.name}: its {n} containers are removed" if action == "delete"
               else f"no spec declares {o.name} ({n} containers, made by a recon that did not record its project): "
@@ -340,6 +346,8 @@ def _diff(inst: Instance, state: Live) -> Change:
         if before.get("image_id") != state["image_id"] and before.get("image") == d.image:
             fields.append(FieldChange("image_id", str(before.get("image_id", ""))[:19],
                                       str(state["image_id"] or "")[:19]))
+    front = _endpoint_fields(d, state.get("endpoint", []))
+    fields += front
     stale = [r for r in reps if r not in good]
     action: Action = "noop"
     if fields or stale:
@@ -361,6 +369,24 @@ def _diff(inst: Instance, state: Live) -> Change:
         down = [r for r in reps if not r["running"] and r["index"] < d.spec.replicas]
         if down:
             parts.append(f"{len(down)} not running")
+        if front:
+            parts.append("the endpoint to remove" if d.endpoint is None else "the endpoint to start"
+                         if not state.get("endpoint") else "the endpoint to replace")
         reason = ", ".join(parts) or "replicas differ"
     return Change(inst.address, inst.target, inst.spec, inst.resource, action, reason, tuple(fields),
                   fingerprint({**state, "want": want}), inst.desired_digest)
+
+
+def _endpoint_fields(d: DockerModel, found: list[dict[str, Any]]) -> list[FieldChange]:
+    """What moves of the Model's stable endpoint: its settings field by field, or that it is to start again (one
+    running with the wanted settings, and no other, is what it should be)."""
+    want = d.endpoint
+    digest = endpoint.digest(want) if want is not None else None
+    if [e["config"] for e in found if e["running"]] == ([digest] if digest else []) and \
+            all(e["running"] for e in found):
+        return []
+    before = json.loads(found[0]["settings"]) if found else {}
+    after = want or {}
+    fields = [FieldChange(f"endpoint.{key}", before.get(key), after.get(key))
+              for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return fields or [FieldChange("endpoint", f"{len(found)} containers, not all running", "1 running")]

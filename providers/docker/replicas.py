@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import time
@@ -11,8 +10,20 @@ import urllib.request
 from typing import Any
 
 from providers.context import Context
+from providers.docker.endpoint import Endpoint
 from providers.docker.files import materialize
-from providers.docker.model import MANAGED, STACK, STACK_NAME, DockerModel, Failed, L, OnePerKey, Orphan
+from providers.docker.model import (
+    MANAGED,
+    STACK,
+    STACK_NAME,
+    DockerModel,
+    Failed,
+    L,
+    OnePerKey,
+    Orphan,
+    is_endpoint,
+    remove,
+)
 from specs.stack import Stack
 
 
@@ -25,44 +36,65 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
     # listed once: this apply holds the Model's lock, so its containers change only by what follows (a list of
     # every container per replica cost the engine more than anything else when many Models roll at once)
     existing = mine(api, d)
+    reps = [c for c in existing if not is_endpoint(c)]
+    # a container counts only when it is healthy now (or passes its health check below): one an apply was killed
+    # while it waited for may be broken, and must never be kept in place of the one that serves
+    live = {c["Id"]: _port(c) for c in reps if c["State"] == "running" and _probe(c, d)[0]}
+    endpoint = Endpoint(api, d, existing)
+    endpoint.ensure(list(live.values()))
+
+    def retire(gone: list[dict[str, Any]]) -> None:
+        """Out of the endpoint first (its former worker finishing their requests), then removed."""
+        if any(c["Id"] in live for c in gone):
+            for c in gone:
+                live.pop(c["Id"], None)
+            endpoint.serve(list(live.values()))
+            endpoint.drain()
+        for c in gone:
+            remove(api, c)
+
     for i in range(n):
-        current = [c for c in existing if int(c["Labels"].get(f"{L}replica", "-1")) == i]
-        # a container counts only when it is healthy now (or passes its health check below): one an apply was
-        # killed while it waited for may be broken, and must never be kept in place of the one that serves
-        alive = [c for c in current if c["State"] == "running" and _probe(c, d)[0]]
-        healthy = next((c for c in alive if c["Labels"].get(f"{L}config") == want), None)
+        current = [c for c in reps if int(c["Labels"].get(f"{L}replica", "-1")) == i]
+        healthy = next((c for c in current if c["Id"] in live and c["Labels"].get(f"{L}config") == want), None)
         if healthy is not None:
-            for c in current:
-                if c is not healthy:
-                    remove(api, c)
-                    removed += 1
+            others = [c for c in current if c is not healthy]
+            retire(others)
+            removed += len(others)
             continue
-        serving = alive  # healthy, with older settings: they serve until a successor is healthy
-        for c in current:
-            if c not in serving:  # stopped, or not healthy now (a successor an apply was killed waiting for)
-                remove(api, c)
-                removed += 1
-        taken = {int(c["Labels"].get(f"{L}port", "0")) for c in serving}
+        serving = [c for c in current if c["Id"] in live]  # healthy, older settings: serve until a successor is
+        broken = [c for c in current if c["Id"] not in live]  # stopped, or not healthy now (a killed apply's)
+        retire(broken)
+        removed += len(broken)
+        taken = {_port(c) for c in serving}
         port = d.spec.port + i if d.spec.port + i not in taken else d.spec.port + n + i
         new = _start(api, d, i, port, want, image_id, mount, tree, ctx.commit)
         ok, why = _healthy(api, new, port, d)
         if not ok:
             remove(api, {"Id": new})
+            endpoint.serve(list(live.values()))
             if serving:
                 raise Failed(f"rolled back: the new replica {i} failed its health check ({why}); the old one keeps "
-                              f"serving on port {taken.pop()}; later replicas were not changed")
+                             f"serving on port {taken.pop()}; later replicas were not changed")
             raise Failed(f"replica {i} did not become healthy ({why}); it was removed")
-        if serving and d.spec.drainSeconds:
+        live[new] = port
+        endpoint.serve(list(live.values()))
+        if serving and d.spec.drainSeconds and not endpoint.on:
             time.sleep(d.spec.drainSeconds)  # the new one serves; let those who look replicas up move over
-        for c in serving:
-            remove(api, c)
+        retire(serving)
         replaced += bool(serving)
         started += not serving
-    for c in existing:
-        if int(c["Labels"].get(f"{L}replica", "-1")) >= n:
-            remove(api, c)
-            removed += 1
-    return f"{started} started, {replaced} replaced, {removed} removed; {n} healthy replicas"
+    extra = [c for c in reps if int(c["Labels"].get(f"{L}replica", "-1")) >= n]
+    retire(extra)
+    removed += len(extra)
+    endpoint.serve(list(live.values()))
+    if not endpoint.on:
+        endpoint.retire(endpoint.found)
+    where = f"; endpoint {d.endpoint['address']}" if d.endpoint else ""
+    return f"{started} started, {replaced} replaced, {removed} removed; {n} healthy replicas{where}"
+
+
+def _port(c: dict[str, Any]) -> int:
+    return int(c["Labels"].get(f"{L}port", "0"))
 
 
 def mine(api: Any, d: DockerModel | Orphan, stack: Stack | None = None) -> list[dict[str, Any]]:
@@ -167,9 +199,3 @@ def _healthy(api: Any, cid: str, port: int, d: DockerModel) -> tuple[bool, str]:
     logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
     return False, f"{why} within {h.startTimeout:g}s" + (f"; its last output: {logs[-400:]}" if logs else "")
 
-
-def remove(api: Any, c: dict[str, Any]) -> None:
-    import docker
-
-    with contextlib.suppress(docker.errors.NotFound):
-        api.remove_container(c["Id"], force=True)

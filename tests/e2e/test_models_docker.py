@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Outcome, crash_apply, recon
-from tests.peers import docker_engine
+from tests.peers import docker_engine, haproxy_image
 from tests.peers.registry import free_block
 
 
@@ -48,7 +48,8 @@ def _replicas(engine: docker_engine.Engine, name: str) -> list[dict[str, str]]:
     rows = []
     for line in out.splitlines():
         labels = dict(kv.split("=", 1) for kv in json.loads(line).split(",") if "=" in kv)
-        rows.append(labels)
+        if labels.get("recon.dev/role") != "endpoint":
+            rows.append(labels)
     return sorted(rows, key=lambda r: int(r["recon.dev/replica"]))
 
 
@@ -490,6 +491,139 @@ def test_crash_matrix_the_healthy_replicas_serve_through_a_kill_and_the_next_app
         assert again.rc == 0, again.text
     final = _replicas(engine, name)
     assert len(final) == 2 and not {r["recon.dev/config"] for r in final} & old and _healthy_now(engine, name) == 2
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+
+class Load:
+    """A bounded client on loopback: 50 requests a second to one port, each on a new connection, counting what
+    failed (an error or a status other than 200) and which model versions answered."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.ok = port, 0
+        self.failed: list[str] = []
+        self.versions: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        while not self._stop.is_set():
+            due += 0.02
+            try:
+                status, body = _get(self.port)
+            except OSError as exc:
+                status, body = 0, str(exc)
+            if status == 200:
+                self.ok += 1
+                self.versions.add(body.split()[-1])
+            else:
+                self.failed.append(f"{status} {body}")
+            self._stop.wait(max(0.0, due - time.monotonic()))
+
+
+@pytest.fixture(scope="module")
+def haproxy(engine: docker_engine.Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Debian's HAProxy as an image on the test engine (what endpoint.image names, as it would haproxy:2.6)."""
+    haproxy_image.build(engine, tmp_path_factory.mktemp("haproxy"))
+    return haproxy_image.TAG
+
+
+def test_a_stable_endpoint_answers_every_request_through_good_and_failed_rollouts(
+        tmp_path: Path, engine: docker_engine.Engine, haproxy: str) -> None:
+    """Issue 19 (1): every rollout moved a Model's replicas to the other ports, and a client of the documented
+    ports saw 68 of 154 requests fail. With `endpoint`, one address stays; a replica joins it once healthy and
+    leaves it (its requests finished) before it goes: 0 failed requests at 50 a second through a rolling update,
+    a failed one, a restart, and the endpoint itself replaced; re-plans empty; the endpoint removed with it."""
+    env = {"DOCKER_HOST": engine.host}
+    docker_engine.build(engine, "recon-test/front:good", tmp_path / "good")
+    docker_engine.build(engine, "recon-test/front:broken", tmp_path / "broken", status=500)
+    port, front = free_block(4), free_block(1)
+    endpoint = f"  endpoint: {{port: {front}, image: '{haproxy}'}}\n"
+
+    def spec(image: str, version: str, extra: str = endpoint) -> None:
+        _spec(tmp_path, "front", port, 2, version, image=f"recon-test/front:{image}", extra=extra)
+        text = (tmp_path / "specs" / "front.yaml").read_text().replace("startTimeout: 10", "startTimeout: 3")
+        (tmp_path / "specs" / "front.yaml").write_text(text)
+
+    spec("good", "v1")
+    plan = recon("plan", cwd=tmp_path, env=env)
+    assert f"endpoint.address: (none) → 127.0.0.1:{front}" in plan.out, plan.text
+    done = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    assert done.rc == 0 and f"endpoint 127.0.0.1:{front}" in done.out, done.text
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+    assert _get(front) == (200, "ok v1\n")
+    with Load(front) as load:
+        time.sleep(0.5)
+        spec("good", "v2")
+        assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0  # replicas on the other ports now
+        spec("broken", "v3")
+        broken = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+        assert broken.rc == 1 and "rolled back" in broken.out, broken.text
+        spec("good", "v2")
+        restart = recon("do", "restart", "front", "--yes", cwd=tmp_path, env=env)
+        assert restart.rc == 0, restart.text
+        spec("good", "v2", endpoint.replace("}", ", drainTimeout: 20}"))  # the endpoint replaced on its port
+        moved = recon("plan", cwd=tmp_path, env=env)
+        assert "the endpoint to replace" in moved.out and "endpoint.drainTimeout: 30 → 20" in moved.out, moved.text
+        assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+        time.sleep(0.5)
+    assert not load.failed and load.ok > 100 and {"v1", "v2"} <= load.versions, (load.ok, load.failed[:5])
+    assert "v3" not in load.versions
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+    assert len(engine.docker("ps", "-q", "--filter", "label=recon.dev/spec=Model/front").split()) == 3
+
+    spec("good", "v2", extra="")  # no endpoint: it goes, the replicas stay
+    gone = recon("plan", cwd=tmp_path, env=env)
+    assert "the endpoint to remove" in gone.out and f"endpoint.address: 127.0.0.1:{front} → (none)" in gone.out
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+    assert len(_replicas(engine, "front")) == 2 and not engine.docker(
+        "ps", "-aq", "--filter", "label=recon.dev/role=endpoint", "--filter", "label=recon.dev/spec=Model/front")
+
+
+def test_an_apply_killed_behind_the_endpoint_loses_no_request(tmp_path: Path, engine: docker_engine.Engine,
+                                                               haproxy: str) -> None:
+    """Issue 19 (3) with the endpoint: kill -9 an apply while a broken successor waits, and while a good one has
+    joined the endpoint beside the replica it replaces; the next apply takes out of the endpoint what it removes
+    first. No request fails from the first kill to the end."""
+    env = {"DOCKER_HOST": engine.host}
+    docker_engine.build(engine, "recon-test/front:good", tmp_path / "good")
+    docker_engine.build(engine, "recon-test/front:broken", tmp_path / "broken", status=500)
+    port, front = free_block(4), free_block(1)
+
+    def spec(image: str, version: str) -> None:
+        _spec(tmp_path, "killed", port, 2, version, image=f"recon-test/front:{image}",
+              extra=f"  endpoint: {{port: {front}, image: '{haproxy}'}}\n")
+
+    spec("good", "v1")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    old = {r["recon.dev/config"] for r in _replicas(engine, "killed")}
+    hit: list[bool] = []
+
+    def joined() -> bool:  # replica 1's good successor answers (so it joins, or has joined, the endpoint)
+        hit.append(any(r["recon.dev/replica"] == "1" and r["recon.dev/config"] not in old
+                       and _get_ok(int(r["recon.dev/port"])) for r in _replicas(engine, "killed")))
+        return hit[-1]
+
+    with Load(front) as load:
+        spec("broken", "v2")
+        crash_apply(tmp_path, lambda: len(_replicas(engine, "killed")) == 3, settle=0.3, env=env)
+        spec("good", "v3")
+        crash_apply(tmp_path, joined, settle=0.1, env=env)
+        assert hit and hit[-1], "the apply never reached replica 1's successor"
+        again = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+        assert again.rc == 0, again.text
+        time.sleep(0.5)
+    assert not load.failed and load.ok > 50 and "v3" in load.versions, (load.ok, load.failed[:5])
+    assert len(_replicas(engine, "killed")) == 2
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
 
 

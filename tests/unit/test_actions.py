@@ -55,5 +55,5 @@ def test_a_scale_whose_ports_would_reach_another_model_is_refused_before_anythin
     (tmp_path / "specs" / "a.yaml").write_text(model("a", 20000))
     (tmp_path / "specs" / "b.yaml").write_text(model("b", 20002))
     got = cli("do", "scale", "a", "--replicas", "2", "--yes")
-    assert got.rc == 1 and "scale Model/a: Model b takes ports 20002-20003, which overlap Model a's 20000-20003" \
+    assert got.rc == 1 and "scale Model/a: Model b takes ports 20002-20003, which overlap Model a's ports 20000-20003" \
         in got.err, got.err

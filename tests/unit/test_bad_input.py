@@ -374,4 +374,11 @@ def test_docker_models_whose_ports_overlap_are_refused_naming_both(tmp_path: Pat
     (tmp_path / "specs" / "c.yaml").write_text(model("c", 20003, 1))
     got = cli("validate")
     assert got.rc == 1 and "c.yaml:8:3: spec.port: Model c takes ports 20003-20004, which overlap Model a's " \
-        "20000-20003" in got.err and "give it a port of 20004 or above" in got.err, got.err
+        "ports 20000-20003" in got.err and "give it a port of 20004 or above" in got.err, got.err
+    # a stable endpoint takes its port too: inside a Model's range, or on another's endpoint, is refused
+    (tmp_path / "specs" / "c.yaml").write_text(model("c", 20006, 1) + "  endpoint: {port: 20001}\n")
+    got = cli("validate")
+    assert got.rc == 1 and "c.yaml:9:14: spec.endpoint.port: Model c's endpoint takes port 20001, which overlaps " \
+        "Model a's ports 20000-20003" in got.err, got.err
+    (tmp_path / "specs" / "c.yaml").write_text(model("c", 20006, 1) + "  endpoint: {port: 20010}\n")
+    assert cli("validate").rc == 0
