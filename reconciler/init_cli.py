@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from specs.errors import ExitCode, UsageError
+from specs.errors import Diagnostic, ExitCode, UsageError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 init_app = typer.Typer(help="Start a project from a template.", no_args_is_help=True, rich_markup_mode=None)
@@ -30,7 +30,8 @@ def init_model(
     target = directory or Path(name)
     if target.exists() and any(target.iterdir()):
         raise UsageError(f"{target} exists and is not empty; choose another --dir")
-    values = {"name": name, "model_port": str(model_port), "api_port": str(api_port)}
+    values = {"name": name, "model_port": str(model_port), "api_port": str(api_port),
+              "env_name": name.upper().replace("-", "_")}
     source = TEMPLATES / "model"
     written = 0
     for path in sorted(source.rglob("*")):
@@ -117,9 +118,53 @@ def _specs(specs: Path) -> list[str]:
     except SpecError as exc:
         return [d.render() for d in exc.diagnostics]
     kinds = {s.kind for s in project.specs.values()}
-    out = []
+    out = [d.render() for s in project.specs.values() if s.labels.get("role") == "api-service"
+           for d in _guard(s)]
     if "Model" not in kinds:
         out.append(f"{specs}: no Model spec\n    fix: declare the model-service and api-service as Models")
     if "Bundle" not in kinds:
         out.append(f"{specs}: no Bundle of the model files\n    fix: publish model-service/model as a Bundle")
+    return out
+
+
+_RATE = re.compile(r"^\s*\d+\s*/\s*(second|minute|hour)\s*$")
+_SCOPES = {"predict", "metrics"}
+
+
+def _guard(spec: Any) -> list[Diagnostic]:
+    """The api-service's guard settings (api-service/guard.py reads them from its environment): keys only from
+    secrets, known scopes, rates and limits it can read."""
+    from specs.model import EnvFrom, ModelSpec
+
+    body = spec.body
+    if not isinstance(body, ModelSpec):
+        return []
+    env, doc, out = body.env, spec.doc, []
+    keys = [k for k in env if k.startswith("API_KEY_") and not k.endswith("_SCOPES")]
+    if not keys:
+        out.append(doc.diagnostic(("spec", "env"), f"{spec.address} has no API key: the api-service refuses every "
+                                  "request but /health", "add API_KEY_CLIENT: {valueFrom: {env: SOME_SECRET}}"))
+    for k in keys:
+        if not isinstance(env[k], EnvFrom):
+            out.append(doc.diagnostic(("spec", "env", k), f"{k} is written in the spec: everyone who can read the "
+                                      "repository has the key", f"{k}: {{valueFrom: {{env: A_SECRET}}}} (or file:)"))
+    for k, value in env.items():
+        if k.startswith("API_KEY_") and k.endswith("_SCOPES"):
+            scopes = {s.strip() for s in str(value).split(",") if s.strip()}
+            if k[:-len("_SCOPES")] not in keys:
+                out.append(doc.diagnostic(("spec", "env", k), f"{k} gives scopes to no key",
+                                          f"declare {k[:-len('_SCOPES')]}, or remove this line"))
+            elif not scopes or scopes - _SCOPES:
+                out.append(doc.diagnostic(("spec", "env", k), f"{k}: {', '.join(sorted(scopes - _SCOPES)) or 'no'} "
+                                          "scope", f"use {', '.join(sorted(_SCOPES))}, comma-separated"))
+    for k in ("RATE_LIMIT_PER_KEY", "RATE_LIMIT_PER_IP"):
+        rate = env.get(k)
+        if rate is not None and not (isinstance(rate, str) and _RATE.match(rate)):
+            out.append(doc.diagnostic(("spec", "env", k), f"{k} is not a rate", "write it like 600/minute "
+                                      "(per second, minute or hour)"))
+    for k in ("MAX_REQUEST_BYTES", "REQUEST_TIMEOUT_SECONDS"):
+        limit = env.get(k)
+        if limit is not None and not (isinstance(limit, str) and re.fullmatch(r"\d+(\.\d+)?", limit)
+                                      and float(limit) > 0):
+            out.append(doc.diagnostic(("spec", "env", k), f"{k} is not a positive number", f"e.g. {k}: \"5\""))
     return out

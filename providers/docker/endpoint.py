@@ -53,7 +53,7 @@ def render(d: DockerModel, ports: list[int]) -> str:
         "# written by recon: each rollout rewrites it", "global",
         f"  hard-stop-after {int(e.drainTimeout * 1000)}ms", "defaults", f"  mode {h.protocol}",
         "  timeout connect 2s", "  timeout client 5m", "  timeout server 5m", "  retries 3", "  option redispatch 1",
-        *(["  timeout http-request 30s", "  option http-keep-alive"] if http else []),
+        *(["  timeout http-request 30s", "  option http-keep-alive", "  option forwardfor"] if http else []),
         "frontend endpoint", f"  bind {e.address}:{e.port}", "  default_backend replicas",
         "backend replicas", f"  balance {'roundrobin' if http else 'leastconn'}",
         *([f"  option httpchk GET {h.path}", f"  http-check expect status {h.status}"] if http else []),

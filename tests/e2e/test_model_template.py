@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -44,8 +45,8 @@ def test_generate_check_test_and_serve_a_prediction(tmp_path: Path) -> None:
     model = subprocess.Popen([sys.executable, "model-service/server.py"], cwd=project,
                              env={**env, "PORT": str(model_port)}, stderr=subprocess.PIPE)
     api = subprocess.Popen([sys.executable, "api-service/app.py"], cwd=project,
-                           env={**env, "PORT": str(api_port), "MODEL_SERVICE_ADDR": f"127.0.0.1:{model_port}"},
-                           stderr=subprocess.PIPE)
+                           env={**env, "PORT": str(api_port), "MODEL_SERVICE_ADDR": f"127.0.0.1:{model_port}",
+                                "API_KEY_CLIENT": KEY}, stderr=subprocess.PIPE)
     try:
         _wait_port(model_port, model)
         _wait_port(api_port, api)
@@ -75,6 +76,14 @@ def test_check_says_what_is_missing_or_wrong(tmp_path: Path) -> None:
     (project / "specs" / "bundle.yaml").unlink()
     got = recon("check", cwd=project)
     assert got.rc == 1 and "no Bundle of the model files" in got.out and "1 problem in" in got.out, got.text
+    # the api-service's guard settings: a key written in the spec, an unknown scope, a rate it cannot read
+    spec = project / "specs" / "models.yaml"
+    spec.write_text(spec.read_text().replace("{valueFrom: {env: CHURN_MODEL_API_KEY}}", '"written-in-git-0123456789"')
+                    .replace('"predict,metrics"', '"predict,admin"').replace('"600/minute"', '"lots"'))
+    got = recon("check", cwd=project)
+    assert "spec.env.API_KEY_CLIENT: API_KEY_CLIENT is written in the spec" in got.out, got.out
+    assert "spec.env.API_KEY_CLIENT_SCOPES: API_KEY_CLIENT_SCOPES: admin scope" in got.out
+    assert "spec.env.RATE_LIMIT_PER_KEY: RATE_LIMIT_PER_KEY is not a rate" in got.out and "4 problems" in got.out
 
 
 def test_init_refuses_a_bad_name_and_a_full_directory(tmp_path: Path) -> None:
@@ -117,23 +126,55 @@ def test_the_generated_project_runs_as_containers_on_the_engine(tmp_path: Path) 
             dockerfile = project / service / "Dockerfile"
             text = dockerfile.read_text().replace("FROM python:3.11-slim", "FROM recon-test/python:3.11")
             dockerfile.write_text("\n".join(line for line in text.splitlines() if "pip install" not in line) + "\n")
-        env = {"DOCKER_HOST": engine.host, "RECON_CACHE_DIR": str(tmp_path / "cache")}
+        spec = project / "specs" / "models.yaml"
+        spec.write_text(spec.read_text().replace('RATE_LIMIT_PER_IP: "120/minute"', 'RATE_LIMIT_PER_IP: "20/minute"'))
+        env = {"DOCKER_HOST": engine.host, "RECON_CACHE_DIR": str(tmp_path / "cache"), "CHURN_MODEL_API_KEY": KEY}
         applied = recon("apply", "specs", "--auto-approve", cwd=project, env=env, timeout=600)
         assert applied.rc == 0, applied.text
+        assert KEY not in applied.text
         _assert_predicts(api_port)
         assert recon("plan", "specs", "--detailed-exitcode", cwd=project, env=env).rc == 0
+
+        # the hardened api-service, as deployed: keys (from the secret) with scopes, limits, logs, metrics
+        predict = json.dumps({"features": {"tenure_months": 3}}).encode()
+        assert _call(api_port, "/predict", key=None, body=predict)[0] == 401
+        assert _call(api_port, "/predict", key=KEY[:-1] + "x", body=predict)[0] == 401
+        assert _call(api_port, "/predict", body=b'{"features": {"' + b"x" * 70000 + b'": 1}}')[0] == 413
+        status, _, metrics = _call(api_port, "/metrics")
+        assert status == 200 and b'api_requests_total{method="POST",path="/predict",status="401"} 2' in metrics
+        codes = [_call(api_port, "/predict", body=predict) for _ in range(20)]
+        limited = [(s, h) for s, h, _ in codes if s == 429]
+        assert limited and int(limited[0][1]["retry-after"]) >= 1, [s for s, _, _ in codes]  # 20/minute per address
+        assert _call(api_port, "/health", key=None)[0] == 200  # health checks are never limited
+        [api] = engine.docker("ps", "-q", "--filter", "label=recon.dev/spec=Model/churn-model-api").split()
+        logs = engine.docker("logs", api)
+        lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+        assert {entry["status"] for entry in lines} >= {200, 401, 413, 429} and KEY not in logs
+        assert {entry["key"] for entry in lines} >= {"client", None}
     finally:
         engine.stop()
 
 
+KEY = "template-test-key-" + "0123456789abcdef"
+
+
+def _call(port: int, path: str, key: str | None = KEY, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
+                                 data=body, headers={"Content-Type": "application/json",
+                                                     **({"X-API-Key": key} if key else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
 def _assert_predicts(api_port: int) -> None:
     """The api-service answers a prediction, through the model-service, from model version 0.1.0."""
-    req = urllib.request.Request(f"http://127.0.0.1:{api_port}/predict", method="POST",
-                                 data=json.dumps({"features": {"tenure_months": 3, "support_calls": 4}}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        got = json.loads(resp.read())
-    assert got["model_version"] == "0.1.0" and 0 < got["prediction"] < 1
+    status, _, body = _call(api_port, "/predict", body=json.dumps(
+        {"features": {"tenure_months": 3, "support_calls": 4}}).encode())
+    got = json.loads(body)
+    assert status == 200 and got["model_version"] == "0.1.0" and 0 < got["prediction"] < 1, (status, body)
 
 
 def test_check_in_a_fresh_install_without_grpcio_tools_is_no_problem_of_the_project(tmp_path: Path) -> None:
