@@ -87,6 +87,16 @@ def test_rate_limits_answer_429_with_retry_after(app: object) -> None:
     codes = [by_ip.post("/predict", json={"features": {}}).status_code for _ in range(3)]
     assert codes == [401, 401, 429]  # guessing keys from one address is limited too
     assert by_ip.get("/health").status_code != 429
+    # behind a trusted proxy (recon's endpoint), the address it forwards is the client's; from others it is not
+    proxied, _ = _client(app, RATE_LIMIT_PER_IP="2/minute", TRUSTED_PROXIES="testclient")
+    for address in ("10.0.0.1", "10.0.0.2"):
+        codes = [proxied.post("/predict", json={"features": {}}, headers={"X-Forwarded-For": address}).status_code
+                 for _ in range(3)]
+        assert codes == [401, 401, 429], address
+    spoofed, _ = _client(app, RATE_LIMIT_PER_IP="2/minute")
+    codes = [spoofed.post("/predict", json={"features": {}}, headers={"X-Forwarded-For": f"10.0.1.{n}"}).status_code
+             for n in range(3)]
+    assert codes == [401, 401, 429]
 
 
 def test_request_size_is_limited(app: object) -> None:
