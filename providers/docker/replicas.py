@@ -28,7 +28,8 @@ from specs.stack import Stack
 
 
 def converge(api: Any, d: DockerModel, ctx: Context) -> str:
-    image_id = _image(api, d)
+    """The Model's replicas as its spec says, one at a time, each behind its health check."""
+    image_id = _image(api, d, ctx)
     tree, mount = materialize(d.bundle, ctx) if d.bundle is not None else ("", "")
     want = d.config(image_id, tree or None)
     n = d.spec.replicas
@@ -54,7 +55,7 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
             remove(api, c)
 
     for i in range(n):
-        current = [c for c in reps if int(c["Labels"].get(f"{L}replica", "-1")) == i]
+        current = [c for c in reps if _index(c) == i]
         healthy = next((c for c in current if c["Id"] in live and c["Labels"].get(f"{L}config") == want), None)
         if healthy is not None:
             others = [c for c in current if c is not healthy]
@@ -67,7 +68,11 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
         removed += len(broken)
         taken = {_port(c) for c in serving}
         port = d.spec.port + i if d.spec.port + i not in taken else d.spec.port + n + i
-        new = _start(api, d, i, port, want, image_id, mount, tree, ctx.commit)
+        try:
+            new = _start(api, d, i, port, want, image_id, mount, tree, ctx.commit)
+        except _TagMoved:
+            ctx.session("docker-images", _Images).ids.pop(d.image, None)
+            raise
         ok, why = _healthy(api, new, port, d)
         if not ok:
             remove(api, {"Id": new})
@@ -83,7 +88,7 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
         retire(serving)
         replaced += bool(serving)
         started += not serving
-    extra = [c for c in reps if int(c["Labels"].get(f"{L}replica", "-1")) >= n]
+    extra = [c for c in reps if _index(c) >= n]
     retire(extra)
     removed += len(extra)
     endpoint.serve(list(live.values()))
@@ -97,6 +102,10 @@ def _port(c: dict[str, Any]) -> int:
     return int(c["Labels"].get(f"{L}port", "0"))
 
 
+def _index(c: dict[str, Any]) -> int:
+    return int(c["Labels"].get(f"{L}replica", "-1"))
+
+
 def mine(api: Any, d: DockerModel | Orphan, stack: Stack | None = None) -> list[dict[str, Any]]:
     """The containers of this Model, of this stack (a DockerModel's own, or `stack`) or of none recorded; never
     another stack's Model of the same name."""
@@ -108,10 +117,28 @@ def mine(api: Any, d: DockerModel | Orphan, stack: Stack | None = None) -> list[
 _BUILDING = OnePerKey()
 
 
-def _image(api: Any, d: DockerModel) -> str:
+class _TagMoved(Failed):
+    """The image's tag names another image than the one this run found (so it is looked up again)."""
+
+
+class _Images:
+    """The ids of the images this run found or built, by reference: Models sharing an image ask the engine once
+    (forgotten when a replica made from the reference turns out to run another image: the tag moved)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.ids.clear()
+
+
+def _image(api: Any, d: DockerModel, ctx: Context) -> str:
     """The image's id; built first when it is missing (once, when Models rolling at the same time share it)."""
+    known = ctx.session("docker-images", _Images).ids
     with _BUILDING(d.image):
-        return _image_now(api, d)
+        if d.image not in known:
+            known[d.image] = _image_now(api, d)
+        return known[d.image]
 
 
 def _image_now(api: Any, d: DockerModel) -> str:
@@ -157,7 +184,7 @@ def _start(api: Any, d: DockerModel, index: int, port: int, config: str, image_i
                                                 **({"MODEL_DIR": d.bundle.mount} if d.bundle else {})})
     if api.inspect_container(created["Id"])["Image"] != image_id:
         api.remove_container(created["Id"], force=True)
-        raise Failed(f"the tag {d.image} moved to another image while replica {index} was being made; apply again")
+        raise _TagMoved(f"the tag {d.image} moved to another image while replica {index} was being made; apply again")
     api.start(created["Id"])
     return str(created["Id"])
 
@@ -184,8 +211,14 @@ def _healthy(api: Any, cid: str, port: int, d: DockerModel) -> tuple[bool, str]:
     h = d.spec.health
     deadline = time.monotonic() + h.startTimeout
     why = "no answer"
+    looked = 0.0  # when the engine was last asked whether the container still runs
     while time.monotonic() < deadline:
         ok, said = _probe(port, d)
+        if not ok and time.monotonic() - looked < 0.5:  # the engine is asked on an answer, else twice a second
+            why = said or why
+            time.sleep(h.interval)
+            continue
+        looked = time.monotonic()
         state = api.inspect_container(cid)["State"]
         if ok and state["Running"]:
             return True, ""
