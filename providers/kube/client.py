@@ -93,6 +93,7 @@ class Cluster:
         conf.connection_pool_maxsize = 32
         conf.retries = 1
         self.api = ApiClient(configuration=conf)
+        self._schema: str | None = None
 
     def close(self) -> None:
         self.api.close()
@@ -139,6 +140,25 @@ class Cluster:
             raise ApiFailure(resp.status, answer.get("reason", resp.reason or ""), answer.get("message", ""),
                              (answer.get("details") or {}).get("causes") or [])
         return answer
+
+    def schema(self) -> str:
+        """The Kubernetes version whose published schema says how this cluster merges fields (semantics.py):
+        asked once per run (GET /version)."""
+        if self._schema is None:
+            from kubernetes.client.exceptions import ApiException
+            from urllib3.exceptions import HTTPError
+
+            from providers.kube import semantics
+
+            try:
+                args = self.api.param_serialize("GET", "/version", header_params={"Accept": "application/json"},
+                                                auth_settings=["BearerToken"])
+                resp = self.api.call_api(*args)
+                version = str(self._answer(resp, resp.read()).get("gitVersion", ""))
+            except (ApiException, HTTPError, OSError, ApiFailure):
+                version = ""  # a server that does not say: the newest schema
+            self._schema = semantics.choose(version)
+        return self._schema
 
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         return self._call("GET", kind, namespace, query=[("labelSelector", selector)]).get(

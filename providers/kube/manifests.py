@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from providers.kube import semantics
 from providers.secrets import keyed
 from specs.model import EnvFrom, ModelSpec
 from specs.stack import Stack
@@ -47,13 +48,21 @@ class Obj:
 
     @cached_property
     def flat(self) -> dict[str, Any]:
-        """The configuration as dotted paths to leaves (flatten), secrets as they are."""
-        return flatten(self.config)
+        """The configuration as dotted paths to leaves (flatten, by the newest Kubernetes' schema), secrets as they
+        are."""
+        return self.flat_at(None)
 
     @cached_property
     def shown(self) -> dict[str, Any]:
         """`flat` as a plan may show it: Secret data as keyed hashes."""
         return mask(self.kind, self.flat)
+
+    def flat_at(self, version: str | None) -> dict[str, Any]:
+        """`flat` by the schema of a Kubernetes version (the cluster's)."""
+        return flatten(self.config, root(self.config, version))
+
+    def shown_at(self, version: str | None) -> dict[str, Any]:
+        return mask(self.kind, self.flat_at(version))
 
 
 def _quantity_memory(docker: str) -> str:
@@ -137,16 +146,20 @@ def build(name: str, body: ModelSpec, labels: dict[str, str], base: Path, secret
     return out
 
 
-# Lists whose elements Kubernetes merges by a key (strategic merge and server-side apply); others are atomic.
-KEYS = {"containers": ("name",), "initContainers": ("name",), "env": ("name",), "volumeMounts": ("mountPath",),
-        "volumes": ("name",), "ports": ("containerPort", "port"), "imagePullSecrets": ("name",)}
 SKIP_META = {"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
              "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers", "ownerReferences"}
 
 
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """An object as dotted paths to leaves, e.g. spec.template.spec.containers[name=model].image; keyed
-    lists element by element, other lists whole. Identity, server metadata and status are left out."""
+def root(obj: dict[str, Any], version: str | None = None) -> semantics.Node | None:
+    """Where an object's schema starts, in the definitions of a Kubernetes version (the newest by default)."""
+    return semantics.kind(version or semantics.newest(), str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+
+
+def flatten(obj: Any, node: semantics.Node | None, prefix: str = "") -> dict[str, Any]:
+    """An object as dotted paths to leaves, as server-side apply sees its fields (semantics.py): a map-list
+    element by element, named by its keys (spec.template.spec.containers[name=model].ports[containerPort=8080,
+    protocol=TCP].name), sets, atomic lists and atomic maps whole. Identity, server metadata and status are left
+    out."""
     out: dict[str, Any] = {}
     if not isinstance(obj, dict):
         return {prefix: obj}
@@ -156,19 +169,25 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
         if prefix == "metadata" and key in SKIP_META:
             continue
         path = f"{prefix}.{key}" if prefix else key
-        keys = KEYS.get(key, ())
+        sub = node.field(key) if node is not None else None
+        keys = sub.list_keys() if sub is not None else ()
+        items = sub.items() if sub is not None else None
         if isinstance(value, list) and value and keys and all(isinstance(v, dict) for v in value):
+            if not all(any(k in item for k in keys) for item in value):
+                out[path] = value  # an element no key names (the server refuses it): compared whole
+                continue
             for item in value:
-                k = next((k for k in keys if k in item), None)
-                if k is None:
-                    out[path] = value
-                    break
-                out.update(flatten(item, f"{path}[{k}={item[k]}]"))
-        elif isinstance(value, dict) and value:
-            out.update(flatten(value, path))
+                out.update(flatten(item, items, f"{path}[{_ident(item, keys)}]"))
+        elif isinstance(value, dict) and value and not (sub is not None and sub.atomic()):
+            out.update(flatten(value, sub, path))
         else:
             out[path] = value
     return out
+
+
+def _ident(item: dict[str, Any], keys: Any) -> str:
+    """A map-list element's name in a path: its keys, in name order (as managedFields' k: entries give them)."""
+    return ",".join(f"{k}={item[k]}" for k in sorted(keys) if k in item)
 
 
 def owned_paths(fields_v1: dict[str, Any], prefix: str = "") -> set[str]:
@@ -181,9 +200,8 @@ def owned_paths(fields_v1: dict[str, Any], prefix: str = "") -> set[str]:
         if kind == "f":
             path = f"{prefix}.{name}" if prefix else name
         elif kind == "k":
-            item = json.loads(name)  # e.g. {"port": 80, "protocol": "TCP"}: the first of KEYS' fields names it
-            k = next((k for k in ("name", "mountPath", "containerPort", "port") if k in item), next(iter(item)))
-            path = f"{prefix}[{k}={item[k]}]"
+            item = json.loads(name)  # e.g. {"containerPort": 53, "protocol": "UDP"}: every key of the element
+            path = f"{prefix}[{_ident(item, item)}]"
         else:
             continue
         children = {c: s for c, s in sub.items() if c != "."}

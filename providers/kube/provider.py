@@ -37,6 +37,7 @@ from providers.kube.manifests import (
     flatten,
     mask,
     owned_paths,
+    root,
 )
 from providers.kube.rollout import wait_rollout
 from specs.errors import TransportError
@@ -155,7 +156,7 @@ class KubeProvider:
             live = next((i for i in _listed(ctx, d.where, d.obj.namespace, d.obj.kind)
                          if i["metadata"]["name"] == d.obj.name), None)
             _same_stack(inst, live, ctx)
-            state = _state(d, live)
+            state = _state(d, live, cluster(ctx, d.where).schema())
             out[inst.id] = state
             if not state["same"] and "terminating" not in state:  # (one being deleted is made anew: no dry run)
                 todo.append((inst, state))
@@ -268,21 +269,22 @@ def _recon_owned(live: dict[str, Any]) -> tuple[set[str], dict[str, list[str]]]:
     return mine, owners
 
 
-def _state(d: KubeObject, live: dict[str, Any] | None) -> dict[str, Any]:
-    """What the plan needs of a live object, secrets masked: the values at the fields recon manages."""
-    want = d.obj.flat
+def _state(d: KubeObject, live: dict[str, Any] | None, schema: str) -> dict[str, Any]:
+    """What the plan needs of a live object, secrets masked: the values at the fields recon manages, as the
+    cluster's Kubernetes version merges them (`schema`)."""
+    want = d.obj.flat_at(schema)
     if live is None:
-        return {"exists": False, "same": False, "live": {}, "owners": {}}
+        return {"exists": False, "same": False, "live": {}, "owners": {}, "schema": schema}
     held = _finalizers(live)
     if held is not None:  # being deleted: what it holds does not count, it is made again once gone
-        return {"exists": True, "same": False, "live": {}, "owners": {}, "terminating": held}
-    have = flatten(live)
+        return {"exists": True, "same": False, "live": {}, "owners": {}, "terminating": held, "schema": schema}
+    have = flatten(live, root(live, schema))
     mine, owners = _recon_owned(live)
     relevant = sorted((set(want) | mine) - set(IGNORED))
     same = all(quantity.same(p, have.get(p, KeyError), want[p]) for p in want if p not in IGNORED) and not (
         mine - set(want) - set(IGNORED))
     return {"exists": True, "same": same, "live": mask(d.obj.kind, {p: have.get(p) for p in relevant}),
-            "owners": {p: owners[p] for p in relevant if p in owners}}
+            "owners": {p: owners[p] for p in relevant if p in owners}, "schema": schema}
 
 
 def _finalizers(live: dict[str, Any]) -> list[str] | None:
@@ -314,8 +316,8 @@ def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -
                                  f"create it (kubectl create namespace {d.obj.namespace}) or change "
                                  "kubernetes.namespace") from None
         raise TransportError(f"{inst.id}: the API server refuses the {d.obj.kind}: {exc.message}") from None
-    dry = flatten(result)
-    relevant = set(state["live"]) | set(d.obj.flat)
+    dry = flatten(result, root(result, state.get("schema")))
+    relevant = set(state["live"]) | set(d.obj.flat_at(state.get("schema")))
     return {"dry": mask(d.obj.kind, {p: dry.get(p) for p in relevant}),
             "conflicts": [], "forced": force}
 
@@ -335,6 +337,7 @@ def _manager(message: str) -> str:
 def _diff(inst: Instance, state: Live) -> Change:
     d: KubeObject = inst.desired
     kind = d.obj.kind
+    shown = d.obj.shown_at(state.get("schema"))
     fields: list[FieldChange] = []
     risks: tuple[str, ...] = ()
     if not state["exists"] or "terminating" in state:
@@ -342,7 +345,7 @@ def _diff(inst: Instance, state: Live) -> Change:
         reason = (f"the {kind} {d.obj.name} is being deleted{_waiting(state['terminating'])}: apply waits until it "
                   "is gone, then creates it" if "terminating" in state else
                   f"no {kind} {d.obj.name} in {d.obj.namespace} yet")
-        fields = [FieldChange(p, None, v) for p, v in sorted(d.obj.shown.items())]
+        fields = [FieldChange(p, None, v) for p, v in sorted(shown.items())]
         if "terminating" in state:
             fields.insert(0, FieldChange(DELETING, state["terminating"] or "(no finalizers)", None))
     elif state["same"]:
@@ -364,11 +367,11 @@ def _diff(inst: Instance, state: Live) -> Change:
                      if any(f == ".spec.replicas" for _, f in state["conflicts"]) else ""))
     else:
         have, dry = state["live"], state["dry"]
-        paths = sorted((set(have) | set(d.obj.shown)) - set(IGNORED))
+        paths = sorted((set(have) | set(shown)) - set(IGNORED))
         fields = [FieldChange(p, have.get(p), dry.get(p)) for p in paths if have.get(p) != dry.get(p)]
         for p, managers in sorted(state["owners"].items()):
             others = [m for m in managers if m != "recon"]
-            if state.get("forced") and others and have.get(p) != d.obj.shown.get(p, have.get(p)):
+            if state.get("forced") and others and have.get(p) != shown.get(p, have.get(p)):
                 fields.append(FieldChange(OWNER + p, ",".join(others), "recon"))
         action = "update" if fields else "noop"
         if kind == "Deployment" and any(f.path.startswith("spec.template.") for f in fields):
@@ -381,7 +384,7 @@ def _diff(inst: Instance, state: Live) -> Change:
 def _as_applied(d: KubeObject, state: Live) -> list[FieldChange]:
     """The fields whose live value is not the one recon applies (when no dry run says what the server makes
     of them)."""
-    want, have = d.obj.shown, state["live"]
+    want, have = d.obj.shown_at(state.get("schema")), state["live"]
     return [FieldChange(p, have.get(p), want.get(p)) for p in sorted(want)
             if not quantity.same(p, have.get(p), want.get(p)) and p not in IGNORED]
 

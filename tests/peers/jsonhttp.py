@@ -8,10 +8,12 @@ from typing import Any
 
 
 def send_json(handler: BaseHTTPRequestHandler, status: int, data: Any,
-              content_type: str = "application/json") -> None:
+              content_type: str = "application/json", headers: list[tuple[str, str]] | None = None) -> None:
     raw = json.dumps(data).encode()
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
+    for name, value in headers or []:
+        handler.send_header(name, value)
     handler.send_header("Content-Length", str(len(raw)))
     handler.end_headers()
     handler.wfile.write(raw)

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from ruamel.yaml import YAML
 
 from tests.peers import kube_fields as kf
+from tests.peers import kube_openapi, kube_schema
 from tests.peers.jsonhttp import send_json
 from tests.peers.kube_store import BY_PLURAL, GROUP_VERSIONS, KINDS, ApiError, Kind, Store, _public
 
@@ -119,7 +120,32 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _send(self, code: int, body: dict[str, Any]) -> None:
-        send_json(self, code, body)
+        warnings, self.warnings = getattr(self, "warnings", []), []
+        # RFC 7234's warn-text is a quoted string: its own quotes escaped, as the API server writes them
+        send_json(self, code, body, headers=[("Warning", '299 - "' + w.replace('"', '\\"') + '"') for w in warnings])
+
+    def _checked(self, kind: Kind, body: Any, query: dict[str, str], apply: bool) -> Any:
+        """Fields the schema does not declare, as fieldValidation says (Strict: 400 naming them; Warn, the
+        default: a Warning header each; Ignore: nothing), and in every case dropped, as a real server's decoder
+        drops them (https://kubernetes.io/docs/reference/using-api/api-concepts/#field-validation)."""
+        unknown = kube_schema.unknown_fields({k: v for k, v in body.items() if k != "status"}, (kind.kind,)) \
+            if isinstance(body, dict) else []
+        if not unknown or not isinstance(body, dict):
+            return body
+        mode = query.get("fieldValidation", "Warn")
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise ApiError(400, "BadRequest", f'fieldValidation: Unsupported value: "{mode}": supported values: '
+                           '"Ignore", "Strict", "Warn"')
+        said = [f"{u}: field not declared in schema" if apply else f'unknown field "{u.lstrip(".")}"'
+                for u in unknown]
+        if mode == "Strict":
+            causes = [{"reason": "FieldValueInvalid", "message": m, "field": u} for m, u in zip(said, unknown,
+                                                                                              strict=True)]
+            raise ApiError(400, "BadRequest", ("" if apply else "strict decoding error: ") + ", ".join(said), causes,
+                           kind.kind, (body.get("metadata") or {}).get("name", ""))
+        if mode == "Warn":
+            self.warnings = [*getattr(self, "warnings", []), *said]
+        return kube_schema.pruned(body, (kind.kind,))
 
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -144,6 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
+            if method == "GET" and url.path.startswith("/openapi/"):
+                self._openapi(url.path)
+                return
             found = _discovery(url.path) if method == "GET" else None
             if found is not None:
                 self.store.calls.append(("DISCOVERY", self.path))
@@ -160,6 +189,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(exc.code, exc.status())
         except (ValueError, KeyError, TypeError) as exc:
             self._send(400, ApiError(400, "BadRequest", f"the request is malformed: {exc}").status())
+
+    def _openapi(self, path: str) -> None:
+        """/openapi/v3 (an index of group-versions) and each group-version's document; /openapi/v2 as JSON (a real
+        server also answers it in protobuf, which this one refuses with 406, as it would an Accept it lacks)."""
+        self.store.calls.append(("OPENAPI", path))
+        path = path.rstrip("/")
+        if path == "/openapi/v3":
+            self._send(200, kube_openapi.v3_index())
+            return
+        if path == "/openapi/v2":
+            if "protobuf" in (self.headers.get("Accept") or "") and "json" not in (self.headers.get("Accept") or ""):
+                raise ApiError(406, "NotAcceptable", "only application/json is served here")
+            text = kube_openapi.v2()
+        else:
+            gv = path.removeprefix("/openapi/v3/api/").removeprefix("/openapi/v3/apis/")
+            if gv not in GROUP_VERSIONS:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            text = kube_openapi.v3_group(gv)
+        raw = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def _pods(self, method: str, ns: str | None, name: str, sub: str, query: dict[str, str], path: str) -> None:
         """Pods are read-only here (Store.pods): list, get, and a pod's log as text/plain."""
@@ -204,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(405, "MethodNotAllowed", "POST to a named object")
                 body = json.loads(raw)
                 _matches_url(kind, body, apply=False)
-                return 201, store.create(kind, space, body, manager, dry)
+                return 201, store.create(kind, space, self._checked(kind, body, query, False), manager, dry)
             current = store.get(kind, space, name) if method != "PATCH" or ctype != "application/apply-patch+yaml" \
                 else None
             if sub == "scale":
@@ -233,7 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
                              "details": {"name": name, "kind": kind.plural, "uid": current["metadata"].get("uid")}}
             if method == "PUT":
-                return 200, store.update(kind, space, name, json.loads(raw), manager, dry, sub)
+                return 200, store.update(kind, space, name, self._checked(kind, json.loads(raw), query, False),
+                                         manager, dry, sub)
             if ctype == "application/apply-patch+yaml":
                 if not query.get("fieldManager"):
                     raise ApiError(400, "BadRequest", "PATCH, application/apply-patch+yaml requires fieldManager")
@@ -242,10 +296,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if (config.get("metadata") or {}).get("name", name) != name:
                     raise ApiError(400, "BadRequest", "the name of the object does not match the name in the URL")
                 config.setdefault("metadata", {})["name"] = name
+                config = self._checked(kind, config, query, True)
                 return 200, store.apply(kind, space, name, config, manager, query.get("force") == "true", dry)
             assert current is not None
-            return 200, store.update(kind, space, name, _patched(current, json.loads(raw), ctype), manager, dry,
-                                     sub)
+            patched = self._checked(kind, _patched(current, json.loads(raw), ctype), query, False)
+            return 200, store.update(kind, space, name, patched, manager, dry, sub)
 
     def _scale(self, method: str, kind: Kind, ns: str, name: str, current: dict[str, Any] | None, raw: bytes,
                ctype: str, manager: str, dry: bool) -> tuple[int, dict[str, Any]]:
