@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -130,7 +131,10 @@ def build(name: str, body: ModelSpec, labels: dict[str, str], base: Path, secret
                              else {"tcpSocket": {"port": body.containerPort}})
     container["readinessProbe"] = {**check, "periodSeconds": max(1, round(h.interval)),
                                    "timeoutSeconds": max(1, round(h.timeout))}
+    # the cluster itself marks a rollout failed (Progressing: ProgressDeadlineExceeded) when it stalls for as
+    # long as recon waits for one, so `kubectl rollout status` and recon agree on when it failed
     spec: dict[str, Any] = {"selector": {"matchLabels": {MODEL: name}},
+                            "progressDeadlineSeconds": max(1, math.ceil(k8s.rolloutTimeout)),
                             "template": {"metadata": {"labels": dict(meta_labels),
                                                       "annotations": {CONFIG_DIGEST: digest}},
                                          "spec": {"containers": [container]}}}

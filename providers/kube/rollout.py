@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,10 +34,16 @@ def progress(obj: dict[str, Any]) -> tuple[State, str]:
     return "done", ""
 
 
+GRACE = 5.0  # seconds past its progress deadline the cluster may take to say so
+
+
 def wait_rollout(conn: Cluster, applied: dict[str, Any], timeout: float) -> tuple[str | None, dict[str, Any]]:
     """(None, the Deployment) when its rollout is done, else (what was missing when it failed or when
-    `timeout` seconds had passed, the Deployment as last read)."""
+    `timeout` seconds had passed, the Deployment as last read). A Deployment whose progress deadline is no
+    later than `timeout` is given GRACE more, for its controller to report ProgressDeadlineExceeded itself."""
     meta = applied["metadata"]
+    if applied.get("spec", {}).get("progressDeadlineSeconds", 600) <= math.ceil(timeout):
+        timeout += GRACE
     deadline = time.monotonic() + timeout
     obj = applied
     delay = 0.1
@@ -44,7 +51,9 @@ def wait_rollout(conn: Cluster, applied: dict[str, Any], timeout: float) -> tupl
         state, missing = progress(obj)
         if state == "done":
             return None, obj
-        if state == "failed" or time.monotonic() >= deadline:
+        if state == "failed":
+            return missing, obj
+        if time.monotonic() >= deadline:
             return f"{missing} after {timeout:g}s", obj
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 2.0)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -355,3 +356,41 @@ def test_openapi_client_side_apply_explain_and_edit(peer: tuple[kube_api.KubePee
     v2 = json.loads(kubectl(config, "get", "--raw", "/openapi/v2").stdout)
     assert v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"] == [
         {"group": "apps", "kind": "Deployment", "version": "v1"}]
+
+
+def test_replica_sets_rollout_history_undo_and_the_progress_deadline(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """Issue 20 (7): no ReplicaSets and no progress deadline, so `kubectl rollout history/undo` failed and a
+    stalled rollout never failed. Each template is a ReplicaSet owned by its Deployment and numbered by
+    deployment.kubernetes.io/revision; undo takes an older one back under the next revision; a rollout that
+    makes no progress for progressDeadlineSeconds is Progressing=False, ProgressDeadlineExceeded
+    (kubernetes.io/docs/concepts/workloads/controllers/deployment/#rolling-back-a-deployment and
+    #failed-deployment); ReplicaSets go with their Deployment (garbage collection)."""
+    _, config = peer
+    web = DEPLOYMENT.replace("replicas: 1", "replicas: 2\n  progressDeadlineSeconds: 2")
+    for image in ("img:1", "img:2"):
+        done = kubectl(config, "apply", "--server-side", "-f", "-", stdin=web.replace("img:1", image))
+        assert done.returncode == 0, done.stderr
+        assert kubectl(config, "rollout", "status", "deployment/web", "--timeout=10s").returncode == 0
+    history = kubectl(config, "rollout", "history", "deployment/web")
+    assert history.returncode == 0 and [line.split()[0] for line in history.stdout.splitlines()[2:] if line] == [
+        "1", "2"], history.stdout
+    rs = json.loads(kubectl(config, "get", "rs", "-o", "json").stdout)["items"]
+    assert len(rs) == 2 and all(r["metadata"]["ownerReferences"][0]["kind"] == "Deployment" for r in rs)
+    assert {r["spec"]["replicas"] for r in rs} == {0, 2}  # the old one scaled down, the new one up
+    undo = kubectl(config, "rollout", "undo", "deployment/web")
+    assert undo.returncode == 0 and "rolled back" in undo.stdout, undo.stderr
+    assert kubectl(config, "rollout", "status", "deployment/web", "--timeout=10s").returncode == 0
+    assert kubectl(config, "get", "deployment", "web", "-o", "jsonpath={..image}").stdout == "img:1"
+    history = kubectl(config, "rollout", "history", "deployment/web")
+    assert [line.split()[0] for line in history.stdout.splitlines()[2:] if line] == ["2", "3"], history.stdout
+    stalled = web.replace("img:1", "registry.invalid/never:1")
+    clash = kubectl(config, "apply", "--server-side", "-f", "-", stdin=stalled)
+    assert clash.returncode != 0 and "image" in clash.stderr, clash.stderr  # the undo's manager owns it now
+    assert kubectl(config, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=stalled).returncode == 0
+    failed = kubectl(config, "rollout", "status", "deployment/web", "--timeout=15s")
+    assert failed.returncode != 0 and 'deployment "web" exceeded its progress deadline' in failed.stderr, failed.stderr
+    assert kubectl(config, "delete", "deployment", "web").returncode == 0
+    deadline = time.monotonic() + 5
+    while kubectl(config, "get", "rs", "-o", "name").stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not kubectl(config, "get", "rs", "-o", "name").stdout  # collected with their Deployment

@@ -293,12 +293,16 @@ def test_objects_still_being_deleted_are_waited_for_and_never_deleted_twice(tmp_
 
 
 def test_a_stuck_rollout_fails_and_rolls_back(tmp_path: Path, cluster: Cluster) -> None:
+    """Issue 20 (7): the test server had no progress deadline, so the branch where the cluster itself says a
+    rollout failed (Progressing: ProgressDeadlineExceeded) never ran. recon sets progressDeadlineSeconds to its
+    rolloutTimeout, and reports the cluster's verdict."""
     _spec(tmp_path, cluster, k8s="rolloutTimeout: 3")
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    assert cluster.deployment("churn")["spec"]["progressDeadlineSeconds"] == 3
     _spec(tmp_path, cluster, image=STUCK, k8s="rolloutTimeout: 3")
     stuck = recon("apply", "--auto-approve", cwd=tmp_path, env=ENV)
-    assert stuck.rc == 1 and "the rollout did not finish" in stuck.out, stuck.text
-    assert "set kubernetes.rollback: true" in stuck.out
+    assert stuck.rc == 1 and "the rollout did not finish: progress deadline exceeded" in stuck.out, stuck.text
+    assert "has timed out progressing" in stuck.out and "set kubernetes.rollback: true" in stuck.out
     assert cluster.deployment("churn")["spec"]["template"]["spec"]["containers"][0]["image"] == STUCK
 
     _spec(tmp_path, cluster, image=IMAGE2, k8s="rolloutTimeout: 3")  # a good image finishes the rollout
@@ -306,6 +310,7 @@ def test_a_stuck_rollout_fails_and_rolls_back(tmp_path: Path, cluster: Cluster) 
     _spec(tmp_path, cluster, image=STUCK, k8s="rolloutTimeout: 3, rollback: true")
     back = recon("apply", "--auto-approve", cwd=tmp_path, env=ENV)
     assert back.rc == 1 and "rolled back: the previous template is restored" in back.out, back.text
+    assert "progress deadline exceeded" in back.out
     assert cluster.deployment("churn")["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE2
     again = recon("plan", cwd=tmp_path, env=ENV)  # the spec still wants the stuck image: the plan says so
     assert f"image: {IMAGE2} → {STUCK}" in again.out, again.out

@@ -35,7 +35,7 @@ VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-recon-peer", "pla
 
 # the short names a real API server's discovery gives (kubectl logs deploy/NAME resolves them)
 SHORT = {"namespaces": "ns", "configmaps": "cm", "services": "svc", "deployments": "deploy", "cronjobs": "cj",
-         "pods": "po"}
+         "pods": "po", "replicasets": "rs"}
 _PREFIXES = [(gv, "/api/v1" if gv == "v1" else f"/apis/{gv}") for gv in GROUP_VERSIONS]
 
 

@@ -53,6 +53,7 @@ KINDS = [
     Kind("v1", "secrets", "Secret"),
     Kind("v1", "services", "Service", subresources=("status",)),
     Kind("apps/v1", "deployments", "Deployment", subresources=("scale", "status")),
+    Kind("apps/v1", "replicasets", "ReplicaSet", subresources=("status",)),  # made by the Deployment controller
     Kind("batch/v1", "jobs", "Job", subresources=("status",)),  # stored and validated; no controller runs them
     Kind("batch/v1", "cronjobs", "CronJob", subresources=("status",)),
     Kind("v1", "pods", "Pod", subresources=("log",)),  # read-only: what Deployments' status implies (Store.pods)
@@ -121,7 +122,7 @@ class Store:
                 if plural != "deployments" or (ns is not None and o_ns != ns):
                     continue
                 template = d["spec"]["template"]
-                digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+                digest = template_hash(template)
                 status = d.get("status") or {}
                 count = status.get("replicas", d["spec"].get("replicas", 1))
                 ready = status.get("readyReplicas", 0)
@@ -358,13 +359,23 @@ class Store:
     # the Deployment controller
 
     def tick(self) -> None:
-        """Move Deployments towards their templates: after `settle` seconds all replicas are updated and
-        available, unless an image is on a host under .invalid (it cannot be pulled): then one new replica
-        is unavailable and the old ones keep serving, as a real rollout that is stuck."""
+        """The Deployment controller: each template is a ReplicaSet of the Deployment (named by the template's
+        hash, numbered by `deployment.kubernetes.io/revision`; a template seen before takes its old ReplicaSet and
+        the next revision, as `kubectl rollout undo` expects). After `settle` seconds all replicas are updated and
+        available, unless an image is on a host under .invalid (it cannot be pulled): then one new replica is
+        unavailable and the old ones keep serving, as a real rollout that is stuck, until the progress deadline
+        passes (Progressing False, ProgressDeadlineExceeded). The garbage collector removes ReplicaSets whose
+        Deployment is gone."""
         with self.lock:
             self._finish_deletions()
-            for (plural, _, _), obj in list(self.objects.items()):
-                if plural != "deployments":
+            uids = {o["metadata"]["uid"] for (plural, _, _), o in self.objects.items() if plural == "deployments"}
+            for key, rs in list(self.objects.items()):
+                refs = rs["metadata"].get("ownerReferences") or []
+                if key[0] == "replicasets" and refs and refs[0].get("uid") not in uids:
+                    del self.objects[key]
+                    self.version += 1
+            for (plural, ns, name), obj in list(self.objects.items()):
+                if plural != "deployments" or obj["metadata"].get("deletionTimestamp"):
                     continue
                 status = obj.setdefault("status", {})
                 if time.monotonic() - status.get("_changed", 0) < self.settle:
@@ -374,21 +385,86 @@ class Store:
                 stuck = any(i.split("/", 1)[0].endswith(".invalid") for i in images if "/" in i)
                 gen = obj["metadata"]["generation"]
                 was = status.get("availableReplicas", 0) if status.get("observedGeneration") else 0
+                current, started = self._replica_set(ns, name, obj, want, stuck, was)
+                if started:
+                    status["_progress"] = time.monotonic()
+                deadline = obj["spec"].get("progressDeadlineSeconds", 600)
+                late = stuck and time.monotonic() - status.get("_progress", time.monotonic()) > deadline
                 if stuck:
+                    progressing = ({"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                                    "message": f'ReplicaSet "{current}" has timed out progressing.',
+                                    "lastUpdateTime": now()} if late else _condition("Progressing", True))
                     new = {"observedGeneration": gen, "replicas": min(was, want) + 1, "updatedReplicas": 1,
                            "readyReplicas": min(was, want), "availableReplicas": min(was, want),
                            "unavailableReplicas": 1, "conditions": [_condition("Available", was >= want),
-                                                                    _condition("Progressing", True)]}
+                                                                    progressing]}
                 else:
                     new = {"observedGeneration": gen, "replicas": want, "updatedReplicas": want,
                            "readyReplicas": want, "availableReplicas": want,
                            "conditions": [_condition("Available", True), _condition("Progressing", True)]}
                     new = {k: v for k, v in new.items() if v != 0 or k == "observedGeneration"}
-                if {k: v for k, v in status.items() if k != "_changed" and k != "conditions"} != {
-                        k: v for k, v in new.items() if k != "conditions"}:
+                inner = {k: status[k] for k in ("_changed", "_progress") if k in status}
+                reasons = [c.get("reason") for c in status.get("conditions") or []]
+                if {k: v for k, v in status.items() if not k.startswith("_") and k != "conditions"} != {
+                        k: v for k, v in new.items() if k != "conditions"} or (
+                        late and "ProgressDeadlineExceeded" not in reasons):
                     self.version += 1
                     obj["metadata"]["resourceVersion"] = str(self.version)
-                    obj["status"] = {**new, "_changed": status.get("_changed", 0)}
+                    obj["status"] = {**new, **inner}
+
+    def _replica_set(self, ns: str, name: str, d: dict[str, Any], want: int, stuck: bool,
+                     was: int) -> tuple[str, bool]:
+        """The ReplicaSet of the Deployment's template, made or taken back (then True: a rollout starts), with
+        the Deployment's revision annotation, and the replicas of each ReplicaSet as the rollout has them."""
+        template = d["spec"]["template"]
+        digest = template_hash(template)
+        uid = d["metadata"]["uid"]
+        owned = {k: rs for k, rs in self.objects.items() if k[0] == "replicasets" and k[1] == ns
+                 and ((rs["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid)}
+        revision = lambda rs: int(rs["metadata"]["annotations"].get(REVISION, "0"))  # noqa: E731
+        top = max((revision(rs) for rs in owned.values()), default=0)
+        rs_name = f"{name}-{digest}"
+        current = owned.get(("replicasets", ns, rs_name))
+        started = current is None or revision(current) < top
+        cause = (d["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
+        if current is None:
+            labels = {**(template.get("metadata") or {}).get("labels", {}), "pod-template-hash": digest}
+            selector = copy.deepcopy(d["spec"].get("selector") or {})
+            selector.setdefault("matchLabels", {})["pod-template-hash"] = digest
+            current = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+                "name": rs_name, "namespace": ns, "uid": str(uuid.uuid4()), "creationTimestamp": now(),
+                "labels": labels, "annotations": {},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid,
+                                     "controller": True, "blockOwnerDeletion": True}]},
+                "spec": {"replicas": 0, "selector": selector,
+                         "template": {**copy.deepcopy(template), "metadata": {
+                             **copy.deepcopy(template.get("metadata") or {}), "labels": labels}}},
+                "status": {"replicas": 0}}
+            owned[("replicasets", ns, rs_name)] = self.objects[("replicasets", ns, rs_name)] = current
+        if started:
+            current["metadata"]["annotations"][REVISION] = str(top + 1)
+            if cause:
+                current["metadata"]["annotations"][CHANGE_CAUSE] = cause
+        notes = d["metadata"].setdefault("annotations", {})
+        if notes.get(REVISION) != current["metadata"]["annotations"][REVISION]:
+            notes[REVISION] = current["metadata"]["annotations"][REVISION]
+            self.version += 1
+            d["metadata"]["resourceVersion"] = str(self.version)
+        for rs in owned.values():
+            count = (1 if stuck else want) if rs is current else (min(was, want) if stuck else 0)
+            if rs["spec"]["replicas"] != count or rs["status"].get("replicas") != count:
+                rs["spec"]["replicas"] = count
+                rs["status"] = {"replicas": count, "observedGeneration": 1,
+                                **({"readyReplicas": count, "availableReplicas": count}
+                                   if count and not (stuck and rs is current) else {})}
+                self.version += 1
+                rs["metadata"]["resourceVersion"] = str(self.version)
+        limit = d["spec"].get("revisionHistoryLimit", 10)
+        old = sorted((rs for rs in owned.values() if rs is not current and not rs["spec"]["replicas"]),
+                     key=revision)
+        for rs in old[:max(0, len(old) - limit)]:
+            del self.objects[("replicasets", ns, rs["metadata"]["name"])]
+        return rs_name, started
 
 
 def _condition(kind: str, ok: bool) -> dict[str, str]:
@@ -397,10 +473,27 @@ def _condition(kind: str, ok: bool) -> dict[str, str]:
     return {"type": kind, "status": "True" if ok else "False", "reason": reason, "lastUpdateTime": now()}
 
 
+REVISION = "deployment.kubernetes.io/revision"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    """A pod template's hash, as its ReplicaSet and pods are labelled (pod-template-hash): of its content, so
+    nulls a client writes for empty fields (a Go client's `creationTimestamp: null`) do not count, nor the
+    pod-template-hash label `kubectl rollout undo` takes out of a ReplicaSet's template."""
+    def content(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: content(x) for k, x in v.items() if x is not None and k != "pod-template-hash"}
+        return [content(x) for x in v] if isinstance(v, list) else v
+
+    return hashlib.sha256(json.dumps(content(template), sort_keys=True).encode()).hexdigest()[:10]
+
+
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(obj)
     if isinstance(out.get("status"), dict):
         out["status"].pop("_changed", None)
+        out["status"].pop("_progress", None)
     if isinstance(out.get("metadata"), dict):
         out["metadata"].pop("_deleting", None)
     return out
