@@ -10,11 +10,16 @@ Usage: python bench/models_docker.py [MODELS]   (default 200)
 - A rolling update of 3 replicas (env change): time from apply to all healthy, and the requests
   that failed for a prober that finds replicas by label, sends to every healthy one, and retries a
   refused connection once on another replica, as a label-discovering proxy does (target 0).
+- The same Model behind its stable endpoint (issue 19): 50 requests a second to the one address, each
+  on a new connection and never retried, through a good rolling update and a failed one (a successor
+  that fails its health check): the requests that failed (target 0).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from common import RECON, measure  # noqa: E402
 
-from tests.peers import docker_engine  # noqa: E402
+from tests.peers import docker_engine, haproxy_image  # noqa: E402
 
 
 def spec(name: str, port: int, replicas: int, version: str) -> str:
@@ -74,6 +79,7 @@ def main() -> None:
             print(f"env change to {n} Models with --parallelism 10: {changed.seconds:.1f} s (rc {changed.rc}), "
                   f"peak RSS {changed.peak_mb:.0f} MB")
             rolling(root, engine)
+            behind_endpoint(root, engine)
         finally:
             engine.stop()
 
@@ -108,6 +114,46 @@ def rolling(root: Path, engine: docker_engine.Engine) -> None:
     t.join()
     print(f"rolling update of 3 replicas: {run.seconds:.2f} s from apply to all healthy (rc {run.rc}); "
           f"{sent[0]} requests, {len(failed)} failed")
+
+
+def behind_endpoint(root: Path, engine: docker_engine.Engine) -> None:
+    env = {"DOCKER_HOST": engine.host}
+    haproxy_image.build(engine, root / "haproxy")
+    docker_engine.build(engine, "recon-bench/model:broken", root / "broken", status=500)
+    work = root / "endpoint"
+    (work / "specs").mkdir(parents=True)
+    front = f"  endpoint: {{port: 21500, image: '{haproxy_image.TAG}'}}\n"
+    (work / "specs" / "m.yaml").write_text(spec("front", 21100, 3, "v1") + front)
+    measure([RECON, "apply", "--auto-approve"], cwd=work, env=env)
+    served, lost, stop = [0], [0], threading.Event()
+
+    def load() -> None:
+        due = time.monotonic()
+        while not stop.is_set():
+            due += 0.02
+            if ok(21500):
+                served[0] += 1
+            else:
+                lost[0] += 1
+            stop.wait(max(0.0, due - time.monotonic()))
+
+    t = threading.Thread(target=load)
+    t.start()
+    (work / "specs" / "m.yaml").write_text(spec("front", 21100, 3, "v2") + front)
+    good = measure([RECON, "apply", "--auto-approve"], cwd=work, env=env)
+    (work / "specs" / "m.yaml").write_text(spec("front", 21100, 3, "v3").replace("model:1", "model:broken")
+                                           .replace("interval: 0.05}", "interval: 0.05, startTimeout: 3}") + front)
+    started = time.perf_counter()
+    bad = subprocess.run([RECON, "apply", "--auto-approve"], cwd=work, env={**os.environ, **env},
+                         capture_output=True, text=True, check=False)  # fails (rolled back): rc 1
+    bad_seconds = time.perf_counter() - started
+    time.sleep(0.5)
+    stop.set()
+    t.join()
+    back = "rolled back" if "rolled back" in bad.stdout else "NOT rolled back"
+    print(f"behind the endpoint, 50 requests/s: good rolling update of 3 replicas {good.seconds:.2f} s (rc "
+          f"{good.rc}), failed one {bad_seconds:.2f} s (rc {bad.returncode}, {back}); "
+          f"{served[0] + lost[0]} requests, {lost[0]} failed")
 
 
 if __name__ == "__main__":

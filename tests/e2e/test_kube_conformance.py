@@ -394,3 +394,37 @@ def test_replica_sets_rollout_history_undo_and_the_progress_deadline(peer: tuple
     while kubectl(config, "get", "rs", "-o", "name").stdout and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not kubectl(config, "get", "rs", "-o", "name").stdout  # collected with their Deployment
+
+
+def test_scale_patch_types_and_server_dry_runs(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """kubectl scale (the /scale subresource), kubectl patch of each type, and --dry-run=server on apply and
+    patch, which answer what would be stored and store nothing
+    (kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/,
+    kubernetes.io/docs/reference/using-api/api-concepts/#dry-run)."""
+    _, config = peer
+    assert kubectl(config, "apply", "--server-side", "-f", "-", stdin=DEPLOYMENT).returncode == 0
+    scaled = kubectl(config, "scale", "deployment", "web", "--replicas=3")
+    assert scaled.returncode == 0 and "scaled" in scaled.stdout, scaled.stderr
+
+    def get(path: str) -> str:
+        return kubectl(config, "get", "deployment", "web", "-o", f"jsonpath={path}").stdout
+
+    assert get("{.spec.replicas}") == "3"
+    patches = (("strategic", '{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"img:2"}]}}}}'),
+               ("merge", '{"metadata":{"labels":{"tier":"front"}}}'),
+               ("json", '[{"op":"replace","path":"/spec/replicas","value":2}]'))
+    for kind, body in patches:
+        done = kubectl(config, "patch", "deployment", "web", "--type", kind, "-p", body)
+        assert done.returncode == 0 and "patched" in done.stdout, (kind, done.stderr)
+    assert (get("{..image}"), get("{.metadata.labels.tier}"), get("{.spec.replicas}")) == ("img:2", "front", "2")
+    version = get("{.metadata.resourceVersion}")
+    dry = kubectl(config, "patch", "deployment", "web", "--type", "merge", "-p", '{"spec":{"replicas":7}}',
+                  "--dry-run=server", "-o", "jsonpath={.spec.replicas}")
+    assert dry.returncode == 0 and dry.stdout == "7", dry.stderr  # what would be stored
+    applied = kubectl(config, "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-",
+                      stdin=DEPLOYMENT.replace("img:1", "img:9"))
+    assert applied.returncode == 0 and "(server dry run)" in applied.stdout, applied.stderr
+    assert (get("{.spec.replicas}"), get("{..image}"), get("{.metadata.resourceVersion}")) == ("2", "img:2", version)
+    bad = kubectl(config, "patch", "deployment", "web", "--type", "json", "-p",
+                  '[{"op":"test","path":"/spec/replicas","value":5}]')
+    assert bad.returncode != 0  # a failed test op changes nothing (RFC 6902)
