@@ -428,3 +428,29 @@ def test_scale_patch_types_and_server_dry_runs(peer: tuple[kube_api.KubePeer, Pa
     bad = kubectl(config, "patch", "deployment", "web", "--type", "json", "-p",
                   '[{"op":"test","path":"/spec/replicas","value":5}]')
     assert bad.returncode != 0  # a failed test op changes nothing (RFC 6902)
+
+
+def test_watch_streams_changes(peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """A watch (kubectl get -w, and kubectl rollout status, which watches) was answered with a list, and kubectl
+    warned it could not decode the stream. It is a stream of ADDED/MODIFIED/DELETED events from the version
+    asked for (kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes)."""
+    _, config = peer
+    assert kubectl(config, "apply", "--server-side", "-f", "-", stdin=DEPLOYMENT).returncode == 0
+    found = shutil.which("kubectl")
+    assert found
+    watching = subprocess.Popen([found, "--kubeconfig", str(config), "get", "deployments", "--watch", "-o",
+                                 "jsonpath={.metadata.name}={.spec.replicas}{\"\\n\"}"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        assert kubectl(config, "scale", "deployment", "web", "--replicas=4").returncode == 0
+        assert kubectl(config, "delete", "deployment", "web").returncode == 0
+        time.sleep(1)
+    finally:
+        watching.terminate()
+        out, err = watching.communicate(timeout=10)
+    assert "web=1" in out and "web=4" in out, (out, err)
+    assert "unable to decode" not in err, err
+    assert kubectl(config, "apply", "--server-side", "-f", "-", stdin=DEPLOYMENT).returncode == 0
+    status = kubectl(config, "rollout", "status", "deployment/web", "--timeout=10s")
+    assert status.returncode == 0 and "successfully rolled out" in status.stdout and "watch" not in status.stderr

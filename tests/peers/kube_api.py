@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -179,6 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, found)
                 return
             kind, ns, name, sub = _route(url.path)
+            if method == "GET" and not name and query.get("watch") in ("true", "1"):
+                self._watch(kind, ns, query)
+                return
             if kind.kind == "Pod":
                 self._pods(method, ns, name, sub, query, url.path)
                 return
@@ -189,6 +193,48 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(exc.code, exc.status())
         except (ValueError, KeyError, TypeError) as exc:
             self._send(400, ApiError(400, "BadRequest", f"the request is malformed: {exc}").status())
+
+    def _watch(self, kind: Kind, ns: str | None, query: dict[str, str]) -> None:
+        """A watch: a chunked stream of {"type": ADDED|MODIFIED|DELETED, "object": …} lines, one per change of an
+        object the selectors match, from the resourceVersion asked for (none, or "0": every object ADDED first),
+        until timeoutSeconds (kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes).
+        Changes are found by comparing the store with what was sent, every 50 ms."""
+        self.store.calls.append(("WATCH", self.path))
+        since = int(query.get("resourceVersion") or 0)
+        stop = time.monotonic() + min(float(query.get("timeoutSeconds") or 1800), 1800)
+
+        def now() -> dict[str, dict[str, Any]]:
+            with self.store.lock:
+                items = self.store.list(kind, ns, query.get("labelSelector", ""), query.get("fieldSelector", ""))
+            return {f"{i['metadata'].get('namespace', '')}/{i['metadata']['name']}": _public(i)
+                    for i in items["items"]}
+
+        def version(o: dict[str, Any]) -> str:
+            return str(o["metadata"]["resourceVersion"])
+
+        # from a version: what changed since is MODIFIED (the client listed it before); from none: all ADDED
+        seen = {k: o if int(version(o)) <= since else {"metadata": {"resourceVersion": ""}}
+                for k, o in now().items()} if since else {}
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            while time.monotonic() < stop:
+                current = now()
+                events = [("DELETED", o) for k, o in seen.items() if k not in current]
+                events += [("ADDED" if k not in seen else "MODIFIED", o) for k, o in current.items()
+                           if k not in seen or version(seen[k]) != version(o)]
+                for kind_of, obj in events:
+                    line = json.dumps({"type": kind_of, "object": obj}).encode() + b"\n"
+                    self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                self.wfile.flush()
+                seen = current
+                time.sleep(0.05)
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped watching
+        self.close_connection = True
 
     def _openapi(self, path: str) -> None:
         """/openapi/v3 (an index of group-versions) and each group-version's document; /openapi/v2 as JSON (a real
