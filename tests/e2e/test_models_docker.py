@@ -625,6 +625,12 @@ def test_an_apply_killed_behind_the_endpoint_loses_no_request(tmp_path: Path, en
     assert not load.failed and load.ok > 50 and "v3" in load.versions, (load.ok, load.failed[:5])
     assert len(_replicas(engine, "killed")) == 2
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+    (tmp_path / "specs" / "killed.yaml").unlink()  # pruned: the endpoint goes with the replicas
+    (tmp_path / "specs" / "hosts.yaml").write_text(
+        "apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: here}\nspec:\n  hosts: [{name: me, root: ../me}]\n")
+    pruned = recon("apply", "--prune", "--auto-approve", cwd=tmp_path, env=env)
+    assert pruned.rc == 0 and "3 containers of Model/killed removed" in pruned.out, pruned.text
+    assert not engine.docker("ps", "-aq", "--filter", "label=recon.dev/spec=Model/killed")
 
 
 OPS_POLICY = """\
