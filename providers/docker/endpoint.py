@@ -92,6 +92,9 @@ class Endpoint:
         except docker.errors.ImageNotFound:
             raise Failed(f"the endpoint's image {self.want['image']} is not on the engine; pull or load it there "
                          "(recon pulls nothing), or name another HAProxy 2.x image in endpoint.image") from None
+        for c in self.found:  # a stopped one of these settings has the name the new one takes
+            if c["State"] != "running":
+                remove(self.api, c)
         labels = {**MANAGED, f"{L}spec": self.d.name, ROLE: "endpoint", f"{L}config": self.digest,
                   SETTINGS: json.dumps(self.want, sort_keys=True),
                   **({STACK: self.d.stack.id, STACK_NAME: self.d.stack.name} if self.d.stack else {})}
@@ -104,7 +107,7 @@ class Endpoint:
         self.api.start(self.id)
         self._loaded(0, "started")
         self.listed = sorted(ports)
-        self.retire([c for c in self.found if c["Id"] != self.id])
+        self.retire([c for c in self.found if c["Id"] != self.id and c["State"] == "running"])
 
     def serve(self, ports: list[int]) -> None:
         """List exactly these replicas, reloaded and loaded before this returns (a no-op when they are listed)."""

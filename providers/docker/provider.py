@@ -389,4 +389,5 @@ def _endpoint_fields(d: DockerModel, found: list[dict[str, Any]]) -> list[FieldC
     after = want or {}
     fields = [FieldChange(f"endpoint.{key}", before.get(key), after.get(key))
               for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
-    return fields or [FieldChange("endpoint", f"{len(found)} containers, not all running", "1 running")]
+    said = "stopped" if len(found) == 1 else f"{len(found)} containers, not all running"
+    return fields or [FieldChange("endpoint", said, "running")]

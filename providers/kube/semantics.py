@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -46,29 +46,41 @@ def choose(server: str | None) -> str:
 
 @dataclass(frozen=True)
 class Node:
-    """A place in an object's schema: what a field's value is, and how its lists and maps merge."""
+    """A place in an object's schema: what a field's value is, and how its lists and maps merge. A kind's root is
+    made once (kind() is cached) and each node keeps the children asked of it, so flattening many objects of a
+    kind walks the schema once."""
 
     schema: dict[str, Any]
     defs: dict[str, Any]
+    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def _resolved(self) -> dict[str, Any]:
+        if "" in self._memo:
+            return self._memo[""]
         s = self.schema
         while True:
             ref = s.get("$ref") or next((a.get("$ref") for a in s.get("allOf") or [] if "$ref" in a), None)
             if not ref:
-                return s
+                break
             s = {**self.defs.get(ref[len(_ROOT):], {}), **{k: v for k, v in s.items() if k not in ("$ref", "allOf")}}
+        self._memo[""] = s
+        return s
 
     def field(self, name: str) -> Node | None:
-        s = self._resolved()
-        sub = (s.get("properties") or {}).get(name)
-        if sub is None and isinstance(s.get("additionalProperties"), dict):
-            sub = s["additionalProperties"]
-        return Node(sub, self.defs) if sub is not None else None
+        key = "f:" + name
+        if key not in self._memo:
+            s = self._resolved()
+            sub = (s.get("properties") or {}).get(name)
+            if sub is None and isinstance(s.get("additionalProperties"), dict):
+                sub = s["additionalProperties"]
+            self._memo[key] = Node(sub, self.defs) if sub is not None else None
+        return self._memo[key]
 
     def items(self) -> Node | None:
-        s = self._resolved()
-        return Node(s["items"], self.defs) if isinstance(s.get("items"), dict) else None
+        if "items" not in self._memo:
+            s = self._resolved()
+            self._memo["items"] = Node(s["items"], self.defs) if isinstance(s.get("items"), dict) else None
+        return self._memo["items"]
 
     def list_keys(self) -> tuple[str, ...]:
         """The keys that identify a list's elements (a map-list); () for a set or an atomic list."""
@@ -84,11 +96,6 @@ class Node:
     def atomic(self) -> bool:
         """A map (or struct) replaced whole."""
         return self._resolved().get("x-kubernetes-map-type") == "atomic"
-
-    def known(self) -> bool:
-        """The schema says what this is (not a free-form object, e.g. a field of a preserved-unknown map)."""
-        s = self._resolved()
-        return bool(s.get("properties") or s.get("additionalProperties") or s.get("items") or s.get("type"))
 
 
 @lru_cache(maxsize=4)

@@ -580,6 +580,14 @@ def test_a_stable_endpoint_answers_every_request_through_good_and_failed_rollout
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
     assert len(engine.docker("ps", "-q", "--filter", "label=recon.dev/spec=Model/front").split()) == 3
 
+    [front_id] = engine.docker("ps", "-q", "--filter", "label=recon.dev/role=endpoint", "--filter",
+                               "label=recon.dev/spec=Model/front").split()
+    engine.docker("stop", front_id)  # stopped by hand: planned to run again, and made again under its name
+    stopped = recon("plan", cwd=tmp_path, env=env)
+    assert "endpoint: stopped → running" in stopped.out, stopped.text
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0 and _get(front)[0] == 200
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
     spec("good", "v2", extra="")  # no endpoint: it goes, the replicas stay
     gone = recon("plan", cwd=tmp_path, env=env)
     assert "the endpoint to remove" in gone.out and f"endpoint.address: 127.0.0.1:{front} → (none)" in gone.out
