@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from specs.errors import Diagnostic, ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from specs.project import Spec
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 init_app = typer.Typer(help="Start a project from a template.", no_args_is_help=True, rich_markup_mode=None)
@@ -131,7 +134,7 @@ _RATE = re.compile(r"^\s*\d+\s*/\s*(second|minute|hour)\s*$")
 _SCOPES = {"predict", "metrics"}
 
 
-def _guard(spec: Any) -> list[Diagnostic]:
+def _guard(spec: Spec) -> list[Diagnostic]:
     """The api-service's guard settings (api-service/guard.py reads them from its environment): keys only from
     secrets, known scopes, rates and limits it can read."""
     from specs.model import EnvFrom, ModelSpec
@@ -139,7 +142,8 @@ def _guard(spec: Any) -> list[Diagnostic]:
     body = spec.body
     if not isinstance(body, ModelSpec):
         return []
-    env, doc, out = body.env, spec.doc, []
+    env, doc = body.env, spec.doc
+    out: list[Diagnostic] = []
     keys = [k for k in env if k.startswith("API_KEY_") and not k.endswith("_SCOPES")]
     if not keys:
         out.append(doc.diagnostic(("spec", "env"), f"{spec.address} has no API key: the api-service refuses every "

@@ -99,7 +99,6 @@ class Endpoint(StrictModel):
     drainTimeout: float = Field(default=30, gt=0, le=600, description="Seconds a replica taken out of the endpoint "
                                 "may finish the requests it has before it is removed.")
 
-
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
