@@ -16,6 +16,8 @@ API calls: "LIST", "GET", "CREATE", "UPDATE", "PATCH", "APPLY", "DELETE", each w
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -220,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         try:
-            while time.monotonic() < stop:
+            while time.monotonic() < stop and not self._gone():
                 current = now()
                 events = [("DELETED", o) for k, o in seen.items() if k not in current]
                 events += [("ADDED" if k not in seen else "MODIFIED", o) for k, o in current.items()
@@ -235,6 +237,16 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client stopped watching
         self.close_connection = True
+
+    def _gone(self) -> bool:
+        """The client closed its end (a watch it no longer reads), or the server is stopping."""
+        if getattr(self.server, "stopping", False):
+            return True
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        try:
+            return bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return True
 
     def _openapi(self, path: str) -> None:
         """/openapi/v3 (an index of group-versions) and each group-version's document; /openapi/v2 as JSON (a real
@@ -407,6 +419,7 @@ class KubePeer:
 
     def stop(self) -> None:
         self.stopping.set()
+        self.server.stopping = True  # type: ignore[attr-defined]  # (open watches end)
         self.server.shutdown()
         self.server.server_close()
 
