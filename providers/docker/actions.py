@@ -12,8 +12,8 @@ from typing import Any
 from providers.context import Context
 from providers.contract import Output
 from providers.docker.endpoint import Endpoint
-from providers.docker.model import DockerModel, Failed, L, is_endpoint
-from providers.docker.replicas import _healthy, _port, _probe, converge, mine
+from providers.docker.model import DockerModel, Failed, L, index_of, is_endpoint, port_of
+from providers.docker.replicas import _healthy, _probe, converge, mine
 from providers.secrets import masker as secret_masker
 from specs.actions import LogsParams, Params, ScaleParams
 from specs.model import EnvFrom
@@ -37,7 +37,7 @@ def act(api: Any, action: str, d: DockerModel, params: Params, ctx: Context, emi
 def _replicas(api: Any, d: DockerModel, containers: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The Model's replicas (not its endpoint), in order."""
     return sorted((c for c in (mine(api, d) if containers is None else containers) if not is_endpoint(c)),
-                  key=lambda c: (int(c["Labels"].get(f"{L}replica", "-1")), c["Names"][0]))
+                  key=lambda c: (index_of(c), c["Names"][0]))
 
 
 def _name(c: dict[str, Any]) -> str:
@@ -52,7 +52,7 @@ def _restart(api: Any, d: DockerModel, emit: Callable[[Output], None]) -> str:
     if not running:
         raise Failed(f"{d.name} has no running replica to restart; `recon apply` starts them")
     front = Endpoint(api, d, containers)
-    ports = {c["Id"]: _port(c) for c in running}
+    ports = {c["Id"]: port_of(c) for c in running}
     for n, c in enumerate(running):
         started = time.monotonic()
         front.serve([p for cid, p in ports.items() if cid != c["Id"]])

@@ -156,15 +156,16 @@ class Endpoint:
     def _output(self) -> str:
         return str(self.api.logs(self.id, stdout=True, stderr=True, since=self.since).decode(errors="replace"))
 
-    def _notices(self) -> int:
-        text = self._output()
+    def _notices(self, text: str | None = None) -> int:
+        """How many loads HAProxy's master has reported (succeeded or failed) in its output."""
+        text = self._output() if text is None else text
         return text.count("Loading success") + text.count("Loading failure")
 
     def _loaded(self, before: int, what: str) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             text = self._output()
-            if text.count("Loading success") + text.count("Loading failure") > before:
+            if self._notices(text) > before:
                 if text.rfind("Loading success") > text.rfind("Loading failure"):
                     return
                 tail = " | ".join(text.strip().splitlines()[-4:])

@@ -26,6 +26,16 @@ def is_endpoint(c: dict[str, Any]) -> bool:
     return bool(c["Labels"].get(ROLE) == "endpoint")
 
 
+def port_of(c: dict[str, Any]) -> int:
+    """The port a replica container listens on, as its labels say."""
+    return int(c["Labels"].get(f"{L}port", "0"))
+
+
+def index_of(c: dict[str, Any]) -> int:
+    """Which replica a container is (-1: none, e.g. a Model's endpoint)."""
+    return int(c["Labels"].get(f"{L}replica", "-1"))
+
+
 def remove(api: Any, c: dict[str, Any]) -> None:
     """A container gone, at once (already gone is fine)."""
     import docker

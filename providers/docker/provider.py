@@ -31,7 +31,19 @@ from providers.context import Context, Reading, StepDone
 from providers.contract import Action, Change, FieldChange, Instance, Live, Output, Provider, Result, fingerprint
 from providers.docker import endpoint
 from providers.docker.files import bundle_source, bundle_tree
-from providers.docker.model import STACK, STACK_NAME, DockerModel, Failed, L, Orphan, context_hash, is_endpoint, remove
+from providers.docker.model import (
+    STACK,
+    STACK_NAME,
+    DockerModel,
+    Failed,
+    L,
+    Orphan,
+    context_hash,
+    index_of,
+    is_endpoint,
+    port_of,
+    remove,
+)
 from providers.docker.replicas import converge, mine
 from providers.secrets import keyed
 from specs.errors import TransportError, reason_of
@@ -145,8 +157,8 @@ class DockerProvider:
                 "bundle_tree": bundle_tree(source, ctx) if source is not None and not source.tree else None,
                 "image_id": ids.get(inst.id),
                 "replicas": sorted(({
-                    "name": c["Names"][0].lstrip("/"), "index": int(c["Labels"].get(f"{L}replica", "-1")),
-                    "port": int(c["Labels"].get(f"{L}port", "0")), "config": c["Labels"].get(f"{L}config", ""),
+                    "name": c["Names"][0].lstrip("/"), "index": index_of(c), "port": port_of(c),
+                    "config": c["Labels"].get(f"{L}config", ""),
                     "settings": c["Labels"].get(f"{L}settings", "{}"), "running": c["State"] == "running",
                 } for c in mine if not is_endpoint(c)), key=lambda r: (r["index"], r["name"])),
                 "endpoint": sorted(({

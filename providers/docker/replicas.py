@@ -21,7 +21,9 @@ from providers.docker.model import (
     L,
     OnePerKey,
     Orphan,
+    index_of,
     is_endpoint,
+    port_of,
     remove,
 )
 from specs.stack import Stack
@@ -40,7 +42,7 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
     reps = [c for c in existing if not is_endpoint(c)]
     # a container counts only when it is healthy now (or passes its health check below): one an apply was killed
     # while it waited for may be broken, and must never be kept in place of the one that serves
-    live = {c["Id"]: _port(c) for c in reps if c["State"] == "running" and _probe(c, d)[0]}
+    live = {c["Id"]: port_of(c) for c in reps if c["State"] == "running" and _probe(c, d)[0]}
     endpoint = Endpoint(api, d, existing)
     endpoint.ensure(list(live.values()))
 
@@ -55,7 +57,7 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
             remove(api, c)
 
     for i in range(n):
-        current = [c for c in reps if _index(c) == i]
+        current = [c for c in reps if index_of(c) == i]
         healthy = next((c for c in current if c["Id"] in live and c["Labels"].get(f"{L}config") == want), None)
         if healthy is not None:
             others = [c for c in current if c is not healthy]
@@ -66,7 +68,7 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
         broken = [c for c in current if c["Id"] not in live]  # stopped, or not healthy now (a killed apply's)
         retire(broken)
         removed += len(broken)
-        taken = {_port(c) for c in serving}
+        taken = {port_of(c) for c in serving}
         port = d.spec.port + i if d.spec.port + i not in taken else d.spec.port + n + i
         try:
             new = _start(api, d, i, port, want, image_id, mount, tree, ctx.commit)
@@ -88,7 +90,7 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
         retire(serving)
         replaced += bool(serving)
         started += not serving
-    extra = [c for c in reps if _index(c) >= n]
+    extra = [c for c in reps if index_of(c) >= n]
     retire(extra)
     removed += len(extra)
     endpoint.serve(list(live.values()))
@@ -96,14 +98,6 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
         endpoint.retire(endpoint.found)
     where = f"; endpoint {d.endpoint['address']}" if d.endpoint else ""
     return f"{started} started, {replaced} replaced, {removed} removed; {n} healthy replicas{where}"
-
-
-def _port(c: dict[str, Any]) -> int:
-    return int(c["Labels"].get(f"{L}port", "0"))
-
-
-def _index(c: dict[str, Any]) -> int:
-    return int(c["Labels"].get(f"{L}replica", "-1"))
 
 
 def mine(api: Any, d: DockerModel | Orphan, stack: Stack | None = None) -> list[dict[str, Any]]:
@@ -191,7 +185,7 @@ def _start(api: Any, d: DockerModel, index: int, port: int, config: str, image_i
 
 def _probe(c: dict[str, Any] | int, d: DockerModel) -> tuple[bool, str]:
     """One health check now, of a container (by the port its labels name) or a port: (healthy, why not)."""
-    port = c if isinstance(c, int) else int(c["Labels"].get(f"{L}port", "0"))
+    port = c if isinstance(c, int) else port_of(c)
     h = d.spec.health
     try:
         if h.protocol == "tcp":
