@@ -42,6 +42,7 @@ class Obj:
     namespace: str
     model: str  # the Model's name
     config: dict[str, Any] = field(repr=False)  # what is applied: may hold secret data
+    _flats: dict[str | None, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def resource(self) -> str:
@@ -59,8 +60,11 @@ class Obj:
         return mask(self.kind, self.flat)
 
     def flat_at(self, version: str | None) -> dict[str, Any]:
-        """`flat` by the schema of a Kubernetes version (the cluster's)."""
-        return flatten(self.config, root(self.config, version))
+        """`flat` by the schema of a Kubernetes version (the cluster's); flattened once per version (a plan asks
+        for it in the read, the dry run and the diff)."""
+        if version not in self._flats:
+            self._flats[version] = flatten(self.config, root(self.config, version))
+        return self._flats[version]
 
     def shown_at(self, version: str | None) -> dict[str, Any]:
         return mask(self.kind, self.flat_at(version))
