@@ -131,9 +131,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Fields the schema does not declare, as fieldValidation says (Strict: 400 naming them; Warn, the
         default: a Warning header each; Ignore: nothing), and in every case dropped, as a real server's decoder
         drops them (https://kubernetes.io/docs/reference/using-api/api-concepts/#field-validation)."""
-        unknown = kube_schema.unknown_fields({k: v for k, v in body.items() if k != "status"}, (kind.kind,)) \
-            if isinstance(body, dict) else []
-        if not unknown or not isinstance(body, dict):
+        if not isinstance(body, dict):
+            return body
+        unknown = kube_schema.unknown_fields({k: v for k, v in body.items() if k != "status"}, (kind.kind,))
+        if not unknown:
             return body
         mode = query.get("fieldValidation", "Warn")
         if mode not in ("Strict", "Warn", "Ignore"):

@@ -421,11 +421,10 @@ class Store:
         uid = d["metadata"]["uid"]
         owned = {k: rs for k, rs in self.objects.items() if k[0] == "replicasets" and k[1] == ns
                  and ((rs["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid)}
-        revision = lambda rs: int(rs["metadata"]["annotations"].get(REVISION, "0"))  # noqa: E731
-        top = max((revision(rs) for rs in owned.values()), default=0)
+        top = max((_revision(rs) for rs in owned.values()), default=0)
         rs_name = f"{name}-{digest}"
         current = owned.get(("replicasets", ns, rs_name))
-        started = current is None or revision(current) < top
+        started = current is None or _revision(current) < top
         cause = (d["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
         if current is None:
             labels = {**(template.get("metadata") or {}).get("labels", {}), "pod-template-hash": digest}
@@ -461,7 +460,7 @@ class Store:
                 rs["metadata"]["resourceVersion"] = str(self.version)
         limit = d["spec"].get("revisionHistoryLimit", 10)
         old = sorted((rs for rs in owned.values() if rs is not current and not rs["spec"]["replicas"]),
-                     key=revision)
+                     key=_revision)
         for rs in old[:max(0, len(old) - limit)]:
             del self.objects[("replicasets", ns, rs["metadata"]["name"])]
         return rs_name, started
@@ -475,6 +474,10 @@ def _condition(kind: str, ok: bool) -> dict[str, str]:
 
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
+
+
+def _revision(rs: dict[str, Any]) -> int:
+    return int(rs["metadata"]["annotations"].get(REVISION, "0"))
 
 
 def template_hash(template: dict[str, Any]) -> str:
