@@ -42,6 +42,12 @@ def spec(name: str, port: int, replicas: int, version: str) -> str:
             f"  env: {{MODEL_VERSION: {version}}}\n  health: {{path: /cgi-bin/health, interval: 0.05}}\n")
 
 
+def cpu_busy() -> float:
+    """CPU-seconds this machine has spent busy (all cores, all processes: recon, the engine, the kernel)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
 def ok(port: int, path: str = "/cgi-bin/health") -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
@@ -75,9 +81,12 @@ def main() -> None:
             # an env change to every Model: each rolls its replica, up to 10 Models at a time (issue 19: 2)
             (root / "specs" / "models.yaml").write_text("".join(spec(f"m{i:03}", 20000 + 2 * i, 1, "v2")
                                                                 for i in range(n)))
+            busy = cpu_busy()
             changed = measure([RECON, "apply", "--auto-approve", "--parallelism", "10"], cwd=root, env=env)
+            busy = cpu_busy() - busy
             print(f"env change to {n} Models with --parallelism 10: {changed.seconds:.1f} s (rc {changed.rc}), "
-                  f"peak RSS {changed.peak_mb:.0f} MB")
+                  f"peak RSS {changed.peak_mb:.0f} MB; the machine busy {busy:.1f} CPU-s of "
+                  f"{changed.seconds * (os.cpu_count() or 1):.1f} ({busy / n:.2f} per replaced replica)")
             rolling(root, engine)
             behind_endpoint(root, engine)
         finally:
