@@ -177,10 +177,12 @@ class ModelSpec(KindSpec):
     def _image_or_build(self) -> ModelSpec:
         if (self.image is None) == (self.build is None):
             raise ValueError("a Model needs exactly one of 'image' or 'build'")
+        if self.runtime == "kubernetes" and self.endpoint is not None:
+            raise ValueError("endpoint: only for runtime: docker; on kubernetes the Model's Service is its stable "
+                             "address (kubernetes.serviceType), so leave endpoint out")
         if self.runtime == "kubernetes":
             docker_only = [name for name, unset in (("build", self.build is None), ("bundle", self.bundle is None),
-                                                    ("volumes", not self.volumes), ("network", self.network == "host"),
-                                                    ("endpoint", self.endpoint is None))
+                                                    ("volumes", not self.volumes), ("network", self.network == "host"))
                            if not unset]
             if docker_only:
                 raise ValueError(f"{', '.join(docker_only)}: only for runtime: docker; on kubernetes give an 'image' "

@@ -382,3 +382,19 @@ def test_docker_models_whose_ports_overlap_are_refused_naming_both(tmp_path: Pat
         "Model a's ports 20000-20003" in got.err, got.err
     (tmp_path / "specs" / "c.yaml").write_text(model("c", 20006, 1) + "  endpoint: {port: 20010}\n")
     assert cli("validate").rc == 0
+
+
+def test_an_endpoint_is_for_docker_models_and_an_address_is_an_ipv4_one(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "a.yaml").write_text(
+        "apiVersion: recon/v1\nkind: Model\nmetadata: {name: a}\nspec:\n  runtime: kubernetes\n  image: img:1\n"
+        "  port: 80\n  endpoint: {port: 20100}\n")
+    got = cli("validate")
+    assert got.rc == 1 and "a.yaml:4:1: spec: endpoint: only for runtime: docker; on kubernetes the Model's " \
+        "Service is its stable address" in got.err and "Traceback" not in got.err, got.err
+    (tmp_path / "specs" / "a.yaml").write_text(
+        "apiVersion: recon/v1\nkind: Model\nmetadata: {name: a}\nspec:\n  runtime: docker\n  image: img:1\n"
+        "  port: 20000\n  endpoint: {port: 20100, address: localhost}\n")
+    got = cli("validate")
+    assert got.rc == 1 and "a.yaml:8:27: spec.endpoint.address: address 'localhost' is not an IPv4 address" \
+        in got.err, got.err
