@@ -236,6 +236,13 @@ def _apply_one(api: Any, target: str, inst: Item, change: Change, ctx: Context) 
     except Failed as exc:
         ctx.reporter.report(StepDone(target, change.id, False))
         return Result(change.id, False, str(exc), time.monotonic() - started)
+    except Exception as exc:  # the engine's own errors (refused, gone mid-apply) fail this Model, not the run
+        import docker
+
+        if not isinstance(exc, docker.errors.DockerException | OSError):
+            raise
+        ctx.reporter.report(StepDone(target, change.id, False))
+        return Result(change.id, False, f"the Docker engine: {_why(exc)}", time.monotonic() - started)
     ctx.reporter.report(StepDone(target, change.id, True))
     return Result(change.id, True, seconds=time.monotonic() - started, note=note)
 
@@ -314,13 +321,18 @@ def _client(ctx: Context) -> Any:
 def _connect() -> Any:
     import docker
 
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
         # a fixed API version (Docker 20.10 and later speak it) saves a round trip to negotiate one
-        return docker.APIClient(base_url=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-                                version="1.41", timeout=60)
+        api = docker.APIClient(base_url=host, version="1.41", timeout=60)
     except docker.errors.DockerException as exc:
         raise TransportError(f"no Docker engine at {os.environ.get('DOCKER_HOST', 'the default socket')}: "
                              f"{exc}; start dockerd or set DOCKER_HOST", transient=True) from None
+    if not host.startswith(("tcp://", "http://", "https://")):
+        # no proxy reaches a Unix socket (or ssh): without this, every call of a run read the environment's
+        # proxy settings again (a third of the client's time when many Models roll)
+        api.trust_env = False
+    return api
 
 
 def _diff(inst: Instance, state: Live) -> Change:

@@ -75,14 +75,19 @@ def converge(api: Any, d: DockerModel, ctx: Context) -> str:
         except _TagMoved:
             ctx.session("docker-images", _Images).ids.pop(d.image, None)
             raise
-        ok, why = _healthy(api, new, port, d)
+        except _Refused as exc:  # the engine would not make or run it: what a failed health check leads to
+            new, ok, failed = "", False, f"could not start: {exc}"
+        else:
+            ok, why = _healthy(api, new, port, d)
+            failed = f"failed its health check ({why})"
         if not ok:
-            remove(api, {"Id": new})
+            if new:
+                remove(api, {"Id": new})
             endpoint.serve(list(live.values()))
             if serving:
-                raise Failed(f"rolled back: the new replica {i} failed its health check ({why}); the old one keeps "
-                             f"serving on port {taken.pop()}; later replicas were not changed")
-            raise Failed(f"replica {i} did not become healthy ({why}); it was removed")
+                raise Failed(f"rolled back: the new replica {i} {failed}; the old one keeps serving on port "
+                             f"{taken.pop()}; later replicas were not changed")
+            raise Failed(f"replica {i} {failed}; it was removed" if new else f"replica {i} {failed}")
         live[new] = port
         endpoint.serve(list(live.values()))
         if serving and d.spec.drainSeconds and not endpoint.on:
@@ -113,6 +118,11 @@ _BUILDING = OnePerKey()
 
 class _TagMoved(Failed):
     """The image's tag names another image than the one this run found (so it is looked up again)."""
+
+
+class _Refused(Failed):
+    """The engine refused to create or start a replica (a command it cannot find, a mount or limit it cannot set):
+    its own words, and nothing of the replica left behind."""
 
 
 class _Images:
@@ -172,15 +182,34 @@ def _start(api: Any, d: DockerModel, index: int, port: int, config: str, image_i
     name = f"recon-{d.name.split('/', 1)[1]}-{index}-{config[:8]}-{port}"
     # made from the reference, so the engine's container list says whether it still names this image (a plan then
     # needs no list of images); the image is the one checked above unless the tag moved in between
-    created = api.create_container(d.image, name=name, command=s.command, labels=labels, host_config=host_config,
-                                   ports=[s.containerPort] if bridge else None,
-                                   environment={**d.env, "PORT": str(s.containerPort if bridge else port),
-                                                **({"MODEL_DIR": d.bundle.mount} if d.bundle else {})})
+    import docker
+
+    try:
+        created = api.create_container(d.image, name=name, command=s.command, labels=labels,
+                                       host_config=host_config, ports=[s.containerPort] if bridge else None,
+                                       environment={**d.env, "PORT": str(s.containerPort if bridge else port),
+                                                    **({"MODEL_DIR": d.bundle.mount} if d.bundle else {})})
+    except docker.errors.APIError as exc:
+        raise _Refused(f"the engine would not create it: {_said(exc)}") from None
     if api.inspect_container(created["Id"])["Image"] != image_id:
         api.remove_container(created["Id"], force=True)
         raise _TagMoved(f"the tag {d.image} moved to another image while replica {index} was being made; apply again")
-    api.start(created["Id"])
+    try:
+        api.start(created["Id"])
+    except docker.errors.APIError as exc:
+        remove(api, created)
+        raise _Refused(f"the engine could not start it: {_said(exc)}") from None
     return str(created["Id"])
+
+
+def _said(exc: Any) -> str:
+    """The engine's own explanation of an API error, without the HTTP wrapping (the OCI runtime's words)."""
+    return str(getattr(exc, "explanation", None) or exc).strip()
+
+
+# health checks go straight to the replica on loopback: an http_proxy (or all_proxy) in the environment must not
+# carry them to a proxy (urlopen's default opener would), and the opener reads no environment per request
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _probe(c: dict[str, Any] | int, d: DockerModel) -> tuple[bool, str]:
@@ -192,7 +221,7 @@ def _probe(c: dict[str, Any] | int, d: DockerModel) -> tuple[bool, str]:
             with socket.create_connection(("127.0.0.1", port), timeout=h.timeout):
                 status = h.status
         else:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{h.path}", timeout=h.timeout) as resp:
+            with _DIRECT.open(f"http://127.0.0.1:{port}{h.path}", timeout=h.timeout) as resp:
                 status = resp.status
     except urllib.error.HTTPError as exc:
         status = exc.code

@@ -227,6 +227,83 @@ def test_models_roll_at_the_same_time_up_to_the_parallelism(tmp_path: Path, engi
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
 
 
+def test_a_proxy_in_the_environment_never_carries_a_health_check(tmp_path: Path, engine: docker_engine.Engine) -> None:
+    """Health checks went through urllib's default opener, which sends even 127.0.0.1 to an `http_proxy` of the
+    environment (common on company hosts and runners): every replica "failed" its check with the proxy's 502.
+    A proxy that counts its connections and answers 502 is in every proxy variable here: create, roll, ask for
+    health, re-plan; none of it reaches the proxy."""
+    import socket
+
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(16)
+    reached: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = proxy.accept()
+            except OSError:
+                return
+            with conn:
+                reached.append(conn.recv(200))
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    env = {"DOCKER_HOST": engine.host, **{k: url for k in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")}}
+    docker_engine.build(engine, "recon-test/proxied:1", tmp_path / "ctx")
+    port = free_block(4)
+    try:
+        for version in ("v1", "v2"):
+            _spec(tmp_path, "proxied", port, 2, version, image="recon-test/proxied:1")
+            applied = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+            assert applied.rc == 0, applied.text
+            ports = [int(r["recon.dev/port"]) for r in _replicas(engine, "proxied")]
+            assert len(ports) == 2 and all(_get(p) == (200, f"ok {version}\n") for p in ports), ports
+        health = recon("do", "health", "proxied", "--json", cwd=tmp_path, env=env)
+        assert health.rc == 0 and json.loads(health.out)["ok"], health.text
+        assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+        assert reached == []
+    finally:
+        proxy.close()
+
+
+def test_a_replica_the_engine_refuses_fails_its_model_only_and_leaves_nothing(tmp_path: Path,
+                                                                             engine: docker_engine.Engine) -> None:
+    """An engine that refused a replica (a mount its runtime cannot make; a memory limit below its minimum) was "an
+    internal error ... a bug in recon": the whole apply stopped, the created container was left behind. Now the
+    refusal is that Model's failure in the engine's own words, like a failed health check: the old replica keeps
+    serving, nothing of the new one is left, and the other Models of the apply converge."""
+    env = {"DOCKER_HOST": engine.host}
+    docker_engine.build(engine, "recon-test/refused:1", tmp_path / "ctx")
+    port = free_block(8)
+    # a directory mounted on a file of the image: the runtime refuses to start the container
+    for version, bad in (("v1", ""), ("v2", "  volumes: [{source: ., target: /www/cgi-bin/health}]\n")):
+        _spec(tmp_path, "refused", port, 1, version, image="recon-test/refused:1", extra=bad)
+        _spec(tmp_path, "bystander", port + 4, 1, version, image="recon-test/refused:1")
+        applied = recon("apply", "--auto-approve", "--parallelism", "2", cwd=tmp_path, env=env)
+    assert applied.rc == 1 and "bug in recon" not in applied.text and "Traceback" not in applied.text, applied.text
+    assert ("rolled back: the new replica 0 could not start: the engine could not start it: " in applied.out
+            and "not a directory" in applied.out and "the old one keeps serving on port" in applied.out), applied.out
+    left = engine.docker("ps", "-a", "--filter", "label=recon.dev/spec=Model/refused", "--format", "{{.State}}")
+    assert left.split() == ["running"]
+    assert _get(port) == (200, "ok v1\n")
+    assert [r["recon.dev/port"] for r in _replicas(engine, "bystander")] == [str(port + 5)]
+    assert _get(port + 5) == (200, "ok v2\n")
+
+    # a limit the engine will not create a container with, for a Model with no replica yet
+    _spec(tmp_path, "refused", port, 1, "v1", image="recon-test/refused:1")
+    _spec(tmp_path, "starved", port + 2, 1, "v1", image="recon-test/refused:1",
+          extra="  resources: {memory: 1m}\n")
+    got = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    assert got.rc == 1 and "bug in recon" not in got.text, got.text
+    assert "replica 0 could not start: the engine would not create it: " in got.out and "memory" in got.out, got.out
+    assert engine.docker("ps", "-a", "--filter", "label=recon.dev/spec=Model/starved", "-q") == ""
+    (tmp_path / "specs" / "starved.yaml").unlink()
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+
 def test_a_missing_image_and_no_engine_are_clear_errors(tmp_path: Path, engine: docker_engine.Engine) -> None:
     _spec(tmp_path, "ghost", 19990, 1, "v1", image="recon-test/not-here:1")
     got = recon("apply", "--auto-approve", cwd=tmp_path, env={"DOCKER_HOST": engine.host})
