@@ -33,6 +33,7 @@ from reconciler.clikit import (
     lock_waiting,
     mark_drift,
     planned,
+    print_lines,
     print_plan,
     read_plan,
     saved_plan,
@@ -216,8 +217,7 @@ def apply(
                              on_lost=ctx.halt, only=shards.of(project, items, mine) if mine else None):
                 the_plan = mark_drift(planner.make_plan(project, ctx, chosen, target or [], exclude or [],
                                                         prune=prune, expanded=items, shard=mine), state_dir)
-                for line in plan_lines(the_plan):
-                    console.print(line)
+                print_lines(console, plan_lines(the_plan))
                 outcome = gated(the_plan, project, False, items)
     finally:
         ctx.close()
@@ -242,8 +242,7 @@ def _outcome(console: Console, outcome: Outcome) -> int:
     if outcome.nothing:
         console.print(esc(outcome.nothing))
     if outcome.report is not None:
-        for line in report_lines(outcome.report):
-            console.print(line)
+        print_lines(console, report_lines(outcome.report))
     if outcome.warning:
         console.print(f"[red]error:[/red] {esc(outcome.warning)}")
     return int(outcome.code)
@@ -276,8 +275,7 @@ def show(
         sys.stdout.write(json.dumps(found.to_json(), indent=2, sort_keys=True, default=str) + "\n")
     else:
         console = console_for()
-        for line in plan_diff_lines(found):
-            console.print(line)
+        print_lines(console, plan_diff_lines(found))
     return ExitCode.OK if found.same else ExitCode.CHANGES
 
 
@@ -299,8 +297,7 @@ def _show_parts(merged: Plan, markdown: bool, state_dir: Path) -> None:
     from reconciler.render.text import parts_lines
 
     console = console_for()
-    for line in parts_lines(states):
-        console.print(line)
+    print_lines(console, parts_lines(states))
 
 
 @app.command()

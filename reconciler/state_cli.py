@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from reconciler import clikit as base
-from reconciler.clikit import JsonOut, MarkdownOut, Parallelism, Paths, ShardBy, ShardOpt, StateDir
+from reconciler.clikit import JsonOut, MarkdownOut, Parallelism, Paths, ShardBy, ShardOpt, StateDir, print_lines
 from specs.errors import ExitCode, RefusedError
 
 
@@ -98,8 +98,7 @@ def drift(
         sys.stdout.write(render_drift(the_plan, report, limit=SUMMARY_LIMIT))
     else:
         console = base.console_for()
-        for line in drift_lines(the_plan, report):
-            console.print(line)
+        print_lines(console, drift_lines(the_plan, report))
     return ExitCode.OK if report.clean else ExitCode.CHANGES
 
 

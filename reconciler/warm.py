@@ -198,6 +198,7 @@ _PRELOAD = (
     "providers.hosts.provider", "providers.hosts.ssh_agent", "providers.hosts.ssh", "paramiko",
     "ruamel.yaml", "ruamel.yaml.cyaml", "rich.console", "rich.markup", "sqlite3", "pickle", "html", "colorsys",
     "pydantic.type_adapter", "typer._adapters", "typer._click.decorators", "pwd",
+    "docker",  # the engine's client: 0.17 s of every plan of Docker Models (a quarter of a no-op plan of 200)
 )
 
 
