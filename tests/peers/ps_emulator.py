@@ -1,9 +1,10 @@
 """What recon's PowerShell does, emulated for the WinRM test peer (no PowerShell can run here).
 
-It runs scripts made of recon's own prelude (providers/hosts/windows/powershell.py, checked to be exactly
-that text) and calls of its functions, against a per-host sandbox directory: `C:\\X\\Y` is
-`<root>/C/X/Y`; services and processes live in `<root>/state.json`. Each function is emulated as
-the prelude defines it, and nothing else is: a script with any other line is refused.
+It runs scripts made of the prelude in ps_prelude.ps1 (its own copy of what recon's
+providers/hosts/windows/powershell.py sends; a script with any other prelude is refused) and calls
+of its functions, against a per-host sandbox directory: `C:\\X\\Y` is `<root>/C/X/Y`; services and
+processes live in `<root>/state.json`. Each function is emulated as the prelude defines it, and
+nothing else is: a script with any other line is refused.
 
 Windows behaviour it keeps: a running service's program file is locked (replacing it fails with
 the error Windows gives); a service whose program file contains `RECON-TEST-CRASH` stops right
@@ -29,7 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from providers.hosts.windows.powershell import BODY, PRELUDE
+# The prelude this emulator was written against: its own copy, never recon's module (a test peer shares no code
+# with recon). A script whose prelude differs is refused, so a change to recon's PowerShell fails the WinRM tests
+# until this copy and the emulation of what changed are brought along with it.
+PRELUDE = (Path(__file__).with_name("ps_prelude.ps1")).read_bytes().decode("utf-8")
+BODY = "# recon body"
 
 QUOTES = "'\u2018\u2019\u201a\u201b"
 _ARG = re.compile(f"[{QUOTES}]((?:[^{QUOTES}]|[{QUOTES}][{QUOTES}])*)[{QUOTES}]")
@@ -148,7 +153,8 @@ class Sandbox:
         """Run a script of recon's; its output lines go to `emit`; the exit code is returned."""
         head, sep, body = text.partition(BODY + "\n")
         if not sep or head != PRELUDE:
-            emit(json.dumps({"error": "the test peer runs only recon's own prelude, and this is another"}))
+            emit(json.dumps({"error": "the test peer emulates the prelude of tests/peers/ps_prelude.ps1, and this "
+                                      "script's is another: change that copy and the emulation with recon's"}))
             return 2
         for line in body.splitlines():
             if not line.strip():

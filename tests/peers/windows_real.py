@@ -48,10 +48,9 @@ public class ReconTestStation_TAG : ServiceBase {
 
 
 def q(text: str) -> str:
-    """A PowerShell single-quoted string (the four Unicode single quotes doubled too, as recon does)."""
-    from providers.hosts.windows.powershell import quote
-
-    return quote(text)
+    """A PowerShell single-quoted string: PowerShell reads the four Unicode single quotes as quotes too, so each
+    of the five is doubled (written here, not taken from recon: the tests arrange hosts with their own code)."""
+    return "'" + "".join(ch * 2 if ch in "'\u2018\u2019\u201a\u201b" else ch for ch in text) + "'"
 
 
 @dataclass

@@ -30,8 +30,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from providers.hosts.windows.powershell import ENCODED_BOOTSTRAP
 from tests.peers.ps_emulator import Sandbox
+
+# The one command line the peer runs, as its own text (not recon's): powershell.exe reading a script from its
+# standard input and running it as one script block.
+BOOTSTRAP = ("$l = [Collections.Generic.List[string]]::new(); foreach ($x in $input) { $l.Add($x) }; "
+             ". ([ScriptBlock]::Create($l -join \"`n\"))")
+
+
+def encoded_command(args: str) -> str | None:
+    """The script of `-EncodedCommand B64` in a command line (base64 of UTF-16LE), as powershell.exe decodes it."""
+    m = re.search(r"-(?:EncodedCommand|enc|e|ec)\s+(\S+)", args, re.IGNORECASE)
+    if m is None:
+        return None
+    try:
+        return base64.b64decode(m.group(1), validate=True).decode("utf-16-le")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 NS = {"s": "http://www.w3.org/2003/05/soap-envelope", "a": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
       "w": "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd",
@@ -174,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
         args = root.findtext("s:Body/rsp:CommandLine/rsp:Arguments", "", NS)
         if shell_id not in self.shells:
             return 500, _fault("", f"no shell {shell_id}", 2150858843)
-        if command.lower() not in ("powershell.exe", "powershell") or ENCODED_BOOTSTRAP not in args:
+        if command.lower() not in ("powershell.exe", "powershell") or encoded_command(args) != BOOTSTRAP:
             return 500, _fault("", f"the test peer runs only recon's PowerShell bootstrap, not {command!r}",
                                2147942402)
         cid = str(uuid.uuid4()).upper()

@@ -157,3 +157,16 @@ def test_the_error_tree_and_the_registry_import_no_spec_models() -> None:
              "print(sorted(m for m in ('pydantic', 'specs.kinds', 'ruamel.yaml') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_test_peers_share_no_code_with_recon() -> None:
+    """A test server of the project's own must not take its behaviour from recon: the WinRM peer recognised
+    recon's scripts by importing recon's PowerShell prelude and bootstrap, so a change to them passed their own
+    emulator unchecked. No module of tests/peers imports specs, providers or reconciler, anywhere in it."""
+    found = []
+    for path in sorted((ROOT / "tests" / "peers").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in LAYERS]
+    assert found == []

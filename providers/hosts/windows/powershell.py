@@ -8,8 +8,9 @@ and names with spaces, quotes or `$` are data, never code. The user's own PowerS
 call prints one line of compressed JSON: facts `{"i": N, …}`, steps `{"s": N, "ok": true}` or, on
 failure, `{"s": N, "ok": false, "error": "…"}`, after which the script exits 1.
 
-The test peer (tests/peers/winrm_host.py) emulates exactly these functions, and checks that a
-script's prelude is this one; keep them few and small.
+The test peer (tests/peers/winrm_host.py) emulates exactly these functions from its own copy of this
+prelude (tests/peers/ps_prelude.ps1) and refuses a script with any other: a change here fails the WinRM
+tests until that copy and its emulation change with it. Keep the functions few and small.
 """
 
 from __future__ import annotations
