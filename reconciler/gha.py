@@ -48,9 +48,14 @@ class GitHub:
     """The few REST calls the action makes, with the token; errors name the call."""
 
     def __init__(self, token: str) -> None:
+        from providers.proxies import proxy_for
+
         self.api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
         self.repo = os.environ["GITHUB_REPOSITORY"]
         self.token = token
+        proxy = proxy_for(self.api)  # a runner's proxy, as the runner's own tools use it (providers/proxies.py)
+        scheme = self.api.split(":", 1)[0]
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({scheme: proxy} if proxy else {}))
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         req = urllib.request.Request(
@@ -59,7 +64,7 @@ class GitHub:
                      "X-GitHub-Api-Version": "2022-11-28", "Content-Type": "application/json",
                      "User-Agent": "recon-action"})
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with self.opener.open(req, timeout=30) as resp:
                 data = resp.read()
         except urllib.error.HTTPError as exc:
             raise GitHubError(exc.code, f"GitHub API {method} {path} answered {exc.code}: "

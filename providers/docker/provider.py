@@ -45,6 +45,7 @@ from providers.docker.model import (
     remove,
 )
 from providers.docker.replicas import converge, mine
+from providers.proxies import proxy_for
 from providers.secrets import keyed
 from specs.errors import TransportError, reason_of
 from specs.model import EnvFrom, ModelSpec
@@ -328,10 +329,12 @@ def _connect() -> Any:
     except docker.errors.DockerException as exc:
         raise TransportError(f"no Docker engine at {os.environ.get('DOCKER_HOST', 'the default socket')}: "
                              f"{exc}; start dockerd or set DOCKER_HOST", transient=True) from None
-    if not host.startswith(("tcp://", "http://", "https://")):
-        # no proxy reaches a Unix socket (or ssh): without this, every call of a run read the environment's
-        # proxy settings again (a third of the client's time when many Models roll)
-        api.trust_env = False
+    # the environment's proxy settings are read once, here, by the docker CLI's rules (providers/proxies.py: an
+    # engine on loopback or a Unix socket is never reached through a proxy), not by requests' at every call
+    api.trust_env = False
+    proxy = proxy_for(api.base_url)  # http(s)://HOST:PORT for a tcp:// engine; http+docker:// for a socket
+    if proxy:
+        api.proxies = {"http": proxy, "https": proxy}
     return api
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.context import Context
+from providers.proxies import proxy_for
 from specs.errors import TransportError
 
 APPLY = "application/apply-patch+yaml"
@@ -90,6 +91,10 @@ class Cluster:
         except (config.ConfigException, OSError, ValueError) as exc:
             raise TransportError(f"the kubeconfig {path}{named} cannot be used: {exc}") from None
         self.server = conf.host
+        if getattr(conf, "_proxy_from_env", conf.proxy is None):  # not the kubeconfig's own proxy-url
+            # the environment's proxy as kubectl takes it (providers/proxies.py): never for a cluster on loopback
+            conf.proxy, conf.no_proxy = proxy_for(conf.host), None
+        self.via = f" through the proxy {conf.proxy}" if conf.proxy else ""
         conf.connection_pool_maxsize = 32
         conf.retries = 1
         self.api = ApiClient(configuration=conf)
@@ -116,7 +121,7 @@ class Cluster:
             raise TransportError(f"the Kubernetes API at {self.server} cannot be reached: {exc.reason}",
                                  transient=True) from None
         except (HTTPError, OSError) as exc:
-            raise TransportError(f"the Kubernetes API at {self.server} cannot be reached: {exc}",
+            raise TransportError(f"the Kubernetes API at {self.server} cannot be reached{self.via}: {exc}",
                                  transient=True) from None
 
     def _call(self, method: str, kind: str, namespace: str, name: str = "", query: list[tuple[str, str]] | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -264,9 +265,41 @@ def test_a_proxy_in_the_environment_never_carries_a_health_check(tmp_path: Path,
         health = recon("do", "health", "proxied", "--json", cwd=tmp_path, env=env)
         assert health.rc == 0 and json.loads(health.out)["ok"], health.text
         assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+        # an engine on tcp://127.0.0.1 (as `dockerd -H tcp://127.0.0.1:2375` serves it): the docker CLI reaches
+        # it directly whatever the proxy; recon's client (requests) sent it to the proxy
+        tcp = _tcp_to_unix(engine.root / "docker.sock")
+        over_tcp = recon("plan", "--detailed-exitcode", cwd=tmp_path, env={**env, "DOCKER_HOST": f"tcp://{tcp}"})
+        assert over_tcp.rc == 0, over_tcp.text
         assert reached == []
     finally:
         proxy.close()
+
+
+def _tcp_to_unix(path: Path) -> str:
+    """A TCP port on 127.0.0.1 whose connections are passed on to a Unix socket (threads, for the test's life)."""
+    import shutil
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            shutil.copyfileobj(a.makefile("rb", buffering=0), b.makefile("wb", buffering=0))
+        with contextlib.suppress(OSError):
+            b.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while True:
+            client, _ = listener.accept()
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(str(path))
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"127.0.0.1:{listener.getsockname()[1]}"
 
 
 def test_a_replica_the_engine_refuses_fails_its_model_only_and_leaves_nothing(tmp_path: Path,

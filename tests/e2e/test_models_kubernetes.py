@@ -147,6 +147,34 @@ def test_apply_replan_change_and_the_dry_run_never_writes(tmp_path: Path, cluste
     assert "another-s3cret" not in rotated.text and SECRET not in rotated.text
 
 
+def test_a_proxy_in_the_environment_is_taken_as_kubectl_takes_it(tmp_path: Path, cluster: Cluster) -> None:
+    """The official client sends even a cluster on 127.0.0.1 to the environment's HTTP(S)_PROXY (Python's rules),
+    where kubectl goes direct: with a proxy on a runner, `recon plan` "cannot reach" a local cluster kubectl
+    reads. Now the proxy is taken as Go takes it (providers/proxies.py): never for loopback, NO_PROXY honoured.
+    The proxy here is a closed port: whatever went to it would fail."""
+    from urllib.parse import urlsplit
+
+    from kubernetes import config as kube_config
+
+    server = urlsplit(kube_config.new_client_from_config(str(cluster.kubeconfig)).configuration.host).hostname
+    dead = "http://127.0.0.1:9"
+    env = {**ENV, **{k: dead for k in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")},
+           **({"NO_PROXY": server} if REAL else {})}  # a real cluster is not on loopback: NO_PROXY names it
+    _spec(tmp_path, cluster, replicas=1)
+    applied = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    assert applied.rc == 0 and "rolled out: 1 replicas available" in applied.out, applied.text
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+    if not REAL:  # and a cluster the proxy should reach is sent to it, as kubectl sends it
+        config = json.loads(cluster.kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = f"http://cluster.recon.test:{urlsplit(dead).port}"
+        (tmp_path / "remote").write_text(json.dumps(config))
+        _spec(tmp_path, cluster, replicas=1)
+        spec = tmp_path / "specs" / "churn.yaml"
+        spec.write_text(spec.read_text().replace(str(cluster.kubeconfig), str(tmp_path / "remote")))
+        refused = recon("plan", cwd=tmp_path, env=env)
+        assert refused.rc == 1 and f"cannot be reached through the proxy {dead}: " in refused.err, refused.text
+
+
 def test_a_manual_scale_is_a_conflict_until_forced_or_left_unmanaged(tmp_path: Path, cluster: Cluster) -> None:
     _spec(tmp_path, cluster)
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0

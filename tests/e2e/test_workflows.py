@@ -95,8 +95,11 @@ def test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift(world
     head = _git(repo, "rev-parse", "HEAD")
     pr = {"number": 5, "base": {"sha": main, "ref": "main"}, "head": {"sha": head, "ref": "feature"}}
 
+    # a runner with a proxy in its environment (a closed port here): the Action's calls of a GitHub API on
+    # loopback go direct, as GitHub's own tools would (they went to the proxy, and no comment was made)
+    proxied = {k: "http://127.0.0.1:9" for k in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")}
     plan = runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request", {"pull_request": pr}, head,
-                          "refs/pull/5/merge")
+                          "refs/pull/5/merge", env=proxied)
     assert plan.ok, plan.log
     recon = plan.step("recon").outputs
     assert recon["exit-code"] == "2" and recon["has-changes"] == "true" and recon["comment"] == "created", recon

@@ -14,6 +14,7 @@ from typing import Any
 from providers.hosts.model import HostInfo, Payload
 from providers.hosts.transport import RunResult, Script
 from providers.hosts.windows.powershell import COMMAND
+from providers.proxies import proxy_for
 from specs.errors import TransportError, reason_of
 
 _GSS_TEXT = re.compile(r"\('([^']*)', -?\d+\)")
@@ -51,6 +52,7 @@ class WinrmTransport:
             server_cert_validation="validate" if w.validateCerts else "ignore", ca_trust_path=ca,
             operation_timeout_sec=w.operationTimeout, read_timeout_sec=w.operationTimeout + 10,
             message_encryption="auto",
+            proxy=proxy_for(self.endpoint),  # the environment's, as Go's tools take it (never for loopback)
         )
         self.shell = self._guard(lambda: self.protocol.open_shell(codepage=65001))
 
