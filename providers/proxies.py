@@ -10,13 +10,19 @@ the proxy. Every HTTP client of recon asks here instead.
 
 NO_PROXY is a comma-separated list of `*` (no proxy at all), IP addresses, CIDR blocks, and host names
 that match themselves and their subdomains (`example.com`, `.example.com`), each with an optional port.
+
+`connection` is the same rule for a client on http.client (the OCI registry's): an https server is reached
+through a CONNECT tunnel of the proxy, a plain http one by requests in the proxy's absolute form.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import ipaddress
 import os
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 
 def _env(*names: str) -> str:
@@ -88,3 +94,40 @@ def _split_port(entry: str) -> tuple[str, int]:
         name, _, port = entry.partition(":")
         return name, int(port) if port.isdigit() else 0
     return entry, 0
+
+
+class Direct:
+    """How a request's path is written on a connection: as it is, or as the absolute URL a proxy takes."""
+
+    def __init__(self, prefix: str = "", headers: dict[str, str] | None = None, proxy: str = "") -> None:
+        self.prefix = prefix  # "http://host:port" when a plain-http request goes through a proxy
+        self.headers = headers or {}  # Proxy-Authorization for that proxy
+        self.via = f" through the proxy {proxy}" if proxy else ""  # for messages (the proxy without its password)
+
+    def path(self, path: str) -> str:
+        return self.prefix + path
+
+
+def connection(scheme: str, host: str, port: int | None, **kwargs: Any) -> tuple[http.client.HTTPConnection, Direct]:
+    """A connection to scheme://host:port, through the environment's proxy where it applies, and how requests on
+    it are written. ValueError for a proxy that is not an http:// URL (http.client cannot speak TLS to one)."""
+    https = scheme == "https"
+    cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
+    where = f"[{host}]" if ":" in host else host
+    proxy = proxy_for(f"{scheme}://{where}" + (f":{port}" if port else ""))
+    if proxy is None:
+        return cls(host, port, **kwargs), Direct()
+    p = urlsplit(proxy)
+    if p.scheme != "http" or not p.hostname:
+        raise ValueError(f"the proxy {p.scheme}://{p.hostname or ''} is not an http:// proxy, the only kind recon's "
+                         "registry client reaches")
+    auth = {}
+    if p.username is not None:
+        pair = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
+        auth = {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode()}
+    shown = f"http://{p.hostname}:{p.port or 80}"
+    if https:
+        conn = cls(p.hostname, p.port or 80, **kwargs)
+        conn.set_tunnel(host, port or 443, headers=auth)
+        return conn, Direct(proxy=shown)
+    return cls(p.hostname, p.port or 80, **kwargs), Direct(f"http://{where}:{port or 80}", auth, shown)

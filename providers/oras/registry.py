@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlencode, urlsplit
 
+from providers.proxies import Direct, connection
 from specs.errors import ReconError, TransportError
 from specs.ref import Reference
 
@@ -60,17 +61,22 @@ class RegistryStore:
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
-    def _conn(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPConnection if self.plain else http.client.HTTPSConnection
-            conn = cls(self.host, self.port, timeout=60, blocksize=BLOCK)
-            self._local.conn = conn
-        return conn
+    def _conn(self) -> tuple[http.client.HTTPConnection, Direct]:
+        """This thread's connection (through the environment's proxy where it applies: providers/proxies.py)."""
+        made = getattr(self._local, "conn", None)
+        if made is None:
+            try:
+                made = connection("http" if self.plain else "https", self.host, self.port, timeout=60,
+                                  blocksize=BLOCK)
+            except ValueError as exc:
+                raise TransportError(f"registry {self.ref.registry}: {exc}") from None
+            self._local.conn = made
+        return made
 
     def _send(self, method: str, path: str, headers: Mapping[str, str], body: _Upload | bytes | None
               ) -> http.client.HTTPResponse:
-        conn = self._conn()
+        conn, how = self._conn()
+        path, headers = how.path(path), {**headers, **how.headers}
         for attempt in (1, 2):
             try:
                 if isinstance(body, _Upload):
@@ -85,6 +91,10 @@ class RegistryStore:
             except (ConnectionRefusedError, TimeoutError, socket.gaierror) as exc:
                 conn.close()
                 why = {ConnectionRefusedError: "connection refused", TimeoutError: "timed out"}.get(type(exc), str(exc))
+                if how.via:
+                    raise TransportError(f"registry {self.ref.registry} cannot be reached{how.via}: {why} (is the "
+                                         "proxy right, or should NO_PROXY name the registry?)",
+                                         transient=True) from None
                 raise TransportError(f"registry {self.ref.registry} cannot be reached: {why} (is it running, and is "
                                      "the address in the ref right?)", transient=True) from None
             except (ConnectionError, http.client.RemoteDisconnected, http.client.CannotSendRequest,
@@ -92,9 +102,10 @@ class RegistryStore:
                 conn.close()  # a kept-alive connection the server closed: one fresh try
                 if attempt == 2:
                     raise TransportError(f"registry {self.ref.registry}: {exc}", transient=True) from None
-            except OSError as exc:
+            except OSError as exc:  # (a proxy that refused the tunnel too: "Tunnel connection failed: 403 …")
                 conn.close()
-                raise TransportError(f"registry {self.ref.registry} cannot be reached: {exc}", transient=True) from None
+                raise TransportError(f"registry {self.ref.registry} cannot be reached{how.via}: {exc}",
+                                     transient=True) from None
         raise AssertionError("unreachable")
 
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
@@ -153,11 +164,13 @@ class RegistryStore:
             raise AuthError(f"registry {self.ref.registry} gave a token realm that is not a URL: {realm!r}")
         scope = params.get("scope") or f"repository:{self.ref.repository}:pull,push"
         query = urlencode([("service", params.get("service", "")), ("scope", scope)])
-        cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        conn = cls(url.hostname, url.port, timeout=30)
-        headers = {"Authorization": _basic(self.creds)} if self.creds else {}
         try:
-            conn.request("GET", f"{url.path or '/'}?{query}", headers=headers)
+            conn, how = connection(url.scheme, url.hostname, url.port, timeout=30)
+        except ValueError as exc:
+            raise TransportError(f"token server {url.netloc} of registry {self.ref.registry}: {exc}") from None
+        headers = {**({"Authorization": _basic(self.creds)} if self.creds else {}), **how.headers}
+        try:
+            conn.request("GET", how.path(f"{url.path or '/'}?{query}"), headers=headers)
             resp = conn.getresponse()
             body = resp.read()
         except OSError as exc:
@@ -226,9 +239,9 @@ class RegistryStore:
         return resp.getheader("Docker-Content-Digest", "")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        made = getattr(self._local, "conn", None)
+        if made is not None:
+            made[0].close()
 
 
 class _Upload:

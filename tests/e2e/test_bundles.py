@@ -402,6 +402,63 @@ def test_the_commit_is_recorded_in_the_manifest_and_a_new_commit_alone_pushes_no
     assert recon("plan", "--verbose", cwd=tmp_path, env=_env(tmp_path)).out.count(f"pushed from commit {sha[:10]}") == 1
 
 
+def test_registries_behind_a_proxy_are_reached_through_it_as_the_oras_cli_reaches_them(tmp_path: Path) -> None:
+    """recon's registry client connected directly whatever HTTP(S)_PROXY said, where the oras CLI goes through
+    the proxy: on a runner that reaches registries only through one, every push failed. In a network namespace
+    of this test: a plain-HTTP registry on 10.233.0.2, an HTTPS one on 10.233.0.3 (its certificate trusted by
+    SSL_CERT_FILE) and Debian's tinyproxy on 127.0.0.1; recon runs there too. Pushes and pulls go through the
+    proxy (absolute-form requests, a CONNECT tunnel), NO_PROXY sends them direct, a dead proxy is named."""
+    import subprocess
+    import uuid
+
+    from tests.peers import http_proxy
+
+    netns = f"recon-px-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    inside = ["ip", "netns", "exec", netns]
+    started: list[peers.Registry | http_proxy.Proxy] = []
+    try:
+        for cmd in (["link", "set", "lo", "up"], ["addr", "add", "10.233.0.2/32", "dev", "lo"],
+                    ["addr", "add", "10.233.0.3/32", "dev", "lo"]):
+            subprocess.run(["ip", "-n", netns, *cmd], check=True)
+        plain = peers.start(tmp_path / "plain", address="10.233.0.2", netns=netns)
+        secure = peers.start(tmp_path / "secure", address="10.233.0.3", netns=netns, tls=True)
+        proxy = http_proxy.start(tmp_path / "proxy", netns=netns, connect_ports=(5000,))
+        started += [plain, secure, proxy]
+        assert secure.cert is not None
+        env = _env(tmp_path, HTTP_PROXY=proxy.url, HTTPS_PROXY=proxy.url, SSL_CERT_FILE=str(secure.cert))
+        for reg, extra in ((plain, "  plainHttp: true\n"), (secure, "")):
+            work = tmp_path / reg.address
+            work.mkdir()
+            _project(work, f"{reg.host}/models/churn:1", extra)
+            pushed = recon("apply", "--auto-approve", cwd=work, env=env, prefix=inside)
+            assert pushed.rc == 0, pushed.text
+            assert recon("plan", "--detailed-exitcode", cwd=work, env=env, prefix=inside).rc == 0
+            pulled = recon("bundle", "pull", f"{reg.host}/models/churn:1", str(work / "out"),
+                           *(["--plain-http"] if extra else []), cwd=work, env=env, prefix=inside)
+            assert pulled.rc == 0 and (work / "out" / "weights.bin").read_bytes() == \
+                (work / "model" / "weights.bin").read_bytes(), pulled.text
+        took = proxy.requests()
+        assert any(r.startswith("PUT http://10.233.0.2:5000/v2/models/churn/blobs/uploads/") for r in took), took
+        assert any(r.startswith("GET http://10.233.0.2:5000/v2/models/churn/blobs/sha256:") for r in took), took
+        assert "CONNECT 10.233.0.3:5000" in took, took
+        assert all("10.233.0.2" in r or r == "CONNECT 10.233.0.3:5000" for r in took), took
+
+        direct = {**env, "NO_PROXY": "10.233.0.0/24"}
+        for reg in (plain, secure):
+            assert recon("plan", "--detailed-exitcode", cwd=tmp_path / reg.address, env=direct, prefix=inside).rc == 0
+        assert proxy.requests() == took  # not one more request through the proxy
+
+        dead = {**env, "HTTP_PROXY": "http://127.0.0.1:9"}
+        refused = recon("plan", cwd=tmp_path / plain.address, env=dead, prefix=inside)
+        assert refused.rc == 1 and "registry 10.233.0.2:5000 cannot be reached through the proxy http://127.0.0.1:9: " \
+            "connection refused" in refused.err and "Traceback" not in refused.err, refused.text
+    finally:
+        for thing in started:
+            thing.stop()
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
 def test_an_unreachable_registry_is_one_clear_error(tmp_path: Path) -> None:
     port = peers.free_port()  # nothing listens there
     _project(tmp_path, f"127.0.0.1:{port}/models/churn:v1")

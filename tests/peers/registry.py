@@ -63,10 +63,12 @@ class Registry:
     log: Path
     users: dict[str, str] = field(default_factory=dict)
     extra: list[object] = field(default_factory=list)  # things to stop with it (a token server)
+    address: str = "127.0.0.1"
+    cert: Path | None = None  # with tls: the registry's self-signed certificate (a client's CA file)
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def requests(self, method: str, pattern: str = "") -> list[str]:
         """Request lines (`METHOD path`) the registry logged, filtered by method and a regex on the path."""
@@ -99,12 +101,15 @@ class Registry:
             thing.stop()  # type: ignore[attr-defined]
 
 
-def start(root: Path, auth: str = "none", users: dict[str, str] | None = None) -> Registry:
-    """A registry with storage under `root`; auth is none | htpasswd | token."""
+def start(root: Path, auth: str = "none", users: dict[str, str] | None = None, address: str = "127.0.0.1",
+          netns: str = "", tls: bool = False) -> Registry:
+    """A registry with storage under `root`; auth is none | htpasswd | token. With `netns`, it runs inside that
+    network namespace (made by the test) on `address`; with `tls`, it serves HTTPS with a self-signed
+    certificate for `address` (Registry.cert)."""
     if not os.path.exists(REGISTRY):
         raise RuntimeError(f"{REGISTRY} is missing: install Debian's docker-registry (scripts/setup does)")
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = free_port() if not netns else 5000  # a namespace of the test's own has every port free
     users = dict(users or {})
     extra: list[object] = []
     auth_conf = ""
@@ -122,21 +127,30 @@ def start(root: Path, auth: str = "none", users: dict[str, str] | None = None) -
             f"    realm: {server.realm}\n    service: recon-test-registry\n"
             f"    issuer: {token_server.ISSUER}\n    rootcertbundle: {server.cert}\n"
         )
+    cert = _certificate(root, address) if tls else None
+    tls_conf = f"  tls:\n    certificate: {cert}\n    key: {root / 'tls.key'}\n" if cert else ""
     (root / "config.yml").write_text(
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: {address}:{port}\n" + tls_conf
         + auth_conf
     )
     log = root / "registry.log"
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     with log.open("wb") as out:
-        proc = subprocess.Popen([REGISTRY, "serve", str(root / "config.yml")], stdout=out, stderr=subprocess.STDOUT)
-    reg = Registry(root, port, proc, log, users, extra)
+        proc = subprocess.Popen([*prefix, REGISTRY, "serve", str(root / "config.yml")], stdout=out,
+                                stderr=subprocess.STDOUT)
+    reg = Registry(root, port, proc, log, users, extra, address, cert)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
+        if netns:  # not reachable from here: its own word that it listens
+            if "listening on" in log.read_text(errors="replace"):
+                return reg
+            time.sleep(0.05)
+            continue
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return reg
@@ -149,3 +163,30 @@ def start(root: Path, auth: str = "none", users: dict[str, str] | None = None) -
 def wipe(reg: Registry) -> None:
     reg.stop()
     shutil.rmtree(reg.root, ignore_errors=True)
+
+
+def _certificate(root: Path, address: str) -> Path:
+    """A self-signed certificate (and key, tls.key) for the IP address `address`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (root / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    path = root / "tls.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
