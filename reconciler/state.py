@@ -7,13 +7,19 @@ take a Backend.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from reconciler.gitinfo import git_bytes, git_text
 from specs.errors import TransportError, UsageError
+
+if TYPE_CHECKING:
+    from specs.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,10 @@ class Backend:
 
 
 def backend(state_dir: Path) -> Backend:
-    """The backend of this repository (recon.yaml, then the environment)."""
+    """The backend of this repository (recon.yaml, at the trusted ref where one governs; then the environment)."""
     from specs import settings
 
-    chosen = settings.env_override(settings.load()[0]).state
+    chosen = settings.env_override(_trusted(*settings.load())).state
     if chosen.backend == "sqlite":
         return Backend("sqlite", state_dir, where=str(state_dir))
     assert chosen.dsn is not None
@@ -56,6 +62,50 @@ def backend(state_dir: Path) -> Backend:
         why = exc.args[0] if isinstance(exc, KeyError) else exc
         raise UsageError(f"the postgres state backend's dsn ({chosen.dsn.describe()}) cannot be read: {why}") from None
     return Backend("postgres", state_dir, dsn, _where(dsn), float(chosen.lease))
+
+
+def _trusted(current: Settings, path: Path | None) -> Settings:
+    """The settings of recon.yaml as the trusted ref has them (RECON_POLICY_REF: a pull request's base, the commit
+    before a push), as the Policy is taken: the work tree's file is the change's, and a change must not move the
+    state elsewhere (its locks and audit log with it), lengthen the locks' lease, or make recon read a file of
+    the runner as the DSN. A change to them takes effect once it is the trusted ref's; until then a warning
+    says so. Without a trusted ref (a laptop), the file is the user's own."""
+    from specs import settings
+
+    ref = os.environ.get("RECON_POLICY_REF", "").strip()
+    root = settings.repo_root(Path.cwd())
+    if not ref or root is None:
+        return current
+    key = (ref, str(Path.cwd()), current.model_dump_json())
+    if key not in _TRUSTED:  # (asked by the locks and by the audit log of one run: read and warned once)
+        _TRUSTED[key] = _at_ref(ref, root, current, path)
+    return _TRUSTED[key]
+
+
+_TRUSTED: dict[tuple[str, str, str], Settings] = {}
+
+
+def _at_ref(ref: str, root: Path, current: Settings, path: Path | None) -> Settings:
+    from specs import settings
+
+    if git_text("rev-parse", "--verify", "--quiet", ref + "^{commit}", cwd=root, timeout=30) is None:
+        raise UsageError(f"RECON_POLICY_REF={ref}: no such commit, branch or tag in {root} (fetch it first, e.g. "
+                         f"`git fetch origin {ref}`; CI checkouts are often shallow: fetch-depth: 0)")
+    here = Path(os.path.abspath(Path.cwd()))
+    trusted = settings.Settings()
+    for d in (here, *here.parents):  # as settings.find looks, at the ref
+        rel = (d / settings.FILE).relative_to(root).as_posix()
+        raw = git_bytes("show", f"{ref}:{rel}", cwd=root)
+        if raw is not None:
+            trusted = settings.parse(f"{ref}:{rel}", raw)
+            break
+        if d == root:
+            break
+    if trusted.state != current.state:
+        shown = path.relative_to(root) if path is not None and path.is_relative_to(root) else settings.FILE
+        sys.stderr.write(f"warning: the state settings of {shown} differ from {ref}'s; {ref}'s are used (a change "
+                         "to where recon keeps its state takes effect once it is merged)\n")
+    return trusted
 
 
 def _where(dsn: str) -> str:

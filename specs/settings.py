@@ -6,7 +6,9 @@ directory). Today it chooses where recon keeps what it remembers:
       dsn: {env: RECON_STATE_DSN}  # a reference, never the DSN itself
       lease: 30                    # seconds a lock outlives a holder that stopped renewing it
 
-CI overrides it by environment: RECON_STATE_BACKEND (sqlite or postgres) and RECON_STATE_DSN.
+CI overrides it by environment: RECON_STATE_BACKEND (sqlite or postgres) and RECON_STATE_DSN. Where a
+trusted ref governs (RECON_POLICY_REF, as in the Action), the file is read at that ref
+(reconciler/state.py): a pull request cannot move the state, or point recon at a file of the runner.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from specs.base import StrictModel, diagnostics_from
-from specs.errors import SpecError
-from specs.loader import load_files
+from specs.errors import Diagnostic, SpecError
+from specs.loader import Document, load_files
 from specs.secrets import SecretRef
 
 FILE = "recon.yaml"
@@ -70,12 +72,22 @@ def load(start: Path | None = None) -> tuple[Settings, Path | None]:
     path = find(start)
     if path is None:
         return Settings(), None
-    docs, bad = load_files([path])
+    return _validated(*load_files([path])), path
+
+
+def parse(name: str, raw: bytes) -> Settings:
+    """Settings from a recon.yaml's content (`name`, e.g. REF:recon.yaml, is what errors call it)."""
+    from specs.loader import load_bytes
+
+    return _validated(*load_bytes(name, raw))
+
+
+def _validated(docs: list[Document], bad: list[Diagnostic]) -> Settings:
     if bad:
         raise SpecError(bad)
     data = docs[0].data if docs else {}
     try:
-        return Settings.model_validate(data or {}), path
+        return Settings.model_validate(data or {})
     except ValidationError as exc:
         raise SpecError(diagnostics_from(exc, docs[0], (), Settings, data)) from None
 

@@ -310,3 +310,28 @@ def test_a_pull_request_cannot_read_a_host_file_through_the_plan_s_diff(tmp_path
     assert change["action"] == "update" and [f["path"] for f in change["fields"]] == ["content"], change
     local = recon("plan", "specs", cwd=repo)
     assert local.rc == 0 and "-root:$6$the-hash-of-the-host" in local.out, local.text
+
+
+def test_a_pull_request_cannot_move_the_state_or_point_recon_at_a_file_of_the_runner(tmp_path: Path) -> None:
+    """recon.yaml is in the repository, and its state settings were the pull request's: `backend: postgres` with
+    `dsn: {file: …}` made CI read a file of the runner outside the repository as the DSN (and connect where it
+    said), and `lease: 3600` would keep a killed runner's locks for an hour. With a trusted ref the state
+    settings are the ref's (a change takes effect once merged, and a warning says so); locally the file is the
+    author's own."""
+    repo = _repo(tmp_path)
+    outside = tmp_path / "runner-file"
+    outside.write_text("postgresql://recon@127.0.0.1:9/recon\n")
+    _pr(repo, {"recon.yaml": f"state:\n  backend: postgres\n  dsn: {{file: {outside}}}\n  lease: 3600\n"})
+    env = {"RECON_POLICY_REF": "main", **AS_MALLORY}
+    plan = recon("plan", "specs", cwd=repo, env=env)
+    assert plan.rc == 0, plan.text
+    assert plan.err.count("warning: the state settings of recon.yaml differ from main's; main's are used") == 1
+    assert "127.0.0.1:9" not in plan.text and (repo / ".recon" / "audit.db").exists()  # main's: sqlite here
+    assert recon("audit", "--json", cwd=repo, env=env).rc == 0
+    local = recon("plan", "specs", cwd=repo)  # no trusted ref: the author's recon.yaml, and its DSN is tried
+    assert local.rc == 1 and "postgres://recon@127.0.0.1:9/recon cannot be reached" in local.err, local.text
+    # once main has it, the same settings govern with the ref too
+    _git(repo, "checkout", "-q", "main")
+    _git(repo, "merge", "-q", "--ff-only", "pr")
+    merged = recon("plan", "specs", cwd=repo, env=env)
+    assert merged.rc == 1 and "warning" not in merged.err and "127.0.0.1:9" in merged.err, merged.text
