@@ -459,6 +459,23 @@ def test_registries_behind_a_proxy_are_reached_through_it_as_the_oras_cli_reache
         subprocess.run(["ip", "netns", "del", netns], check=False)
 
 
+def test_a_registry_on_an_ipv6_address(tmp_path: Path) -> None:
+    """A reference to `[::1]:PORT/…` was accepted by validation, then every plan stopped with an internal error
+    (the client split the address at its first colon)."""
+    v6 = peers.start(tmp_path / "v6", address="::1")
+    try:
+        ref = f"{v6.host}/models/churn:1"
+        _project(tmp_path, f'"{ref}"')  # (quoted: a YAML value starting with [ is a list)
+        pushed = recon("apply", "--auto-approve", cwd=tmp_path, env=_env(tmp_path))
+        assert pushed.rc == 0 and "bug in recon" not in pushed.text, pushed.text
+        assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=_env(tmp_path)).rc == 0
+        pulled = recon("bundle", "pull", ref, str(tmp_path / "out"), cwd=tmp_path, env=_env(tmp_path))
+        assert pulled.rc == 0 and (tmp_path / "out" / "README.md").read_text() == "# churn model\n", pulled.text
+        assert v6.requests("PUT", r"/blobs/uploads/")
+    finally:
+        v6.stop()
+
+
 def test_an_unreachable_registry_is_one_clear_error(tmp_path: Path) -> None:
     port = peers.free_port()  # nothing listens there
     _project(tmp_path, f"127.0.0.1:{port}/models/churn:v1")

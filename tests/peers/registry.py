@@ -68,7 +68,7 @@ class Registry:
 
     @property
     def host(self) -> str:
-        return f"{self.address}:{self.port}"
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
 
     def requests(self, method: str, pattern: str = "") -> list[str]:
         """Request lines (`METHOD path`) the registry logged, filtered by method and a regex on the path."""
@@ -133,7 +133,7 @@ def start(root: Path, auth: str = "none", users: dict[str, str] | None = None, a
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: {address}:{port}\n" + tls_conf
+        f"http:\n  addr: \"{f'[{address}]' if ':' in address else address}:{port}\"\n" + tls_conf
         + auth_conf
     )
     log = root / "registry.log"
@@ -152,7 +152,7 @@ def start(root: Path, auth: str = "none", users: dict[str, str] | None = None, a
             time.sleep(0.05)
             continue
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((address, port), timeout=0.2):
                 return reg
         except OSError:
             time.sleep(0.05)
