@@ -96,7 +96,7 @@ def _split_port(entry: str) -> tuple[str, int]:
     return entry, 0
 
 
-class Direct:
+class Route:
     """How a request's path is written on a connection: as it is, or as the absolute URL a proxy takes."""
 
     def __init__(self, prefix: str = "", headers: dict[str, str] | None = None, proxy: str = "") -> None:
@@ -108,7 +108,7 @@ class Direct:
         return self.prefix + path
 
 
-def connection(scheme: str, host: str, port: int | None, **kwargs: Any) -> tuple[http.client.HTTPConnection, Direct]:
+def connection(scheme: str, host: str, port: int | None, **kwargs: Any) -> tuple[http.client.HTTPConnection, Route]:
     """A connection to scheme://host:port, through the environment's proxy where it applies, and how requests on
     it are written. ValueError for a proxy that is not an http:// URL (http.client cannot speak TLS to one)."""
     https = scheme == "https"
@@ -116,7 +116,7 @@ def connection(scheme: str, host: str, port: int | None, **kwargs: Any) -> tuple
     where = f"[{host}]" if ":" in host else host
     proxy = proxy_for(f"{scheme}://{where}" + (f":{port}" if port else ""))
     if proxy is None:
-        return cls(host, port, **kwargs), Direct()
+        return cls(host, port, **kwargs), Route()
     p = urlsplit(proxy)
     if p.scheme != "http" or not p.hostname:
         raise ValueError(f"the proxy {p.scheme}://{p.hostname or ''} is not an http:// proxy, the only kind recon's "
@@ -129,5 +129,5 @@ def connection(scheme: str, host: str, port: int | None, **kwargs: Any) -> tuple
     if https:
         conn = cls(p.hostname, p.port or 80, **kwargs)
         conn.set_tunnel(host, port or 443, headers=auth)
-        return conn, Direct(proxy=shown)
-    return cls(p.hostname, p.port or 80, **kwargs), Direct(f"http://{where}:{port or 80}", auth, shown)
+        return conn, Route(proxy=shown)
+    return cls(p.hostname, p.port or 80, **kwargs), Route(f"http://{where}:{port or 80}", auth, shown)

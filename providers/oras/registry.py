@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlencode, urlsplit
 
-from providers.proxies import Direct, connection
+from providers.proxies import Route, connection
 from specs.errors import ReconError, TransportError
 from specs.ref import Reference
 
@@ -65,7 +65,7 @@ class RegistryStore:
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
-    def _conn(self) -> tuple[http.client.HTTPConnection, Direct]:
+    def _conn(self) -> tuple[http.client.HTTPConnection, Route]:
         """This thread's connection (through the environment's proxy where it applies: providers/proxies.py)."""
         made = getattr(self._local, "conn", None)
         if made is None:
