@@ -50,3 +50,4 @@ def test_no_proxy_as_go_reads_it(monkeypatch: pytest.MonkeyPatch, no_proxy: str,
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:3128")
     monkeypatch.setenv("no_proxy", no_proxy)
     assert (proxy_for(url) is None) == direct
+

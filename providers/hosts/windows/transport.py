@@ -33,7 +33,8 @@ class WinrmTransport:
 
     @property
     def endpoint(self) -> str:
-        return f"{self.settings.scheme}://{self.host.address}:{self.host.port}/wsman"
+        address = f"[{self.host.address}]" if ":" in self.host.address else self.host.address  # IPv6 in a URL
+        return f"{self.settings.scheme}://{address}:{self.host.port}/wsman"
 
     def _open(self) -> None:
         from winrm.protocol import Protocol
