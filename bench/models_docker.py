@@ -60,7 +60,9 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     with tempfile.TemporaryDirectory(prefix="recon-bench-docker-") as tmp:
         root = Path(tmp)
-        engine = docker_engine.start(Path("/tmp") / f"recon-bench-dockerd-{root.name}", debug=True)
+        # a short data root, as a host's /var/lib/docker is: runc and dockerd read the whole mount table at every
+        # call, and each running container's overlay mount names the root several times (BENCHMARKS.md)
+        engine = docker_engine.start(Path(tempfile.mkdtemp(prefix="rbd-", dir="/tmp")), debug=True)
         try:
             docker_engine.build(engine, "recon-bench/model:1", root / "ctx")
             env = {"DOCKER_HOST": engine.host}
