@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -39,9 +40,10 @@ class GitHubError(Exception):
     """A call the token may not make (401/403: e.g. a pull request from a fork has a read-only token), or that
     failed: the plan itself stands; the action says so and goes on."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, refused: bool = False) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = code  # 0: no answer
+        self.refused = refused  # the connection was refused: the request never left
 
 
 class GitHub:
@@ -58,6 +60,20 @@ class GitHub:
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({scheme: proxy} if proxy else {}))
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One REST call; a transient failure (no connection, 429, 5xx) is tried again twice, after 0.5 and 1.5 s,
+        for a request that can be repeated (GET, PATCH), and a POST only when its connection was refused (it
+        never reached GitHub: a comment is never made twice)."""
+        for delay in (0.5, 1.5, None):
+            try:
+                return self._once(method, path, body)
+            except GitHubError as exc:
+                again = exc.code in (0, 429, 500, 502, 503, 504) if method != "POST" else exc.refused
+                if delay is None or not again:
+                    raise
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         req = urllib.request.Request(
             f"{self.api}{path}", method=method, data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {self.token}", "Accept": "application/vnd.github+json",
@@ -70,7 +86,9 @@ class GitHub:
             raise GitHubError(exc.code, f"GitHub API {method} {path} answered {exc.code}: "
                               f"{exc.read(500).decode(errors='replace')}") from None
         except (urllib.error.URLError, OSError) as exc:
-            raise GitHubError(0, f"GitHub API {method} {path} cannot be reached: {exc}") from None
+            reason = getattr(exc, "reason", exc)
+            raise GitHubError(0, f"GitHub API {method} {path} cannot be reached: {exc}",
+                              refused=isinstance(reason, ConnectionRefusedError)) from None
         return json.loads(data) if data else None
 
     def all(self, path: str) -> list[Any]:

@@ -163,7 +163,7 @@ def test_a_stale_reviewed_plan_is_applied_anew_only_where_the_policy_allows(worl
     assert applied.step("recon").outputs["reviewed"] == "none"
     assert (world.live / "srv" / "app.conf").read_text() == "v3"
     told = [c["body"] for c in gh.comments.values() if c["issue"] == 6]
-    assert any("is stale" in b and "applied unreviewed" in b for b in told), told
+    assert any("is stale" in b and "applied unreviewed" in b for b in told), (told, applied.log, gh.requests[-12:])
 
     (repo / "specs" / "policy.yaml").write_text("apiVersion: recon/v1\nkind: Policy\nmetadata: {name: guard}\n"
                                                 "spec: {rules: []}\n")
