@@ -40,6 +40,15 @@ def _describe(where: str) -> tuple[tuple[str, Any], ...]:
     return (("sha", sha), ("branch", "" if branch == "HEAD" else branch), ("dirty", bool(status)))
 
 
+def require_commit(ref: str, cwd: Path | str | None, said: str, where: str = "", timeout: float = 10) -> None:
+    """UsageError naming `said` (the option or variable that gave `ref`) when `ref` is no commit here."""
+    from specs.errors import UsageError
+
+    if git_text("rev-parse", "--verify", "--quiet", ref + "^{commit}", cwd=cwd, timeout=timeout) is None:
+        raise UsageError(f"{said}: no such commit, branch or tag{where} (fetch it first, e.g. `git fetch origin "
+                         f"{ref}`; CI checkouts are often shallow: fetch-depth: 0)")
+
+
 def changed_files(since: str, cwd: Path | None = None) -> set[Path]:
     """Files changed since a commit: committed after it, staged, modified or untracked now. Absolute paths.
     UsageError when the ref is unknown or this is not a git repository."""
@@ -48,9 +57,7 @@ def changed_files(since: str, cwd: Path | None = None) -> set[Path]:
     top = git_text("rev-parse", "--show-toplevel", cwd=cwd)
     if top is None:
         raise UsageError("--changed-since needs a git repository; this directory is not in one")
-    if git_text("rev-parse", "--verify", "--quiet", since + "^{commit}", cwd=cwd) is None:
-        raise UsageError(f"--changed-since {since}: no such commit, branch or tag (fetch it first, e.g. "
-                         f"`git fetch origin {since}`; CI checkouts are often shallow: fetch-depth: 0)")
+    require_commit(since, cwd, f"--changed-since {since}")
     # from where this branch left `since` (the merge base), as a pull request's diff is: when the base branch
     # moved on, its own changes are not this branch's (diffing against its tip would plan them as reverts)
     base = git_text("merge-base", since, "HEAD", cwd=Path(top)) or since

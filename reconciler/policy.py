@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.contract import Change, FieldChange
-from reconciler.gitinfo import git_bytes, git_text
+from reconciler.gitinfo import git_bytes, git_text, require_commit
 from specs.errors import Diagnostic, UsageError
 from specs.globs import glob_match
 from specs.loader import Document, load_bytes, load_files
@@ -152,9 +152,7 @@ def _at_ref(ref: str, roots: Sequence[str]) -> tuple[Spec, ...]:
     docs: list[Document] = []
     bad: list[Diagnostic] = []
     for root in roots:
-        if git_text("rev-parse", "--verify", "--quiet", ref + "^{commit}", cwd=root, timeout=30) is None:
-            raise UsageError(f"RECON_POLICY_REF={ref}: no such commit, branch or tag in {root} (fetch it first, e.g. "
-                             f"`git fetch origin {ref}`; CI checkouts are often shallow: fetch-depth: 0)")
+        require_commit(ref, root, f"RECON_POLICY_REF={ref}", f" in {root}", timeout=30)
         out = git_text("grep", "-l", "-I", "-E", _KIND_RE, ref, "--", "*.yaml", "*.yml", cwd=root, timeout=30) or ""
         for name in sorted(n for n in out.splitlines() if n):
             raw = git_bytes("show", name, cwd=root)

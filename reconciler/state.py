@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.gitinfo import git_bytes, git_text
+from reconciler.gitinfo import git_bytes, require_commit
 from specs.errors import TransportError, UsageError
 
 if TYPE_CHECKING:
@@ -88,9 +88,7 @@ _TRUSTED: dict[tuple[str, str, str], Settings] = {}
 def _at_ref(ref: str, root: Path, current: Settings, path: Path | None) -> Settings:
     from specs import settings
 
-    if git_text("rev-parse", "--verify", "--quiet", ref + "^{commit}", cwd=root, timeout=30) is None:
-        raise UsageError(f"RECON_POLICY_REF={ref}: no such commit, branch or tag in {root} (fetch it first, e.g. "
-                         f"`git fetch origin {ref}`; CI checkouts are often shallow: fetch-depth: 0)")
+    require_commit(ref, root, f"RECON_POLICY_REF={ref}", f" in {root}", timeout=30)
     here = Path(os.path.abspath(Path.cwd()))
     trusted = settings.Settings()
     for d in (here, *here.parents):  # as settings.find looks, at the ref
