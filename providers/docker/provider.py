@@ -213,11 +213,7 @@ class DockerProvider:
         except Failed as exc:
             return Result(inst.id, False, str(exc), time.monotonic() - started)
         except Exception as exc:  # the engine's own errors (gone, refused) as the one line they are
-            import docker
-
-            if not isinstance(exc, docker.errors.DockerException | OSError):
-                raise
-            return Result(inst.id, False, f"the Docker engine: {_why(exc)}", time.monotonic() - started)
+            return Result(inst.id, False, _engine_failure(exc), time.monotonic() - started)
         return Result(inst.id, True, seconds=time.monotonic() - started, note=note)
 
 
@@ -238,12 +234,9 @@ def _apply_one(api: Any, target: str, inst: Item, change: Change, ctx: Context) 
         ctx.reporter.report(StepDone(target, change.id, False))
         return Result(change.id, False, str(exc), time.monotonic() - started)
     except Exception as exc:  # the engine's own errors (refused, gone mid-apply) fail this Model, not the run
-        import docker
-
-        if not isinstance(exc, docker.errors.DockerException | OSError):
-            raise
+        why = _engine_failure(exc)
         ctx.reporter.report(StepDone(target, change.id, False))
-        return Result(change.id, False, f"the Docker engine: {_why(exc)}", time.monotonic() - started)
+        return Result(change.id, False, why, time.monotonic() - started)
     ctx.reporter.report(StepDone(target, change.id, True))
     return Result(change.id, True, seconds=time.monotonic() - started, note=note)
 
@@ -298,6 +291,16 @@ def _engine(call: Callable[[], Any]) -> Any:
         return call()
     except Exception as exc:
         raise TransportError(f"the Docker engine cannot be read: {_why(exc)}", transient=True) from None
+
+
+def _engine_failure(exc: Exception) -> str:
+    """An error of the Docker engine (its SDK's, or the connection's) as the one line a Result says; anything
+    else is raised again: it is not the engine's."""
+    import docker
+
+    if not isinstance(exc, docker.errors.DockerException | OSError):
+        raise exc
+    return f"the Docker engine: {_why(exc)}"
 
 
 def _why(exc: BaseException) -> str:
