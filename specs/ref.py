@@ -17,7 +17,7 @@ FORMAT = "host[:port]/repository[:tag|@sha256:digest] or oci-layout:PATH[:tag]"
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,18 @@ class Reference:
         return self.digest or self.tag
 
     @property
+    def address(self) -> tuple[str, int | None]:
+        """The registry's host (an IPv6 address without its brackets) and port (None: the scheme's)."""
+        if self.registry.startswith("["):  # [::1]:5000
+            host, _, rest = self.registry[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = self.registry.partition(":")
+        return host, int(port) if port.isdigit() else None
+
+    @property
     def plain_http(self) -> bool:
-        host = self.registry.rsplit(":", 1)[0] if not self.registry.endswith("]") else self.registry
+        host = self.address[0]
         return host in LOOPBACK or host.startswith("127.")
 
     def with_base(self, base: Path) -> Reference:

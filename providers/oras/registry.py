@@ -50,12 +50,7 @@ class RegistryStore:
         self.ref = ref
         self.creds = credentials
         self.plain = ref.plain_http if plain_http is None else plain_http
-        if ref.registry.startswith("["):  # an IPv6 address: [::1]:5000
-            self.host, _, rest = ref.registry[1:].partition("]")
-            port = rest.removeprefix(":")
-        else:
-            self.host, _, port = ref.registry.partition(":")
-        self.port = int(port) if port.isdigit() else None
+        self.host, self.port = ref.address
         self._local = threading.local()
         self._auth_lock = threading.Lock()
         self._authorization = ""  # the header value that last worked
