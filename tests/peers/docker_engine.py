@@ -14,11 +14,12 @@ import glob
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.peers import procs
 
 DOCKERD = "/usr/sbin/dockerd"
 BUSYBOX = "/bin/busybox"
@@ -76,12 +77,7 @@ class Engine:
     def stop(self) -> None:
         for cid in self.docker("ps", "-aq", check=False).split():
             self.docker("rm", "-f", cid, check=False)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        procs.stop(self.proc, grace=20)
         for netns in (self.root / "exec" / "netns").glob("*") if (self.root / "exec" / "netns").exists() else []:
             subprocess.run(["umount", str(netns)], check=False, capture_output=True)
         if self.netns:

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.peers import procs
+
 TINYPROXY = "/usr/bin/tinyproxy"
 _LINE = re.compile(r"Request \(file descriptor \d+\): (\S+) (\S+)")
 
@@ -37,12 +39,7 @@ class Proxy:
         return [f"{m[1]} {m[2]}" for m in _LINE.finditer(self.log.read_text(errors="replace"))]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        procs.stop(self.proc)
 
 
 def start(root: Path, netns: str = "", connect_ports: tuple[int, ...] = (443,)) -> Proxy:

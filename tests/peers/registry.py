@@ -19,6 +19,8 @@ from pathlib import Path
 
 import bcrypt
 
+from tests.peers import procs
+
 REGISTRY = "/usr/bin/docker-registry"
 # one completed request in the registry's log (logrus fields are in alphabetical order)
 _REQUEST = re.compile(r'http\.request\.method=(\w+) http\.request\.remoteaddr=\S+ http\.request\.uri="?([^" ]+)')
@@ -91,12 +93,7 @@ class Registry:
         return [f"{m[1]} {m[2]}" for m in found if m and m[1] == method and re.search(pattern, m[2])]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        procs.stop(self.proc)
         for thing in self.extra:
             thing.stop()  # type: ignore[attr-defined]
 
