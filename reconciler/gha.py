@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,25 @@ class GitHub:
         scheme = self.api.split(":", 1)[0]
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({scheme: proxy} if proxy else {}))
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One REST call; a transient failure (no connection, 429, 5xx) is tried again twice, after 0.5 and 1.5 s,
-        for a request that can be repeated (GET, PATCH), and a POST only when its connection was refused (it
-        never reached GitHub: a comment is never made twice)."""
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, repeatable: bool | None = None,
+             landed: Callable[[], bool] | None = None) -> Any:
+        """One REST call; a transient failure (no connection, 429, 5xx) is tried again twice, after 0.5 and 1.5 s.
+        GitHub answers 502 now and then, and a gateway's 502 does not say whether the request was carried out, so
+        a request is repeated only where that is safe: GET and PATCH (`repeatable`, default: not a POST), any
+        request whose connection was refused (it never left), and a POST whose `landed` check says the failed one
+        made nothing (a comment or issue is looked for before it is made again: never twice)."""
+        repeatable = method != "POST" if repeatable is None else repeatable
         for delay in (0.5, 1.5, None):
             try:
                 return self._once(method, path, body)
             except GitHubError as exc:
-                again = exc.code in (0, 429, 500, 502, 503, 504) if method != "POST" else exc.refused
-                if delay is None or not again:
+                transient = exc.code in (0, 429, 500, 502, 503, 504)
+                if delay is None or not (exc.refused or (transient and (repeatable or landed is not None))):
                     raise
+                print(f"recon action: {exc}; trying again in {delay} s", file=sys.stderr)
                 time.sleep(delay)
+                if not exc.refused and landed is not None and landed():
+                    return None
         raise AssertionError("unreachable")
 
     def _once(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
@@ -108,13 +116,18 @@ class GitHub:
             if marker in (comment.get("body") or ""):
                 self.call("PATCH", f"/repos/{self.repo}/issues/comments/{comment['id']}", {"body": body})
                 return "updated"
-        self.call("POST", f"/repos/{self.repo}/issues/{number}/comments", {"body": body})
+        self.comment(number, body)
         return "created"
+
+    def comment(self, number: int, body: str) -> None:
+        """A new comment on an issue or pull request, made once even when a failed attempt is tried again."""
+        path = f"/repos/{self.repo}/issues/{number}/comments"
+        self.call("POST", path, {"body": body}, landed=lambda: any(c.get("body") == body for c in self.all(path)))
 
     def status(self, sha: str, context: str, state: str, description: str, url: str) -> str:
         """A commit status (what branch protection can require), one per context: the latest wins."""
-        self.call("POST", f"/repos/{self.repo}/statuses/{sha}",
-                  {"state": state, "context": context, "description": description[:140], "target_url": url})
+        self.call("POST", f"/repos/{self.repo}/statuses/{sha}", repeatable=True,  # set twice, the latest wins
+                  body={"state": state, "context": context, "description": description[:140], "target_url": url})
         return state
 
     def drift_issue(self, marker: str, body: str, drifted: bool) -> str:
@@ -125,12 +138,13 @@ class GitHub:
             if found:
                 self.call("PATCH", f"/repos/{self.repo}/issues/{found[0]['number']}", {"body": body})
                 return "updated"
-            self.call("POST", f"/repos/{self.repo}/issues", {"title": "recon: drift detected", "body": body,
-                                                              "labels": [DRIFT_LABEL]})
+            self.call("POST", f"/repos/{self.repo}/issues",
+                      {"title": "recon: drift detected", "body": body, "labels": [DRIFT_LABEL]},
+                      landed=lambda: any(marker in (i.get("body") or "") for i in self.all(
+                          f"/repos/{self.repo}/issues?state=open&labels={DRIFT_LABEL}")))
             return "opened"
         for issue in found:
-            self.call("POST", f"/repos/{self.repo}/issues/{issue['number']}/comments",
-                      {"body": "No drift any more: closing."})
+            self.comment(int(issue["number"]), "No drift any more: closing.")
             self.call("PATCH", f"/repos/{self.repo}/issues/{issue['number']}", {"state": "closed"})
         return "closed" if found else "none"
 
@@ -234,7 +248,7 @@ def _reply(token: str, number: int | None, text: str, outputs: dict[str, Any] | 
         return
     gh = GitHub(token)
     try:
-        gh.call("POST", f"/repos/{gh.repo}/issues/{number}/comments", {"body": text})
+        gh.comment(number, text)
     except GitHubError as exc:
         failed = _cannot("comment on the pull request", exc)
         if outputs is not None:

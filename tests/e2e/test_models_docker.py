@@ -272,6 +272,7 @@ def test_a_proxy_in_the_environment_never_carries_a_health_check(tmp_path: Path,
         assert over_tcp.rc == 0, over_tcp.text
         assert reached == []
     finally:
+        proxy.shutdown(socket.SHUT_RDWR)  # wakes the accept (a bare close leaves it listening, in that thread)
         proxy.close()
 
 

@@ -253,6 +253,7 @@ class Runner:
     actor: str = "alice"
     run_id: int = 4242
     _python: Path | None = field(default=None, init=False)
+    logs: list[str] = field(default_factory=list, init=False)  # every job's log, oldest first
 
     # the run -----------------------------------------------------------------------------------------
 
@@ -338,7 +339,9 @@ class Runner:
         summary = state.summary.read_text() if state.summary.exists() else ""
         steps = {r.id: {"outputs": r.outputs, "outcome": r.outcome} for r in results}
         outputs = {k: text(interpolate(v, state.context(steps))) for k, v in (spec.get("outputs") or {}).items()}
-        return JobResult(ok, results, summary, artifacts, outputs=outputs)
+        result = JobResult(ok, results, summary, artifacts, outputs=outputs)
+        self.logs.append(result.log)
+        return result
 
     def python(self) -> Path:
         """actions/setup-python: a fresh virtual environment whose interpreter also sees the packages of the
