@@ -41,7 +41,8 @@ class Health(StrictModel):
     status: int = Field(default=200, ge=100, le=599, description="The status a healthy replica answers.")
     timeout: float = Field(default=2.0, gt=0, description="Seconds one check may take.")
     interval: float = Field(default=0.25, gt=0, description="Seconds between checks while waiting.")
-    startTimeout: float = Field(default=30.0, gt=0, description="Seconds a new replica has to become healthy.")
+    startTimeout: float = Field(default=30.0, gt=0, description="Seconds a new replica has to become healthy (on "
+                                "Docker, one the engine restarted 3 times while it starts fails sooner).")
 
     @field_validator("path")
     @classmethod

@@ -230,6 +230,12 @@ def _probe(c: dict[str, Any] | int, d: DockerModel) -> tuple[bool, str]:
     return status == h.status, "" if status == h.status else f"answered {status}, not {h.status}"
 
 
+# a new replica that exited this often while starting fails at the next look between two of its exits (its exit
+# code is the engine's while it waits to restart it), not at its startTimeout; fewer exits are a start that waits
+# for something (a dependency still coming up)
+CRASHES = 3
+
+
 def _healthy(api: Any, cid: str, port: int, d: DockerModel) -> tuple[bool, str]:
     h = d.spec.health
     deadline = time.monotonic() + h.startTimeout
@@ -242,7 +248,8 @@ def _healthy(api: Any, cid: str, port: int, d: DockerModel) -> tuple[bool, str]:
             time.sleep(h.interval)
             continue
         looked = time.monotonic()
-        state = api.inspect_container(cid)["State"]
+        info = api.inspect_container(cid)
+        state = info["State"]
         if ok and state["Running"]:
             return True, ""
         if ok:  # something else answers on its port (the replica could not bind it, and exited)
@@ -251,6 +258,11 @@ def _healthy(api: Any, cid: str, port: int, d: DockerModel) -> tuple[bool, str]:
         if not state["Running"] and not state.get("Restarting"):
             logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
             return False, f"it exited with {state['ExitCode']}: {logs[-300:]}"
+        if info.get("RestartCount", 0) >= CRASHES and state.get("Restarting"):  # between two exits: the last one's
+            logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
+            oom = " (killed: out of memory)" if state.get("OOMKilled") else ""
+            return False, (f"it keeps exiting: restarted {info['RestartCount']} times while starting, last exit code "
+                           f"{state['ExitCode']}{oom}: {logs[-300:]}")
         time.sleep(h.interval)
     logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
     return False, f"{why} within {h.startTimeout:g}s" + (f"; its last output: {logs[-400:]}" if logs else "")

@@ -338,6 +338,44 @@ def test_a_replica_the_engine_refuses_fails_its_model_only_and_leaves_nothing(tm
     assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
 
 
+def test_a_replica_that_keeps_exiting_fails_at_its_third_restart_not_at_its_timeout(
+        tmp_path: Path, engine: docker_engine.Engine) -> None:
+    """A successor whose process exits at once, under the default `restart: unless-stopped`: the engine restarts it
+    over and over ("restarting"), and the rollout waited the whole startTimeout (here 300 s) before it said "no
+    answer". Now its third restart fails it, in its exit code and its own last words; the old replica keeps
+    serving. One that exits once or twice (a dependency still coming up) and then answers is healthy."""
+    env = {"DOCKER_HOST": engine.host}
+    docker_engine.build(engine, "recon-test/crashing:1", tmp_path / "ctx")
+    port = free_block(4)
+
+    def model(version: str, command: str) -> None:
+        (tmp_path / "specs").mkdir(exist_ok=True)
+        (tmp_path / "specs" / "crashing.yaml").write_text(
+            "apiVersion: recon/v1\nkind: Model\nmetadata: {name: crashing}\nspec:\n  runtime: docker\n"
+            f"  image: recon-test/crashing:1\n  replicas: 1\n  port: {port}\n  env: {{MODEL_VERSION: {version}}}\n"
+            "  health: {path: /cgi-bin/health, startTimeout: 300, interval: 0.1}\n" + command)
+
+    model("v1", "")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
+    model("v2", '  command: ["sh", "-c", "echo cannot load the weights; exit 3"]\n')
+    got = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    assert got.rc == 1, got.text
+    assert "rolled back: the new replica 0 failed its health check (it keeps exiting: " in got.out, got.out
+    assert "exit code 3" in got.out and "cannot load the weights" in got.out and "within 300s" not in got.out, got.out
+    assert _get(port) == (200, "ok v1\n")
+    assert len(engine.docker("ps", "-a", "--filter", "label=recon.dev/spec=Model/crashing", "-q").split()) == 1
+
+    # exits twice (its first two starts find no marker file in the container's own /tmp), then serves
+    flaky = ('  command: ["sh", "-c", "n=$(cat /n 2>/dev/null || echo 0); echo $((n+1)) > /n; '
+             '[ $n -ge 2 ] || exit 4; exec /bin/busybox httpd -f -p 127.0.0.1:$PORT -h /www"]\n')
+    model("v3", flaky)
+    settled = recon("apply", "--auto-approve", cwd=tmp_path, env=env)
+    assert settled.rc == 0, settled.text
+    [replica] = _replicas(engine, "crashing")
+    assert _get(int(replica["recon.dev/port"])) == (200, "ok v3\n")
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=env).rc == 0
+
+
 def test_a_missing_image_and_no_engine_are_clear_errors(tmp_path: Path, engine: docker_engine.Engine) -> None:
     _spec(tmp_path, "ghost", 19990, 1, "v1", image="recon-test/not-here:1")
     got = recon("apply", "--auto-approve", cwd=tmp_path, env={"DOCKER_HOST": engine.host})
