@@ -230,6 +230,11 @@ def _probe(c: dict[str, Any] | int, d: DockerModel) -> tuple[bool, str]:
     return status == h.status, "" if status == h.status else f"answered {status}, not {h.status}"
 
 
+def _last_output(api: Any, cid: str) -> str:
+    """A container's last 5 lines of output, on one line."""
+    return str(api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | "))
+
+
 # a new replica that exited this often while starting fails at the next look between two of its exits (its exit
 # code is the engine's while it waits to restart it), not at its startTimeout; fewer exits are a start that waits
 # for something (a dependency still coming up)
@@ -256,14 +261,14 @@ def _healthy(api: Any, cid: str, port: int, d: DockerModel) -> tuple[bool, str]:
             said = f"port {port} is answered by another process"
         why = said or why
         if not state["Running"] and not state.get("Restarting"):
-            logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
+            logs = _last_output(api, cid)
             return False, f"it exited with {state['ExitCode']}: {logs[-300:]}"
         if info.get("RestartCount", 0) >= CRASHES and state.get("Restarting"):  # between two exits: the last one's
-            logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
+            logs = _last_output(api, cid)
             oom = " (killed: out of memory)" if state.get("OOMKilled") else ""
             return False, (f"it keeps exiting: restarted {info['RestartCount']} times while starting, last exit code "
                            f"{state['ExitCode']}{oom}: {logs[-300:]}")
         time.sleep(h.interval)
-    logs = api.logs(cid, tail=5).decode(errors="replace").strip().replace("\n", " | ")
+    logs = _last_output(api, cid)
     return False, f"{why} within {h.startTimeout:g}s" + (f"; its last output: {logs[-400:]}" if logs else "")
 
