@@ -5,12 +5,27 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from reconciler.gha import GitHub, GitHubError
+
+
+@contextmanager
+def _api(handler: type[BaseHTTPRequestHandler], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The API the Action calls (GITHUB_API_URL), served on 127.0.0.1 by `handler` for the block's life."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/models")
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -34,13 +49,8 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
         do_GET = do_POST = do_PATCH = _answer
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/models")
-    yield seen
-    server.shutdown()
-    server.server_close()
+    with _api(Handler, monkeypatch):
+        yield seen
 
 
 def test_a_transient_failure_is_tried_again_but_a_comment_is_never_posted_twice(flaky: list[str]) -> None:
@@ -84,13 +94,8 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
                 state[kind].append({"id": len(state[kind]) + 1, "number": 1, **body})
             self._send(502 if first else 201, {"message": "Bad Gateway"} if first else body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("GITHUB_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/models")
-    yield state
-    server.shutdown()
-    server.server_close()
+    with _api(Handler, monkeypatch):
+        yield state
 
 
 def test_a_post_answered_502_is_made_exactly_once(gateway: dict[str, Any]) -> None:
