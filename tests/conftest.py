@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -22,6 +23,11 @@ os.environ.setdefault("RECON_HASH_KEY", "recon-test-key")
 os.environ.setdefault("RECON_SSH_PERSIST", "0")
 # no resident planner (reconciler/warm.py) is left behind by test runs; tests/e2e/test_warm.py turns it on
 os.environ.setdefault("RECON_WARM", "0")
+# the run's own runtime directory (the sqlite backend's lock files, resident planners' and SSH agents' sockets), never
+# the user's: a lock an earlier run left (an apply killed mid-way keeps its record) would be listed in this one's
+_RUNTIME = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: a socket path has at most 107 bytes
+os.environ["XDG_RUNTIME_DIR"] = _RUNTIME
+atexit.register(shutil.rmtree, _RUNTIME, True)
 # the installed console script, as users run it; `python -m reconciler` where it is not installed
 _SCRIPT = Path(sys.executable).parent / "recon"
 RECON = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "reconciler"]
