@@ -132,16 +132,18 @@ class GitHub:
 
     def drift_issue(self, marker: str, body: str, drifted: bool) -> str:
         """One open issue while there is drift: opened, updated, or closed when clean."""
-        found = [i for i in self.all(f"/repos/{self.repo}/issues?state=open&labels={DRIFT_LABEL}")
-                 if marker in (i.get("body") or "")]
+        def marked() -> list[dict[str, Any]]:  # the open drift issues that carry the marker
+            return [i for i in self.all(f"/repos/{self.repo}/issues?state=open&labels={DRIFT_LABEL}")
+                    if marker in (i.get("body") or "")]
+
+        found = marked()
         if drifted:
             if found:
                 self.call("PATCH", f"/repos/{self.repo}/issues/{found[0]['number']}", {"body": body})
                 return "updated"
             self.call("POST", f"/repos/{self.repo}/issues",
                       {"title": "recon: drift detected", "body": body, "labels": [DRIFT_LABEL]},
-                      landed=lambda: any(marker in (i.get("body") or "") for i in self.all(
-                          f"/repos/{self.repo}/issues?state=open&labels={DRIFT_LABEL}")))
+                      landed=lambda: bool(marked()))
             return "opened"
         for issue in found:
             self.comment(int(issue["number"]), "No drift any more: closing.")
