@@ -82,8 +82,7 @@ def main() -> None:
                   f"rc {samples[-1].rc}, peak RSS {max(s.peak_mb for s in samples):.0f} MB; "
                   f"{len(calls[-1])} Docker API calls: {sorted(set(c.split('?')[0] for c in calls[-1]))}")
             # an env change to every Model: each rolls its replica, up to 10 Models at a time (issue 19: 2); then
-            # another, of the replicas the first one made (a fleet that has rolled before: the engine's removal of
-            # a container it made in a burst beside the image's first use has cost it more, BENCHMARKS.md)
+            # another, of the replicas the first one made (a fleet that has rolled before)
             for version, what in (("v2", "env change"), ("v3", "another env change")):
                 (root / "specs" / "models.yaml").write_text("".join(spec(f"m{i:03}", 20000 + 2 * i, 1, version)
                                                                     for i in range(n)))

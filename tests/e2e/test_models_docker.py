@@ -27,13 +27,13 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker_engine.E
 
 
 def _spec(tmp: Path, name: str, port: int, replicas: int, version: str, extra: str = "",
-          image: str = "", context: str = "model") -> None:
+          image: str = "", context: str = "model", start_timeout: int = 10) -> None:
     source = f"image: {image}" if image else f"build: {{context: {context}}}"
     (tmp / "specs").mkdir(exist_ok=True)
     (tmp / "specs" / f"{name}.yaml").write_text(
         f"apiVersion: recon/v1\nkind: Model\nmetadata: {{name: {name}}}\nspec:\n  runtime: docker\n  {source}\n"
         f"  replicas: {replicas}\n  port: {port}\n  env: {{MODEL_VERSION: {version}}}\n"
-        "  health: {path: /cgi-bin/health, startTimeout: 10, interval: 0.1}\n" + extra)
+        f"  health: {{path: /cgi-bin/health, startTimeout: {start_timeout}, interval: 0.1}}\n" + extra)
 
 
 def _get(port: int, path: str = "/cgi-bin/health") -> tuple[int, str]:
@@ -349,11 +349,7 @@ def test_a_replica_that_keeps_exiting_fails_at_its_third_restart_not_at_its_time
     port = free_block(4)
 
     def model(version: str, command: str) -> None:
-        (tmp_path / "specs").mkdir(exist_ok=True)
-        (tmp_path / "specs" / "crashing.yaml").write_text(
-            "apiVersion: recon/v1\nkind: Model\nmetadata: {name: crashing}\nspec:\n  runtime: docker\n"
-            f"  image: recon-test/crashing:1\n  replicas: 1\n  port: {port}\n  env: {{MODEL_VERSION: {version}}}\n"
-            "  health: {path: /cgi-bin/health, startTimeout: 300, interval: 0.1}\n" + command)
+        _spec(tmp_path, "crashing", port, 1, version, extra=command, image="recon-test/crashing:1", start_timeout=300)
 
     model("v1", "")
     assert recon("apply", "--auto-approve", cwd=tmp_path, env=env).rc == 0
@@ -365,7 +361,7 @@ def test_a_replica_that_keeps_exiting_fails_at_its_third_restart_not_at_its_time
     assert _get(port) == (200, "ok v1\n")
     assert len(engine.docker("ps", "-a", "--filter", "label=recon.dev/spec=Model/crashing", "-q").split()) == 1
 
-    # exits twice (its first two starts find no marker file in the container's own /tmp), then serves
+    # exits at its first two starts (a counter in the container's own file /n), then serves
     flaky = ('  command: ["sh", "-c", "n=$(cat /n 2>/dev/null || echo 0); echo $((n+1)) > /n; '
              '[ $n -ge 2 ] || exit 4; exec /bin/busybox httpd -f -p 127.0.0.1:$PORT -h /www"]\n')
     model("v3", flaky)
