@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from reconciler.gha import GitHub, GitHubError
+from tests.peers.jsonhttp import send_json
 
 
 @contextmanager
@@ -41,11 +42,7 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             seen.append(self.command)
             status = 502 if seen.count(self.command) == 1 else 200
-            data = json.dumps({"ok": status == 200}).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, {"ok": status == 200})
 
         do_GET = do_POST = do_PATCH = _answer
 
@@ -73,16 +70,9 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         def log_message(self, format: str, *args: object) -> None:
             return None
 
-        def _send(self, status: int, data: Any) -> None:
-            raw = json.dumps(data).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
         def do_GET(self) -> None:
             kind = "comments" if "/comments" in self.path else "issues"
-            self._send(200, state[kind] if "page=1" in self.path else [])
+            send_json(self, 200, state[kind] if "page=1" in self.path else [])
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
@@ -92,7 +82,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             kind = "statuses" if "/statuses/" in path else "comments" if "/comments" in path else "issues"
             if not (first and body.get("body") == "lost"):
                 state[kind].append({"id": len(state[kind]) + 1, "number": 1, **body})
-            self._send(502 if first else 201, {"message": "Bad Gateway"} if first else body)
+            send_json(self, 502 if first else 201, {"message": "Bad Gateway"} if first else body)
 
     with _api(Handler, monkeypatch):
         yield state
