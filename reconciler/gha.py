@@ -152,12 +152,12 @@ class GitHub:
 
 
 def trusted_policy(event: dict[str, Any], cwd: Path, name: str = "") -> dict[str, str]:
-    """Where the Policy that governs this run is trusted from (reconciler/policy.py): the `policy-path` input
-    (RECON_POLICY), else the `policy-ref` input, else what the event says the change is measured against: a
-    pull request's base commit, or the commit before a push. The commit is fetched when a shallow checkout
-    lacks it. {} when there is none (a scheduled run: the checked-out Policy is the trusted one)."""
-    if _input("policy-path"):
-        return {"RECON_POLICY": _input("policy-path")}
+    """What this run trusts (reconciler/trust.py): the ref the change is measured against (RECON_POLICY_REF):
+    the `policy-ref` input, else what the event says: a pull request's base commit, or the commit before a push,
+    fetched when a shallow checkout lacks it; and the `policy-path` input (RECON_POLICY), whose Policy then
+    governs instead of the ref's, while the ref still says what the change wrote. {} when there is neither (a
+    scheduled run: the checked-out Policy is the trusted one)."""
+    pinned = {"RECON_POLICY": _input("policy-path")} if _input("policy-path") else {}
     ref = _input("policy-ref")
     name = name or os.environ.get("GITHUB_EVENT_NAME", "")
     if name == "issue_comment" and event.get("pull_request"):  # a comment command: its pull request's base
@@ -168,7 +168,8 @@ def trusted_policy(event: dict[str, Any], cwd: Path, name: str = "") -> dict[str
         before = str(event.get("before") or "")
         ref = before if before.strip("0") else ""  # a new branch's push has no before
     if not ref:
-        return {}
+        return pinned
+
     def have() -> bool:
         return subprocess.run(["git", "cat-file", "-e", f"{ref}^{{commit}}"], cwd=cwd, capture_output=True,
                               check=False).returncode == 0
@@ -176,7 +177,7 @@ def trusted_policy(event: dict[str, Any], cwd: Path, name: str = "") -> dict[str
     if not have():
         subprocess.run(["git", "fetch", "--no-tags", "--depth=1", "origin", ref], cwd=cwd, capture_output=True,
                        check=False, timeout=120)
-    return {"RECON_POLICY_REF": ref}
+    return {**pinned, "RECON_POLICY_REF": ref}
 
 
 def _run(args: list[str], cwd: Path) -> tuple[int, str]:

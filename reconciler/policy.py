@@ -12,7 +12,8 @@ specs given. Where it is trusted from:
   `when: {kinds: [Policy]}` is the Policy's own approval rule. While a trusted Policy exists, a
   Policy change that no trusted rule allows is denied.
 - `RECON_POLICY` (a file or directory outside what a change can edit, pinned by whoever runs CI): the
-  same, with those files trusted.
+  same, with those files trusted; it wins over the ref's Policy, while the ref still says what a change
+  wrote (reconciler/trust.py).
 - neither: the repository's own Policy is trusted as it is (a laptop, where the user is the author).
 
 Decisions: within one Policy the first matching rule decides; across Policies a deny wins.
@@ -30,6 +31,7 @@ from typing import Any
 
 from providers.contract import Change, FieldChange
 from reconciler.gitinfo import git_bytes, git_text, require_commit
+from reconciler.trust import trust
 from specs.errors import Diagnostic, UsageError
 from specs.globs import glob_match
 from specs.loader import Document, load_bytes, load_files
@@ -89,8 +91,8 @@ def subject() -> str:
 def governing(project: Project) -> Governing:
     """The Policy that governs a run of this project (see the module's doc). SpecError for a bad Policy
     document, wherever it was read; UsageError for a trusted ref or path that cannot be read."""
-    ref = os.environ.get("RECON_POLICY_REF", "").strip()
-    pinned = os.environ.get("RECON_POLICY", "").strip()
+    t = trust()
+    ref, pinned = t.ref, t.pinned
     roots = sorted({r for r in (_repo(f) for f in project.files) if r is not None})
     key = (tuple(sorted((s.address, s.doc.file, s.doc.digest) for s in project.of_kind("Policy"))),
            tuple(roots), ref, pinned, subject())
@@ -114,18 +116,19 @@ def _repo(file: str) -> str | None:
 def _governing(key: tuple[Any, ...], given: tuple[Spec, ...]) -> Governing:
     _, roots, ref, pinned, who = key
     current = _current(given, roots)
-    if ref:
+    if pinned:
+        trusted, source = _pinned(Path(pinned)), f"file {pinned}"
+    elif ref:
         trusted, source = _at_ref(ref, roots), f"git {ref}"
         sha = git_text("rev-parse", "--short=12", ref + "^{commit}", cwd=roots[0], timeout=30) if roots else None
         source += f" ({sha.strip()})" if sha else ""
-    elif pinned:
-        trusted, source = _pinned(Path(pinned)), f"file {pinned}"
     else:
         trusted, source = current, "work tree"
     by_addr = {s.address: s for s in trusted}
     now = {s.address: s for s in current}
     proposed = tuple(s for s in current if s.address not in by_addr or by_addr[s.address].doc.digest != s.doc.digest)
-    removed = tuple(s for s in trusted if s.address not in now)
+    # a pinned Policy lives outside the repository: the work tree not having it removes nothing
+    removed = () if pinned else tuple(s for s in trusted if s.address not in now)
     digest = hashlib.sha256("".join(f"{t} {s.address} {s.doc.digest}\n" for t, group in
                                     (("trusted", trusted), ("proposed", proposed), ("removed", removed))
                                     for s in group).encode()).hexdigest()[:16]
@@ -391,7 +394,7 @@ def unreviewed_refusal(project: Project) -> str:
 def unreviewed_files(project: Project) -> frozenset[str]:
     """The project's spec files that differ from the trusted ref (RECON_POLICY_REF): what the change under
     review wrote. Empty without a trusted ref (a laptop, a merged branch)."""
-    ref = os.environ.get("RECON_POLICY_REF", "").strip()
+    ref = trust().ref
     if not ref:
         return frozenset()
     out: set[str] = set()

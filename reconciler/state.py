@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.gitinfo import git_bytes, require_commit
+from reconciler.trust import trust
 from specs.errors import TransportError, UsageError
 
 if TYPE_CHECKING:
@@ -65,45 +66,52 @@ def backend(state_dir: Path) -> Backend:
 
 
 def _trusted(current: Settings, path: Path | None) -> Settings:
-    """The settings of recon.yaml as the trusted ref has them (RECON_POLICY_REF: a pull request's base, the commit
-    before a push), as the Policy is taken: the work tree's file is the change's, and a change must not move the
-    state elsewhere (its locks and audit log with it), lengthen the locks' lease, or make recon read a file of
-    the runner as the DSN. A change to them takes effect once it is the trusted ref's; until then a warning
-    says so. Without a trusted ref (a laptop), the file is the user's own."""
+    """The settings of recon.yaml as the run trusts them (reconciler/trust.py): the recon.yaml beside a pinned
+    Policy (RECON_POLICY) when there is one, else the file as the trusted ref has it (RECON_POLICY_REF: a pull
+    request's base, the commit before a push), as the Policy is taken: the work tree's file is the change's, and
+    a change must not move the state elsewhere (its locks and audit log with it), lengthen the locks' lease, or
+    make recon read a file of the runner as the DSN. A change to them takes effect once it is trusted; until then
+    a warning says so. Without either (a laptop), the file is the user's own."""
     from specs import settings
 
-    ref = os.environ.get("RECON_POLICY_REF", "").strip()
+    t = trust()
+    beside = t.settings_file()
     root = settings.repo_root(Path.cwd())
-    if not ref or root is None:
+    if beside is None and (not t.ref or root is None):
         return current
-    key = (ref, str(Path.cwd()), current.model_dump_json())
+    key = (t.ref, str(beside), str(Path.cwd()), current.model_dump_json())
     if key not in _TRUSTED:  # (asked by the locks and by the audit log of one run: read and warned once)
-        _TRUSTED[key] = _at_ref(ref, root, current, path)
+        if beside is not None:
+            got, theirs = settings.load_file(beside), f"those of {beside} (beside the pinned Policy)"
+            used, why = "those are", "whoever pins the Policy changes them there"
+        else:
+            assert root is not None
+            got, theirs = _at_ref(t.ref, root), f"{t.ref}'s"
+            used, why = f"{t.ref}'s are", "a change to where recon keeps its state takes effect once it is merged"
+        if got.state != current.state:
+            shown = path.relative_to(root) if root and path and path.is_relative_to(root) else settings.FILE
+            sys.stderr.write(f"warning: the state settings of {shown} differ from {theirs}; {used} used ({why})\n")
+        _TRUSTED[key] = got
     return _TRUSTED[key]
 
 
-_TRUSTED: dict[tuple[str, str, str], Settings] = {}
+_TRUSTED: dict[tuple[str, str, str, str], Settings] = {}
 
 
-def _at_ref(ref: str, root: Path, current: Settings, path: Path | None) -> Settings:
+def _at_ref(ref: str, root: Path) -> Settings:
+    """recon.yaml as `ref` has it, found as settings.find finds it in the work tree (defaults without one)."""
     from specs import settings
 
     require_commit(ref, root, f"RECON_POLICY_REF={ref}", f" in {root}", timeout=30)
     here = Path(os.path.abspath(Path.cwd()))
-    trusted = settings.Settings()
     for d in (here, *here.parents):  # as settings.find looks, at the ref
         rel = (d / settings.FILE).relative_to(root).as_posix()
         raw = git_bytes("show", f"{ref}:{rel}", cwd=root)
         if raw is not None:
-            trusted = settings.parse(f"{ref}:{rel}", raw)
-            break
+            return settings.parse(f"{ref}:{rel}", raw)
         if d == root:
             break
-    if trusted.state != current.state:
-        shown = path.relative_to(root) if path is not None and path.is_relative_to(root) else settings.FILE
-        sys.stderr.write(f"warning: the state settings of {shown} differ from {ref}'s; {ref}'s are used (a change "
-                         "to where recon keeps its state takes effect once it is merged)\n")
-    return trusted
+    return settings.Settings()
 
 
 def _where(dsn: str) -> str:

@@ -7,8 +7,9 @@ directory). Today it chooses where recon keeps what it remembers:
       lease: 30                    # seconds a lock outlives a holder that stopped renewing it
 
 CI overrides it by environment: RECON_STATE_BACKEND (sqlite or postgres) and RECON_STATE_DSN. Where a
-trusted ref governs (RECON_POLICY_REF, as in the Action), the file is read at that ref
-(reconciler/state.py): a pull request cannot move the state, or point recon at a file of the runner.
+trusted ref governs (RECON_POLICY_REF, as in the Action), the file is read at that ref, and a recon.yaml
+beside a pinned Policy (RECON_POLICY) wins over both (reconciler/state.py): a pull request cannot move the
+state, or point recon at a file of the runner.
 """
 
 from __future__ import annotations
@@ -72,7 +73,12 @@ def load(start: Path | None = None) -> tuple[Settings, Path | None]:
     path = find(start)
     if path is None:
         return Settings(), None
-    return _validated(*load_files([path])), path
+    return load_file(path), path
+
+
+def load_file(path: Path) -> Settings:
+    """The settings of one recon.yaml. SpecError with file and line when bad."""
+    return _validated(*load_files([path]))
 
 
 def parse(name: str, raw: bytes) -> Settings:

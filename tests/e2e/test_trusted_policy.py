@@ -335,3 +335,49 @@ def test_a_pull_request_cannot_move_the_state_or_point_recon_at_a_file_of_the_ru
     _git(repo, "merge", "-q", "--ff-only", "pr")
     merged = recon("plan", "specs", cwd=repo, env=env)
     assert merged.rc == 1 and "warning" not in merged.err and "127.0.0.1:9" in merged.err, merged.text
+
+
+def test_a_pinned_policy_governs_and_the_base_still_says_what_the_pull_request_wrote(tmp_path: Path) -> None:
+    """A Policy pinned outside the repository (RECON_POLICY, the Action's policy-path) set nothing of what the
+    change is measured against: with the pull request's base named too (RECON_POLICY_REF), the base's Policy
+    governed instead of the pinned one, and a pinned recon.yaml beside it was never read. The pinned Policy
+    governs; the base says which spec files the pull request wrote (no host text for them) and its recon.yaml
+    is used over the pull request's; a recon.yaml beside the pinned Policy wins over both."""
+    repo = _repo(tmp_path)
+    pinned = tmp_path / "trusted"
+    pinned.mkdir()
+    (pinned / "guard.yaml").write_text(GUARD + "    - {name: pinned-no-files-in-prod, effect: deny, "
+                                               "when: {resources: [file], environments: [prod]}}\n")
+    (repo / "a-root" / "etc" / "shadow").write_text("root:$6$the-hash-of-the-host:19000:0:99999:7:::\n")
+    outside = tmp_path / "runner-file"
+    outside.write_text("postgresql://recon@127.0.0.1:9/recon\n")
+    _pr(repo, {"specs/prod/app.yaml": hoststate("app", "- type: file\n  path: /etc/shadow\n  content: x\n"),
+               "recon.yaml": f"state:\n  backend: postgres\n  dsn: {{file: {outside}}}\n  lease: 3600\n"})
+    env = {"RECON_POLICY": str(pinned), "RECON_POLICY_REF": "main", **AS_MALLORY}
+    plan = recon("plan", "--json", "specs", cwd=repo, env=env)
+    assert plan.rc == 0, plan.text
+    assert json.loads(plan.out)["policy"]["source"] == f"file {pinned}"
+    changes = _changes(plan.out)
+    shadow = changes["HostState/app/file:/etc/shadow@a"]
+    assert shadow["denied"].startswith("Policy/guard rule pinned-no-files-in-prod"), shadow
+    assert "the-hash-of-the-host" not in plan.text and "127.0.0.1:9" not in plan.text
+    assert plan.err.count("warning: the state settings of recon.yaml differ from main's; main's are used") == 1
+    # whoever pins the Policy may pin the state settings beside it: they win over the base's and the change's
+    (pinned / "recon.yaml").write_text("state:\n  backend: postgres\n  dsn: {env: PINNED_DSN}\n")
+    beside = recon("plan", "specs", cwd=repo, env={**env, "PINNED_DSN": "postgresql://recon@127.0.0.1:8/recon"})
+    assert beside.rc == 1 and "postgres://recon@127.0.0.1:8/recon cannot be reached" in beside.err, beside.text
+    assert f"differ from those of {pinned / 'recon.yaml'} (beside the pinned Policy); those are used" in beside.err
+
+
+def test_a_pinned_policy_in_a_pull_request_s_run_without_its_base_is_refused(tmp_path: Path) -> None:
+    """On GitHub a pull request's run with a pinned Policy and nothing naming its base would take the pull
+    request's spec files and recon.yaml as reviewed: one clear error says what to set."""
+    repo = _repo(tmp_path)
+    pinned = tmp_path / "trusted"
+    pinned.mkdir()
+    (pinned / "guard.yaml").write_text(GUARD)
+    env = {"RECON_POLICY": str(pinned), "GITHUB_EVENT_NAME": "pull_request", **AS_MALLORY}
+    got = recon("plan", "specs", cwd=repo, env=env)
+    assert got.rc == 1 and "set RECON_POLICY_REF to its base" in got.err and "Traceback" not in got.text, got.text
+    assert recon("plan", "specs", cwd=repo, env={**env, "RECON_POLICY_REF": "main"}).rc == 0
+    assert recon("plan", "specs", cwd=repo, env={**env, "GITHUB_EVENT_NAME": "schedule"}).rc == 0

@@ -145,6 +145,39 @@ def test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift(world
     assert gh.issues[issue["number"]]["state"] == "closed"
 
 
+def test_a_policy_path_still_measures_the_pull_request_against_its_base(own_world: World, tmp_path: Path) -> None:
+    """The Action's policy-path (a Policy the workflow pins outside the repository) left nothing saying what the
+    pull request wrote: its spec file for a path of the managed host (/etc/shadow, any content) had the host's
+    lines printed in the plan comment on the pull request. The pinned Policy governs, and the base names what
+    the pull request wrote, as with the base's Policy."""
+    world = own_world
+    repo = world.repo
+    (world.live / "etc").mkdir()
+    (world.live / "etc" / "shadow").write_text("root:$6$the-hash-of-the-host:19000:0:99999:7:::\n")
+    trusted = tmp_path / "trusted"  # outside the repository, as a workflow mounts it
+    trusted.mkdir()
+    (trusted / "policy.yaml").write_text("apiVersion: recon/v1\nkind: Policy\nmetadata: {name: pinned}\nspec:\n  "
+                                         "rules:\n    - {name: no-deletes, effect: deny, when: {actions: [delete]}}\n")
+    workflow = tmp_path / "plan-pr.yml"
+    workflow.write_text((EXAMPLES / "plan-pr.yml").read_text().replace(
+        "command: plan\n", f"command: plan\n          policy-path: {trusted}\n"))
+    base = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "checkout", "-qb", "steal")
+    (repo / "specs" / "steal.yaml").write_text(hoststate("steal", "- type: file\n  path: /etc/shadow\n"
+                                                                  "  content: x\n"))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "a file to look at")
+    head = _git(repo, "rev-parse", "HEAD")
+    pr = {"number": 7, "base": {"sha": base, "ref": "main"}, "head": {"sha": head, "ref": "steal"}}
+    plan = world.runner.run_job(workflow, "plan", "pull_request", {"pull_request": pr}, head, "refs/pull/7/merge")
+    assert plan.ok, plan.log
+    [comment] = world.gh.comments.values()
+    assert "/etc/shadow" in comment["body"] and "the-hash-of-the-host" not in comment["body"], comment["body"]
+    assert "the-hash-of-the-host" not in plan.log
+    saved = json.loads((plan.artifacts / "recon-plan-plan-plan" / "recon-plan.json").read_text())
+    assert saved["policy"]["source"] == f"file {trusted}", saved["policy"]
+
+
 def _pull_request(world: World, number: int, content: str) -> tuple[str, str, dict[str, object]]:
     """A pull request changing the app's content, planned by plan-pr.yml, then merged: (base, head, the plan
     step's outputs)."""
