@@ -22,7 +22,7 @@ APPLY = "application/apply-patch+yaml"
 MANAGER = "recon"
 ACTIONS = "recon-do"  # the field manager of `recon do` (a scale, a restart): recon's own, though not its specs'
 _API = {"Deployment": ("apps", "deployments"), "Service": ("core", "services"), "ConfigMap": ("core", "configmaps"),
-        "Secret": ("core", "secrets"), "Pod": ("core", "pods")}
+        "Secret": ("core", "secrets"), "Pod": ("core", "pods"), "ReplicaSet": ("apps", "replicasets")}
 KINDS = ("Deployment", "Service", "ConfigMap", "Secret")  # what a Model is made of
 
 

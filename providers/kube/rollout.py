@@ -1,4 +1,5 @@
-"""Waiting for a Deployment's rollout, as `kubectl rollout status` does, by polling its status."""
+"""Waiting for a Deployment's rollout, as `kubectl rollout status` does, by polling its status; and, unlike it,
+failing at once when a new pod keeps exiting (CrashLoopBackOff), not at the progress deadline."""
 
 from __future__ import annotations
 
@@ -35,6 +36,47 @@ def progress(obj: dict[str, Any]) -> tuple[State, str]:
 
 
 GRACE = 5.0  # seconds past its progress deadline the cluster may take to say so
+# a new pod's container the kubelet restarted this often, and is backing off from, fails the rollout at once (as
+# a Docker replica does, providers/docker/replicas.py), not at the progress deadline
+CRASHES = 3
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def crashing(conn: Cluster, obj: dict[str, Any]) -> str:
+    """What keeps exiting among the pods of the Deployment's current ReplicaSet ("" when nothing does): the
+    controller has seen its template (so its revision names that ReplicaSet), and a container of one of its pods
+    is in CrashLoopBackOff after CRASHES restarts. Pods of older ReplicaSets are not looked at: a rollout that
+    replaces crashing pods must not fail for them."""
+    meta, spec = obj["metadata"], obj.get("spec", {})
+    revision = (meta.get("annotations") or {}).get(REVISION)
+    labels = (spec.get("selector") or {}).get("matchLabels") or {}
+    seen = obj.get("status", {}).get("observedGeneration", 0) >= meta.get("generation", 1)
+    if not (revision and labels and seen):
+        return ""
+    from providers.kube.client import ApiFailure
+
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    ns = meta["namespace"]
+    try:  # (a cluster that does not let recon list them leaves the progress deadline to decide)
+        current = [rs for rs in conn.list("ReplicaSet", ns, selector)
+                   if (rs["metadata"].get("annotations") or {}).get(REVISION) == revision
+                   and any(ref.get("uid") == meta.get("uid") for ref in rs["metadata"].get("ownerReferences") or [])]
+        template = (current[0]["metadata"].get("labels") or {}).get("pod-template-hash") if current else None
+        pods = conn.pods(ns, f"{selector},pod-template-hash={template}") if template else []
+    except ApiFailure:
+        return ""
+    for pod in pods:
+        for c in pod.get("status", {}).get("containerStatuses") or []:
+            waiting = (c.get("state") or {}).get("waiting") or {}
+            if c.get("restartCount", 0) < CRASHES or waiting.get("reason") != "CrashLoopBackOff":
+                continue
+            last = (c.get("lastState") or {}).get("terminated") or {}
+            why = f" ({last['reason']})" if last.get("reason") not in (None, "", "Error") else ""
+            name = pod["metadata"]["name"]
+            return (f"pod {name}: its container {c['name']} keeps exiting: restarted {c['restartCount']} times, last "
+                    f"exit code {last.get('exitCode', '?')}{why}; its output: kubectl logs -n {ns} {name} -c "
+                    f"{c['name']} --previous")
+    return ""
 
 
 def wait_rollout(conn: Cluster, applied: dict[str, Any], timeout: float) -> tuple[str | None, dict[str, Any]]:
@@ -47,12 +89,18 @@ def wait_rollout(conn: Cluster, applied: dict[str, Any], timeout: float) -> tupl
     deadline = time.monotonic() + timeout
     obj = applied
     delay = 0.1
+    looked = time.monotonic()  # when the current ReplicaSet's pods were last looked at (every second or so)
     while True:
         state, missing = progress(obj)
         if state == "done":
             return None, obj
         if state == "failed":
             return missing, obj
+        if time.monotonic() - looked >= 1.0:
+            looked = time.monotonic()
+            crash = crashing(conn, obj)
+            if crash:
+                return crash, obj
         if time.monotonic() >= deadline:
             return f"{missing} after {timeout:g}s", obj
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))

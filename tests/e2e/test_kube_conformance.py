@@ -396,6 +396,29 @@ def test_replica_sets_rollout_history_undo_and_the_progress_deadline(peer: tuple
     assert not kubectl(config, "get", "rs", "-o", "name").stdout  # collected with their Deployment
 
 
+def test_a_container_that_keeps_exiting_crash_loops_as_the_kubelet_reports_it(
+        peer: tuple[kube_api.KubePeer, Path]) -> None:
+    """A new template whose process exits at once: its pod restarts again and again, CrashLoopBackOff with the
+    restart count and the last exit code in its status (kubernetes.io/docs/concepts/workloads/pods/
+    pod-lifecycle/#container-restarts), the old replica keeps serving, and the rollout fails at its progress
+    deadline, as stock kubectl sees them."""
+    _, config = peer
+    web = DEPLOYMENT.replace("replicas: 1", "replicas: 1\n  progressDeadlineSeconds: 3")
+    assert kubectl(config, "apply", "--server-side", "-f", "-", stdin=web).returncode == 0
+    assert kubectl(config, "rollout", "status", "deployment/web", "--timeout=10s").returncode == 0
+    crashing = web.replace('image: "img:1"}', 'image: "img:1", command: [sh, -c, "echo dying; exit 3"]}')
+    assert kubectl(config, "apply", "--server-side", "-f", "-", stdin=crashing).returncode == 0
+    deadline = time.monotonic() + 10
+    while "CrashLoopBackOff" not in (got := kubectl(config, "get", "pods")).stdout and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "CrashLoopBackOff" in got.stdout and "Running" in got.stdout, got.stdout  # the old one still serves
+    pods = json.loads(kubectl(config, "get", "pods", "-o", "json").stdout)["items"]
+    [status] = [c for p in pods for c in p["status"]["containerStatuses"] if "waiting" in c["state"]]
+    assert status["lastState"]["terminated"]["exitCode"] == 3 and status["restartCount"] >= 1, status
+    failed = kubectl(config, "rollout", "status", "deployment/web", "--timeout=15s")
+    assert failed.returncode != 0 and 'deployment "web" exceeded its progress deadline' in failed.stderr, failed.stderr
+
+
 def test_scale_patch_types_and_server_dry_runs(peer: tuple[kube_api.KubePeer, Path]) -> None:
     """kubectl scale (the /scale subresource), kubectl patch of each type, and --dry-run=server on apply and
     patch, which answer what would be stored and store nothing

@@ -344,6 +344,26 @@ def test_a_stuck_rollout_fails_and_rolls_back(tmp_path: Path, cluster: Cluster) 
     assert f"image: {IMAGE2} → {STUCK}" in again.out, again.out
 
 
+def test_a_new_pod_that_keeps_exiting_fails_the_rollout_at_its_third_restart(tmp_path: Path, cluster: Cluster) -> None:
+    """A new template whose process exits at once: the kubelet restarts it with back-off (CrashLoopBackOff) and
+    recon waited for the whole progress deadline (rolloutTimeout, 300 s by default) before it said "progress
+    deadline exceeded". Now the third restart of a pod of the new ReplicaSet fails the rollout, naming the pod,
+    the container and its last exit code; the previous template is restored and the old replicas keep serving.
+    (On the test server restarts come 0.3 s apart; a real kubelet's back-off makes it about a minute.)"""
+    crash = "  command: [sh, -c, 'echo dying; exit 3']\n"
+    _spec(tmp_path, cluster, k8s="rolloutTimeout: 600, rollback: true")
+    assert recon("apply", "--auto-approve", cwd=tmp_path, env=ENV).rc == 0
+    _spec(tmp_path, cluster, k8s="rolloutTimeout: 600, rollback: true", extra=crash)
+    got = recon("apply", "--auto-approve", cwd=tmp_path, env=ENV)
+    assert got.rc == 1 and "keeps exiting: restarted" in got.out and "last exit code 3" in got.out, got.text
+    assert "rolled back: the previous template is restored" in got.out and "progress deadline" not in got.out
+    assert f"kubectl logs -n {cluster.namespace} churn-" in got.out and "--previous" in got.out
+    live = cluster.deployment("churn")["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in live, live  # the template before it
+    again = recon("plan", cwd=tmp_path, env=ENV)  # the spec still wants the command: the plan says so
+    assert again.rc == 0 and "command" in again.out, again.out
+
+
 def test_prune_only_with_the_flag(tmp_path: Path, cluster: Cluster) -> None:
     _spec(tmp_path, cluster)
     _spec(tmp_path, cluster, name="scorer", replicas=1)

@@ -114,6 +114,25 @@ def _route(path: str) -> tuple[Kind, str | None, str, str]:
     raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
 
 
+def pod_table(pods: list[dict[str, Any]], version: str) -> dict[str, Any]:
+    """Pods as the API server prints them for kubectl (a meta.k8s.io/v1 Table): NAME, READY, STATUS (a waiting
+    container's reason, else the phase), RESTARTS and AGE, each row with the pod's metadata."""
+    columns = [("Name", "name"), ("Ready", ""), ("Status", ""), ("Restarts", ""), ("Age", "")]
+    rows = []
+    for p in pods:
+        statuses = p["status"].get("containerStatuses") or []
+        waiting = next((c["state"]["waiting"].get("reason", "") for c in statuses if "waiting" in c.get("state", {})),
+                       "")
+        rows.append({"cells": [p["metadata"]["name"], f"{sum(c['ready'] for c in statuses)}/{len(statuses)}",
+                               waiting or p["status"]["phase"], sum(c.get("restartCount", 0) for c in statuses),
+                               _age(p["metadata"]["creationTimestamp"])],
+                     "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                "metadata": p["metadata"]}})
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": version},
+            "columnDefinitions": [{"name": n, "type": "integer" if n == "Restarts" else "string", "format": f,
+                                   "description": n, "priority": 0} for n, f in columns],
+            "rows": rows}
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else each answer waits 40 ms for the client's delayed ACK
@@ -295,6 +314,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, "NotFound", f'pods "{name}" not found', kind="Pod", name=name)
             self._send(200, found)
             return
+        if "as=Table" in (self.headers.get("Accept") or ""):  # what `kubectl get pods` asks for, and prints
+            self._send(200, pod_table(pods, str(self.store.version)))
+            return
         self._send(200, {"kind": "PodList", "apiVersion": "v1",
                          "metadata": {"resourceVersion": str(self.store.version)}, "items": pods})
 
@@ -374,6 +396,17 @@ class _Handler(BaseHTTPRequestHandler):
         deployment = {**current, "spec": {**current["spec"], "replicas": replicas}}
         return 200, _scale_of(self.store.update(kind, ns, name, deployment, manager, dry, "scale",
                                                 check_version=False))
+
+
+def _age(stamp: str) -> str:
+    """A timestamp's age as kubectl shows it (45s, 12m, 3h, 2d)."""
+    from datetime import UTC, datetime
+
+    seconds = int((datetime.now(UTC) - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
 
 
 def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
