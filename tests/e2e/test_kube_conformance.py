@@ -389,6 +389,7 @@ def test_replica_sets_rollout_history_undo_and_the_progress_deadline(peer: tuple
     assert kubectl(config, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=stalled).returncode == 0
     failed = kubectl(config, "rollout", "status", "deployment/web", "--timeout=15s")
     assert failed.returncode != 0 and 'deployment "web" exceeded its progress deadline' in failed.stderr, failed.stderr
+    assert "ImagePullBackOff" in kubectl(config, "get", "pods").stdout  # the new pod, as the kubelet says
     assert kubectl(config, "delete", "deployment", "web").returncode == 0
     deadline = time.monotonic() + 5
     while kubectl(config, "get", "rs", "-o", "name").stdout and time.monotonic() < deadline:

@@ -133,6 +133,7 @@ def pod_table(pods: list[dict[str, Any]], version: str) -> dict[str, Any]:
                                    "description": n, "priority": 0} for n, f in columns],
             "rows": rows}
 
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else each answer waits 40 ms for the client's delayed ACK

@@ -507,18 +507,20 @@ def exit_code(container: dict[str, Any]) -> int | None:
 
 
 def _container_status(c: dict[str, Any], ready: bool, since: float) -> dict[str, Any]:
-    """A container's status as the kubelet reports it: running, or restarting after exits (`exit_code`)."""
-    out: dict[str, Any] = {"name": c["name"], "ready": ready, "restartCount": 0, "image": c.get("image", ""),
-                           "started": ready}
+    """A container's status as the kubelet reports it: running; waiting for an image it cannot pull (a host under
+    .invalid); or restarting after exits (`exit_code`), `since` seconds into its rollout."""
+    image = c.get("image", "")
+    out: dict[str, Any] = {"name": c["name"], "ready": ready, "restartCount": 0, "image": image}
+    if not ready and "/" in image and image.split("/", 1)[0].endswith(".invalid"):
+        return {**out, "started": False, "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                               "message": f'Back-off pulling image "{image}"'}}}
     code = exit_code(c)
-    if ready or code is None:
-        return {**out, "state": {"running": {"startedAt": now()}}}
-    restarts = int(since / CRASH_PERIOD)
+    restarts = int(since / CRASH_PERIOD) if not ready and code is not None else 0
     if restarts == 0:
-        return {**out, "state": {"running": {"startedAt": now()}}}
+        return {**out, "started": True, "state": {"running": {"startedAt": now()}}}
     exited = {"exitCode": code, "reason": "Error", "startedAt": now(), "finishedAt": now()}
-    return {**out, "restartCount": restarts, "lastState": {"terminated": exited}, "state": {"waiting": {
-        "reason": "CrashLoopBackOff", "message": f"back-off 10s restarting failed container={c['name']}"}}}
+    return {**out, "started": False, "restartCount": restarts, "lastState": {"terminated": exited}, "state": {
+        "waiting": {"reason": "CrashLoopBackOff", "message": f"back-off 10s restarting failed container={c['name']}"}}}
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
