@@ -57,8 +57,18 @@ def backend(state_dir: Path) -> Backend:
     if chosen.backend == "sqlite":
         return Backend("sqlite", state_dir, where=str(state_dir))
     assert chosen.dsn is not None
+    t = trust()
+    beside = t.settings_file()  # a relative {file: …} of the pinned recon.yaml is beside it, not the change's
+    base = beside.parent if beside else Path.cwd()
+    root = settings.repo_root(Path.cwd())
+    where = chosen.dsn.path(base)
+    if t.ref and beside is None and where is not None and root is not None and \
+            os.path.realpath(where).startswith(os.path.realpath(root).rstrip("/") + "/"):
+        raise UsageError(f"the postgres state backend's dsn ({chosen.dsn.describe()}) is a file in the repository, "
+                         f"which the change under review writes (RECON_POLICY_REF={t.ref}): give a file outside "
+                         "it, or {env: NAME} (the Action's RECON_STATE_DSN)")
     try:
-        dsn = chosen.dsn.resolve(Path.cwd()).get_secret_value().strip()
+        dsn = chosen.dsn.resolve(base).get_secret_value().strip()
     except (KeyError, OSError) as exc:
         why = exc.args[0] if isinstance(exc, KeyError) else exc
         raise UsageError(f"the postgres state backend's dsn ({chosen.dsn.describe()}) cannot be read: {why}") from None

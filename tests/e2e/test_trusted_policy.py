@@ -335,6 +335,14 @@ def test_a_pull_request_cannot_move_the_state_or_point_recon_at_a_file_of_the_ru
     _git(repo, "merge", "-q", "--ff-only", "pr")
     merged = recon("plan", "specs", cwd=repo, env=env)
     assert merged.rc == 1 and "warning" not in merged.err and "127.0.0.1:9" in merged.err, merged.text
+    # a DSN file in the repository is the change's to write, whatever the trusted recon.yaml says of it
+    (repo / "recon.yaml").write_text("state:\n  backend: postgres\n  dsn: {file: ci/dsn}\n")
+    _git(repo, "commit", "-qam", "the DSN from a file the workflow writes")
+    (repo / "ci").mkdir()
+    (repo / "ci" / "dsn").write_text("postgresql://recon@127.0.0.1:9/recon\n")  # or a pull request does
+    inside = recon("plan", "specs", cwd=repo, env=env)
+    assert inside.rc == 1 and "is a file in the repository, which the change under review writes" in inside.err
+    assert "127.0.0.1:9" not in inside.text and "Traceback" not in inside.text, inside.text
 
 
 def test_a_pinned_policy_governs_and_the_base_still_says_what_the_pull_request_wrote(tmp_path: Path) -> None:
@@ -367,6 +375,12 @@ def test_a_pinned_policy_governs_and_the_base_still_says_what_the_pull_request_w
     beside = recon("plan", "specs", cwd=repo, env={**env, "PINNED_DSN": "postgresql://recon@127.0.0.1:8/recon"})
     assert beside.rc == 1 and "postgres://recon@127.0.0.1:8/recon cannot be reached" in beside.err, beside.text
     assert f"differ from those of {pinned / 'recon.yaml'} (beside the pinned Policy); those are used" in beside.err
+    # a relative {file: …} there is beside it: the pull request's file of that name in the work tree is not read
+    (pinned / "recon.yaml").write_text("state:\n  backend: postgres\n  dsn: {file: dsn}\n")
+    (pinned / "dsn").write_text("postgresql://recon@127.0.0.1:7/recon\n")
+    (repo / "dsn").write_text("postgresql://recon@127.0.0.1:9/recon\n")
+    relative = recon("plan", "specs", cwd=repo, env=env)
+    assert relative.rc == 1 and "postgres://recon@127.0.0.1:7/recon cannot be reached" in relative.err, relative.text
 
 
 def test_a_pinned_policy_in_a_pull_request_s_run_without_its_base_is_refused(tmp_path: Path) -> None:
