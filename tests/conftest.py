@@ -23,6 +23,11 @@ os.environ.setdefault("RECON_HASH_KEY", "recon-test-key")
 os.environ.setdefault("RECON_SSH_PERSIST", "0")
 # no resident planner (reconciler/warm.py) is left behind by test runs; tests/e2e/test_warm.py turns it on
 os.environ.setdefault("RECON_WARM", "0")
+# what a CI system running this suite says of its own run is not the tests' to inherit: GitHub's variables (a pull
+# request's event, its actor) and recon's trust and state settings change what recon trusts and where it keeps state
+for _name in [n for n in os.environ if n.startswith("GITHUB_") or n in (
+        "RECON_POLICY", "RECON_POLICY_REF", "RECON_STATE_BACKEND", "RECON_STATE_DSN")]:
+    del os.environ[_name]
 # the run's own runtime directory (the sqlite backend's lock files, resident planners' and SSH agents' sockets), never
 # the user's: a lock an earlier run left (an apply killed mid-way keeps its record) would be listed in this one's
 _RUNTIME = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: a socket path has at most 107 bytes
