@@ -19,7 +19,8 @@ from pathlib import Path
 
 from specs.errors import UsageError
 
-# the events whose runs check out a change under review (GitHub sets GITHUB_EVENT_NAME; a workflow cannot)
+# the events whose runs check out a change under review (GitHub sets GITHUB_EVENT_NAME; a workflow cannot), and
+# GitLab's merge request pipelines
 REVIEWED_EVENTS = ("pull_request", "pull_request_target")
 
 
@@ -38,13 +39,19 @@ class Trust:
 
 
 def trust() -> Trust:
-    """The run's trust, from the environment. UsageError for a pinned Policy in a pull request's run on GitHub
-    without the base it is measured against: the pull request's own files would count as reviewed."""
+    """The run's trust, from the environment. UsageError for a pinned Policy in a pull request's run on GitHub (or
+    a merge request pipeline on GitLab) without the base it is measured against: the change's own files would
+    count as reviewed."""
     got = Trust(os.environ.get("RECON_POLICY_REF", "").strip(), os.environ.get("RECON_POLICY", "").strip())
-    event = os.environ.get("GITHUB_EVENT_NAME", "")
-    if got.pinned and not got.ref and os.environ.get("GITHUB_ACTIONS") == "true" and event in REVIEWED_EVENTS:
-        raise UsageError(f"RECON_POLICY={got.pinned} governs a {event} run, but nothing says what the pull request "
-                         "changed, so its spec files and recon.yaml would be trusted as reviewed; set "
-                         "RECON_POLICY_REF to its base (${{ github.event.pull_request.base.sha }}), as the recon "
-                         "Action does")
-    return got
+    if not got.pinned or got.ref:
+        return got
+    if os.environ.get("GITHUB_ACTIONS") == "true" and os.environ.get("GITHUB_EVENT_NAME") in REVIEWED_EVENTS:
+        run = f"a {os.environ['GITHUB_EVENT_NAME']} run"
+        base = "${{ github.event.pull_request.base.sha }}, as the recon Action does"
+    elif os.environ.get("GITLAB_CI") == "true" and os.environ.get("CI_PIPELINE_SOURCE") == "merge_request_event":
+        run, base = "a merge request pipeline", "$CI_MERGE_REQUEST_DIFF_BASE_SHA"
+    else:
+        return got
+    raise UsageError(f"RECON_POLICY={got.pinned} governs {run}, but nothing says what the change under review "
+                     "wrote, so its spec files and recon.yaml would be trusted as reviewed; set RECON_POLICY_REF "
+                     f"to its base ({base})")

@@ -395,3 +395,6 @@ def test_a_pinned_policy_in_a_pull_request_s_run_without_its_base_is_refused(tmp
     assert got.rc == 1 and "set RECON_POLICY_REF to its base" in got.err and "Traceback" not in got.text, got.text
     assert recon("plan", "specs", cwd=repo, env={**env, "RECON_POLICY_REF": "main"}).rc == 0
     assert recon("plan", "specs", cwd=repo, env={**env, "GITHUB_EVENT_NAME": "schedule"}).rc == 0
+    gitlab = {"RECON_POLICY": str(pinned), "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "merge_request_event"}
+    mr = recon("plan", "specs", cwd=repo, env=gitlab)
+    assert mr.rc == 1 and "CI_MERGE_REQUEST_DIFF_BASE_SHA" in mr.err, mr.text
