@@ -62,8 +62,9 @@ def backend(state_dir: Path) -> Backend:
     base = beside.parent if beside else Path.cwd()
     root = settings.repo_root(Path.cwd())
     where = chosen.dsn.path(base)
-    if t.ref and beside is None and where is not None and root is not None and \
-            os.path.realpath(where).startswith(os.path.realpath(root).rstrip("/") + "/"):
+    inside = where is not None and root is not None and os.path.realpath(where).startswith(
+        os.path.realpath(root).rstrip("/") + "/")
+    if t.ref and beside is None and inside:
         raise UsageError(f"the postgres state backend's dsn ({chosen.dsn.describe()}) is a file in the repository, "
                          f"which the change under review writes (RECON_POLICY_REF={t.ref}): give a file outside "
                          "it, or {env: NAME} (the Action's RECON_STATE_DSN)")

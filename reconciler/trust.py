@@ -19,8 +19,7 @@ from pathlib import Path
 
 from specs.errors import UsageError
 
-# the events whose runs check out a change under review (GitHub sets GITHUB_EVENT_NAME; a workflow cannot), and
-# GitLab's merge request pipelines
+# GitHub's events whose runs check out a change under review (GitHub sets GITHUB_EVENT_NAME; a workflow cannot)
 REVIEWED_EVENTS = ("pull_request", "pull_request_target")
 
 
