@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.gitinfo import git_bytes, require_commit
-from reconciler.trust import trust
+from reconciler.trust import Trust, trust
 from specs.errors import TransportError, UsageError
 
 if TYPE_CHECKING:
@@ -53,14 +53,14 @@ def backend(state_dir: Path) -> Backend:
     """The backend of this repository (recon.yaml, at the trusted ref where one governs; then the environment)."""
     from specs import settings
 
-    chosen = settings.env_override(_trusted(*settings.load())).state
+    t = trust()
+    beside = t.settings_file()  # a relative {file: …} of the pinned recon.yaml is beside it, not the change's
+    root = settings.repo_root(Path.cwd())
+    chosen = settings.env_override(_trusted(*settings.load(), t, beside, root)).state
     if chosen.backend == "sqlite":
         return Backend("sqlite", state_dir, where=str(state_dir))
     assert chosen.dsn is not None
-    t = trust()
-    beside = t.settings_file()  # a relative {file: …} of the pinned recon.yaml is beside it, not the change's
     base = beside.parent if beside else Path.cwd()
-    root = settings.repo_root(Path.cwd())
     where = chosen.dsn.path(base)
     inside = where is not None and root is not None and os.path.realpath(where).startswith(
         os.path.realpath(root).rstrip("/") + "/")
@@ -76,18 +76,16 @@ def backend(state_dir: Path) -> Backend:
     return Backend("postgres", state_dir, dsn, _where(dsn), float(chosen.lease))
 
 
-def _trusted(current: Settings, path: Path | None) -> Settings:
+def _trusted(current: Settings, path: Path | None, t: Trust, beside: Path | None, root: Path | None) -> Settings:
     """The settings of recon.yaml as the run trusts them (reconciler/trust.py): the recon.yaml beside a pinned
     Policy (RECON_POLICY) when there is one, else the file as the trusted ref has it (RECON_POLICY_REF: a pull
     request's base, the commit before a push), as the Policy is taken: the work tree's file is the change's, and
     a change must not move the state elsewhere (its locks and audit log with it), lengthen the locks' lease, or
     make recon read a file of the runner as the DSN. A change to them takes effect once it is trusted; until then
-    a warning says so. Without either (a laptop), the file is the user's own."""
+    a warning says so. Without either (a laptop), the file is the user's own. `beside` is `t`'s settings file,
+    `root` the repository of the current directory."""
     from specs import settings
 
-    t = trust()
-    beside = t.settings_file()
-    root = settings.repo_root(Path.cwd())
     if beside is None and (not t.ref or root is None):
         return current
     key = (t.ref, str(beside), str(Path.cwd()), current.model_dump_json())
