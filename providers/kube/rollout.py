@@ -42,27 +42,40 @@ CRASHES = 3
 REVISION = "deployment.kubernetes.io/revision"
 
 
-def crashing(conn: Cluster, obj: dict[str, Any]) -> str:
-    """What keeps exiting among the pods of the Deployment's current ReplicaSet ("" when nothing does): the
-    controller has seen its template (so its revision names that ReplicaSet), and a container of one of its pods
-    is in CrashLoopBackOff after CRASHES restarts. Pods of older ReplicaSets are not looked at: a rollout that
-    replaces crashing pods must not fail for them."""
-    meta, spec = obj["metadata"], obj.get("spec", {})
+def current_template(conn: Cluster, obj: dict[str, Any]) -> str:
+    """The pod-template-hash of the Deployment's current ReplicaSet ("" while not known): the controller has seen
+    its template, so its revision names that ReplicaSet. "" too when the cluster does not let recon list them
+    (the progress deadline then decides alone)."""
+    from providers.kube.client import ApiFailure
+
+    meta = obj["metadata"]
     revision = (meta.get("annotations") or {}).get(REVISION)
-    labels = (spec.get("selector") or {}).get("matchLabels") or {}
+    labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
     seen = obj.get("status", {}).get("observedGeneration", 0) >= meta.get("generation", 1)
     if not (revision and labels and seen):
         return ""
-    from providers.kube.client import ApiFailure
-
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    ns = meta["namespace"]
-    try:  # (a cluster that does not let recon list them leaves the progress deadline to decide)
-        current = [rs for rs in conn.list("ReplicaSet", ns, selector)
+    try:
+        current = [rs for rs in conn.list("ReplicaSet", meta["namespace"], selector)
                    if (rs["metadata"].get("annotations") or {}).get(REVISION) == revision
                    and any(ref.get("uid") == meta.get("uid") for ref in rs["metadata"].get("ownerReferences") or [])]
-        template = (current[0]["metadata"].get("labels") or {}).get("pod-template-hash") if current else None
-        pods = conn.pods(ns, f"{selector},pod-template-hash={template}") if template else []
+    except ApiFailure:
+        return ""
+    return str((current[0]["metadata"].get("labels") or {}).get("pod-template-hash") or "") if current else ""
+
+
+def crashing(conn: Cluster, obj: dict[str, Any], template: str) -> str:
+    """What keeps exiting among the pods of the ReplicaSet whose pod-template-hash is `template` (the
+    Deployment's current one: pods of older ReplicaSets never fail a rollout that replaces them), "" when
+    nothing does: a container in CrashLoopBackOff after CRASHES restarts."""
+    from providers.kube.client import ApiFailure
+
+    meta = obj["metadata"]
+    ns = meta["namespace"]
+    labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted({**labels, "pod-template-hash": template}.items()))
+    try:  # (a cluster that does not let recon list them leaves the progress deadline to decide)
+        pods = conn.pods(ns, selector)
     except ApiFailure:
         return ""
     for pod in pods:
@@ -90,6 +103,7 @@ def wait_rollout(conn: Cluster, applied: dict[str, Any], timeout: float) -> tupl
     obj = applied
     delay = 0.1
     looked = time.monotonic()  # when the current ReplicaSet's pods were last looked at (every second or so)
+    templates: dict[str, str] = {}  # the current ReplicaSet's pod-template-hash by revision, once found
     while True:
         state, missing = progress(obj)
         if state == "done":
@@ -98,7 +112,10 @@ def wait_rollout(conn: Cluster, applied: dict[str, Any], timeout: float) -> tupl
             return missing, obj
         if time.monotonic() - looked >= 1.0:
             looked = time.monotonic()
-            crash = crashing(conn, obj)
+            revision = (obj["metadata"].get("annotations") or {}).get(REVISION, "")
+            if not templates.get(revision):
+                templates[revision] = current_template(conn, obj)
+            crash = crashing(conn, obj, templates[revision]) if templates[revision] else ""
             if crash:
                 return crash, obj
         if time.monotonic() >= deadline:
