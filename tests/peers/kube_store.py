@@ -384,9 +384,7 @@ class Store:
                     continue
                 want = obj["spec"].get("replicas", 1)
                 containers = obj["spec"]["template"]["spec"].get("containers", [])
-                images = [c.get("image", "") for c in containers]
-                stuck = any(i.split("/", 1)[0].endswith(".invalid") for i in images if "/" in i) or any(
-                    exit_code(c) is not None for c in containers)
+                stuck = any(unpullable(c.get("image", "")) or exit_code(c) is not None for c in containers)
                 gen = obj["metadata"]["generation"]
                 was = status.get("availableReplicas", 0) if status.get("observedGeneration") else 0
                 current, started = self._replica_set(ns, name, obj, want, stuck, was)
@@ -499,6 +497,11 @@ def template_hash(template: dict[str, Any]) -> str:
 CRASH_PERIOD = 0.3  # seconds between two restarts of a container that exits at once
 
 
+def unpullable(image: str) -> bool:
+    """An image on a host under .invalid: that TLD never resolves, so no cluster can pull it."""
+    return "/" in image and image.split("/", 1)[0].endswith(".invalid")
+
+
 def exit_code(container: dict[str, Any]) -> int | None:
     """What a container exits with at once, when its command ends in `exit N` (e.g. sh -c 'echo x; exit 3'):
     the test server runs no processes, so that is how a spec says its process fails; None for any other."""
@@ -511,7 +514,7 @@ def _container_status(c: dict[str, Any], ready: bool, since: float) -> dict[str,
     .invalid); or restarting after exits (`exit_code`), `since` seconds into its rollout."""
     image = c.get("image", "")
     out: dict[str, Any] = {"name": c["name"], "ready": ready, "restartCount": 0, "image": image}
-    if not ready and "/" in image and image.split("/", 1)[0].endswith(".invalid"):
+    if not ready and unpullable(image):
         return {**out, "started": False, "state": {"waiting": {"reason": "ImagePullBackOff",
                                                                "message": f'Back-off pulling image "{image}"'}}}
     code = exit_code(c)
