@@ -15,7 +15,7 @@ from typing import Any
 from providers.context import Context
 from providers.contract import Output
 from providers.kube.client import ApiFailure, Cluster, cluster
-from providers.kube.rollout import wait_rollout
+from providers.kube.rollout import selector_of, wait_rollout
 from providers.secrets import masker
 from specs.actions import LogsParams, Params, ScaleParams
 
@@ -42,8 +42,7 @@ def act(ctx: Context, action: str, d: Any, params: Params, emit: Callable[[Outpu
                          content_type="application/merge-patch+json")
         got = conn.get("Deployment", ns, name) or {}
         return _rolled(conn, got, d, f"scaled to {was.get('spec', {}).get('replicas', params.replicas)} replicas")
-    selector = (live.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
-    pods = conn.pods(ns, ",".join(f"{k}={v}" for k, v in sorted(selector.items())))
+    pods = conn.pods(ns, selector_of(live))
     if action == "health":
         return _health(pods, emit)
     assert isinstance(params, LogsParams)

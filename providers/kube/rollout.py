@@ -42,6 +42,12 @@ CRASHES = 3
 REVISION = "deployment.kubernetes.io/revision"
 
 
+def selector_of(obj: dict[str, Any], **more: str) -> str:
+    """A Deployment's spec.selector.matchLabels, and `more` labels, as a label selector (k=v,…)."""
+    labels = {**((obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}), **more}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def current_template(conn: Cluster, obj: dict[str, Any]) -> str:
     """The pod-template-hash of the Deployment's current ReplicaSet ("" while not known): the controller has seen
     its template, so its revision names that ReplicaSet. "" too when the cluster does not let recon list them
@@ -50,11 +56,10 @@ def current_template(conn: Cluster, obj: dict[str, Any]) -> str:
 
     meta = obj["metadata"]
     revision = (meta.get("annotations") or {}).get(REVISION)
-    labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    selector = selector_of(obj)
     seen = obj.get("status", {}).get("observedGeneration", 0) >= meta.get("generation", 1)
-    if not (revision and labels and seen):
+    if not (revision and selector and seen):
         return ""
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     try:
         current = [rs for rs in conn.list("ReplicaSet", meta["namespace"], selector)
                    if (rs["metadata"].get("annotations") or {}).get(REVISION) == revision
@@ -70,12 +75,9 @@ def crashing(conn: Cluster, obj: dict[str, Any], template: str) -> str:
     nothing does: a container in CrashLoopBackOff after CRASHES restarts."""
     from providers.kube.client import ApiFailure
 
-    meta = obj["metadata"]
-    ns = meta["namespace"]
-    labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
-    selector = ",".join(f"{k}={v}" for k, v in sorted({**labels, "pod-template-hash": template}.items()))
+    ns = obj["metadata"]["namespace"]
     try:  # (a cluster that does not let recon list them leaves the progress deadline to decide)
-        pods = conn.pods(ns, selector)
+        pods = conn.pods(ns, selector_of(obj, **{"pod-template-hash": template}))
     except ApiFailure:
         return ""
     for pod in pods:
