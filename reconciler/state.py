@@ -62,8 +62,9 @@ def backend(state_dir: Path) -> Backend:
     assert chosen.dsn is not None
     base = beside.parent if beside else Path.cwd()
     where = chosen.dsn.path(base)
-    inside = where is not None and root is not None and os.path.realpath(where).startswith(
-        os.path.realpath(root).rstrip("/") + "/")
+    # as written or with links followed: a link the change adds in the repository may lead anywhere on the runner
+    inside = where is not None and root is not None and any(
+        f(where).startswith(f(root).rstrip("/") + "/") for f in (os.path.abspath, os.path.realpath))
     if t.ref and beside is None and inside:
         raise UsageError(f"the postgres state backend's dsn ({chosen.dsn.describe()}) is a file in the repository, "
                          f"which the change under review writes (RECON_POLICY_REF={t.ref}): give a file outside "

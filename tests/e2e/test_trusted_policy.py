@@ -343,6 +343,10 @@ def test_a_pull_request_cannot_move_the_state_or_point_recon_at_a_file_of_the_ru
     inside = recon("plan", "specs", cwd=repo, env=env)
     assert inside.rc == 1 and "is a file in the repository, which the change under review writes" in inside.err
     assert "127.0.0.1:9" not in inside.text and "Traceback" not in inside.text, inside.text
+    (repo / "ci" / "dsn").unlink()
+    (repo / "ci" / "dsn").symlink_to(outside)  # a link the pull request adds, to a file of the runner
+    linked = recon("plan", "specs", cwd=repo, env=env)
+    assert linked.rc == 1 and "is a file in the repository" in linked.err and "127.0.0.1:9" not in linked.text
 
 
 def test_a_pinned_policy_governs_and_the_base_still_says_what_the_pull_request_wrote(tmp_path: Path) -> None:
