@@ -7,16 +7,16 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from tests.peers.jsonhttp import send_json
+from tests.peers.jsonhttp import Server, send_json
 
 
 @dataclass
 class FakeGitHub:
-    server: ThreadingHTTPServer
+    server: Server
     requests: list[tuple[str, str, Any]] = field(default_factory=list)  # (method, path, body)
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> comment (with issue number)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -129,7 +129,7 @@ def start(repo: str = "acme/models") -> FakeGitHub:
         def do_PATCH(self) -> None:
             self._handle("PATCH")
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     state = FakeGitHub(server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return state

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +30,7 @@ from ruamel.yaml import YAML
 
 from tests.peers import kube_fields as kf
 from tests.peers import kube_openapi, kube_schema
-from tests.peers.jsonhttp import send_json
+from tests.peers.jsonhttp import Server, send_json
 from tests.peers.kube_store import BY_PLURAL, GROUP_VERSIONS, KINDS, ApiError, Kind, Store, _public
 
 VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-recon-peer", "platform": "linux/amd64"}
@@ -432,7 +432,7 @@ def _patched(current: dict[str, Any], patch: Any, ctype: str) -> dict[str, Any]:
 
 @dataclass
 class KubePeer:
-    server: ThreadingHTTPServer
+    server: Server
     store: Store
     stopping: threading.Event
 
@@ -463,8 +463,7 @@ def start(settle: float = 0.2) -> KubePeer:
     """The server on a free port of 127.0.0.1, its Deployment controller ticking in the background."""
     store = Store(settle=settle)
     handler = type("Handler", (_Handler,), {"store": store})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", 0), handler)
     stopping = threading.Event()
 
     def controller() -> None:

@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.peers.jsonhttp import send_json
+from tests.peers.jsonhttp import Server, send_json
 
 ISSUER = "recon-test-token-issuer"
 
@@ -35,7 +35,7 @@ def _b64(data: bytes) -> str:
 
 @dataclass
 class TokenServer:
-    server: ThreadingHTTPServer
+    server: Server
     cert: Path
     realm: str
     issued: list[str]
@@ -103,7 +103,7 @@ def start(root: Path, users: dict[str, str], service: str) -> TokenServer:
         def _send(self, status: int, body: dict[str, object]) -> None:
             send_json(self, status, body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     realm = f"http://127.0.0.1:{server.server_address[1]}/token"
     return TokenServer(server, cert_path, realm, issued)

@@ -25,11 +25,12 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.peers.jsonhttp import Server
 from tests.peers.ps_emulator import Sandbox
 
 # The one command line the peer runs, as its own text (not recon's): powershell.exe reading a script from its
@@ -310,13 +311,11 @@ def serve(address: str, port: int, root: Path, user: str, password: str, cert: s
     users.write_text(f":{user}:{password}\n")
     os.environ["NTLM_USER_FILE"] = str(users)
     handler = type("H", (Handler,), {"sandbox": Sandbox(root), "auth": f"Basic {token}", "shells": {}})
-    secure = ThreadingHTTPServer((address, port), handler)
-    plain = ThreadingHTTPServer((address, 5985), handler)
+    secure = Server((address, port), handler)
+    plain = Server((address, 5985), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     secure.socket = context.wrap_socket(secure.socket, server_side=True)
-    for server in (secure, plain):
-        server.daemon_threads = True
     threading.Thread(target=plain.serve_forever, daemon=True).start()
     print("ready", flush=True)
     secure.serve_forever()
