@@ -297,6 +297,11 @@ def _cwd() -> Path:
     return Path(_input("working-directory", ".") or ".")
 
 
+def _text(path: Path) -> str | None:
+    """A plan file's text, None if the run that was to write it did not."""
+    return path.read_text() if path.exists() else None
+
+
 def _run_url() -> str:
     return (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ.get('GITHUB_REPOSITORY', '')}"
             f"/actions/runs/{os.environ.get('GITHUB_RUN_ID', '')}")
@@ -346,7 +351,6 @@ def run_command(command: str, event: dict[str, Any]) -> int:
 
     number = (event.get("pull_request") or {}).get("number")
     token = _input("token")
-    described = plan_file
     more: dict[str, Any] = {}
     held = ""
     if command == "plan":
@@ -372,12 +376,17 @@ def run_command(command: str, event: dict[str, Any]) -> int:
         else:
             rc, _ = _run(["apply", saved, *extra] if saved else ["apply", spec_path, "--auto-approve", *extra], cwd)
             left_after = (0, 1)
-        # the outputs and the summary describe what is left after the apply, never the plan before it
-        described = Path(tempfile.mkdtemp(prefix="recon-action-")) / "after.json"
-        if rc in left_after:
-            _run(["plan", spec_path, "--out", str(described), *_plan_args(extra)], cwd)
+        # the outputs and the summary describe what is left after the apply, never the plan before it; planned into
+        # the runner's temporary directory (emptied after each job) and removed once read: a self-hosted runner's
+        # /tmp is never emptied
+        with tempfile.TemporaryDirectory(prefix="recon-action-", dir=os.environ.get("RUNNER_TEMP") or None) as tmp:
+            if rc in left_after:
+                _run(["plan", spec_path, "--out", str(Path(tmp) / "after.json"), *_plan_args(extra)], cwd)
+            after = _text(Path(tmp) / "after.json")
+    if command != "apply":
+        after = _text(cwd / plan_file)
     sha = sha_of(event)
-    if not (cwd / described).exists():
+    if after is None:
         outputs: dict[str, Any] = {"exit-code": rc, **more}
         _status(outputs, token, sha, command, spec_path, rc, None, run_url)
         if command == "plan" and number and token:  # the pull request must not keep showing an older plan
@@ -390,7 +399,7 @@ def run_command(command: str, event: dict[str, Any]) -> int:
                 outputs["comment"] = _cannot("comment on the pull request", exc)
         _outputs(outputs)
         return rc
-    plan = Plan.from_json(json.loads((cwd / described).read_text()))
+    plan = Plan.from_json(json.loads(after))
     if "index" in plan.shards:  # one shard's fragment: the merge job comments and sets the status, once
         token = ""
     if command == "plan" and plan.denied and rc in (0, 2):

@@ -6,7 +6,9 @@ examples point every runner at."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +81,18 @@ def _world(base: Path) -> Iterator[World]:
         pg.stop()
 
 
+@contextmanager
+def _leaves_no_temp_files() -> Iterator[None]:
+    """The job writes its scratch files into RUNNER_TEMP, which the runner empties after each job, and nothing
+    into the machine's temporary directory: on a self-hosted runner that is never emptied, and each apply left a
+    directory with its plan there."""
+    where = tempfile.gettempdir()
+    before = set(os.listdir(where))
+    yield
+    left = sorted(set(os.listdir(where)) - before)
+    assert not left, f"the job left {left} in {where}"
+
+
 def test_expressions_as_github_evaluates_them() -> None:
     ctx = {"inputs": {"a": "", "b": "x"}, "steps": {"s": {"outputs": {"has-changes": "true"}}},
            "github": {"event": {"inputs": {}}, "job": "plan"}, "__status": "success"}
@@ -104,8 +118,9 @@ def test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift(world
     # a runner with a proxy in its environment (a closed port here): the Action's calls of a GitHub API on
     # loopback go direct, as GitHub's own tools would (they went to the proxy, and no comment was made)
     proxied = {k: "http://127.0.0.1:9" for k in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")}
-    plan = runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request", {"pull_request": pr}, head,
-                          "refs/pull/5/merge", env=proxied)
+    with _leaves_no_temp_files():
+        plan = runner.run_job(EXAMPLES / "plan-pr.yml", "plan", "pull_request", {"pull_request": pr}, head,
+                              "refs/pull/5/merge", env=proxied)
     assert plan.ok, plan.log
     recon = plan.step("recon").outputs
     assert recon["exit-code"] == "2" and recon["has-changes"] == "true", (recon, plan.log)
@@ -121,7 +136,8 @@ def test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift(world
     _git(repo, "merge", "-q", "--ff-only", "feature")
     gh.pulls[head] = [{"number": 5, "state": "closed", "merged_at": "2026-11-30T12:00:00Z"}]
     push = {"before": main, "after": head, "ref": "refs/heads/main"}
-    apply = runner.run_job(EXAMPLES / "apply-main.yml", "apply", "push", push, head, "refs/heads/main")
+    with _leaves_no_temp_files():
+        apply = runner.run_job(EXAMPLES / "apply-main.yml", "apply", "push", push, head, "refs/heads/main")
     assert apply.ok, apply.log
     out = apply.step("recon").outputs
     assert out["reviewed"] == recon["plan-id"] and out["exit-code"] == "0" and out["has-changes"] == "false", out
@@ -131,8 +147,9 @@ def test_plan_on_a_pull_request_then_apply_on_merge_then_the_nightly_drift(world
 
     # the nightly drift check runs on a fresh runner: the baseline is the shared backend's
     (world.live / "srv" / "app.conf").write_text("edited by hand\n")
-    drift = runner.run_job(EXAMPLES / "drift-nightly.yml", "drift", "schedule", {"schedule": "17 3 * * *"}, head,
-                           "refs/heads/main")
+    with _leaves_no_temp_files():
+        drift = runner.run_job(EXAMPLES / "drift-nightly.yml", "drift", "schedule", {"schedule": "17 3 * * *"},
+                               head, "refs/heads/main")
     assert drift.ok, drift.log
     out = next(s for s in drift.steps if "issue" in s.outputs).outputs
     assert (out["drift"], out["pending"], out["issue"]) == ("1", "0", "opened"), out
