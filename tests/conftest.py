@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import run
+from reconciler.trust import CHANGE_RUNS
 
 ROOT = Path(__file__).resolve().parent.parent
 # keyed hashes of secrets (providers/secrets.py) with a fixed key, so fixtures can name them
@@ -24,9 +25,11 @@ os.environ.setdefault("RECON_SSH_PERSIST", "0")
 # no resident planner (reconciler/warm.py) is left behind by test runs; tests/e2e/test_warm.py turns it on
 os.environ.setdefault("RECON_WARM", "0")
 # what a CI system running this suite says of its own run is not the tests' to inherit: GitHub's variables (a pull
-# request's event, its actor) and recon's trust and state settings change what recon trusts and where it keeps state
-for _name in [n for n in os.environ if n.startswith(("GITHUB_", "GITLAB_")) or n in (
-        "CI_PIPELINE_SOURCE", "RECON_POLICY", "RECON_POLICY_REF", "RECON_STATE_BACKEND", "RECON_STATE_DSN")]:
+# request's event, its actor), any system's saying the run is a change's, and recon's trust and state settings
+# change what recon trusts and where it keeps state
+_SAID = {n for r in CHANGE_RUNS for n in r.names}
+for _name in [n for n in os.environ if n.startswith(("GITHUB_", "GITLAB_")) or n in _SAID or n in (
+        "RECON_POLICY", "RECON_POLICY_REF", "RECON_STATE_BACKEND", "RECON_STATE_DSN")]:
     del os.environ[_name]
 # the run's own runtime directory (the sqlite backend's lock files, resident planners' and SSH agents' sockets), never
 # the user's: a lock an earlier run left (an apply killed mid-way keeps its record) would be listed in this one's

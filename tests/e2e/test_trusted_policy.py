@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import recon
 from tests.e2e.test_local_cli import group, hoststate, write
 
@@ -402,3 +404,46 @@ def test_a_pinned_policy_in_a_pull_request_s_run_without_its_base_is_refused(tmp
     gitlab = {"RECON_POLICY": str(pinned), "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "merge_request_event"}
     mr = recon("plan", "specs", cwd=repo, env=gitlab)
     assert mr.rc == 1 and "CI_MERGE_REQUEST_DIFF_BASE_SHA" in mr.err, mr.text
+
+
+# A change's run as each CI system says it (its own variables, which a change cannot set), and the variable the
+# error names for its base. A run of the same systems that is not a change's (the last entry of each) trusts the
+# work tree, as a laptop's or a nightly run's does.
+CHANGE_RUNS = [
+    ({"TF_BUILD": "True", "BUILD_REASON": "PullRequest", "SYSTEM_PULLREQUEST_TARGETBRANCH": "refs/heads/main"},
+     "SYSTEM_PULLREQUEST_TARGETBRANCH", {"TF_BUILD": "True", "BUILD_REASON": "IndividualCI"}),
+    ({"BITBUCKET_BUILD_NUMBER": "7", "BITBUCKET_PR_ID": "12", "BITBUCKET_PR_DESTINATION_BRANCH": "main"},
+     "BITBUCKET_PR_DESTINATION_BRANCH", {"BITBUCKET_BUILD_NUMBER": "7", "BITBUCKET_BRANCH": "main"}),
+    ({"JENKINS_URL": "http://jenkins.invalid/", "CHANGE_ID": "12", "CHANGE_TARGET": "main"}, "CHANGE_TARGET",
+     {"JENKINS_URL": "http://jenkins.invalid/", "BRANCH_NAME": "main"}),
+    ({"BUILDKITE": "true", "BUILDKITE_PULL_REQUEST": "12", "BUILDKITE_PULL_REQUEST_BASE_BRANCH": "main"},
+     "BUILDKITE_PULL_REQUEST_BASE_BRANCH", {"BUILDKITE": "true", "BUILDKITE_PULL_REQUEST": "false"}),
+    ({"CIRCLECI": "true", "CIRCLE_PULL_REQUEST": "https://github.com/acme/models/pull/12"}, "base branch",
+     {"CIRCLECI": "true", "CIRCLE_BRANCH": "main"}),
+    ({"TRAVIS": "true", "TRAVIS_PULL_REQUEST": "12", "TRAVIS_BRANCH": "main"}, "TRAVIS_BRANCH",
+     {"TRAVIS": "true", "TRAVIS_PULL_REQUEST": "false", "TRAVIS_BRANCH": "main"}),
+    ({"CI": "woodpecker", "CI_PIPELINE_EVENT": "pull_request", "CI_COMMIT_TARGET_BRANCH": "main"},
+     "CI_COMMIT_TARGET_BRANCH", {"CI": "woodpecker", "CI_PIPELINE_EVENT": "push"}),
+    ({"DRONE": "true", "DRONE_BUILD_EVENT": "pull_request", "DRONE_TARGET_BRANCH": "main"}, "DRONE_TARGET_BRANCH",
+     {"DRONE": "true", "DRONE_BUILD_EVENT": "push"}),
+    ({"ATLANTIS_TERRAFORM_VERSION": "1.9.0", "PULL_NUM": "12", "BASE_BRANCH_NAME": "main"}, "BASE_BRANCH_NAME",
+     {"ATLANTIS_TERRAFORM_VERSION": "1.9.0"}),
+]
+
+
+@pytest.mark.parametrize(("change", "names", "branch"), CHANGE_RUNS, ids=[
+    "azure", "bitbucket", "jenkins", "buildkite", "circleci", "travis", "woodpecker", "drone", "atlantis"])
+def test_a_pinned_policy_without_its_base_is_refused_in_a_change_s_run_on_other_ci_systems(
+        tmp_path: Path, change: dict[str, str], names: str, branch: dict[str, str]) -> None:
+    """RECON_POLICY alone trusted the work tree's spec files and recon.yaml in a pull request's run everywhere
+    but on GitHub and GitLab: each CI system that says a run is a change's is told apart from its branch runs."""
+    repo = _repo(tmp_path)
+    pinned = tmp_path / "trusted"
+    pinned.mkdir()
+    (pinned / "guard.yaml").write_text(GUARD)
+    got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY": str(pinned), **change})
+    assert got.rc == 1 and "set RECON_POLICY_REF" in got.err and names in got.err, got.text
+    assert "Traceback" not in got.text
+    assert recon("plan", "specs", cwd=repo, env={"RECON_POLICY": str(pinned), "RECON_POLICY_REF": "main",
+                                                  **change}).rc == 0
+    assert recon("plan", "specs", cwd=repo, env={"RECON_POLICY": str(pinned), **branch}).rc == 0
