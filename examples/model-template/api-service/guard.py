@@ -4,7 +4,9 @@ Model spec sets them; keys as secret references, see specs/models.yaml):
 
   API_KEY_<NAME>=<key>                  one per client; only its SHA-256 is kept, compared in constant time
   API_KEY_<NAME>_SCOPES=predict,metrics what it may do (default: predict)
-  RATE_LIMIT_PER_KEY=600/minute         per key; RATE_LIMIT_PER_IP=120/minute per client address
+  RATE_LIMIT_PER_KEY=600/minute         per key; RATE_LIMIT_PER_IP=120/minute per client address; counted
+                                        by each replica (as nginx's and Envoy's local limits are): behind
+                                        an endpoint balancing N replicas, a client gets up to N times it
   MAX_REQUEST_BYTES=65536               a larger body is refused with 413
   REQUEST_TIMEOUT_SECONDS=5             a slower answer is 504
   TRUSTED_PROXIES=127.0.0.1             whose X-Forwarded-For names the client (recon's endpoint sends it)
