@@ -66,6 +66,18 @@ def server_of(where: Where) -> str:
         return where.key
 
 
+def _unreadable(exc: Exception) -> str:
+    """Why the client could not read a kubeconfig, in one line (a YAML error by its line and column)."""
+    import yaml
+
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        at = exc.problem_mark
+        return f"it is not valid YAML: {exc.problem} at line {at.line + 1}, column {at.column + 1}"
+    if isinstance(exc, TypeError | AttributeError | KeyError | IndexError):
+        return f"it is not a kubeconfig the client can read ({type(exc).__name__}: {exc})"
+    return " ".join(str(exc).split())
+
+
 class Cluster:
     """One cluster: the official client's ApiClient (kubeconfig, authentication, TLS) with paths built here.
     The typed APIs (AppsV1Api, CoreV1Api) are not used: importing them builds some 300 model classes,
@@ -88,8 +100,10 @@ class Cluster:
             else:
                 raise TransportError(f"no kubeconfig at {path} and not inside a cluster: set KUBECONFIG, or "
                                      "kubernetes.kubeconfig in the Model")
-        except (config.ConfigException, OSError, ValueError) as exc:
-            raise TransportError(f"the kubeconfig {path}{named} cannot be used: {exc}") from None
+        except TransportError:
+            raise
+        except Exception as exc:  # the client reads any text it is given: YAML errors, a list where a map goes
+            raise TransportError(f"the kubeconfig {path}{named} cannot be used: {_unreadable(exc)}") from None
         self.server = conf.host
         if getattr(conf, "_proxy_from_env", conf.proxy is None):  # not the kubeconfig's own proxy-url
             # the environment's proxy as kubectl takes it (providers/proxies.py): never for a cluster on loopback

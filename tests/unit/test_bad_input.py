@@ -398,3 +398,21 @@ def test_an_endpoint_is_for_docker_models_and_an_address_is_an_ipv4_one(tmp_path
     got = cli("validate")
     assert got.rc == 1 and "a.yaml:8:27: spec.endpoint.address: address 'localhost' is not an IPv4 address" \
         in got.err, got.err
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("apiVersion: v1\nclusters: [{name: c, cluster: {server: x]\n", "not valid YAML"),
+    ("- a\n- b\n", "cannot be used"),
+    ("apiVersion: v1\nclusters: 5\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+     "cannot be used"),
+])
+def test_a_kubeconfig_that_is_not_one_is_one_clear_error(text: str, said: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A kubeconfig the client cannot read (not YAML, not a mapping, a list that is a number) was an internal
+    error with the YAML parser's traceback; it is one message naming the file, and exit 1."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "kc.yaml").write_text(text)
+    (tmp_path / "specs" / "m.yaml").write_text(MODEL.replace("runtime: docker", "runtime: kubernetes")
+                                               + "  kubernetes: {kubeconfig: ../kc.yaml}\n")
+    got = cli("plan", "specs")
+    assert got.rc == 1 and "Traceback" not in got.text and "internal error" not in got.text, got.text
+    assert f"the kubeconfig {tmp_path / 'kc.yaml'} cannot be used" in got.err and said in got.err, got.err
