@@ -71,15 +71,15 @@ def spec_paths(paths: list[str] | None) -> list[str]:
 
 def load(paths: list[str], preflight: bool = True) -> Project:
     """The specs, checked; and their sources, which must stay in the repository (policy.source_problems)."""
-    from reconciler.policy import source_problems, unreviewed_files
+    from reconciler.policy import source_problems, trust_problems, unreviewed_files
     from specs.errors import SpecError
     from specs.project import load_project
 
     project = load_project(paths, preflight)
-    problems = source_problems(project)
+    project.unreviewed = unreviewed_files(project)
+    problems = source_problems(project) + trust_problems(project)
     if problems:
         raise SpecError(problems)
-    project.unreviewed = unreviewed_files(project)
     return project
 
 

@@ -407,8 +407,49 @@ def unreviewed_files(project: Project) -> frozenset[str]:
             by_root.setdefault(root, []).append(f)
     for root, files in by_root.items():
         rel = {os.path.relpath(os.path.abspath(f), root): f for f in files}
-        changed = (git_text("diff", "--name-only", ref, "--", *rel, cwd=root, timeout=30) or "").splitlines()
-        untracked = (git_text("ls-files", "--others", "--exclude-standard", "--", *rel, cwd=root,
-                              timeout=30) or "").splitlines()
-        out.update(rel[n] for n in (*changed, *untracked) if n in rel)
+        out.update(rel[n] for n in _written(root, ref, list(rel)))
     return frozenset(out)
+
+
+def _written(root: str, ref: str, rels: list[str]) -> set[str]:
+    """Which of these paths (relative to the repository `root`) differ from `ref` or are new and not ignored."""
+    changed = (git_text("diff", "--name-only", ref, "--", *rels, cwd=root, timeout=30) or "").splitlines()
+    untracked = (git_text("ls-files", "--others", "--exclude-standard", "--", *rels, cwd=root,
+                          timeout=30) or "").splitlines()
+    return {n for n in (*changed, *untracked) if n in rels}
+
+
+def trust_problems(project: Project) -> list[Diagnostic]:
+    """Files that decide whom recon trusts or what it runs when it connects (a kubeconfig's exec plugins and
+    server, known_hosts, a CA bundle; KindSpec.trust_files) must not be the change under review's: a pull
+    request that edits or adds one would have the plan run its commands on the runner, or send a password to a
+    host of its choosing. Under a trusted ref (RECON_POLICY_REF), such a file inside the repository, as named
+    or as a link resolves, that differs from the ref is refused, and so is a spec file the change wrote that
+    turns such a check off (KindSpec.trust_switches); without a ref (a laptop, a merged branch) the files are
+    the user's own. Needs project.unreviewed."""
+    ref = trust().ref
+    if not ref:
+        return []
+    out = []
+    for spec in project.specs.values():
+        for loc, path, decides in spec.body.trust_files(spec.doc):
+            named = os.path.abspath(path)
+            for candidate in dict.fromkeys((named, os.path.realpath(path))):
+                root = _repo(candidate)
+                if root is None or not _within(candidate, root):
+                    continue
+                if _written(root, ref, [os.path.relpath(candidate, root)]):
+                    shown = os.path.relpath(candidate, os.getcwd())
+                    out.append(spec.doc.diagnostic(
+                        ("spec", *loc), f"{shown} is a file the change under review wrote (it differs from "
+                        f"{ref}), and it decides {decides}",
+                        "merge the change to it on its own first (it is trusted once the ref has it), or keep "
+                        "the file outside the repository"))
+                    break
+        if spec.doc.file in project.unreviewed:
+            for loc, lets in spec.body.trust_switches():
+                out.append(spec.doc.diagnostic(
+                    ("spec", *loc), f"{lets}, and this file is the change under review's (it differs from {ref})",
+                    "check the hosts (https with validateCerts and a caFile, or kerberos), or merge the change to "
+                    "this file on its own first"))
+    return out

@@ -104,6 +104,18 @@ class KindSpec(StrictModel):
         the field that names it (relative to `spec`)."""
         return []
 
+    def trust_files(self, doc: Document) -> list[tuple[Loc, Path, str]]:
+        """Files whose content decides whom recon trusts or what it runs when it connects (a kubeconfig, a
+        known_hosts file, a CA bundle), each with the field that names it (relative to `spec`) and what it
+        decides: a change under review must not have written them (reconciler/policy.py)."""
+        return []
+
+    def trust_switches(self) -> list[tuple[Loc, str]]:
+        """Settings that turn off a check of whom recon sends credentials to (certificates not checked), each
+        with its field (relative to `spec`) and what it lets happen: a change under review must not write
+        them (reconciler/policy.py)."""
+        return []
+
     def preflight(self, doc: Document) -> list[Problem]:
         """Checks of the environment a plan needs (secrets, variables), run by plan and apply
         before any live read, but not by `recon validate`, which must pass without secrets."""

@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from specs.base import NAME_RE, KindSpec, Problem, StrictModel
-from specs.loader import Document
+from specs.loader import Document, Loc
 from specs.secrets import SecretRef
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -143,6 +143,30 @@ class HostGroupSpec(KindSpec):
                 out.append(Problem(("winrm", "caFile"), f"no CA bundle at {Path(doc.file).parent / w.caFile}",
                                    "point caFile at a PEM file, relative to this spec file"))
         return out
+
+    def trust_files(self, doc: Document) -> list[tuple[Loc, Path, str]]:
+        used = {self.connection_of(h) for h in self.hosts}
+        here = Path(doc.file).parent
+        out: list[tuple[Loc, Path, str]] = []
+        if "ssh" in used:
+            out.append((("ssh", "knownHosts"), here / os.path.expanduser(self.ssh.knownHosts),
+                        "which SSH host keys recon accepts (and so where a password goes)"))
+        if "winrm" in used and self.winrm.caFile is not None:
+            out.append((("winrm", "caFile"), here / os.path.expanduser(self.winrm.caFile),
+                        "which HTTPS certificates recon accepts (and so where a password goes)"))
+        return out
+
+    def trust_switches(self) -> list[tuple[Loc, str]]:
+        w = self.winrm
+        if w.password is None or not any(self.connection_of(h) == "winrm" for h in self.hosts):
+            return []
+        anyone = "any host that answers at the group's addresses is sent"
+        if w.scheme == "https" and not w.validateCerts:
+            return [(("winrm", "validateCerts"), f"certificates are not checked: {anyone} the password")]
+        if w.scheme == "http" and w.transport in ("ntlm", "credssp"):
+            return [(("winrm", "scheme"), f"{w.transport} over http authenticates no host: {anyone} "
+                     + ("the password" if w.transport == "credssp" else "an NTLM response to the password"))]
+        return []
 
     def preflight(self, doc: Document) -> list[Problem]:
         out: list[Problem] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -268,6 +269,13 @@ class ModelSpec(KindSpec):
 
     def inputs(self, doc: Document) -> list[tuple[Loc, Path]]:
         return [(("build", "context"), self.context_dir(doc))] if self.build is not None else []
+
+    def trust_files(self, doc: Document) -> list[tuple[Loc, Path, str]]:
+        config = self.kubernetes.kubeconfig if self.kubernetes is not None else None
+        if self.runtime != "kubernetes" or config is None:
+            return []
+        return [(("kubernetes", "kubeconfig"), Path(doc.file).parent / os.path.expanduser(config),
+                 "which commands the client runs (exec plugins) and where it sends credentials")]
 
     def context_dir(self, doc: Document) -> Path:
         assert self.build is not None

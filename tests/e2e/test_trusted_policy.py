@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import recon
 from tests.e2e.test_local_cli import group, hoststate, write
+from tests.peers import kube_api
 
 GUARD = """\
 apiVersion: recon/v1
@@ -447,3 +448,86 @@ def test_a_pinned_policy_without_its_base_is_refused_in_a_change_s_run_on_other_
     assert recon("plan", "specs", cwd=repo, env={"RECON_POLICY": str(pinned), "RECON_POLICY_REF": "main",
                                                   **change}).rc == 0
     assert recon("plan", "specs", cwd=repo, env={"RECON_POLICY": str(pinned), **branch}).rc == 0
+
+
+def _exec_kubeconfig(server: str, marker: Path) -> str:
+    """A kubeconfig whose user is an exec plugin: the client runs its command to get a token."""
+    credential = {"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
+                  "status": {"token": "t"}}
+    run = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "/bin/sh", "interactiveMode": "Never",
+           "args": ["-c", f"touch {marker}; echo '{json.dumps(credential)}'"]}
+    return json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "x",
+                       "clusters": [{"name": "c", "cluster": {"server": server}}],
+                       "users": [{"name": "u", "user": {"exec": run}}],
+                       "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]})
+
+
+def _kube_model(kubeconfig: str) -> str:
+    return ("apiVersion: recon/v1\nkind: Model\nmetadata: {name: churn}\nspec:\n  runtime: kubernetes\n"
+            "  image: registry.local/churn:1\n  replicas: 1\n  port: 8080\n"
+            f"  kubernetes: {{kubeconfig: {kubeconfig}}}\n  health: {{path: /health}}\n")
+
+
+def test_a_pull_request_s_kubeconfig_does_not_run_its_commands_in_the_plan(tmp_path: Path) -> None:
+    """A kubeconfig decides what the client runs (exec plugins) and where it sends credentials. A pull request
+    that adds a Model with a kubeconfig of its own, or edits the kubeconfig a reviewed Model names, had its
+    command run on the runner by the plan. Under a trusted ref, a trust file the change wrote (a kubeconfig,
+    known_hosts, a CA bundle) is one clear error naming the spec's line and field; the file the ref has is used
+    as before; on a laptop the author's own file is used."""
+    peer = kube_api.start(settle=0)
+    try:
+        repo = _repo(tmp_path)
+        marker = tmp_path / "ran"
+        # main: a reviewed Model whose kubeconfig (token auth) is in the repository
+        (repo / "ci").mkdir()
+        peer.kubeconfig(repo / "ci" / "kube.yaml")
+        (repo / "specs" / "model.yaml").write_text(_kube_model("../ci/kube.yaml"))
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", "a model")
+        assert recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main"}).rc == 0
+
+        # the pull request edits that kubeconfig: its user runs a command
+        _pr(repo, {"ci/kube.yaml": _exec_kubeconfig(peer.url, marker)})
+        got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", **AS_MALLORY})
+        assert not marker.exists(), "the pull request's kubeconfig ran its command in the plan"
+        assert got.rc == 1 and "Traceback" not in got.text, got.text
+        assert "specs/model.yaml:" in got.err and "kubernetes.kubeconfig" in got.err, got.err
+        assert "the change under review wrote" in got.err, got.err
+
+        # ... or adds a Model of its own with a kubeconfig of its own
+        _git(repo, "checkout", "-q", "main", "--", "ci/kube.yaml")
+        (repo / "ci" / "own.yaml").write_text(_exec_kubeconfig(peer.url, marker))
+        (repo / "specs" / "model2.yaml").write_text(_kube_model("../ci/own.yaml").replace("churn", "churn2"))
+        got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", **AS_MALLORY})
+        assert not marker.exists() and got.rc == 1 and "specs/model2.yaml:" in got.err, got.text
+
+        # a laptop: the author's own kubeconfig is theirs to run
+        local = recon("plan", "specs", cwd=repo)
+        assert marker.exists() and local.rc == 0, local.text
+    finally:
+        peer.stop()
+
+
+def test_a_pull_request_s_known_hosts_or_ca_bundle_is_not_trusted(tmp_path: Path) -> None:
+    """known_hosts decides which SSH host keys recon accepts, a CA bundle which HTTPS certificates (and so where
+    a password goes): written by the change under review, either is refused under a trusted ref, and so is a
+    group file it writes that does not check certificates at all."""
+    repo = _repo(tmp_path)
+    (repo / "ci").mkdir()
+    (repo / "ci" / "kh").write_text("")
+    (repo / "ci" / "ca.pem").write_text("")
+    ssh = ("apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: fleet}\nspec:\n  connection: ssh\n"
+           "  ssh: {knownHosts: ../ci/kh}\n  hosts: [{name: h1, address: 127.0.0.1}]\n")
+    win = ("apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: win}\nspec:\n  connection: winrm\n"
+           "  winrm: {caFile: ../ci/ca.pem, password: {env: P}}\n  hosts: [{name: w1, address: 127.0.0.1}]\n")
+    _pr(repo, {"specs/fleet.yaml": ssh, "specs/win.yaml": win})
+    got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", "P": "pw", **AS_MALLORY})
+    assert got.rc == 1 and "Traceback" not in got.text, got.text
+    assert "specs/fleet.yaml:" in got.err and "ssh.knownHosts" in got.err, got.err
+    assert "specs/win.yaml:" in got.err and "winrm.caFile" in got.err, got.err
+    # ... or turns the certificate check off in a group file it writes
+    (repo / "specs" / "win.yaml").write_text(win.replace("caFile: ../ci/ca.pem", "validateCerts: false"))
+    (repo / "specs" / "fleet.yaml").unlink()
+    got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", "P": "pw", **AS_MALLORY})
+    assert got.rc == 1 and "specs/win.yaml:" in got.err and "winrm.validateCerts" in got.err, got.text
+    assert "certificates are not checked" in got.err and "change under review" in got.err, got.err
