@@ -66,3 +66,13 @@ def changed_files(since: str, cwd: Path | None = None) -> set[Path]:
         out = git_text(*args, cwd=Path(top))
         names.update(n for n in (out or "").split("\0") if n)
     return {Path(top) / n for n in names}
+
+
+def written(root: str | Path, ref: str, rels: list[str]) -> set[str]:
+    """Which files at or below these paths (relative to the repository `root`; "." is all of it) differ from
+    `ref` or are new and not ignored: what a change measured against `ref` wrote there."""
+    changed = (git_text("diff", "--name-only", ref, "--", *rels, cwd=root, timeout=30) or "").splitlines()
+    untracked = (git_text("ls-files", "--others", "--exclude-standard", "--", *rels, cwd=root,
+                          timeout=30) or "").splitlines()
+    under = [r.rstrip("/") + "/" for r in rels]
+    return {n for n in (*changed, *untracked) if n in rels or "." in rels or n.startswith(tuple(under))}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.contract import Change, FieldChange
-from reconciler.gitinfo import git_bytes, git_text, require_commit
+from reconciler.gitinfo import git_bytes, git_text, require_commit, written
 from reconciler.trust import trust
 from specs.errors import Diagnostic, UsageError
 from specs.globs import glob_match
@@ -407,16 +407,8 @@ def unreviewed_files(project: Project) -> frozenset[str]:
             by_root.setdefault(root, []).append(f)
     for root, files in by_root.items():
         rel = {os.path.relpath(os.path.abspath(f), root): f for f in files}
-        out.update(rel[n] for n in _written(root, ref, list(rel)))
+        out.update(rel[n] for n in written(root, ref, list(rel)) if n in rel)
     return frozenset(out)
-
-
-def _written(root: str, ref: str, rels: list[str]) -> set[str]:
-    """Which of these paths (relative to the repository `root`) differ from `ref` or are new and not ignored."""
-    changed = (git_text("diff", "--name-only", ref, "--", *rels, cwd=root, timeout=30) or "").splitlines()
-    untracked = (git_text("ls-files", "--others", "--exclude-standard", "--", *rels, cwd=root,
-                          timeout=30) or "").splitlines()
-    return {n for n in (*changed, *untracked) if n in rels}
 
 
 def trust_problems(project: Project) -> list[Diagnostic]:
@@ -438,7 +430,7 @@ def trust_problems(project: Project) -> list[Diagnostic]:
                 root = _repo(candidate)
                 if root is None or not _within(candidate, root):
                     continue
-                if _written(root, ref, [os.path.relpath(candidate, root)]):
+                if written(root, ref, [os.path.relpath(candidate, root)]):
                     shown = os.path.relpath(candidate, os.getcwd())
                     out.append(spec.doc.diagnostic(
                         ("spec", *loc), f"{shown} is a file the change under review wrote (it differs from "

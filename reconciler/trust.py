@@ -6,7 +6,9 @@
   read there too, unless one is pinned.
 - `RECON_POLICY`: a file or directory outside what a change can edit, holding the trusted Policy, and, in that
   directory (or the file's), the trusted recon.yaml if there is one. It governs instead of the ref's Policy; it
-  does not say what a change wrote, so a pull request's run names its base as well (the Action does both).
+  does not say what a change wrote, so a pull request's run names its base as well (the Action does both). With
+  a ref, one inside the repository that the change wrote is refused (a workflow that pins `.recon/policy` would
+  let a pull request rewrite it).
 
 Neither: a laptop, or a run of a branch nobody is changing (a nightly drift check): the work tree is trusted. A
 pinned Policy without a ref in a run its CI system says is a change's (CHANGE_RUNS) is refused.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from specs.errors import UsageError
@@ -94,6 +97,13 @@ def trust() -> Trust:
     against in a run that its CI system says is a change's (a pull or merge request's, CHANGE_RUNS): the change's
     own files would count as reviewed."""
     got = Trust(os.environ.get("RECON_POLICY_REF", "").strip(), os.environ.get("RECON_POLICY", "").strip())
+    if got.pinned and got.ref:
+        wrote = _pinned_written(got, os.getcwd())
+        if wrote:
+            raise UsageError(f"RECON_POLICY={got.pinned} is inside the repository, and the change under review "
+                             f"wrote {', '.join(wrote[:5])} there: a pinned Policy (and the recon.yaml beside it) "
+                             "must be where a change cannot edit it; pin a directory outside the repository, or "
+                             "leave RECON_POLICY unset to take the Policy from RECON_POLICY_REF")
     if not got.pinned or got.ref:
         return got
     run = next((r for r in CHANGE_RUNS if r.says(os.environ)), None)
@@ -103,3 +113,21 @@ def trust() -> Trust:
     raise UsageError(f"RECON_POLICY={got.pinned} governs a change's run on {run.system} ({said}), but nothing says "
                      "what the change under review wrote, so its spec files and recon.yaml would be trusted as "
                      f"reviewed; set RECON_POLICY_REF to its base ({run.base})")
+
+
+@lru_cache(maxsize=8)
+def _pinned_written(t: Trust, cwd: str) -> list[str]:
+    """The files of the pinned Policy (and of the recon.yaml beside it) that the change measured against the
+    ref wrote, when they are inside a repository (as named or as links resolve); relative to that repository."""
+    from reconciler.gitinfo import written
+    from specs.settings import repo_root
+
+    where = Path(cwd) / t.pinned
+    beside = (where if where.is_dir() else where.parent) / "recon.yaml"
+    out: list[str] = []
+    for path in (where, beside):
+        for candidate in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+            root = repo_root(Path(candidate) if os.path.isdir(candidate) else Path(candidate).parent)
+            if root is not None:
+                out += sorted(written(root, t.ref, [os.path.relpath(candidate, root)]) - set(out))
+    return out

@@ -531,3 +531,28 @@ def test_a_pull_request_s_known_hosts_or_ca_bundle_is_not_trusted(tmp_path: Path
     got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", "P": "pw", **AS_MALLORY})
     assert got.rc == 1 and "specs/win.yaml:" in got.err and "winrm.validateCerts" in got.err, got.text
     assert "certificates are not checked" in got.err and "change under review" in got.err, got.err
+
+
+def test_a_pinned_policy_inside_the_repository_is_not_the_pull_request_s_to_edit(tmp_path: Path) -> None:
+    """A workflow that pins a Policy directory inside the repository (RECON_POLICY=.recon/policy) had the pull
+    request's version of it govern: a pull request that rewrote it to allow everything switched the Policy off,
+    and the recon.yaml beside it chose the state. Under a trusted ref, a pinned Policy or recon.yaml the change
+    wrote is one clear error; one the change left as the ref has it governs as before."""
+    repo = _repo(tmp_path)
+    (repo / ".recon").mkdir()
+    (repo / ".recon" / "guard.yaml").write_text(GUARD)
+    _git(repo, "rm", "-q", "specs/policy.yaml")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "the Policy, pinned in .recon")
+    env = {"RECON_POLICY": ".recon", "RECON_POLICY_REF": "main", **AS_MALLORY}
+    kept = recon("plan", "specs", cwd=repo, env=env)
+    assert "no-deletes-in-prod" in kept.out and "Traceback" not in kept.text, kept.text
+
+    _pr(repo, {".recon/guard.yaml": ALLOW_ALL.replace("a-exceptions", "guard")})
+    got = recon("plan", "specs", cwd=repo, env=env)
+    assert got.rc == 1 and "RECON_POLICY=.recon is inside the repository" in got.err, got.text
+    assert ".recon/guard.yaml" in got.err and "Traceback" not in got.text, got.text
+    _git(repo, "checkout", "-q", "main", "--", ".recon/guard.yaml")
+    (repo / ".recon" / "recon.yaml").write_text("state:\n  backend: postgres\n  dsn: {env: X}\n")
+    beside = recon("plan", "specs", cwd=repo, env=env)
+    assert beside.rc == 1 and ".recon/recon.yaml" in beside.err, beside.text
