@@ -271,11 +271,14 @@ class ModelSpec(KindSpec):
         return [(("build", "context"), self.context_dir(doc))] if self.build is not None else []
 
     def trust_files(self, doc: Document) -> list[tuple[Loc, Path, str]]:
-        config = self.kubernetes.kubeconfig if self.kubernetes is not None else None
-        if self.runtime != "kubernetes" or config is None:
+        if self.runtime != "kubernetes":
             return []
-        return [(("kubernetes", "kubeconfig"), Path(doc.file).parent / os.path.expanduser(config),
-                 "which commands the client runs (exec plugins) and where it sends credentials")]
+        decides = "which commands the client runs (exec plugins) and where it sends credentials"
+        config = self.kubernetes.kubeconfig if self.kubernetes is not None else None
+        if config is not None:
+            return [(("kubernetes", "kubeconfig"), Path(doc.file).parent / os.path.expanduser(config), decides)]
+        named = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]  # the one the client reads (client.py)
+        return [(("runtime",), Path(os.path.abspath(named)), f"{decides} (KUBECONFIG names it)")] if named else []
 
     def context_dir(self, doc: Document) -> Path:
         assert self.build is not None

@@ -493,6 +493,13 @@ def test_a_pull_request_s_kubeconfig_does_not_run_its_commands_in_the_plan(tmp_p
         assert got.rc == 1 and "Traceback" not in got.text, got.text
         assert "specs/model.yaml:" in got.err and "kubernetes.kubeconfig" in got.err, got.err
         assert "the change under review wrote" in got.err, got.err
+        # ... as when the runner's KUBECONFIG names it
+        (repo / "specs" / "model.yaml").write_text(_kube_model("../ci/kube.yaml").replace(
+            "  kubernetes: {kubeconfig: ../ci/kube.yaml}\n", ""))
+        got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", "KUBECONFIG": "ci/kube.yaml",
+                                                    **AS_MALLORY})
+        assert not marker.exists() and got.rc == 1 and "KUBECONFIG names it" in got.err, got.text
+        _git(repo, "checkout", "-q", "--", "specs/model.yaml")
 
         # ... or adds a Model of its own with a kubeconfig of its own
         _git(repo, "checkout", "-q", "main", "--", "ci/kube.yaml")
