@@ -69,15 +69,17 @@ def spec_paths(paths: list[str] | None) -> list[str]:
     return list(paths) if paths else ["specs"]
 
 
-def load(paths: list[str], preflight: bool = True) -> Project:
-    """The specs, checked; and their sources, which must stay in the repository (policy.source_problems)."""
+def load(paths: list[str], preflight: bool = True, reviewing: bool = False) -> Project:
+    """The specs, checked; and their sources, which must stay in the repository (policy.source_problems).
+    `reviewing`: a plan, which may be a change's before its review: the files that decide whom recon trusts must
+    not be the change's (policy.trust_problems); an apply comes after the review (a merge, an approval)."""
     from reconciler.policy import source_problems, trust_problems, unreviewed_files
     from specs.errors import SpecError
     from specs.project import load_project
 
     project = load_project(paths, preflight)
     project.unreviewed = unreviewed_files(project)
-    problems = source_problems(project) + trust_problems(project)
+    problems = source_problems(project) + (trust_problems(project) if reviewing else [])
     if problems:
         raise SpecError(problems)
     return project
@@ -91,7 +93,7 @@ def planned(paths: list[str] | None, parallelism: int, state_dir: Path, command:
     from reconciler.planner import make_plan
 
     chosen = spec_paths(paths)
-    project = load(chosen)
+    project = load(chosen, reviewing=True)
     ctx = context(parallelism, force_conflicts=force_conflicts)
     try:
         the_plan = make_plan(project, ctx, chosen, **selection)

@@ -435,13 +435,13 @@ def trust_problems(project: Project) -> list[Diagnostic]:
                     out.append(spec.doc.diagnostic(
                         ("spec", *loc), f"{shown} is a file the change under review wrote (it differs from "
                         f"{ref}), and it decides {decides}",
-                        "merge the change to it on its own first (it is trusted once the ref has it), or keep "
-                        "the file outside the repository"))
+                        "it is used by the apply once the change is merged (or approved); keep the file outside "
+                        "the repository if changes to it must be planned before"))
                     break
         if spec.doc.file in project.unreviewed:
             for loc, lets in spec.body.trust_switches():
                 out.append(spec.doc.diagnostic(
                     ("spec", *loc), f"{lets}, and this file is the change under review's (it differs from {ref})",
-                    "check the hosts (https with validateCerts and a caFile, or kerberos), or merge the change to "
-                    "this file on its own first"))
+                    "check the hosts (https with validateCerts and a caFile, or kerberos); the apply uses it once "
+                    "the change is merged (or approved)"))
     return out

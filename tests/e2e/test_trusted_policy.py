@@ -508,6 +508,12 @@ def test_a_pull_request_s_kubeconfig_does_not_run_its_commands_in_the_plan(tmp_p
         got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", **AS_MALLORY})
         assert not marker.exists() and got.rc == 1 and "specs/model2.yaml:" in got.err, got.text
 
+        # an apply comes after the review (a merge, an approval): it uses the file the change wrote
+        applied = recon("apply", "specs", "--auto-approve", "--target", "Model/churn2", cwd=repo,
+                        env={"RECON_POLICY_REF": "main", **AS_MALLORY})
+        assert marker.exists() and "the change under review wrote" not in applied.err, applied.text
+        marker.unlink()
+
         # a laptop: the author's own kubeconfig is theirs to run
         local = recon("plan", "specs", cwd=repo)
         assert marker.exists() and local.rc == 0, local.text
