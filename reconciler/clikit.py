@@ -73,13 +73,13 @@ def load(paths: list[str], preflight: bool = True, reviewing: bool = False) -> P
     """The specs, checked; and their sources, which must stay in the repository (policy.source_problems).
     `reviewing`: a plan, which may be a change's before its review: the files that decide whom recon trusts must
     not be the change's (policy.trust_problems); an apply comes after the review (a merge, an approval)."""
-    from reconciler.policy import source_problems, trust_problems, unreviewed_files
+    from reconciler.policy import credential_problems, source_problems, trust_problems, unreviewed_files
     from specs.errors import SpecError
     from specs.project import load_project
 
     project = load_project(paths, preflight)
     project.unreviewed = unreviewed_files(project)
-    problems = source_problems(project) + (trust_problems(project) if reviewing else [])
+    problems = source_problems(project) + (trust_problems(project) + credential_problems(project) if reviewing else [])
     if problems:
         raise SpecError(problems)
     return project

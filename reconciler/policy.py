@@ -445,3 +445,49 @@ def trust_problems(project: Project) -> list[Diagnostic]:
                     "check the hosts (https with validateCerts and a caFile, or kerberos); the apply uses it once "
                     "the change is merged (or approved)"))
     return out
+
+
+_SENDER_RE = r"^kind:[[:space:]]*[\"']?(HostGroup|Bundle)[\"']?[[:space:]]*(#.*)?$"
+
+
+def credential_problems(project: Project) -> list[Diagnostic]:
+    """A change's plan must not send a secret of the runner anywhere the trusted ref does not: a pull request
+    that points a HostGroup's host, or a Bundle's registry, at a server of its own (a public certificate
+    checks out) would have the plan log in there with the runner's password or token. Under a trusted ref, each
+    place a spec file the change wrote sends a secret to (KindSpec.credential_uses) must be one where a spec of
+    the ref sends that same secret; else it is a spec error at the secret's field. An apply, after the review,
+    goes where the specs say."""
+    ref = trust().ref
+    wrote = [s for s in project.specs.values() if s.doc.file in project.unreviewed]
+    uses = [(s, u) for s in wrote for u in s.body.credential_uses(Path(os.path.abspath(s.doc.file)).parent)]
+    if not ref or not uses:
+        return []
+    known = _sent_at(ref, tuple(sorted({r for r in (_repo(f) for f in project.files) if r is not None})))
+    return [spec.doc.diagnostic(("spec", *loc), f"the plan would send {secret} to {to}, where {ref} sends it "
+                                "nowhere, and this file is the change under review's",
+                                "a change's plan sends secrets only where the reviewed specs do; the apply, once "
+                                "the change is merged (or approved), goes where it says")
+            for spec, (loc, secret, to) in uses if (secret, to) not in known]
+
+
+def _sent_at(ref: str, roots: tuple[str, ...]) -> set[tuple[str, str]]:
+    """Which secret goes where in the specs of `ref` (its HostGroups and Bundles, wherever they are)."""
+    from specs.kinds import KINDS
+
+    out: set[tuple[str, str]] = set()
+    for root in roots:
+        names = git_text("grep", "-l", "-I", "-E", _SENDER_RE, ref, "--", "*.yaml", "*.yml", cwd=root, timeout=30)
+        for name in sorted(n for n in (names or "").splitlines() if n):  # REF:path
+            path = name.split(":", 1)[1]
+            docs, _ = load_bytes(path, git_bytes("show", name, cwd=root) or b"")
+            for doc in docs:
+                kind = KINDS.get(str(_kind(doc)))
+                spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
+                if kind is None or not isinstance(spec, dict):
+                    continue
+                try:
+                    body = kind.model_validate(spec)
+                except ValueError:
+                    continue  # (not valid at the ref: sends nothing)
+                out.update((s, to) for _, s, to in body.credential_uses(Path(root) / os.path.dirname(path)))
+    return out

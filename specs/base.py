@@ -116,6 +116,13 @@ class KindSpec(StrictModel):
         them (reconciler/policy.py)."""
         return []
 
+    def credential_uses(self, base: Path) -> list[tuple[Loc, str, str]]:
+        """Where its secrets go when recon authenticates: (field relative to `spec`, which secret, the destination
+        it is sent to), secret file references resolved from `base` (the spec file's directory). A key that only
+        signs (an SSH identity) is not sent, nor is what goes to a KDC. reconciler/policy.py keeps a change's
+        plan from sending a secret anywhere the ref does not."""
+        return []
+
     def preflight(self, doc: Document) -> list[Problem]:
         """Checks of the environment a plan needs (secrets, variables), run by plan and apply
         before any live read, but not by `recon validate`, which must pass without secrets."""

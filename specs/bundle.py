@@ -97,6 +97,18 @@ class BundleSpec(KindSpec):
                                    "set it, or point 'password' at where the secret is"))
         return out
 
+    def credential_uses(self, base: Path) -> list[tuple[Loc, str, str]]:
+        from specs.ref import parse
+
+        if self.credentials is None:
+            return []
+        try:
+            registry = parse(expand_vars(self.ref)).registry
+        except (KeyError, UsageError):
+            return []  # (a problem of its own, reported with its field)
+        secret = self.credentials.password.identity(base)
+        return [(("credentials", "password"), secret, f"registry {registry}")] if registry else []
+
     def inputs(self, doc: Document) -> list[tuple[Loc, Path]]:
         return [(("source",), self.source_dir(doc))]
 

@@ -156,6 +156,23 @@ class HostGroupSpec(KindSpec):
                         "which HTTPS certificates recon accepts (and so where a password goes)"))
         return out
 
+    def credential_uses(self, base: Path) -> list[tuple[Loc, str, str]]:
+        out: list[tuple[Loc, str, str]] = []
+        for host in self.hosts:
+            how, address = self.connection_of(host), host.address or host.name
+            if how == "winrm" and self.winrm.password is not None and self.winrm.transport != "kerberos":
+                out.append((("winrm", "password"), self.winrm.password.identity(base),
+                            f"winrm {address}:{host.port or self.winrm.default_port}"))
+            if how == "ssh":
+                to = [f"ssh {address}:{host.port or self.ssh.port}"]
+                if self.ssh.jump is not None:
+                    to.append(f"ssh {self.ssh.jump.address}:{self.ssh.jump.port}")
+                out += [(("ssh", "password"), self.ssh.password.identity(base), d) for d in to
+                        if self.ssh.password is not None]
+                if self.ssh.becomePassword is not None:  # to sudo, on the host itself
+                    out.append((("ssh", "becomePassword"), self.ssh.becomePassword.identity(base), to[0]))
+        return out
+
     def trust_switches(self) -> list[tuple[Loc, str]]:
         w = self.winrm
         if w.password is None or not any(self.connection_of(h) == "winrm" for h in self.hosts):

@@ -25,6 +25,10 @@ class SecretRef(StrictModel):
     def describe(self) -> str:
         return f"env {self.env}" if self.env is not None else f"file {self.file}"
 
+    def identity(self, base: Path) -> str:
+        """Which secret this is, wherever the reference is written: the variable, or the file's absolute path."""
+        return f"env {self.env}" if self.env is not None else f"file {os.path.abspath(self.path(base) or '')}"
+
     def path(self, base: Path) -> Path | None:
         return None if self.file is None else base / os.path.expanduser(self.file)
 

@@ -569,3 +569,50 @@ def test_a_pinned_policy_inside_the_repository_is_not_the_pull_request_s_to_edit
     (repo / ".recon" / "recon.yaml").write_text("state:\n  backend: postgres\n  dsn: {env: X}\n")
     beside = recon("plan", "specs", cwd=repo, env=env)
     assert beside.rc == 1 and ".recon/recon.yaml" in beside.err, beside.text
+
+
+def test_a_pull_request_cannot_send_the_runner_s_secrets_to_a_server_of_its_own(tmp_path: Path) -> None:
+    """A plan logs in where the specs say. A pull request that pointed a WinRM host (any address with a public
+    certificate passes the check), an SSH password, or a Bundle's registry at a server of its own had the plan
+    send the runner's password or token there. Under a trusted ref, a spec file the change wrote sends a secret
+    only where a spec of the ref sends it; a change that keeps the destinations plans as before."""
+    repo = _repo(tmp_path)
+    (repo / "model").mkdir()
+    (repo / "model" / "w.bin").write_text("weights")
+    win = ("apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: win}\nspec:\n  connection: winrm\n"
+           "  winrm: {password: {env: WIN_PW}}\n  hosts: [{name: w1, address: 127.0.0.1, port: 9}]\n")
+    ssh = ("apiVersion: recon/v1\nkind: HostGroup\nmetadata: {name: fleet}\nspec:\n  connection: ssh\n"
+           "  ssh: {password: {env: SSH_PW}}\n  hosts: [{name: h1, address: 127.0.0.1, port: 9}]\n")
+    bundle = ("apiVersion: recon/v1\nkind: Bundle\nmetadata: {name: churn}\nspec:\n  source: ../model\n"
+              "  ref: 127.0.0.1:9/models/churn:v1\n  credentials: {username: ci, password: {env: REG_TOKEN}}\n")
+    write(repo / "specs", {"win.yaml": win, "fleet.yaml": ssh, "bundle.yaml": bundle})
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "groups and a bundle")
+    env = {"RECON_POLICY_REF": "main", "WIN_PW": "w-secret", "SSH_PW": "s-secret", "REG_TOKEN": "r-secret",
+           **AS_MALLORY}
+    said = "where main sends it nowhere"
+
+    # a change that keeps every destination (a label, another tag) is planned as before
+    _pr(repo, {"specs/win.yaml": win.replace("hosts: [{name: w1,", "hosts: [{name: w1, labels: {a: b},"),
+               "specs/bundle.yaml": bundle.replace(":v1", ":v2")})
+    kept = recon("plan", "specs", cwd=repo, env=env)
+    assert said not in kept.err and "Traceback" not in kept.text, kept.text
+
+    # one that moves them: the WinRM host, the SSH host, the registry (other loopback addresses stand for the
+    # servers of the pull request's author: a test talks to no other address, even when recon would)
+    (repo / "specs" / "win.yaml").write_text(win.replace("127.0.0.1, port: 9", "127.0.0.2"))
+    (repo / "specs" / "fleet.yaml").write_text(ssh.replace("port: 9}", "port: 2222}"))
+    (repo / "specs" / "bundle.yaml").write_text(bundle.replace("127.0.0.1:9", "127.0.0.3:9"))
+    moved = recon("plan", "specs", cwd=repo, env=env)
+    assert moved.rc == 1 and "Traceback" not in moved.text, moved.text
+    for where in ("winrm 127.0.0.2:5986", "ssh 127.0.0.1:2222", "registry 127.0.0.3:9"):
+        assert f"to {where}, {said}" in moved.err, moved.err
+    assert "specs/win.yaml:" in moved.err and "winrm.password" in moved.err
+    assert "specs/bundle.yaml:" in moved.err and "credentials.password" in moved.err
+    assert not any(s in moved.text for s in ("w-secret", "s-secret", "r-secret"))
+    # ... or adds a group of its own that sends the same password
+    _git(repo, "checkout", "-q", "main", "--", "specs")
+    (repo / "specs" / "mine.yaml").write_text(win.replace("name: win}", "name: mine}").replace(
+        "127.0.0.1, port: 9", "127.0.0.4"))
+    added = recon("plan", "specs", cwd=repo, env=env)
+    assert added.rc == 1 and "specs/mine.yaml:" in added.err and f"to winrm 127.0.0.4:5986, {said}" in added.err
