@@ -451,30 +451,43 @@ _SENDER_RE = r"^kind:[[:space:]]*[\"']?(HostGroup|Bundle)[\"']?[[:space:]]*(#.*)
 
 
 def credential_problems(project: Project) -> list[Diagnostic]:
-    """A change's plan must not send a secret of the runner anywhere the trusted ref does not: a pull request
-    that points a HostGroup's host, or a Bundle's registry, at a server of its own (a public certificate
-    checks out) would have the plan log in there with the runner's password or token. Under a trusted ref, each
-    place a spec file the change wrote sends a secret to (KindSpec.credential_uses) must be one where a spec of
-    the ref sends that same secret; else it is a spec error at the secret's field. An apply, after the review,
-    goes where the specs say."""
+    """A change's plan must not send a secret of the runner anywhere the trusted ref does not, nor read a
+    variable of its environment the ref does not. A pull request that points a HostGroup's host, or a Bundle's
+    registry, at a server of its own (a public certificate checks out) would have the plan log in there with the
+    runner's password or token; one that writes `${SECRET_TOKEN}` into a Bundle's ref had the token printed in
+    its own plan. Under a trusted ref, each place a spec file the change wrote sends a secret to
+    (KindSpec.credential_uses) must be one where a spec of the ref sends that same secret, and each variable it
+    expands (KindSpec.variables) one a spec of the ref expands; else it is a spec error at the field. An apply,
+    after the review, goes where the specs say."""
     ref = trust().ref
     wrote = [s for s in project.specs.values() if s.doc.file in project.unreviewed]
     uses = [(s, u) for s in wrote for u in s.body.credential_uses(Path(os.path.abspath(s.doc.file)).parent)]
-    if not ref or not uses:
+    reads = [(s, v) for s in wrote for v in s.body.variables()]
+    if not ref or not (uses or reads):
         return []
-    known = _sent_at(ref, tuple(sorted({r for r in (_repo(f) for f in project.files) if r is not None})))
-    return [spec.doc.diagnostic(("spec", *loc), f"the plan would send {secret} to {to}, where {ref} sends it "
-                                "nowhere, and this file is the change under review's",
-                                "a change's plan sends secrets only where the reviewed specs do; the apply, once "
-                                "the change is merged (or approved), goes where it says")
-            for spec, (loc, secret, to) in uses if (secret, to) not in known]
+    bodies = _at_ref_bodies(ref, tuple(sorted({r for r in (_repo(f) for f in project.files) if r is not None})))
+    sent = {(secret, to) for body, base in bodies for _, secret, to in body.credential_uses(base)}
+    read = {name for body, _ in bodies for _, name in body.variables()}
+    out = [spec.doc.diagnostic(("spec", *loc), f"the plan would send {secret} to {to}, where {ref} sends it "
+                               "nowhere, and this file is the change under review's",
+                               "a change's plan sends secrets only where the reviewed specs do; the apply, once "
+                               "the change is merged (or approved), goes where it says")
+           for spec, (loc, secret, to) in uses if (secret, to) not in sent]
+    return out + [spec.doc.diagnostic(("spec", *loc), f"${{{name}}} is read from the runner's environment, which no "
+                                      f"spec of {ref} reads, and this file is the change under review's",
+                                      "a change's plan reads only the variables the reviewed specs do; the apply, "
+                                      "once the change is merged (or approved), reads it")
+                  for spec, (loc, name) in reads if name not in read]
 
 
-def _sent_at(ref: str, roots: tuple[str, ...]) -> set[tuple[str, str]]:
-    """Which secret goes where in the specs of `ref` (its HostGroups and Bundles, wherever they are)."""
+_SENDER_RE = r"^kind:[[:space:]]*[\"']?(HostGroup|Bundle)[\"']?[[:space:]]*(#.*)?$"
+
+
+def _at_ref_bodies(ref: str, roots: tuple[str, ...]) -> list[tuple[Any, Path]]:
+    """The HostGroups and Bundles of `ref` (wherever they are in its repositories), each with its directory."""
     from specs.kinds import KINDS
 
-    out: set[tuple[str, str]] = set()
+    out: list[tuple[Any, Path]] = []
     for root in roots:
         names = git_text("grep", "-l", "-I", "-E", _SENDER_RE, ref, "--", "*.yaml", "*.yml", cwd=root, timeout=30)
         for name in sorted(n for n in (names or "").splitlines() if n):  # REF:path
@@ -486,8 +499,7 @@ def _sent_at(ref: str, roots: tuple[str, ...]) -> set[tuple[str, str]]:
                 if kind is None or not isinstance(spec, dict):
                     continue
                 try:
-                    body = kind.model_validate(spec)
+                    out.append((kind.model_validate(spec), Path(root) / os.path.dirname(path)))
                 except ValueError:
-                    continue  # (not valid at the ref: sends nothing)
-                out.update((s, to) for _, s, to in body.credential_uses(Path(root) / os.path.dirname(path)))
+                    continue  # (not valid at the ref: sends and reads nothing)
     return out

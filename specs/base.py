@@ -123,6 +123,11 @@ class KindSpec(StrictModel):
         plan from sending a secret anywhere the ref does not."""
         return []
 
+    def variables(self) -> list[tuple[Loc, str]]:
+        """The environment variables its fields expand (`${VAR}`), each with the field (relative to `spec`):
+        reconciler/policy.py keeps a change's plan from reading any the ref's specs do not."""
+        return []
+
     def preflight(self, doc: Document) -> list[Problem]:
         """Checks of the environment a plan needs (secrets, variables), run by plan and apply
         before any live read, but not by `recon validate`, which must pass without secrets."""

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from specs.base import KindSpec, Problem, StrictModel
 from specs.errors import UsageError
-from specs.hostgroup import expand_vars
+from specs.hostgroup import VARIABLE, expand_vars
 from specs.loader import Document, Loc
 from specs.secrets import SecretRef
 
@@ -96,6 +96,9 @@ class BundleSpec(KindSpec):
                 out.append(Problem(("credentials", "password"), f"the password cannot be read: {why}",
                                    "set it, or point 'password' at where the secret is"))
         return out
+
+    def variables(self) -> list[tuple[Loc, str]]:
+        return [(("ref",), m.group(1)) for m in VARIABLE.finditer(self.ref)]
 
     def credential_uses(self, base: Path) -> list[tuple[Loc, str, str]]:
         from specs.ref import parse

@@ -13,7 +13,7 @@ from specs.base import NAME_RE, KindSpec, Problem, StrictModel
 from specs.loader import Document, Loc
 from specs.secrets import SecretRef
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class JumpHost(StrictModel):
@@ -156,6 +156,10 @@ class HostGroupSpec(KindSpec):
                         "which HTTPS certificates recon accepts (and so where a password goes)"))
         return out
 
+    def variables(self) -> list[tuple[Loc, str]]:
+        return [(("hosts", i, "root"), m.group(1)) for i, h in enumerate(self.hosts) if h.root
+                for m in VARIABLE.finditer(h.root)]
+
     def credential_uses(self, base: Path) -> list[tuple[Loc, str, str]]:
         out: list[tuple[Loc, str, str]] = []
         for host in self.hosts:
@@ -222,4 +226,4 @@ def expand_vars(text: str) -> str:
             return default
         raise KeyError(name)
 
-    return os.path.expanduser(_VAR.sub(sub, text))
+    return os.path.expanduser(VARIABLE.sub(sub, text))

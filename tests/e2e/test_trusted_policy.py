@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import recon
 from tests.e2e.test_local_cli import group, hoststate, write
-from tests.peers import kube_api
+from tests.peers import kube_api, registry
 
 GUARD = """\
 apiVersion: recon/v1
@@ -616,3 +616,34 @@ def test_a_pull_request_cannot_send_the_runner_s_secrets_to_a_server_of_its_own(
         "127.0.0.1, port: 9", "127.0.0.4"))
     added = recon("plan", "specs", cwd=repo, env=env)
     assert added.rc == 1 and "specs/mine.yaml:" in added.err and f"to winrm 127.0.0.4:5986, {said}" in added.err
+
+
+def test_a_pull_request_cannot_read_the_runner_s_environment_through_a_variable(tmp_path: Path) -> None:
+    """`${VAR}` in a Bundle's ref or a host's root is taken from the environment. A pull request that wrote
+    `${SECRET_TOKEN}` into a ref had the runner's token printed in its own plan (the registry it could not
+    reach, named by the expanded ref), or sent in a lookup of a name it chose. Under a trusted ref, a spec file
+    the change wrote expands only the variables the ref's specs expand; on a laptop, any."""
+    reg = registry.start(tmp_path / "registry")
+    try:
+        repo = _repo(tmp_path)
+        (repo / "model").mkdir()
+        (repo / "model" / "w.bin").write_text("weights")
+        bundle = ("apiVersion: recon/v1\nkind: Bundle\nmetadata: {name: churn}\nspec:\n  source: ../model\n"
+                  f"  ref: {reg.host}/${{TEAM:-ml}}/churn:v1\n")
+        write(repo / "specs", {"bundle.yaml": bundle})
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", "a bundle")
+        env = {"RECON_POLICY_REF": "main", "SECRET_TOKEN": "ghp-the-runner-s-token", "TEAM": "risk", **AS_MALLORY}
+        _pr(repo, {"specs/bundle.yaml": bundle.replace("${TEAM:-ml}", "${SECRET_TOKEN}")})
+        got = recon("plan", "specs", cwd=repo, env=env)
+        assert "ghp-the-runner-s-token" not in got.text, got.text
+        assert got.rc == 1 and "specs/bundle.yaml:" in got.err and "spec.ref" in got.err, got.text
+        assert "${SECRET_TOKEN}" in got.err and "Traceback" not in got.text, got.text
+        # a variable the ref's specs expand already is the change's to use, as on a laptop any is
+        (repo / "specs" / "bundle.yaml").write_text(bundle.replace("churn:v1", "churn:v2"))
+        kept = recon("plan", "specs", cwd=repo, env=env)
+        assert kept.rc == 0 and "risk/churn:v2" in kept.out, kept.text
+        local = recon("plan", "specs", cwd=repo, env={"SECRET_TOKEN": "ghp-the-runner-s-token"})
+        assert local.rc == 0 and "ml/churn:v2" in local.out, local.text
+    finally:
+        reg.stop()
