@@ -49,6 +49,9 @@ DELETING = "being deleted"  # a FieldChange path: the object is made again once 
 OWNER = "owner of "  # a FieldChange path prefix: the field changes manager (the apply is forced)
 
 
+UNREAD = "(not read)"  # the live value of an object recon did not make
+
+
 @dataclass(frozen=True)
 class KubeObject:
     obj: Obj
@@ -174,11 +177,20 @@ class KubeProvider:
                 for i in instances]
 
     def apply(self, target: str, steps: Sequence[tuple[Item, Change]], ctx: Context) -> Iterator[Result]:
+        unapplied: dict[str, str] = {}  # Model -> its ConfigMap or Secret that failed
         for inst, change in steps:
             started = time.monotonic()
+            kind = inst.desired.obj.kind if isinstance(inst.desired, KubeObject) else ""
+            if kind == "Deployment" and inst.spec in unapplied:  # its pods would read what is there instead
+                ctx.reporter.report(StepDone(target, change.id, False))
+                yield Result(change.id, False, f"not applied: its {unapplied[inst.spec]} was not applied, and its "
+                             "pods would read the values there instead", 0.0)
+                continue
             try:
                 note = _apply_one(inst, change, ctx)
             except ApiFailure as exc:
+                if kind in ("ConfigMap", "Secret"):
+                    unapplied[inst.spec] = kind
                 ctx.reporter.report(StepDone(target, change.id, False))
                 yield Result(change.id, False, _failure(exc), time.monotonic() - started)
                 continue
@@ -300,6 +312,19 @@ def _waiting(finalizers: list[str]) -> str:
 def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -> dict[str, Any]:
     d: KubeObject = inst.desired
     force = force or d.settings.forceConflicts
+    if force and not state["exists"]:
+        # not among recon's objects: unforced first, to learn whether another hand holds the name and its fields
+        # (a forced dry run takes them without a word); then as the apply will make it, taking them
+        probe = _dry_run_once(ctx, inst, state, False)
+        if not (probe.get("conflicts") or probe.get("others")):
+            return probe
+        return {**_dry_run_once(ctx, inst, state, True), "taken": probe.get("conflicts") or [],
+                "others": probe.get("others") or sorted({m for m, _ in probe.get("conflicts") or []})}
+    return _dry_run_once(ctx, inst, state, force)
+
+
+def _dry_run_once(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -> dict[str, Any]:
+    d: KubeObject = inst.desired
     conn = cluster(ctx, d.where)
     try:
         result = conn.apply(d.obj.kind, d.obj.config, force=force, dry_run=True)
@@ -307,7 +332,7 @@ def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -
         if exc.code == 409 and exc.causes:
             conflicts = [(_manager(c.get("message", "")), c.get("field", "")) for c in exc.causes]
             if all(m == ACTIONS for m, _ in conflicts):  # recon's own `recon do` (a scale): taken back, no conflict
-                return _dry_run(ctx, inst, state, True)
+                return _dry_run_once(ctx, inst, state, True)
             return {"conflicts": conflicts, "dry": None}
         if exc.code == 422 and _immutable(exc):
             return {"immutable": _immutable(exc), "dry": None, "conflicts": []}
@@ -318,8 +343,11 @@ def _dry_run(ctx: Context, inst: Instance, state: dict[str, Any], force: bool) -
         raise TransportError(f"{inst.id}: the API server refuses the {d.obj.kind}: {exc.message}") from None
     dry = flatten(result, root(result, state.get("schema")))
     relevant = set(state["live"]) | set(d.obj.flat_at(state.get("schema")))
+    # not in the list of recon's objects, yet the server merged the apply into one: another hand made it
+    others = [] if state["exists"] else sorted({str(e.get("manager", "?")) for e in (result.get("metadata") or {})
+                                                .get("managedFields") or []} - {"recon", ACTIONS})
     return {"dry": mask(d.obj.kind, {p: dry.get(p) for p in relevant}),
-            "conflicts": [], "forced": force}
+            "conflicts": [], "forced": force, **({"others": others} if others else {})}
 
 
 def _immutable(exc: ApiFailure) -> list[str]:
@@ -340,8 +368,21 @@ def _diff(inst: Instance, state: Live) -> Change:
     shown = d.obj.shown_at(state.get("schema"))
     fields: list[FieldChange] = []
     risks: tuple[str, ...] = ()
-    if not state["exists"] or "terminating" in state:
-        action: Action = "create"
+    action: Action
+    if not state["exists"] and (state.get("conflicts") or state.get("others")):
+        # made by another hand (kubectl, a chart) under this name: the apply meets it, so the plan says so; its
+        # live values were not read (nor are they shown: not recon's to print in a pull request's plan)
+        action, risks = "update", ("conflict",)
+        fields = [FieldChange(p, UNREAD, v) for p, v in sorted(shown.items())]
+        fields += [FieldChange(OWNER + f, m, "recon") for m, f in state.get("taken") or []]  # (the apply forces them)
+        owners = ", ".join(f"{m} owns {f}" for m, f in state.get("conflicts") or state.get("taken") or [])
+        reason = (f"a {kind} {d.obj.name} that recon did not make is in {d.obj.namespace} already: " + (
+            f"{owners}; apply fails unless recon takes the fields: plan and apply with --force-conflicts, or set "
+            "kubernetes.forceConflicts: true" if state.get("conflicts") else
+            f"{owners}; recon takes them (--force-conflicts)" if state.get("taken") else
+            f"its fields are {', '.join(state['others'])}'s; apply takes over the ones recon sets"))
+    elif not state["exists"] or "terminating" in state:
+        action = "create"
         reason = (f"the {kind} {d.obj.name} is being deleted{_waiting(state['terminating'])}: apply waits until it "
                   "is gone, then creates it" if "terminating" in state else
                   f"no {kind} {d.obj.name} in {d.obj.namespace} yet")

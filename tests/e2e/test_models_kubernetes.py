@@ -467,3 +467,28 @@ def test_two_projects_in_one_namespace_never_plan_or_prune_each_other(tmp_path: 
     clash = recon("plan", cwd=two, env=ENV)
     assert clash.rc == 1 and "was made from another project" in clash.err and str(one) in clash.err, clash.text
     assert "Traceback" not in clash.err
+
+
+def test_an_object_another_hand_made_under_the_model_s_name_is_planned_as_it_is_applied(
+        tmp_path: Path, cluster: Cluster) -> None:
+    """A ConfigMap made with kubectl under a Model's name (no recon label, so not in the plan's list) was
+    planned as "create"; the apply then met it: the ConfigMap failed with a conflict, and the Deployment rolled
+    anyway, its pods reading the other team's values. The plan says the object is there and whose fields
+    conflict, shows none of its live values, and the Deployment waits for its ConfigMap."""
+    cluster.core.create_namespaced_config_map(cluster.namespace, {
+        "metadata": {"name": "churn"}, "data": {"MODEL_VERSION": "postgres://admin:their-password@db/x"}},
+        field_manager="kubectl")
+    _spec(tmp_path, cluster)
+    planned = recon("plan", cwd=tmp_path, env=ENV)
+    assert planned.rc == 0, planned.text
+    assert f"~ update  Model/churn/configmap @ k8s/{cluster.namespace}" in planned.out, planned.out
+    assert "recon did not make" in planned.out and "kubectl owns" in planned.out, planned.out
+    assert "their-password" not in planned.text
+    applied = recon("apply", "--auto-approve", cwd=tmp_path, env=ENV)
+    assert applied.rc == 1 and "their-password" not in applied.text, applied.text
+    assert "conflict: kubectl owns" in applied.out, applied.out
+    assert "its ConfigMap was not applied" in applied.out, applied.out
+    assert cluster.names("deployment") == [], "the Deployment rolled without its ConfigMap"
+    forced = recon("apply", "--auto-approve", "--force-conflicts", cwd=tmp_path, env=ENV)
+    assert forced.rc == 0, forced.text
+    assert recon("plan", "--detailed-exitcode", cwd=tmp_path, env=ENV).rc == 0
