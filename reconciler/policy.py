@@ -447,9 +447,6 @@ def trust_problems(project: Project) -> list[Diagnostic]:
     return out
 
 
-_SENDER_RE = r"^kind:[[:space:]]*[\"']?(HostGroup|Bundle)[\"']?[[:space:]]*(#.*)?$"
-
-
 def credential_problems(project: Project) -> list[Diagnostic]:
     """A change's plan must not send a secret of the runner anywhere the trusted ref does not, nor read a
     variable of its environment the ref does not. A pull request that points a HostGroup's host, or a Bundle's
