@@ -34,7 +34,7 @@ from reconciler.gitinfo import git_bytes, git_text, require_commit, written
 from reconciler.trust import trust
 from specs.errors import Diagnostic, UsageError
 from specs.globs import glob_match
-from specs.loader import Document, load_bytes, load_files
+from specs.loader import Document, Loc, load_bytes, load_files
 from specs.policy import Environment, FieldCondition, PolicySpec, Rule, When
 from specs.project import Project, Spec, project_of
 
@@ -423,21 +423,29 @@ def trust_problems(project: Project) -> list[Diagnostic]:
     if not ref:
         return []
     out = []
+    named: list[tuple[Spec, Loc, str, list[tuple[str, str]]]] = []  # each trust file as (repository, path in it)
     for spec in project.specs.values():
         for loc, path, decides in spec.body.trust_files(spec.doc):
-            named = os.path.abspath(path)
-            for candidate in dict.fromkeys((named, os.path.realpath(path))):
+            inside = []
+            for candidate in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):  # as named, resolved
                 root = _repo(candidate)
-                if root is None or not _within(candidate, root):
-                    continue
-                if written(root, ref, [os.path.relpath(candidate, root)]):
-                    shown = os.path.relpath(candidate, os.getcwd())
-                    out.append(spec.doc.diagnostic(
-                        ("spec", *loc), f"{shown} is a file the change under review wrote (it differs from "
-                        f"{ref}), and it decides {decides}",
-                        "it is used by the apply once the change is merged (or approved); keep the file outside "
-                        "the repository if changes to it must be planned before"))
-                    break
+                if root is not None and _within(candidate, root):
+                    inside.append((root, os.path.relpath(candidate, root)))
+            named.append((spec, loc, decides, inside))
+    by_root: dict[str, set[str]] = {}
+    for *_, inside in named:
+        for root, rel in inside:
+            by_root.setdefault(root, set()).add(rel)
+    wrote = {(root, n) for root, rels in by_root.items() for n in written(root, ref, sorted(rels))}  # (a call each)
+    for spec, loc, decides, inside in named:
+        hit = next(((root, rel) for root, rel in inside if (root, rel) in wrote), None)
+        if hit is not None:
+            shown = os.path.relpath(os.path.join(*hit), os.getcwd())
+            out.append(spec.doc.diagnostic(
+                ("spec", *loc), f"{shown} is a file the change under review wrote (it differs from {ref}), and it "
+                f"decides {decides}", "it is used by the apply once the change is merged (or approved); keep the "
+                "file outside the repository if changes to it must be planned before"))
+    for spec in project.specs.values():
         if spec.doc.file in project.unreviewed:
             for loc, lets in spec.body.trust_switches():
                 out.append(spec.doc.diagnostic(
