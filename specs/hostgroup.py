@@ -53,6 +53,11 @@ class SshSettings(StrictModel):
     )
 
 
+    def known_hosts_at(self, base: Path) -> Path:
+        """The known_hosts file recon checks host keys against, for a spec file in `base`."""
+        return base / os.path.expanduser(self.knownHosts)
+
+
 class WinrmSettings(StrictModel):
     """How recon reaches Windows hosts: WinRM (WS-Management) through pywinrm, one shell per host."""
 
@@ -74,6 +79,10 @@ class WinrmSettings(StrictModel):
     @property
     def default_port(self) -> int:
         return self.port or (5986 if self.scheme == "https" else 5985)
+
+    def ca_file_at(self, base: Path) -> Path | None:
+        """The CA bundle recon checks certificates against, for a spec file in `base` (None: the system's)."""
+        return None if self.caFile is None else base / self.caFile
 
 
 class Host(StrictModel):
@@ -139,8 +148,9 @@ class HostGroupSpec(KindSpec):
                 out.append(Problem(("winrm", "transport"), "basic authentication over http sends the password "
                                    "and every command in clear text",
                                    "use scheme: https, or transport: ntlm or kerberos (they encrypt the messages)"))
-            if w.caFile is not None and not (Path(doc.file).parent / w.caFile).is_file():
-                out.append(Problem(("winrm", "caFile"), f"no CA bundle at {Path(doc.file).parent / w.caFile}",
+            ca = w.ca_file_at(Path(doc.file).parent)
+            if ca is not None and not ca.is_file():
+                out.append(Problem(("winrm", "caFile"), f"no CA bundle at {ca}",
                                    "point caFile at a PEM file, relative to this spec file"))
         return out
 
@@ -148,12 +158,13 @@ class HostGroupSpec(KindSpec):
         used = {self.connection_of(h) for h in self.hosts}
         here = Path(doc.file).parent
         out: list[tuple[Loc, Path, str]] = []
+        ca = self.winrm.ca_file_at(here)
         if "ssh" in used:
-            out.append((("ssh", "knownHosts"), here / os.path.expanduser(self.ssh.knownHosts),
+            out.append((("ssh", "knownHosts"), self.ssh.known_hosts_at(here),
                         "which SSH host keys recon accepts (and so where a password goes)"))
-        if "winrm" in used and self.winrm.caFile is not None:
-            out.append((("winrm", "caFile"), here / os.path.expanduser(self.winrm.caFile),
-                        "which HTTPS certificates recon accepts (and so where a password goes)"))
+        if "winrm" in used and ca is not None:
+            out.append((("winrm", "caFile"), ca, "which HTTPS certificates recon accepts (and so where a password "
+                        "goes)"))
         return out
 
     def variables(self) -> list[tuple[Loc, str]]:

@@ -215,11 +215,16 @@ class ModelSpec(KindSpec):
             return [(("bundle", "spec"), f"Bundle/{self.bundle.spec}")]
         return []
 
+    def kubeconfig_path(self, doc: Document) -> Path | None:
+        """The kubeconfig the spec names, as the client reads it (relative to the spec file), or None."""
+        config = self.k8s.kubeconfig
+        return None if config is None else Path(doc.file).parent / config
+
     def problems(self, doc: Document) -> list[Problem]:
         out = []
-        config = self.k8s.kubeconfig
-        if config is not None and not (Path(doc.file).parent / config).is_file():
-            out.append(Problem(("kubernetes", "kubeconfig"), f"no kubeconfig at {Path(doc.file).parent / config}",
+        config = self.kubeconfig_path(doc)
+        if config is not None and not config.is_file():
+            out.append(Problem(("kubernetes", "kubeconfig"), f"no kubeconfig at {config}",
                                "point it at a kubeconfig file, relative to this spec file, or leave it out"))
         if self.build is not None and not (self.context_dir(doc) / self.build.dockerfile).is_file():
             out.append(Problem(("build", "context"), f"no {self.build.dockerfile} in {self.context_dir(doc)}",
@@ -274,9 +279,9 @@ class ModelSpec(KindSpec):
         if self.runtime != "kubernetes":
             return []
         decides = "which commands the client runs (exec plugins) and where it sends credentials"
-        config = self.kubernetes.kubeconfig if self.kubernetes is not None else None
+        config = self.kubeconfig_path(doc)
         if config is not None:
-            return [(("kubernetes", "kubeconfig"), Path(doc.file).parent / os.path.expanduser(config), decides)]
+            return [(("kubernetes", "kubeconfig"), config, decides)]
         named = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]  # the one the client reads (client.py)
         return [(("runtime",), Path(os.path.abspath(named)), f"{decides} (KUBECONFIG names it)")] if named else []
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -59,7 +58,7 @@ class SshTransport:
     def _connect(self) -> Any:
         import paramiko
 
-        known = self.base / os.path.expanduser(self.settings.knownHosts)
+        known = self.settings.known_hosts_at(self.base)
         pkey = self._key(paramiko) if self.settings.identity is not None else None
         password = self.secret("password")
         sock = None

@@ -88,9 +88,8 @@ class KubeProvider:
         """The cluster and the target (its namespace) of a Model, remembered for the orphans of this run."""
         body = spec.body
         assert isinstance(body, ModelSpec)
-        k8s = body.k8s
-        base = Path(spec.doc.file).parent
-        where = Where(str((base / k8s.kubeconfig).resolve()) if k8s.kubeconfig else None, k8s.context)
+        k8s, config = body.k8s, body.kubeconfig_path(spec.doc)
+        where = Where(str(config.resolve()) if config is not None else None, k8s.context)
         target = target_of(where, k8s.namespace)
         self.wheres[target] = where
         return where, target

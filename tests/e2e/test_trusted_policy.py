@@ -507,6 +507,15 @@ def test_a_pull_request_s_kubeconfig_does_not_run_its_commands_in_the_plan(tmp_p
         (repo / "specs" / "model2.yaml").write_text(_kube_model("../ci/own.yaml").replace("churn", "churn2"))
         got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", **AS_MALLORY})
         assert not marker.exists() and got.rc == 1 and "specs/model2.yaml:" in got.err, got.text
+        # ... named as the client reads it, whatever the name looks like (`~/…` is relative to the spec file too)
+        (repo / "specs" / "model2.yaml").unlink()
+        (repo / "specs" / "~").mkdir()
+        (repo / "specs" / "~" / "kube.conf").write_text(_exec_kubeconfig(peer.url, marker))
+        (repo / "specs" / "model3.yaml").write_text(_kube_model("~/kube.conf").replace("churn", "churn3"))
+        got = recon("plan", "specs", cwd=repo, env={"RECON_POLICY_REF": "main", **AS_MALLORY})
+        assert not marker.exists() and got.rc == 1 and "specs/model3.yaml:" in got.err, got.text
+        (repo / "specs" / "model3.yaml").unlink()
+        (repo / "specs" / "model2.yaml").write_text(_kube_model("../ci/own.yaml").replace("churn", "churn2"))
 
         # an apply comes after the review (a merge, an approval): it uses the file the change wrote
         applied = recon("apply", "specs", "--auto-approve", "--target", "Model/churn2", cwd=repo,

@@ -43,7 +43,7 @@ class WinrmTransport:
         password = ""
         if w.password is not None:
             password = w.password.resolve(Path(self.host.base)).get_secret_value()
-        ca = str(Path(self.host.base) / w.caFile) if w.caFile else "legacy_requests"
+        ca = str(w.ca_file_at(Path(self.host.base)) or "legacy_requests")
         if w.transport == "kerberos" and password:
             from providers.hosts.windows.kerberos import ensure_ticket
 
