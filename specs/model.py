@@ -111,6 +111,11 @@ class Endpoint(StrictModel):
         return value
 
 
+def env_kubeconfig() -> str:
+    """The kubeconfig KUBECONFIG names ("" without one): its first file, the one recon's client reads."""
+    return os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+
+
 class Kubernetes(StrictModel):
     """Where and how a Model runs on a Kubernetes cluster (runtime: kubernetes)."""
 
@@ -282,7 +287,7 @@ class ModelSpec(KindSpec):
         config = self.kubeconfig_path(doc)
         if config is not None:
             return [(("kubernetes", "kubeconfig"), config, decides)]
-        named = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]  # the one the client reads (client.py)
+        named = env_kubeconfig()
         return [(("runtime",), Path(os.path.abspath(named)), f"{decides} (KUBECONFIG names it)")] if named else []
 
     def context_dir(self, doc: Document) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 from providers.context import Context
 from providers.proxies import proxy_for
 from specs.errors import TransportError
+from specs.model import env_kubeconfig
 
 APPLY = "application/apply-patch+yaml"
 MANAGER = "recon"
@@ -45,6 +46,11 @@ class Where:
     def key(self) -> str:
         return f"k8s:{self.kubeconfig or ''}:{self.context or ''}"
 
+    @property
+    def path(self) -> str:
+        """The kubeconfig file the client reads: the spec's, else KUBECONFIG's, else ~/.kube/config."""
+        return self.kubeconfig or env_kubeconfig() or str(Path.home() / ".kube" / "config")
+
 
 def server_of(where: Where) -> str:
     """The API server URL a kubeconfig and context lead to (read without the client, for lock keys): the same
@@ -52,8 +58,7 @@ def server_of(where: Where) -> str:
     read (the run then fails on connecting, with the reason)."""
     from ruamel.yaml import YAML
 
-    path = where.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
-        Path.home() / ".kube" / "config")
+    path = where.path
     try:
         data = YAML(typ="safe", pure=False).load(Path(path).read_text(encoding="utf-8")) or {}
         context = where.context or data.get("current-context")
@@ -89,8 +94,7 @@ class Cluster:
         from kubernetes.client.configuration import Configuration
 
         conf = Configuration()
-        path = where.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
-            Path.home() / ".kube" / "config")
+        path = where.path
         named = f" (context {where.context})" if where.context else ""
         try:
             if Path(path).is_file() or where.kubeconfig:
