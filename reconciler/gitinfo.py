@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -76,3 +77,16 @@ def written(root: str | Path, ref: str, rels: list[str]) -> set[str]:
                           timeout=30) or "").splitlines()
     under = [r.rstrip("/") + "/" for r in rels]
     return {n for n in (*changed, *untracked) if n in rels or "." in rels or n.startswith(tuple(under))}
+
+
+def repository_places(path: str | Path) -> list[tuple[str, str]]:
+    """Where `path` is in a git repository, as named and with links followed (each once, the named first): the
+    repository's root and the path relative to it. A link a change adds may lead out of its repository, or in."""
+    from specs.settings import repo_root
+
+    out = []
+    for candidate in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+        root = repo_root(Path(candidate) if os.path.isdir(candidate) else Path(candidate).parent)
+        if root is not None:
+            out.append((str(root), os.path.relpath(candidate, root)))
+    return out

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.contract import Change, FieldChange
-from reconciler.gitinfo import git_bytes, git_text, require_commit, written
+from reconciler.gitinfo import git_bytes, git_text, repository_places, require_commit, written
 from reconciler.trust import trust
 from specs.errors import Diagnostic, UsageError
 from specs.globs import glob_match
@@ -40,7 +40,14 @@ from specs.project import Project, Spec, project_of
 
 RISKY_ACTIONS = ("delete", "replace", "restart")
 POLICY_RESOURCE = "policy"  # the resource of a Policy change: reviewed in the plan, never applied by a provider
-_KIND_RE = r"^kind:[[:space:]]*[\"']?Policy[\"']?[[:space:]]*(#.*)?$"
+
+
+def _kind_re(*kinds: str) -> str:
+    """A line `kind: K` of one of these kinds, for git grep -E (what files to read, before YAML parses them)."""
+    return rf"^kind:[[:space:]]*[\"']?({'|'.join(kinds)})[\"']?[[:space:]]*(#.*)?$"
+
+
+_KIND_RE = _kind_re("Policy")
 
 
 @dataclass(frozen=True)
@@ -156,13 +163,22 @@ def _at_ref(ref: str, roots: Sequence[str]) -> tuple[Spec, ...]:
     bad: list[Diagnostic] = []
     for root in roots:
         require_commit(ref, root, f"RECON_POLICY_REF={ref}", f" in {root}", timeout=30)
-        out = git_text("grep", "-l", "-I", "-E", _KIND_RE, ref, "--", "*.yaml", "*.yml", cwd=root, timeout=30) or ""
-        for name in sorted(n for n in out.splitlines() if n):
-            raw = git_bytes("show", name, cwd=root)
-            got, problems = load_bytes(name, raw or b"")
-            docs += [d for d in got if _kind(d) == "Policy"]
-            bad += problems
+        got, problems = _docs_at(ref, root, "Policy")
+        docs += got
+        bad += problems
     return _policies(docs, bad)
+
+
+def _docs_at(ref: str, root: str, *kinds: str) -> tuple[list[Document], list[Diagnostic]]:
+    """The documents of these kinds in the YAML files of `ref` (each named REF:path), and what did not load."""
+    docs: list[Document] = []
+    bad: list[Diagnostic] = []
+    out = git_text("grep", "-l", "-I", "-E", _kind_re(*kinds), ref, "--", "*.yaml", "*.yml", cwd=root, timeout=30)
+    for name in sorted(n for n in (out or "").splitlines() if n):
+        got, problems = load_bytes(name, git_bytes("show", name, cwd=root) or b"")
+        docs += [d for d in got if _kind(d) in kinds]
+        bad += problems
+    return docs, bad
 
 
 def _pinned(path: Path) -> tuple[Spec, ...]:
@@ -423,15 +439,9 @@ def trust_problems(project: Project) -> list[Diagnostic]:
     if not ref:
         return []
     out = []
-    named: list[tuple[Spec, Loc, str, list[tuple[str, str]]]] = []  # each trust file as (repository, path in it)
-    for spec in project.specs.values():
-        for loc, path, decides in spec.body.trust_files(spec.doc):
-            inside = []
-            for candidate in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):  # as named, resolved
-                root = _repo(candidate)
-                if root is not None and _within(candidate, root):
-                    inside.append((root, os.path.relpath(candidate, root)))
-            named.append((spec, loc, decides, inside))
+    named: list[tuple[Spec, Loc, str, list[tuple[str, str]]]] = [  # each trust file as (repository, path in it)
+        (spec, loc, decides, repository_places(path))
+        for spec in project.specs.values() for loc, path, decides in spec.body.trust_files(spec.doc)]
     by_root: dict[str, set[str]] = {}
     for *_, inside in named:
         for root, rel in inside:
@@ -485,26 +495,19 @@ def credential_problems(project: Project) -> list[Diagnostic]:
                   for spec, (loc, name) in reads if name not in read]
 
 
-_SENDER_RE = r"^kind:[[:space:]]*[\"']?(HostGroup|Bundle)[\"']?[[:space:]]*(#.*)?$"
-
-
 def _at_ref_bodies(ref: str, roots: tuple[str, ...]) -> list[tuple[Any, Path]]:
     """The HostGroups and Bundles of `ref` (wherever they are in its repositories), each with its directory."""
     from specs.kinds import KINDS
 
     out: list[tuple[Any, Path]] = []
     for root in roots:
-        names = git_text("grep", "-l", "-I", "-E", _SENDER_RE, ref, "--", "*.yaml", "*.yml", cwd=root, timeout=30)
-        for name in sorted(n for n in (names or "").splitlines() if n):  # REF:path
-            path = name.split(":", 1)[1]
-            docs, _ = load_bytes(path, git_bytes("show", name, cwd=root) or b"")
-            for doc in docs:
-                kind = KINDS.get(str(_kind(doc)))
-                spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
-                if kind is None or not isinstance(spec, dict):
-                    continue
-                try:
-                    out.append((kind.model_validate(spec), Path(root) / os.path.dirname(path)))
-                except ValueError:
-                    continue  # (not valid at the ref: sends and reads nothing)
+        for doc in _docs_at(ref, root, "HostGroup", "Bundle")[0]:
+            spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
+            if not isinstance(spec, dict):
+                continue
+            try:
+                out.append((KINDS[str(_kind(doc))].model_validate(spec),
+                            Path(root) / os.path.dirname(doc.file.split(":", 1)[1])))  # (REF:path)
+            except ValueError:
+                continue  # (not valid at the ref: sends and reads nothing)
     return out

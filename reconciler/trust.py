@@ -119,15 +119,11 @@ def trust() -> Trust:
 def _pinned_written(t: Trust, cwd: str) -> list[str]:
     """The files of the pinned Policy (and of the recon.yaml beside it) that the change measured against the
     ref wrote, when they are inside a repository (as named or as links resolve); relative to that repository."""
-    from reconciler.gitinfo import written
-    from specs.settings import repo_root
+    from reconciler.gitinfo import repository_places, written
 
     where = Path(cwd) / t.pinned
     beside = (where if where.is_dir() else where.parent) / "recon.yaml"
     out: list[str] = []
-    for path in (where, beside):
-        for candidate in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
-            root = repo_root(Path(candidate) if os.path.isdir(candidate) else Path(candidate).parent)
-            if root is not None:
-                out += sorted(written(root, t.ref, [os.path.relpath(candidate, root)]) - set(out))
+    for root, rel in (place for path in (where, beside) for place in repository_places(path)):
+        out += sorted(written(root, t.ref, [rel]) - set(out))
     return out
